@@ -1,0 +1,75 @@
+"""Recognise the Cluster Event descriptions that policies act on.
+
+Cluster Events have no machine-readable type: the kind is only in the `Description`
+text, which follows the templates of the HyperPod cluster events reference. One table
+here, so a template change is a one-line fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .events import ClusterEvent
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9-]*"
+_INSTANCE = r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]"
+
+
+class Kind(StrEnum):
+    K8S_CONFIG_UPDATE_FAILED = "k8s-config-update-failed"
+    GROUP_ROLLBACK_FAILED = "group-rollback-failed"
+    GROUP_ROLLBACK_INITIATED = "group-rollback-initiated"
+    BAKE_ALARM_ROLLBACK = "bake-alarm-rollback"
+    INSTANCE_ROLLBACK_INITIATED = "instance-rollback-initiated"
+    INSTANCE_ROLLBACK_FAILED = "instance-rollback-failed"
+
+
+_TEMPLATES: tuple[tuple[Kind, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        (Kind.K8S_CONFIG_UPDATE_FAILED,
+         rf"^Failed to update Kubernetes config for instance (?P<instance>{_INSTANCE}) in Cluster (?P<cluster>{_NAME}) and IG (?P<group>{_NAME})"),
+        (Kind.GROUP_ROLLBACK_FAILED, rf"^Rollback failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})"),
+        (Kind.GROUP_ROLLBACK_INITIATED,
+         rf"^UpdateClusterSoftware failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. Initiating rollback"),
+        (Kind.BAKE_ALARM_ROLLBACK,
+         rf"^Baking period failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. Alarms \[(?P<alarms>[^\]]*)\] entered ALARM state"),
+        (Kind.INSTANCE_ROLLBACK_INITIATED,
+         rf"^Instance (?P<instance>{_INSTANCE}) in IG (?P<group>{_NAME}) failed to update\. Rollback initiated"),
+        (Kind.INSTANCE_ROLLBACK_FAILED,
+         rf"^UpdateClusterSoftware rollback failed for instance (?P<instance>{_INSTANCE}) in IG (?P<group>{_NAME})"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: Kind
+    instance_group: str | None
+    instance_id: str | None
+    alarms: tuple[str, ...] = ()
+    description: str = ""
+
+
+def classify(event: object) -> Classified | None:
+    """The recognised kind of a Cluster Event, or None (other event or other text)."""
+    if not isinstance(event, ClusterEvent):
+        return None
+    info = event.info
+    text = info.description.strip()
+    for kind, pattern in _TEMPLATES:
+        match = pattern.match(text)
+        if match:
+            fields = match.groupdict()
+            alarms = tuple(a.strip() for a in (fields.get("alarms") or "").split(",") if a.strip())
+            return Classified(
+                kind=kind,
+                # the structured fields win over the text when both are present
+                instance_group=info.instance_group_name or fields.get("group"),
+                instance_id=info.instance_id or fields.get("instance"),
+                alarms=alarms,
+                description=text,
+            )
+    return None

@@ -1,0 +1,172 @@
+"""The three HyperPod EventBridge detail-types as typed inputs (Powertools Parser models).
+
+`parse_event(raw)` returns a `StateChangeEvent`, `NodeHealthEvent` or `ClusterEvent`, an
+`IgnoredEvent` (with the reason) for any other event, or raises `InvalidEventError` with a
+one-line message. Tolerant where AWS may vary (unknown fields, unknown enum values, missing
+envelope fields, epoch-ms or ISO times), strict where a wrong type means a broken producer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import ConfigDict, Field, ValidationError
+
+from .errors import InvalidEventError
+from .snapshot import ApiModel, ClusterSnapshot, one_line
+from .timeutil import Timestamp
+
+SOURCE = "aws.sagemaker"
+STATE_CHANGE = "SageMaker HyperPod Cluster State Change"
+NODE_HEALTH = "SageMaker HyperPod Cluster Node Health Event"
+CLUSTER_EVENT = "SageMaker HyperPod Cluster Event"
+DETAIL_TYPES = (STATE_CHANGE, NODE_HEALTH, CLUSTER_EVENT)
+
+#: the healthy value of HealthSummary.HealthStatus (the docs show only "Unhealthy";
+#: compare case-insensitively and treat anything else as not healthy)
+HEALTHY = "healthy"
+
+
+class _Envelope(EventBridgeModel):
+    """EventBridge envelope with everything but detail-type/source/detail optional:
+    hand-written test events and some replays omit `id`, `account` or `time`."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    version: str = "0"
+    id: str = ""  # noqa: A003
+    account: str = ""
+    time: Timestamp = None  # type: ignore[assignment]
+    region: str = ""
+    resources: list[str] = Field(default_factory=list)
+
+    @property
+    def cluster_name(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+# --- State Change: the detail is a DescribeCluster-shaped document ------------------
+
+
+class StateChangeEvent(_Envelope):
+    detail: ClusterSnapshot  # type: ignore[assignment]
+
+    @property
+    def cluster_name(self) -> str:
+        return self.detail.name
+
+
+# --- Node Health ----------------------------------------------------------------------
+
+
+class HealthSummary(ApiModel):
+    health_status: str | None = None
+    health_status_reason: str | None = None
+    repair_action: str | None = None
+    recommendation: str | None = None
+
+
+class NodeHealthDetail(ApiModel):
+    cluster_name: str = Field(min_length=1)
+    cluster_arn: str | None = None
+    instance_id: str | None = None
+    health_summary: HealthSummary = Field(default_factory=HealthSummary)
+
+
+class NodeHealthEvent(_Envelope):
+    detail: NodeHealthDetail  # type: ignore[assignment]
+
+    @property
+    def cluster_name(self) -> str:
+        return self.detail.cluster_name
+
+    @property
+    def healthy(self) -> bool:
+        return (self.detail.health_summary.health_status or "").strip().lower() == HEALTHY
+
+
+# --- Cluster Event (Continuous provisioning only) ---------------------------------------
+
+
+class EventMetadataHolder(ApiModel):
+    #: a union in the API: exactly one of Cluster / InstanceGroup / InstanceGroupScaling / Instance
+    event_metadata: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ClusterEventDetails(ApiModel):
+    event_id: str | None = None
+    cluster_arn: str | None = None
+    cluster_name: str = Field(min_length=1)
+    instance_group_name: str | None = None
+    instance_id: str | None = None
+    resource_type: str | None = None
+    event_time: Timestamp = None
+    #: Info | Warn | Error; absent in some documented examples
+    event_level: str | None = None
+    description: str = ""
+    event_details: EventMetadataHolder | None = None
+
+    @property
+    def failure_message(self) -> str | None:
+        """FailureMessage from whichever EventMetadata member is present."""
+        metadata = self.event_details.event_metadata if self.event_details else {}
+        return next((m["FailureMessage"] for m in metadata.values() if isinstance(m, dict) and m.get("FailureMessage")), None)
+
+
+class ClusterEventDetail(ApiModel):
+    event_details: ClusterEventDetails
+
+
+class ClusterEvent(_Envelope):
+    detail: ClusterEventDetail  # type: ignore[assignment]
+
+    @property
+    def cluster_name(self) -> str:
+        return self.detail.event_details.cluster_name
+
+    @property
+    def info(self) -> ClusterEventDetails:
+        return self.detail.event_details
+
+
+HyperPodEvent = StateChangeEvent | NodeHealthEvent | ClusterEvent
+
+_MODELS: dict[str, type[_Envelope]] = {
+    STATE_CHANGE: StateChangeEvent,
+    NODE_HEALTH: NodeHealthEvent,
+    CLUSTER_EVENT: ClusterEvent,
+}
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """An event that is not ours to evaluate, and why."""
+
+    detail_type: str
+    reason: str
+
+
+def parse_event(raw: Any) -> HyperPodEvent | IgnoredEvent:
+    """Raw EventBridge event (dict) -> typed event, IgnoredEvent, or InvalidEventError."""
+    if not isinstance(raw, Mapping):
+        raise InvalidEventError(f"event must be a JSON object, got {type(raw).__name__}")
+    detail_type, source = raw.get("detail-type"), raw.get("source")
+    if not isinstance(detail_type, str) or not detail_type:
+        raise InvalidEventError("event has no 'detail-type' string: not an EventBridge event")
+    if source != SOURCE:
+        return IgnoredEvent(detail_type, f"source is {source!r}, not {SOURCE!r}")
+    model = _MODELS.get(detail_type)
+    if model is None:
+        return IgnoredEvent(detail_type, "not a HyperPod detail-type this tool evaluates")
+    if not isinstance(raw.get("detail"), Mapping):
+        raise InvalidEventError(f"{detail_type!r} event has no 'detail' object")
+    try:
+        return parse(event=dict(raw), model=model)
+    except ValidationError as exc:
+        raise InvalidEventError(f"invalid {detail_type!r} event: {one_line(exc)}") from None
+    except (TypeError, ValueError) as exc:  # e.g. a string too deep or odd for pydantic
+        raise InvalidEventError(f"invalid {detail_type!r} event: {exc}".splitlines()[0]) from None

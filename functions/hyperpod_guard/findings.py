@@ -1,0 +1,96 @@
+"""Finding: one problem a policy found, in the shape DESIGN.md promises to other parts."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from .timeutil import format_duration
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 3, "warning": 2, "info": 1}[self.value]
+
+
+#: "state" findings come from DescribeCluster and clear when the state clears; "event"
+#: findings come from one event (a Cluster Event's text) and cannot be seen again by a re-read,
+#: so whoever keeps alert state must not resolve them just because a later read lacks them.
+Origin = Literal["state", "event"]
+
+
+def fingerprint(policy: str, cluster: str, instance_group: str | None, node: str | None, condition: str) -> str:
+    """Stable across evaluations of the same problem: scope and condition only, never counts
+    or times. A node is unique within its cluster, so a node's fingerprint leaves the group
+    out (it is unknown when DescribeClusterNode fails)."""
+    group = "" if node else (instance_group or "")
+    key = "\x1f".join((policy, cluster, group, node or "", condition))
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Raise the severity once the condition has lasted `after` (measured by whoever knows
+    when it started: the ledger). Policies are pure and cannot know that start."""
+
+    after: timedelta
+    severity: Severity
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    severity: Severity
+    cluster: str
+    #: what kind of problem, e.g. "status-degraded"; part of the fingerprint
+    condition: str
+    summary: str
+    instance_group: str | None = None
+    node: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    origin: Origin = "state"
+    escalation: Escalation | None = None
+    #: how long the problem must persist before it fires (the rule's `grace`); set by the registry
+    grace: timedelta = timedelta(0)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.policy, self.cluster, self.instance_group, self.node, self.condition)
+
+    def severity_at(self, first_seen: datetime, now: datetime) -> Severity:
+        """Severity once the escalation threshold is applied."""
+        if self.escalation and now - first_seen >= self.escalation.after:
+            return self.escalation.severity
+        return self.severity
+
+    def with_settings(self, *, grace: timedelta, severity: Severity | None) -> Finding:
+        return replace(self, grace=grace, severity=severity or self.severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "severity": self.severity.value,
+            "cluster": self.cluster,
+            "instance_group": self.instance_group,
+            "node": self.node,
+            "fingerprint": self.fingerprint,
+            "condition": self.condition,
+            "summary": self.summary,
+            "details": self.details,
+            "origin": self.origin,
+            "grace": format_duration(self.grace),
+        }
+        if self.escalation:
+            out["escalation"] = {
+                "after": format_duration(self.escalation.after),
+                "severity": self.escalation.severity.value,
+            }
+        return out

@@ -1,0 +1,95 @@
+"""degraded-group: instance groups that are Degraded/Failed or short of capacity, and a Failed cluster.
+
+- group `Degraded` -> warning; group `Failed` -> critical;
+- CurrentCount < MinCount -> critical;
+- CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while
+  the group is being created/deleted or a scaling operation runs: then a gap is expected);
+- cluster `Failed` -> critical, cluster-level.
+Failure messages from the snapshot and from an Error-level Cluster Event go into details.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..events import ClusterEvent, HyperPodEvent
+from ..findings import Finding, Severity
+from ..rules import DegradedGroupSettings
+from ..snapshot import ClusterSnapshot, ClusterStatus, GroupStatus, InstanceGroup
+from ..timeutil import isoformat
+from . import Policy
+
+NAME = "degraded-group"
+_GAP_EXPECTED = frozenset({GroupStatus.CREATING, GroupStatus.DELETING})
+_STATUS_SEVERITY = {GroupStatus.DEGRADED: Severity.WARNING, GroupStatus.FAILED: Severity.CRITICAL}
+
+
+def _event_evidence(event: HyperPodEvent | None, group: str | None) -> dict[str, Any]:
+    """An Error/Warn Cluster Event about this group (or the cluster, for group None)."""
+    if not isinstance(event, ClusterEvent):
+        return {}
+    info = event.info
+    if info.event_level not in ("Error", "Warn") or info.instance_group_name != group:
+        return {}
+    evidence = {"description": info.description, "level": info.event_level, "failure_message": info.failure_message}
+    if info.event_time:
+        evidence["time"] = isoformat(info.event_time)
+    return {"cluster_event": {k: v for k, v in evidence.items() if v}}
+
+
+def _counts(group: InstanceGroup) -> dict[str, Any]:
+    counts = {"current": group.current_count, "target": group.target_count, "min": group.min_count}
+    return {k: v for k, v in counts.items() if v is not None}
+
+
+def _group_findings(
+    snapshot: ClusterSnapshot, group: InstanceGroup, event: HyperPodEvent | None, settings: DegradedGroupSettings
+) -> list[Finding]:
+    evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
+
+    def finding(severity: Severity, condition: str, summary: str, **extra: Any) -> Finding:
+        return Finding(policy=NAME, severity=severity, cluster=snapshot.name, instance_group=group.name,
+                       condition=condition, summary=summary, details={**evidence, **extra})
+
+    findings = []
+    if group.status in _STATUS_SEVERITY:
+        findings.append(finding(
+            _STATUS_SEVERITY[group.status], f"status-{group.status.lower()}",
+            f"Instance group {group.name} is {group.status} ({group.current_count}/{group.target_count} nodes)",
+        ))
+    current, target, minimum = group.current_count, group.target_count, group.min_count
+    if current is None:
+        return findings
+    if minimum is not None and current < minimum:
+        findings.append(finding(
+            Severity.CRITICAL, "below-min",
+            f"Instance group {group.name} has {current} nodes, below its minimum of {minimum}",
+        ))
+    elif target and group.status not in _GAP_EXPECTED and not group.scaling:
+        shortfall = (target - current) / target
+        if shortfall > settings.target_shortfall_ratio:
+            findings.append(finding(
+                Severity.WARNING, "below-target",
+                f"Instance group {group.name} has {current} of {target} target nodes ({shortfall:.0%} short)",
+                shortfall_ratio=round(shortfall, 4), threshold_ratio=settings.target_shortfall_ratio,
+            ))
+    return findings
+
+
+def evaluate(
+    snapshot: ClusterSnapshot, event: HyperPodEvent | None, settings: DegradedGroupSettings, now: datetime
+) -> list[Finding]:
+    findings: list[Finding] = []
+    if snapshot.status == ClusterStatus.FAILED:
+        findings.append(Finding(
+            policy=NAME, severity=Severity.CRITICAL, cluster=snapshot.name, condition="cluster-failed",
+            summary=f"Cluster {snapshot.name} is Failed" + (f": {snapshot.failure_message}" if snapshot.failure_message else ""),
+            details={"status": snapshot.status, "failure_message": snapshot.failure_message, **_event_evidence(event, None)},
+        ))
+    for group in snapshot.instance_groups:
+        findings.extend(_group_findings(snapshot, group, event, settings))
+    return findings
+
+
+POLICY = Policy(NAME, "Instance groups Degraded/Failed or short of target/min capacity; cluster Failed.", evaluate)

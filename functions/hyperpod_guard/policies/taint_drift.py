@@ -1,0 +1,171 @@
+"""taint-drift: Kubernetes taints and labels of an instance group are not what they should be.
+
+Two checks per EKS instance group:
+- current-vs-desired: the nodes do not carry what the group declares (KubernetesConfig
+  Current* vs Desired*), outside the window where HyperPod is still reconciling;
+- required: the declared (desired) state lacks a taint or label our rules require, or
+  declares it with another value or effect.
+Keys under managed prefixes (HyperPod's own health taints, kubernetes.io/...) are ignored.
+A Cluster Event "Failed to update Kubernetes config for instance ..." is a node finding.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..cluster_events import Kind, classify
+from ..events import HyperPodEvent
+from ..findings import Finding, Severity
+from ..rules import Requirement, TaintDriftSettings
+from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
+from . import Policy
+
+NAME = "taint-drift"
+
+
+@dataclass
+class Drift:
+    """What differs, each entry named so a person can act on it."""
+
+    taints_missing: list[str] = field(default_factory=list)
+    taints_unexpected: list[str] = field(default_factory=list)
+    taints_changed: list[dict[str, Any]] = field(default_factory=list)
+    labels_missing: dict[str, str] = field(default_factory=dict)
+    labels_unexpected: dict[str, str] = field(default_factory=dict)
+    labels_changed: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        return (
+            len(self.taints_missing) + len(self.labels_missing),
+            len(self.taints_unexpected) + len(self.labels_unexpected),
+            len(self.taints_changed) + len(self.labels_changed),
+        )
+
+    def details(self) -> dict[str, Any]:
+        taints = {"missing": self.taints_missing, "unexpected": self.taints_unexpected, "changed": self.taints_changed}
+        labels = {"missing": self.labels_missing, "unexpected": self.labels_unexpected, "changed": self.labels_changed}
+        return {
+            "taints": {k: v for k, v in taints.items() if v},
+            "labels": {k: v for k, v in labels.items() if v},
+        }
+
+
+def _by_key(taints: Iterable[Taint], ignored: Callable[[str], bool]) -> dict[str, set[Taint]]:
+    grouped: dict[str, set[Taint]] = defaultdict(set)
+    for taint in taints:
+        if not ignored(taint.key):
+            grouped[taint.key].add(taint)
+    return grouped
+
+
+def _render(taints: set[Taint]) -> str:
+    return ", ".join(sorted(str(t) for t in taints))
+
+
+def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift:
+    """Current (on the nodes) vs desired (declared), as (Key, Value, Effect) sets and label maps."""
+    drift = Drift()
+    current, desired = _by_key(actual.current_taints, ignored), _by_key(actual.desired_taints, ignored)
+    for key in sorted(current.keys() | desired.keys()):
+        have, want = current.get(key, set()), desired.get(key, set())
+        if have == want:
+            continue
+        if not have:
+            drift.taints_missing.extend(sorted(str(t) for t in want))
+        elif not want:
+            drift.taints_unexpected.extend(sorted(str(t) for t in have))
+        else:
+            drift.taints_changed.append({"key": key, "current": _render(have), "desired": _render(want)})
+    have_labels = {k: v for k, v in actual.current_labels.items() if not ignored(k)}
+    want_labels = {k: v for k, v in actual.desired_labels.items() if not ignored(k)}
+    for key in sorted(have_labels.keys() | want_labels.keys()):
+        if key not in have_labels:
+            drift.labels_missing[key] = want_labels[key]
+        elif key not in want_labels:
+            drift.labels_unexpected[key] = have_labels[key]
+        elif have_labels[key] != want_labels[key]:
+            drift.labels_changed[key] = {"current": have_labels[key], "desired": want_labels[key]}
+    return drift
+
+
+def check_required(declared: KubernetesConfig, requirements: Iterable[Requirement]) -> Drift:
+    """What the declared (desired) state lacks or contradicts among the required entries."""
+    drift = Drift()
+    declared_taints = _by_key(declared.desired_taints, lambda _key: False)
+    for requirement in requirements:
+        for required in requirement.taints:
+            want = Taint(Key=required.key, Value=required.value, Effect=required.effect)
+            have = declared_taints.get(required.key, set())
+            if not have:
+                drift.taints_missing.append(str(want))
+            elif want not in have:
+                drift.taints_changed.append({"key": required.key, "declared": _render(have), "required": str(want)})
+        for key, value in requirement.labels.items():
+            if key not in declared.desired_labels:
+                drift.labels_missing[key] = value
+            elif declared.desired_labels[key] != value:
+                drift.labels_changed[key] = {"declared": declared.desired_labels[key], "required": value}
+    return drift
+
+
+def _reconciling(snapshot: ClusterSnapshot, group: InstanceGroup) -> bool:
+    return snapshot.status in RECONCILING or group.status in RECONCILING
+
+
+def _group_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: TaintDriftSettings) -> list[Finding]:
+    config = group.kubernetes_config or KubernetesConfig()
+    findings = []
+    if settings.check_current_vs_desired and not _reconciling(snapshot, group):
+        drift = compare(config, settings.ignored)
+        if drift:
+            missing, unexpected, changed = drift.counts
+            findings.append(Finding(
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                condition="current-vs-desired",
+                summary=(f"Nodes of instance group {group.name} do not carry the declared taints/labels "
+                         f"({missing} missing, {unexpected} unexpected, {changed} changed)"),
+                details={"check": "current-vs-desired", "group_status": group.status, **drift.details()},
+            ))
+    requirements = [r for r in settings.required if r.match.matches(group.name, group.instance_type)]
+    if requirements:
+        drift = check_required(config, requirements)
+        if drift:
+            missing, _, changed = drift.counts
+            findings.append(Finding(
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                condition="required",
+                summary=(f"Instance group {group.name} does not declare the required taints/labels "
+                         f"({missing} missing, {changed} conflicting)"),
+                details={"check": "required", "instance_type": group.instance_type, **drift.details()},
+            ))
+    return findings
+
+
+def evaluate(
+    snapshot: ClusterSnapshot, event: HyperPodEvent | None, settings: TaintDriftSettings, now: datetime
+) -> list[Finding]:
+    findings: list[Finding] = []
+    if snapshot.orchestration == "eks":  # Slurm clusters have no Kubernetes taints or labels
+        for group in snapshot.instance_groups:
+            findings.extend(_group_findings(snapshot, group, settings))
+    classified = classify(event)
+    if classified and classified.kind is Kind.K8S_CONFIG_UPDATE_FAILED and classified.instance_id:
+        findings.append(Finding(
+            policy=NAME, severity=Severity.WARNING, cluster=snapshot.name,
+            instance_group=classified.instance_group, node=classified.instance_id,
+            condition=Kind.K8S_CONFIG_UPDATE_FAILED.value, origin="event",
+            summary=f"HyperPod failed to apply taints/labels to node {classified.instance_id} ({classified.instance_group})",
+            details={"event_description": classified.description},
+        ))
+    return findings
+
+
+POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", evaluate)

@@ -1,0 +1,212 @@
+"""ClusterSnapshot: what one DescribeCluster (plus optional DescribeClusterNode) says.
+
+Built from a DescribeCluster response (boto3 `datetime`s or ISO strings) or from a State
+Change event's detail, which has the same shape. Pydantic models, frozen, with the API's
+PascalCase names as aliases. Tolerant on purpose: every field but the cluster name is
+optional (Slurm clusters have no `Orchestrator`, the event carries fewer fields than the
+API), unknown fields are ignored, and enum-like fields are plain strings so that a status
+AWS adds tomorrow is kept, not rejected. The constants below are the values we act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_pascal
+
+from .errors import InvalidSnapshotError
+from .timeutil import Timestamp
+
+
+class ClusterStatus:
+    CREATING, UPDATING, SYSTEM_UPDATING = "Creating", "Updating", "SystemUpdating"
+    IN_SERVICE, FAILED, ROLLING_BACK, DELETING = "InService", "Failed", "RollingBack", "Deleting"
+
+
+class GroupStatus:
+    CREATING, UPDATING, SYSTEM_UPDATING = "Creating", "Updating", "SystemUpdating"
+    IN_SERVICE, DEGRADED, FAILED, DELETING = "InService", "Degraded", "Failed", "Deleting"
+
+
+class SoftwareUpdateStatus:
+    PENDING, IN_PROGRESS, SUCCEEDED = "Pending", "InProgress", "Succeeded"
+    #: reached from RollbackInProgress: the rollback itself failed
+    FAILED = "Failed"
+    ROLLBACK_IN_PROGRESS, ROLLBACK_COMPLETE = "RollbackInProgress", "RollbackComplete"
+
+
+#: statuses in which HyperPod is still reconciling, so current != desired is expected
+RECONCILING = frozenset({"Creating", "Updating", "SystemUpdating", "Deleting"})
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_pascal, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class Taint(ApiModel):
+    key: str
+    value: str | None = None
+    effect: str
+
+    @field_validator("value")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None  # Kubernetes treats "" and no value alike
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value or ''}:{self.effect}"
+
+
+class KubernetesConfig(ApiModel):
+    current_labels: dict[str, str] = Field(default_factory=dict)
+    desired_labels: dict[str, str] = Field(default_factory=dict)
+    current_taints: tuple[Taint, ...] = ()
+    desired_taints: tuple[Taint, ...] = ()
+
+    @field_validator("current_labels", "desired_labels", mode="before")
+    @classmethod
+    def _no_labels(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("current_taints", "desired_taints", mode="before")
+    @classmethod
+    def _no_taints(cls, value: Any) -> Any:
+        return () if value is None else value
+
+
+class AlarmRef(ApiModel):
+    alarm_name: str
+
+
+class DeploymentConfig(ApiModel):
+    auto_rollback_configuration: tuple[AlarmRef, ...] = ()
+    wait_interval_in_seconds: int | None = None
+
+
+class ScheduledUpdateConfig(ApiModel):
+    schedule_expression: str | None = None
+    deployment_config: DeploymentConfig | None = None
+
+
+class InstanceGroup(ApiModel):
+    name: str = Field(alias="InstanceGroupName")
+    instance_type: str | None = None
+    status: str | None = None
+    current_count: int | None = None
+    target_count: int | None = None
+    min_count: int | None = None
+    execution_role: str | None = None
+    kubernetes_config: KubernetesConfig | None = None
+    software_update_status: str | None = None
+    current_image_id: str | None = None
+    desired_image_id: str | None = None
+    image_version_status: str | None = None
+    target_state_count: int | None = None
+    #: e.g. {"Scaling": 1} while a scaling operation runs
+    active_operations: dict[str, int] = Field(default_factory=dict)
+    active_software_update_config: DeploymentConfig | None = None
+    scheduled_update_config: ScheduledUpdateConfig | None = None
+
+    @property
+    def scaling(self) -> bool:
+        return self.active_operations.get("Scaling", 0) > 0
+
+    @property
+    def auto_rollback_alarms(self) -> list[str]:
+        configs = [self.active_software_update_config]
+        if self.scheduled_update_config:
+            configs.append(self.scheduled_update_config.deployment_config)
+        names = [a.alarm_name for c in configs if c for a in c.auto_rollback_configuration]
+        return list(dict.fromkeys(names))
+
+
+class InstanceStatus(ApiModel):
+    status: str | None = None
+    message: str | None = None
+
+
+class Node(ApiModel):
+    """One DescribeClusterNode `NodeDetails` (ListClusterNodes summaries fit too)."""
+
+    instance_id: str
+    instance_group_name: str | None = None
+    instance_type: str | None = None
+    instance_status: InstanceStatus | None = None
+    kubernetes_config: KubernetesConfig | None = None
+
+    @property
+    def status(self) -> str | None:
+        return self.instance_status.status if self.instance_status else None
+
+
+class Orchestrator(ApiModel):
+    eks: dict[str, Any] | None = None
+    slurm: dict[str, Any] | None = None
+
+
+Orchestration = Literal["eks", "slurm", "unknown"]
+
+
+class ClusterSnapshot(ApiModel):
+    name: str = Field(alias="ClusterName", min_length=1)
+    arn: str | None = Field(default=None, alias="ClusterArn")
+    status: str | None = Field(default=None, alias="ClusterStatus")
+    creation_time: Timestamp = None
+    failure_message: str | None = None
+    instance_groups: tuple[InstanceGroup, ...] = ()
+    node_recovery: str | None = None
+    node_provisioning_mode: str | None = None
+    orchestrator: Orchestrator | None = None
+    #: our extension: DescribeClusterNode `NodeDetails` for nodes we looked at, if any
+    nodes: tuple[Node, ...] = ()
+    #: True when built from an event alone, without a DescribeCluster read
+    partial: bool = Field(default=False, exclude=True)
+
+    @field_validator("instance_groups", "nodes", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @property
+    def orchestration(self) -> Orchestration:
+        """EKS when DescribeCluster names it; Slurm clusters carry no `Orchestrator` key."""
+        if self.orchestrator and self.orchestrator.eks is not None:
+            return "eks"
+        return "unknown" if self.partial else "slurm"
+
+    def group(self, name: str | None) -> InstanceGroup | None:
+        return next((g for g in self.instance_groups if g.name == name), None)
+
+    def node(self, instance_id: str | None) -> Node | None:
+        return next((n for n in self.nodes if n.instance_id == instance_id), None)
+
+    @classmethod
+    def from_describe_cluster(cls, response: Any, nodes: list[Any] | None = None) -> ClusterSnapshot:
+        """DescribeCluster response (+ optional NodeDetails list) -> snapshot, or InvalidSnapshotError."""
+        if not isinstance(response, Mapping):
+            raise InvalidSnapshotError(f"snapshot must be a JSON object (DescribeCluster response), got {type(response).__name__}")
+        data = dict(response)
+        if nodes is not None:
+            data["Nodes"] = nodes
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidSnapshotError(f"invalid DescribeCluster snapshot: {one_line(exc)}") from None
+
+    @classmethod
+    def minimal(cls, name: str, arn: str | None = None) -> ClusterSnapshot:
+        """What we know of a cluster from an event alone (no DescribeCluster read)."""
+        return cls(ClusterName=name, ClusterArn=arn, partial=True)
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic error as one line: the first problem, its path, and how many more."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(root)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {first['msg']}{more}"
