@@ -1,0 +1,144 @@
+"""Rules: defaults, validation with JSON paths, per-cluster overrides, and the exported schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import jsonschema
+import pytest
+
+from hyperpod_guard.errors import InvalidRulesError
+from hyperpod_guard.findings import Severity
+from hyperpod_guard.rules import (
+    DEFAULT_RULES,
+    MANAGED_KEY_PREFIXES,
+    GroupSelector,
+    load_rules,
+    load_rules_text,
+    rules_schema,
+)
+from tests.conftest import REPO
+
+
+def test_empty_document_gives_sensible_defaults():
+    rules = load_rules({"version": 1})
+    policies = rules.for_cluster("any")
+    assert rules == DEFAULT_RULES
+    assert [policies.for_policy(n).enabled for n in ("taint-drift", "degraded-group", "failed-rollback", "unhealthy-node")] == [True] * 4
+    assert policies.taint_drift.grace == timedelta(minutes=15)
+    assert policies.taint_drift.ignore_key_prefixes == MANAGED_KEY_PREFIXES
+    assert policies.degraded_group.target_shortfall_ratio == 0.1
+    assert policies.failed_rollback.rollback_stuck_after == timedelta(hours=1)
+    assert policies.unhealthy_node.repeat_interval == timedelta(hours=4)
+
+
+def test_defaults_file_matches_the_code():
+    on_disk = json.loads((REPO / "rules/defaults.json").read_text())
+    assert on_disk == DEFAULT_RULES.model_dump(mode="json", by_alias=True)
+
+
+@pytest.mark.parametrize("name", ["defaults.json", "example.json"])
+def test_shipped_rules_files_are_valid_for_model_and_schema(name):
+    document = json.loads((REPO / "rules" / name).read_text())
+    load_rules(document)
+    jsonschema.Draft202012Validator(rules_schema()).validate(document)
+
+
+def test_schema_is_a_valid_json_schema_and_describes_the_policies():
+    schema = rules_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert set(schema["$defs"]["Policies"]["properties"]) == {"taint-drift", "degraded-group", "failed-rollback", "unhealthy-node"}
+    assert schema["$defs"]["TaintDriftSettings"]["properties"]["grace"]["pattern"]
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "fragment"),
+    [
+        pytest.param({}, "$.version", "Field required", id="no-version"),
+        pytest.param({"version": 2}, "$.version", "Input should be 1", id="unknown-version"),
+        pytest.param({"version": 1, "polices": {}}, "$.polices", "Extra inputs", id="misspelt-top-level-key"),
+        pytest.param({"version": 1, "policies": {"taint-drift": {"grace": "soon"}}},
+                     '$.policies["taint-drift"].grace', "not a duration", id="bad-duration"),
+        pytest.param({"version": 1, "policies": {"degraded-group": {"target_shortfall_ratio": 1.5}}},
+                     '$.policies["degraded-group"].target_shortfall_ratio', "less than or equal to 1", id="ratio-above-1"),
+        pytest.param({"version": 1, "policies": {"unhealthy-node": {"severity": "loud"}}},
+                     '$.policies["unhealthy-node"].severity', "critical", id="unknown-severity"),
+        pytest.param({"version": 1, "policies": {"taint-drift": {"required": [{"taints": [{"key": "a", "effect": "Sometimes"}]}]}}},
+                     '$.policies["taint-drift"].required[0].taints[0].effect', "NoSchedule", id="bad-taint-effect"),
+        pytest.param({"version": 1, "policies": {"taint-drift": {"required": [{"labels": {"sagemaker.amazonaws.com/x": "y"}}]}}},
+                     '$.policies["taint-drift"].required[0]', "managed prefix", id="required-managed-key"),
+        pytest.param({"version": 1, "overrides": [{"policies": {}}]}, "$.overrides[0].match", "Field required", id="override-without-match"),
+        pytest.param({"version": 1, "silences": [{"matchers": {"cluster": "c"}}]}, "$.silences[0].until", "Field required", id="silence-without-until"),
+        pytest.param({"version": 1, "silences": [{"matchers": {}, "until": "whenever"}]}, "$.silences[0].until", "ISO-8601", id="silence-bad-until"),
+        pytest.param({"version": 1, "policies": {"taint-drift": {"enabled": "maybe"}}},
+                     '$.policies["taint-drift"].enabled', "boolean", id="enabled-not-bool"),
+    ],
+)
+def test_invalid_rules_name_the_json_path(document, path, fragment):
+    with pytest.raises(InvalidRulesError) as caught:
+        load_rules(document)
+    problems = dict(caught.value.problems)
+    assert path in problems, problems
+    assert fragment in problems[path]
+    assert "\n" not in str(caught.value)
+
+
+def test_every_problem_is_reported_not_just_the_first():
+    with pytest.raises(InvalidRulesError) as caught:
+        load_rules({"version": 3, "policies": {"taint-drift": {"grace": "x"}, "degraded-group": {"enabled": "x"}}})
+    assert [p for p, _ in caught.value.problems] == [
+        "$.version", '$.policies["taint-drift"].grace', '$.policies["degraded-group"].enabled']
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1, 2]", '"rules"', "null"])
+def test_non_json_or_non_object_text_is_an_invalid_rules_error(text):
+    with pytest.raises(InvalidRulesError) as caught:
+        load_rules_text(text)
+    assert caught.value.problems[0][0] == "$"
+
+
+OVERRIDES = {
+    "version": 1,
+    "policies": {"taint-drift": {"grace": "20m", "required": [{"labels": {"team": "a"}}]}},
+    "overrides": [
+        {"match": {"cluster": "dev-*"}, "policies": {"taint-drift": {"enabled": False}, "degraded-group": {"severity": "info"}}},
+        {"match": {"cluster": "dev-special"}, "policies": {"taint-drift": {"enabled": True, "required": []}}},
+        {"match": {"cluster": "prod-?"}, "policies": {"degraded-group": {"target_shortfall_ratio": 0.5}}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "taint_enabled", "taint_grace", "required", "degraded_severity", "ratio"),
+    [
+        pytest.param("ml-prod", True, timedelta(minutes=20), 1, None, 0.1, id="no-override"),
+        pytest.param("dev-a", False, timedelta(minutes=20), 1, Severity.INFO, 0.1, id="one-override-keeps-unset-keys"),
+        pytest.param("dev-special", True, timedelta(minutes=20), 0, Severity.INFO, 0.1, id="later-override-wins-lists-replaced"),
+        pytest.param("prod-1", True, timedelta(minutes=20), 1, None, 0.5, id="question-mark-glob"),
+        pytest.param("prod-12", True, timedelta(minutes=20), 1, None, 0.1, id="glob-is-anchored"),
+    ],
+)
+def test_per_cluster_overrides(cluster, taint_enabled, taint_grace, required, degraded_severity, ratio):
+    policies = load_rules(OVERRIDES).for_cluster(cluster)
+    assert policies.taint_drift.enabled is taint_enabled
+    assert policies.taint_drift.grace == taint_grace
+    assert len(policies.taint_drift.required) == required
+    assert policies.degraded_group.severity == degraded_severity
+    assert policies.degraded_group.target_shortfall_ratio == ratio
+
+
+@pytest.mark.parametrize(
+    ("selector", "group", "instance_type", "matches"),
+    [
+        ({}, "any", None, True),
+        ({"instance_type": "ml.p5.*"}, "gpu", "ml.p5.48xlarge", True),
+        ({"instance_type": "ml.p5.*"}, "gpu", "ml.p4d.24xlarge", False),
+        ({"instance_type": "ml.p5.*"}, "gpu", None, False),
+        ({"instance_group": "gpu-*", "instance_type": "ml.p5.*"}, "cpu-1", "ml.p5.48xlarge", False),
+        ({"instance_group": "GPU-*"}, "gpu-1", None, False),
+    ],
+)
+def test_group_selector_globs(selector, group, instance_type, matches):
+    assert GroupSelector.model_validate(selector).matches(group, instance_type) is matches
