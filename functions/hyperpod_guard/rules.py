@@ -100,7 +100,11 @@ class TaintDriftSettings(PolicySettings):
     check_current_vs_desired: bool = Field(
         default=True, description="Alert when nodes do not carry what the instance group declares."
     )
-    ignore_key_prefixes: tuple[str, ...] = MANAGED_KEY_PREFIXES
+    ignore_key_prefixes: tuple[str, ...] = Field(
+        default=MANAGED_KEY_PREFIXES,
+        description="Keys starting with these are never drift. Replaces the default list: "
+        "keep the HyperPod/Kubernetes-managed prefixes in it when adding your own.",
+    )
     required: tuple[Requirement, ...] = ()
 
     def ignored(self, key: str) -> bool:

@@ -2,8 +2,9 @@
 
 - group `Degraded` -> warning; group `Failed` -> critical;
 - CurrentCount < MinCount -> critical;
-- CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while
-  the group is being created/deleted or a scaling operation runs: then a gap is expected);
+- CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while a
+  scaling operation runs);
+- no count findings while the group is Creating or Deleting: then a gap is expected;
 - cluster `Failed` -> critical, cluster-level.
 Failure messages from the snapshot and from an Error-level Cluster Event go into details.
 """
@@ -53,20 +54,21 @@ def _group_findings(
                        condition=condition, summary=summary, details={**evidence, **extra})
 
     findings = []
+    current, target, minimum = group.current_count, group.target_count, group.min_count
     if group.status in _STATUS_SEVERITY:
+        nodes = f" ({current}/{target} nodes)" if current is not None and target is not None else ""
         findings.append(finding(
             _STATUS_SEVERITY[group.status], f"status-{group.status.lower()}",
-            f"Instance group {group.name} is {group.status} ({group.current_count}/{group.target_count} nodes)",
+            f"Instance group {group.name} is {group.status}{nodes}",
         ))
-    current, target, minimum = group.current_count, group.target_count, group.min_count
-    if current is None:
+    if current is None or group.status in _GAP_EXPECTED:
         return findings
     if minimum is not None and current < minimum:
         findings.append(finding(
             Severity.CRITICAL, "below-min",
             f"Instance group {group.name} has {current} nodes, below its minimum of {minimum}",
         ))
-    elif target and group.status not in _GAP_EXPECTED and not group.scaling:
+    elif target and not group.scaling:
         shortfall = (target - current) / target
         if shortfall > settings.target_shortfall_ratio:
             findings.append(finding(

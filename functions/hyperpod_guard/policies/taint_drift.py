@@ -100,14 +100,16 @@ def check_required(declared: KubernetesConfig, requirements: Iterable[Requiremen
     """What the declared (desired) state lacks or contradicts among the required entries."""
     drift = Drift()
     declared_taints = _by_key(declared.desired_taints, lambda _key: False)
+    requirements = list(requirements)
+    # overlapping selectors may require the same taint twice: report it once
+    wanted = dict.fromkeys(Taint(Key=t.key, Value=t.value, Effect=t.effect) for r in requirements for t in r.taints)
+    for want in wanted:
+        have = declared_taints.get(want.key, set())
+        if not have:
+            drift.taints_missing.append(str(want))
+        elif want not in have:
+            drift.taints_changed.append({"key": want.key, "declared": _render(have), "required": str(want)})
     for requirement in requirements:
-        for required in requirement.taints:
-            want = Taint(Key=required.key, Value=required.value, Effect=required.effect)
-            have = declared_taints.get(required.key, set())
-            if not have:
-                drift.taints_missing.append(str(want))
-            elif want not in have:
-                drift.taints_changed.append({"key": required.key, "declared": _render(have), "required": str(want)})
         for key, value in requirement.labels.items():
             if key not in declared.desired_labels:
                 drift.labels_missing[key] = value
