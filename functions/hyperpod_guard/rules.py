@@ -42,6 +42,16 @@ class RulesModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+def has_prefix(key: str, prefixes: tuple[str, ...]) -> bool:
+    """True when `key` starts with one of `prefixes`, or lives in a subdomain of a domain
+    prefix: Kubernetes reserves `*.kubernetes.io/` and `*.k8s.io/` too (e.g.
+    `node.kubernetes.io/unschedulable`, `topology.kubernetes.io/zone`)."""
+    if key.startswith(prefixes):
+        return True
+    domain = key.split("/", 1)[0] if "/" in key else ""
+    return any(p.endswith("/") and domain.endswith("." + p[:-1]) for p in prefixes)
+
+
 def glob_match(pattern: str, value: str | None) -> bool:
     """Case-sensitive shell glob ('*', '?', '[ab]'); None never matches anything but '*'."""
     return pattern == "*" or (value is not None and fnmatch.fnmatchcase(value, pattern))
@@ -89,7 +99,7 @@ class Requirement(RulesModel):
     @model_validator(mode="after")
     def _no_managed_keys(self) -> Requirement:
         keys = [t.key for t in self.taints] + list(self.labels)
-        managed = [k for k in keys if k.startswith(MANAGED_KEY_PREFIXES)]
+        managed = [k for k in keys if has_prefix(k, MANAGED_KEY_PREFIXES)]
         if managed:
             raise ValueError(f"keys with a HyperPod/Kubernetes-managed prefix cannot be required: {', '.join(managed)}")
         return self
@@ -108,7 +118,7 @@ class TaintDriftSettings(PolicySettings):
     required: tuple[Requirement, ...] = ()
 
     def ignored(self, key: str) -> bool:
-        return key.startswith(self.ignore_key_prefixes)
+        return has_prefix(key, self.ignore_key_prefixes)
 
 
 class DegradedGroupSettings(PolicySettings):

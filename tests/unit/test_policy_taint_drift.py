@@ -206,6 +206,19 @@ ROWS = [
         id="taints-and-labels-drift-together-one-finding",
     ),
     *[managed_row(prefix) for prefix in MANAGED_KEY_PREFIXES],
+    *[
+        pytest.param(
+            eks_cluster([group(current_taints=[GPU, taint(key)], desired_taints=[GPU],
+                               current_labels={"topology.kubernetes.io/zone": "usw2-az1"}, desired_labels={})]),
+            settings(), None, [], id=f"subdomain-of-managed-domain-{key}",
+        )
+        for key in ("node.kubernetes.io/unschedulable", "node-role.k8s.io/worker")
+    ],
+    pytest.param(
+        eks_cluster([group(current_taints=[GPU, taint("notkubernetes.io/x")], desired_taints=[GPU])]), settings(), None,
+        [("current-vs-desired", "gpu", None, "warning", drift({"unexpected": ["notkubernetes.io/x=:NoSchedule"]}))],
+        id="lookalike-domain-is-not-managed",
+    ),
     pytest.param(
         eks_cluster([group(current_labels={"example.com/owner": "a"}, desired_labels={"example.com/owner": "b"},
                            current_taints=[taint("example.com/pool", value="x")])]),
@@ -251,8 +264,8 @@ ROWS = [
     pytest.param(
         eks_cluster([group(kubernetes_config=False)]),
         settings(required=[require(taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])]), None,
-        [("required", "gpu", None, "warning", drift({"missing": ["dedicated=gpu:NoSchedule"]}))],
-        id="eks-group-without-kubernetes-config-lacks-required",
+        [],  # declared state unknown: not judged, rather than "everything missing"
+        id="eks-group-without-kubernetes-config-not-judged",
     ),
     pytest.param(
         eks_cluster([group(current_taints=[GPU], desired_taints=[])]),

@@ -69,6 +69,8 @@ def test_schema_is_a_valid_json_schema_and_describes_the_policies():
                      '$.policies["taint-drift"].required[0].taints[0].effect', "NoSchedule", id="bad-taint-effect"),
         pytest.param({"version": 1, "policies": {"taint-drift": {"required": [{"labels": {"sagemaker.amazonaws.com/x": "y"}}]}}},
                      '$.policies["taint-drift"].required[0]', "managed prefix", id="required-managed-key"),
+        pytest.param({"version": 1, "policies": {"taint-drift": {"required": [{"taints": [{"key": "node.kubernetes.io/x", "effect": "NoSchedule"}]}]}}},
+                     '$.policies["taint-drift"].required[0]', "node.kubernetes.io/x", id="required-managed-subdomain-key"),
         pytest.param({"version": 1, "overrides": [{"policies": {}}]}, "$.overrides[0].match", "Field required", id="override-without-match"),
         pytest.param({"version": 1, "silences": [{"matchers": {"cluster": "c"}}]}, "$.silences[0].until", "Field required", id="silence-without-until"),
         pytest.param({"version": 1, "silences": [{"matchers": {}, "until": "whenever"}]}, "$.silences[0].until", "ISO-8601", id="silence-bad-until"),

@@ -2,7 +2,7 @@
 
 - group `Degraded` -> warning; group `Failed` -> critical;
 - CurrentCount < MinCount -> critical;
-- CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while a
+- otherwise, CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while a
   scaling operation runs);
 - no count findings while the group is Creating or Deleting: then a gap is expected;
 - cluster `Failed` -> critical, cluster-level.

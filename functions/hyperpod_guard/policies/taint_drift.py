@@ -5,7 +5,9 @@ Two checks per EKS instance group:
   Current* vs Desired*), outside the window where HyperPod is still reconciling;
 - required: the declared (desired) state lacks a taint or label our rules require, or
   declares it with another value or effect.
-Keys under managed prefixes (HyperPod's own health taints, kubernetes.io/...) are ignored.
+Keys under managed prefixes (HyperPod's own health taints, kubernetes.io/ and its subdomains
+such as node.kubernetes.io/unschedulable) are ignored. A group without KubernetesConfig has an
+unknown declared state and is not judged.
 A Cluster Event "Failed to update Kubernetes config for instance ..." is a node finding.
 """
 
@@ -123,7 +125,11 @@ def _reconciling(snapshot: ClusterSnapshot, group: InstanceGroup) -> bool:
 
 
 def _group_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: TaintDriftSettings) -> list[Finding]:
-    config = group.kubernetes_config or KubernetesConfig()
+    config = group.kubernetes_config
+    if config is None:
+        # The declared state is unknown (e.g. an event detail without KubernetesConfig):
+        # judging it would report every required entry as missing.
+        return []
     findings = []
     if settings.check_current_vs_desired and not _reconciling(snapshot, group):
         drift = compare(config, settings.ignored)
