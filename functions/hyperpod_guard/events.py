@@ -114,7 +114,8 @@ class ClusterEventDetails(ApiModel):
     def failure_message(self) -> str | None:
         """FailureMessage from whichever EventMetadata member is present."""
         metadata = self.event_details.event_metadata if self.event_details else {}
-        return next((m["FailureMessage"] for m in metadata.values() if isinstance(m, dict) and m.get("FailureMessage")), None)
+        messages = (m.get("FailureMessage") for m in metadata.values() if isinstance(m, dict))
+        return next((m for m in messages if isinstance(m, str) and m), None)
 
 
 class ClusterEventDetail(ApiModel):

@@ -38,7 +38,7 @@ class SoftwareUpdateStatus:
 
 
 #: statuses in which HyperPod is still reconciling, so current != desired is expected
-RECONCILING = frozenset({"Creating", "Updating", "SystemUpdating", "Deleting"})
+RECONCILING = frozenset({"Creating", "Updating", "SystemUpdating", "Deleting", "RollingBack"})
 
 
 class ApiModel(BaseModel):
@@ -207,6 +207,7 @@ def one_line(exc: ValidationError) -> str:
     """A pydantic error as one line: the first problem, its path, and how many more."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    path = ".".join(str(p) for p in first["loc"]) or "(root)"
+    # a path part can be a key from the input (a label name, say): escape what is not printable
+    path = ".".join(str(p) if str(p).isprintable() else repr(p) for p in first["loc"]) or "(root)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}: {first['msg']}{more}"
+    return " ".join(f"{path}: {first['msg']}{more}".splitlines())

@@ -30,7 +30,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        try:
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+            return None
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -41,8 +44,9 @@ def parse_timestamp(value: Any) -> datetime | None:
             except ValueError:
                 return None
     if isinstance(value, (int, float)):
-        seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
         try:
+            # inside the try: an int too big for a float overflows already in the division
+            seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
             return datetime.fromtimestamp(seconds, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
@@ -53,11 +57,14 @@ def parse_duration(value: Any) -> timedelta:
     """'1h30m' -> timedelta. Also accepts a timedelta or a number of seconds."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str) and re.fullmatch(DURATION_PATTERN, value.strip()):
-        total = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
-        return timedelta(seconds=total)
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return timedelta(seconds=value)
+        if isinstance(value, str) and re.fullmatch(DURATION_PATTERN, value.strip()):
+            total = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+            return timedelta(seconds=total)
+    except OverflowError:  # beyond timedelta.max: a ValueError, so that rules validation reports it
+        raise ValueError(f"duration too long: {value!r}") from None
     raise ValueError(f"not a duration: {value!r} (use e.g. '90s', '15m', '4h', '1d', '1h30m')")
 
 
