@@ -14,6 +14,7 @@ from hyperpod_guard.cli import evaluate_files
 from hyperpod_guard.policies import POLICY_NAMES
 from hyperpod_guard.scenarios import EXPECTED_KEYS, Scenario, load_scenarios
 from hyperpod_guard.timeutil import isoformat
+from tests.conftest import REPO as REPO_ROOT
 
 SCENARIOS = load_scenarios()
 ENVELOPE_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
@@ -72,3 +73,9 @@ def test_event_is_a_complete_envelope(scenario):
     assert event["source"] == "aws.sagemaker"
     assert isinstance(event["resources"], list) and event["resources"]
     assert isinstance(event["detail"], dict) and event["detail"]
+
+
+def test_readme_lists_every_scenario_with_its_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    for scenario in load_scenarios():
+        assert f"hyperpod-guard evaluate --event events/{scenario.name} --format json" in readme, scenario.name

@@ -7,8 +7,9 @@ InProgress -> RollbackInProgress -> RollbackComplete | Failed):
 - `RollbackInProgress` -> info, escalating to critical after `rollback_stuck_after`
   (the policy cannot know when it started; the Finding carries the escalation);
 - cluster `RollingBack` -> critical, cluster-level.
-From Cluster Events (text templates, see cluster_events.py): rollback failed / initiated for
-a group or an instance, and the bake-time alarm that triggered an auto-rollback.
+From Cluster Events (text templates, see cluster_events.py): rollback failed for a group or an
+instance (critical); rollback initiated for a group, or by a bake-time alarm (info), only while
+a fresh read cannot say where the group's update is (otherwise the state speaks).
 """
 
 from __future__ import annotations
@@ -71,14 +72,24 @@ _EVENT_FINDINGS: dict[Kind, tuple[str, Severity, str]] = {
     Kind.INSTANCE_ROLLBACK_FAILED: (ROLLBACK_FAILED, Severity.CRITICAL, "Rollback of node {node} ({group}) failed"),
     Kind.GROUP_ROLLBACK_INITIATED: (IN_PROGRESS, Severity.INFO, "Software update of instance group {group} failed; rolling back"),
     Kind.BAKE_ALARM_ROLLBACK: (IN_PROGRESS, Severity.INFO, "Alarms fired while baking the update of instance group {group}; rolling back"),
-    Kind.INSTANCE_ROLLBACK_INITIATED: (IN_PROGRESS, Severity.INFO, "Node {node} ({group}) failed to update; rolling back"),
 }
+# Kind.INSTANCE_ROLLBACK_INITIATED gives no finding of its own: the group's rollback is the
+# problem, and the group's state (or its group-level event) reports it.
+
+
+def _update_status_known(snapshot: ClusterSnapshot, group_name: str | None) -> bool:
+    group = snapshot.group(group_name)
+    return group is not None and group.software_update_status is not None
 
 
 def _event_finding(snapshot: ClusterSnapshot, classified: Classified, settings: FailedRollbackSettings) -> Finding | None:
     if classified.kind not in _EVENT_FINDINGS:
         return None
     condition, severity, template = _EVENT_FINDINGS[classified.kind]
+    if condition == IN_PROGRESS and _update_status_known(snapshot, classified.instance_group):
+        # a fresh read says where the rollback is now; an old "initiated" must not linger
+        # (and escalate) after the state has moved on
+        return None
     node = classified.instance_id if "INSTANCE" in classified.kind.name else None
     group = snapshot.group(classified.instance_group)
     details: dict[str, Any] = {"event_description": classified.description, "guidance": GUIDANCE}
