@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import cluster_event as raw_cluster_event
 from hyperpod_guard.events import parse_event
 from hyperpod_guard.findings import Finding
 from hyperpod_guard.policies import taint_drift
@@ -96,17 +97,7 @@ def cluster_event(description: str, *, group_name: str | None = "g", instance: s
         details["InstanceGroupName"] = group_name
     if instance is not None:
         details["InstanceId"] = instance
-    return parse_event({
-        "version": "0",
-        "id": "0bd4a141-0a02-9d8a-f977-3924c3fb259c",
-        "detail-type": "SageMaker HyperPod Cluster Event",
-        "source": "aws.sagemaker",
-        "account": "111122223333",
-        "time": "2026-06-01T17:20:25Z",
-        "region": "us-west-2",
-        "resources": [CLUSTER_ARN],
-        "detail": {"EventDetails": details},
-    })
+    return parse_event(raw_cluster_event(details, arn=CLUSTER_ARN, time="2026-06-01T17:20:25Z"))
 
 
 def settings(**kw: Any) -> TaintDriftSettings:
