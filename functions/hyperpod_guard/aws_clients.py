@@ -1,0 +1,26 @@
+"""boto3 clients, created once per process (Lambda container) and reused across invocations.
+
+No endpoint is configured here: botocore honours AWS_ENDPOINT_URL, which is how tests and
+the demo point the very same code at moto.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+#: standard mode retries throttling and transient errors with backoff and jitter
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+
+@functools.cache
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=RETRY_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached clients (tests change the endpoint and credentials between cases)."""
+    client.cache_clear()

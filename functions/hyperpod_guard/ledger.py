@@ -1,0 +1,191 @@
+"""The alert ledger: per fingerprint, pending -> firing -> resolved, and whether to notify.
+
+`decide()` is the whole notification policy as one pure function, in the spirit of
+Alertmanager's dedup stage: given what the ledger knew, what this evaluation saw and the
+time, it returns the new record and why to notify (first / repeat / escalated / resolved)
+or not. `Ledger` stores records in DynamoDB with conditional writes, so concurrent
+evaluations agree on exactly one notification.
+
+Sending is at-least-once-safe without duplicates: a decision to notify is written first as
+an *owed* notification with a short claim (lease) by the invocation that will send it; the
+claimer confirms after SNS accepted the message (last_notified is set only then) or releases
+the claim when publishing failed, so a retry sends it, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from .findings import Finding, Severity
+from .timeutil import format_duration
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Reason(StrEnum):
+    """Why a notification is sent."""
+
+    FIRST = "first"
+    REPEAT = "repeat"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+#: how long an invocation may hold the right to send an owed notification
+CLAIM_LEASE = timedelta(minutes=2)
+#: resolved records are kept this long (DynamoDB TTL), for the demo, audits and flapping
+RESOLVED_RETENTION = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The notification settings of a finding's policy (from the rules)."""
+
+    grace: timedelta = timedelta(0)
+    repeat_interval: timedelta = timedelta(hours=4)
+    notify_on_resolve: bool = True
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    fingerprint: str
+    cluster: str
+    policy: str
+    condition: str
+    state: AlertState
+    severity: Severity
+    summary: str
+    first_seen: datetime
+    last_seen: datetime
+    instance_group: str | None = None
+    node: str | None = None
+    origin: str = "state"
+    details: dict[str, Any] = field(default_factory=dict)
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    last_notified: datetime | None = None
+    notified_severity: Severity | None = None
+    #: a notification decided but not yet confirmed sent
+    owed: Reason | None = None
+    claim_token: str | None = None
+    claim_until: datetime | None = None
+    #: the last transition, in words (shown in the demo and kept for audits)
+    reason: str = ""
+    #: optimistic concurrency: every write checks and increments it (0 = not stored yet)
+    version: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.state is not AlertState.RESOLVED or self.owed is not None
+
+    def claimed_by_other(self, token: str, now: datetime) -> bool:
+        return bool(self.claim_token and self.claim_token != token and self.claim_until and self.claim_until > now)
+
+    @classmethod
+    def start(cls, finding: Finding, now: datetime) -> AlertRecord:
+        return cls(
+            fingerprint=finding.fingerprint, cluster=finding.cluster, policy=finding.policy,
+            condition=finding.condition, state=AlertState.PENDING, severity=finding.severity,
+            summary=finding.summary, first_seen=now, last_seen=now, instance_group=finding.instance_group,
+            node=finding.node, origin=finding.origin, details=finding.details,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    record: AlertRecord
+    notify: Reason | None
+    #: why, in words: "pending: 3m of 15m grace", "repeat: 4h since last notification", ...
+    why: str
+    #: the stored record must be written
+    changed: bool = True
+
+
+def _since(now: datetime, then: datetime) -> str:
+    return format_duration(timedelta(seconds=int((now - then).total_seconds())))
+
+
+def _owed_or(record: AlertRecord, wanted: Reason | None, token: str, now: datetime) -> tuple[Reason | None, bool]:
+    """What to send now: this evaluation's reason, else a notification still owed; nothing
+    while another invocation holds the claim (it is sending). Returns (reason, busy)."""
+    reason = wanted or record.owed
+    if reason is not None and record.claimed_by_other(token, now):
+        return None, True
+    return reason, False
+
+
+def observe(
+    record: AlertRecord | None, finding: Finding, timing: Timing, now: datetime, *,
+    muted: str | None = None, token: str = "",
+) -> Decision:
+    """The finding was seen in this evaluation. `muted` (a silence or an inhibition, in
+    words) keeps the state moving but sends nothing."""
+    if record is None:
+        record = AlertRecord.start(finding, now)
+    elif record.state is AlertState.RESOLVED:  # the problem is back: a new episode
+        record = replace(AlertRecord.start(finding, now), version=record.version,
+                         claim_token=record.claim_token, claim_until=record.claim_until)
+    severity = finding.severity_at(record.first_seen, now)
+    updated = replace(record, severity=severity, summary=finding.summary, details=finding.details, last_seen=now,
+                      instance_group=finding.instance_group or record.instance_group)
+    if updated.state is AlertState.PENDING:
+        if now - updated.first_seen < timing.grace:
+            why = f"pending: {_since(now, updated.first_seen)} of {format_duration(timing.grace)} grace"
+            return Decision(replace(updated, reason=why), None, why)
+        updated = replace(updated, state=AlertState.FIRING, fired_at=now)
+
+    if muted:
+        return Decision(replace(updated, owed=None, reason=muted), None, muted)
+    wanted: Reason | None = None
+    if updated.last_notified is None:
+        wanted, why = Reason.FIRST, "firing: first notification"
+    elif updated.notified_severity and severity.rank > updated.notified_severity.rank:
+        wanted, why = Reason.ESCALATED, f"escalated from {updated.notified_severity.value} to {severity.value}"
+    elif now - updated.last_notified >= timing.repeat_interval:
+        wanted, why = Reason.REPEAT, f"repeat: {_since(now, updated.last_notified)} since last notification"
+    else:
+        next_at = updated.last_notified + timing.repeat_interval
+        why = f"firing: notified {_since(now, updated.last_notified)} ago, next repeat in {_since(next_at, now)}"
+    return _with_notification(updated, wanted, why, token, now)
+
+
+def _with_notification(record: AlertRecord, wanted: Reason | None, why: str, token: str, now: datetime) -> Decision:
+    notify, busy = _owed_or(record, wanted, token, now)
+    if busy:
+        why = f"{why} (another invocation is sending it)"
+        return Decision(replace(record, owed=wanted or record.owed, reason=why), None, why)
+    if notify and not wanted:
+        why = f"re-sending owed {notify.value} notification"
+    return Decision(replace(record, owed=notify, reason=why), notify, why)
+
+
+def clear(
+    record: AlertRecord, timing: Timing, now: datetime, why: str, *, muted: str | None = None, token: str = "",
+) -> Decision:
+    """The problem is gone (not seen where it was looked for, an event said so, or it expired)."""
+    if record.state is AlertState.RESOLVED:
+        return carry(record, now, token=token)
+    resolved = replace(record, state=AlertState.RESOLVED, resolved_at=now)
+    if record.state is AlertState.PENDING:
+        text = f"cleared before its grace elapsed ({why})"
+        return Decision(replace(resolved, owed=None, reason=text), None, text)
+    if muted or not timing.notify_on_resolve or record.last_notified is None:
+        because = muted or ("resolve notifications are off" if not timing.notify_on_resolve else "it was never notified")
+        text = f"resolved: {why}; not notified: {because}"
+        return Decision(replace(resolved, owed=None, reason=text), None, text)
+    return _with_notification(resolved, Reason.RESOLVED, f"resolved: {why}", token, now)
+
+
+def carry(record: AlertRecord, now: datetime, *, token: str = "") -> Decision:
+    """Neither seen nor cleared: keep the record, but send a notification still owed."""
+    if record.owed is None:
+        return Decision(record, None, "unchanged", changed=False)
+    decision = _with_notification(record, None, "", token, now)
+    return decision if decision.notify else replace(decision, changed=False)

@@ -1,0 +1,220 @@
+"""DynamoDB storage for the alert ledger (and the idempotency records), one table.
+
+Single-table layout (keys are strings):
+
+| item          | pk                  | sk                     | notes                                   |
+|---------------|---------------------|------------------------|-----------------------------------------|
+| alert         | `CLUSTER#<cluster>` | `ALERT#<fingerprint>`  | one per problem; `version` for optimistic concurrency |
+| idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`    | written by Powertools Idempotency        |
+
+GSI `open` (sparse): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present only
+while an alert is pending, firing or owes a notification: the sweep finds clusters with
+open alerts (e.g. clusters that were deleted) with one Query. TTL attribute `expires_at`:
+resolved alerts are kept RESOLVED_RETENTION, idempotency records as Powertools sets them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .findings import Severity
+from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, Decision, Reason
+from .timeutil import isoformat, parse_timestamp
+
+OPEN_INDEX = "open"
+_TRANSACTION_LIMIT = 100
+
+
+class LedgerConflict(Exception):
+    """Another invocation changed one of the records since we read them: read and decide again."""
+
+
+def alert_key(cluster: str, fingerprint: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": f"ALERT#{fingerprint}"}}
+
+
+def _s(value: str | None) -> dict[str, Any]:
+    return {"S": value} if value is not None else {"NULL": True}
+
+
+def _t(value: datetime | None) -> dict[str, Any]:
+    return _s(isoformat(value) if value else None)
+
+
+def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
+    item: dict[str, dict[str, Any]] = {
+        **alert_key(record.cluster, record.fingerprint),
+        "fingerprint": _s(record.fingerprint), "cluster": _s(record.cluster), "policy": _s(record.policy),
+        "condition": _s(record.condition), "state": _s(record.state.value), "severity": _s(record.severity.value),
+        "summary": _s(record.summary), "instance_group": _s(record.instance_group), "node": _s(record.node),
+        "origin": _s(record.origin), "details_json": _s(json.dumps(record.details, ensure_ascii=False, default=str)),
+        "first_seen": _t(record.first_seen), "last_seen": _t(record.last_seen), "fired_at": _t(record.fired_at),
+        "resolved_at": _t(record.resolved_at), "last_notified": _t(record.last_notified),
+        "notified_severity": _s(record.notified_severity.value if record.notified_severity else None),
+        "owed": _s(record.owed.value if record.owed else None), "claim_token": _s(record.claim_token),
+        "claim_until": _t(record.claim_until), "reason": _s(record.reason), "version": {"N": str(record.version)},
+    }
+    if record.open:
+        item["open_pk"] = {"S": "OPEN"}
+        item["open_sk"] = {"S": f"{record.cluster}#{record.fingerprint}"}
+    elif record.resolved_at:
+        item["expires_at"] = {"N": str(int((record.resolved_at + RESOLVED_RETENTION).timestamp()))}
+    return item
+
+
+def _get(item: dict[str, Any], key: str) -> Any:
+    value = item.get(key, {"NULL": True})
+    return None if "NULL" in value else next(iter(value.values()))
+
+
+def from_item(item: dict[str, Any]) -> AlertRecord:
+    def when(key: str) -> datetime | None:
+        return parse_timestamp(_get(item, key))
+
+    notified = _get(item, "notified_severity")
+    owed = _get(item, "owed")
+    return AlertRecord(
+        fingerprint=_get(item, "fingerprint"), cluster=_get(item, "cluster"), policy=_get(item, "policy"),
+        condition=_get(item, "condition"), state=AlertState(_get(item, "state")), severity=Severity(_get(item, "severity")),
+        summary=_get(item, "summary") or "", first_seen=when("first_seen"), last_seen=when("last_seen"),  # type: ignore[arg-type]
+        instance_group=_get(item, "instance_group"), node=_get(item, "node"), origin=_get(item, "origin") or "state",
+        details=json.loads(_get(item, "details_json") or "{}"), fired_at=when("fired_at"),
+        resolved_at=when("resolved_at"), last_notified=when("last_notified"),
+        notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
+        claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",
+        version=int(_get(item, "version") or 0),
+    )
+
+
+class LedgerStore:
+    def __init__(self, table_name: str, dynamodb: Any):
+        self.table_name = table_name
+        self.dynamodb = dynamodb
+
+    def load(self, cluster: str) -> dict[str, AlertRecord]:
+        """Every alert record of a cluster (open and recently resolved), by fingerprint."""
+        records: dict[str, AlertRecord] = {}
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :alert)",
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":alert": {"S": "ALERT#"}},
+        ):
+            for item in page["Items"]:
+                record = from_item(item)
+                records[record.fingerprint] = record
+        return records
+
+    def open_clusters(self) -> set[str]:
+        """Clusters that have pending or firing alerts, or notifications still owed."""
+        clusters: set[str] = set()
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name, IndexName=OPEN_INDEX, KeyConditionExpression="open_pk = :open",
+            ExpressionAttributeValues={":open": {"S": "OPEN"}},
+        ):
+            # a keys-only index: the cluster is the part of open_sk before the fingerprint
+            clusters.update(_get(item, "open_sk").rsplit("#", 1)[0] for item in page["Items"])
+        return clusters
+
+    def commit(self, decisions: Iterable[Decision], token: str, now: datetime) -> list[AlertRecord]:
+        """Write every changed record, each on the condition that nobody wrote it since we
+        read it; records to notify about get this invocation's claim. Returns what was
+        written (with claims and new versions). Raises LedgerConflict."""
+        written: list[AlertRecord] = []
+        for decision in decisions:
+            if not decision.changed:
+                continue
+            record = decision.record
+            if decision.notify:
+                record = replace(record, claim_token=token, claim_until=now + CLAIM_LEASE)
+            written.append(replace(record, version=record.version + 1))
+        for start in range(0, len(written), _TRANSACTION_LIMIT):
+            self._transact([self._conditional_put(r) for r in written[start:start + _TRANSACTION_LIMIT]])
+        return written
+
+    def _conditional_put(self, record: AlertRecord) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(record)}
+        if record.version == 1:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#v = :v"
+            put["ExpressionAttributeNames"] = {"#v": "version"}
+            put["ExpressionAttributeValues"] = {":v": {"N": str(record.version - 1)}}
+        return {"Put": put}
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        try:
+            self.dynamodb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if exc.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException") and (
+                not reasons or any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+            ):
+                raise LedgerConflict(str(exc)) from exc
+            raise
+
+    def confirm(self, records: Iterable[AlertRecord], token: str, now: datetime) -> None:
+        """SNS accepted the message: record it as sent and drop the claim (if still ours)."""
+        for record in records:
+            expires = (
+                {":exp": {"N": str(int((now + RESOLVED_RETENTION).timestamp()))}}
+                if record.state is AlertState.RESOLVED else {}
+            )
+            self._update_if_claimed(
+                record, token,
+                "SET last_notified = :now, notified_severity = :sev, #v = #v + :one"
+                + (", expires_at = :exp REMOVE open_pk, open_sk," if expires else " REMOVE")
+                + " owed, claim_token, claim_until",
+                {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}, **expires},
+            )
+
+    def release(self, records: Iterable[AlertRecord], token: str) -> None:
+        """Sending failed: give up the claim so that a retry sends the owed notification."""
+        for record in records:
+            self._update_if_claimed(record, token, "SET #v = #v + :one REMOVE claim_token, claim_until", {})
+
+    def _update_if_claimed(self, record: AlertRecord, token: str, expression: str, values: dict[str, Any]) -> bool:
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name, Key=alert_key(record.cluster, record.fingerprint),
+                UpdateExpression=expression, ConditionExpression="claim_token = :token",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":token": {"S": token}, ":one": {"N": "1"}, **values},
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False  # the claim expired and was taken over: the new claimer decides
+            raise
+
+
+#: The table as the stack defines it (infra/ mirrors this; the demo and tests create it from here).
+TABLE_DEFINITION: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "open_pk", "open_sk")
+    ],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": OPEN_INDEX,
+        "KeySchema": [{"AttributeName": "open_pk", "KeyType": "HASH"}, {"AttributeName": "open_sk", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+TTL_ATTRIBUTE = "expires_at"
+
+
+def create_table(dynamodb: Any, table_name: str) -> None:
+    """Create the ledger table (for local stand-ins; in AWS the stack creates it)."""
+    dynamodb.create_table(TableName=table_name, **TABLE_DEFINITION)
+    dynamodb.get_waiter("table_exists").wait(TableName=table_name)
+    dynamodb.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )

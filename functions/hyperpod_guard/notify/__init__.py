@@ -1,0 +1,1 @@
+"""Notifications: the message model (one per cluster per change), SNS publishing, Slack delivery."""

@@ -1,0 +1,150 @@
+"""The notification message: one per cluster per evaluation that changed something.
+
+Published to SNS as JSON (the body), with message attributes for subscription filter
+policies, a Subject of at most 100 characters and a plain-text rendering for email.
+The Slack notifier reads the same JSON back (`Notification.model_validate_json`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..findings import Finding, Severity
+from ..timeutil import Timestamp, isoformat
+
+#: why a message is sent about a finding (Alertmanager's dedup stage reasons, plus escalation)
+Reason = Literal["first", "repeat", "escalated", "resolved"]
+Status = Literal["firing", "resolved"]
+
+SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"
+MESSAGE_VERSION = 1
+
+
+class FindingPayload(BaseModel):
+    """A Finding as it travels in a message (the DESIGN.md finding shape)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    policy: str
+    severity: Severity
+    cluster: str
+    instance_group: str | None = None
+    node: str | None = None
+    fingerprint: str
+    condition: str = ""
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    origin: str = "state"
+
+    @classmethod
+    def of(cls, finding: Finding) -> FindingPayload:
+        return cls.model_validate(finding.to_dict())
+
+    @property
+    def scope(self) -> str:
+        return "/".join(p for p in (self.instance_group, self.node) if p) or "cluster"
+
+
+class NotificationItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reason: Reason
+    finding: FindingPayload
+    first_seen: Timestamp = None
+
+    @property
+    def status(self) -> Status:
+        return "resolved" if self.reason == "resolved" else "firing"
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int = MESSAGE_VERSION
+    cluster: str
+    cluster_arn: str | None = None
+    region: str | None = None
+    sent_at: Timestamp = None
+    items: tuple[NotificationItem, ...]
+
+    @property
+    def firing(self) -> list[NotificationItem]:
+        return [i for i in self.items if i.status == "firing"]
+
+    @property
+    def resolved(self) -> list[NotificationItem]:
+        return [i for i in self.items if i.status == "resolved"]
+
+    @property
+    def status(self) -> Status:
+        return "firing" if self.firing else "resolved"
+
+    @property
+    def severity(self) -> Severity:
+        """The highest severity among firing items (or among resolved ones when all resolved)."""
+        items = self.firing or list(self.items)
+        return max((i.finding.severity for i in items), key=lambda s: s.rank)
+
+    @property
+    def policies(self) -> list[str]:
+        return sorted({i.finding.policy for i in self.items})
+
+    @property
+    def subject(self) -> str:
+        if self.firing:
+            head = f"[{self.severity.value.upper()}] {self.cluster}: "
+            summary = self.firing[0].finding.summary
+            extra = len(self.items) - 1
+        else:
+            head = f"[RESOLVED] {self.cluster}: "
+            summary = self.items[0].finding.summary
+            extra = len(self.items) - 1
+        tail = f" (+{extra} more)" if extra else ""
+        text = " ".join((head + summary).split())  # one line, no control characters
+        text = text.encode("ascii", "replace").decode("ascii")
+        if len(text) + len(tail) > SUBJECT_LIMIT:
+            text = text[: SUBJECT_LIMIT - len(tail) - 3] + "..."
+        return text + tail
+
+    def text(self) -> str:
+        """Plain text for email subscribers."""
+        lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")]
+        for label, items in (("FIRING", self.firing), ("RESOLVED", self.resolved)):
+            if items:
+                lines.append("")
+                lines.append(f"{label}:")
+                for item in items:
+                    f = item.finding
+                    tag = f" [{item.reason}]" if item.reason not in ("first", "resolved") else ""
+                    lines.append(f"- {f.severity.value.upper()} {f.policy} {f.scope}: {f.summary}{tag}")
+        return "\n".join(lines)
+
+    def body(self) -> str:
+        """The SNS message body: this model as JSON, plus the plain text."""
+        data = self.model_dump(mode="json")
+        data.update(status=self.status, severity=self.severity.value, subject=self.subject, text=self.text())
+        return json_dumps(data)
+
+    def attributes(self) -> dict[str, dict[str, str]]:
+        """SNS message attributes, for subscription filter policies."""
+        return {
+            "severity": {"DataType": "String", "StringValue": self.severity.value},
+            "cluster": {"DataType": "String", "StringValue": self.cluster},
+            "policy": {"DataType": "String.Array", "StringValue": json_dumps(self.policies)},
+            "status": {"DataType": "String", "StringValue": self.status},
+        }
+
+
+def json_dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return isoformat(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
