@@ -7,6 +7,7 @@ the demo point the very same code at moto.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -21,6 +22,16 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=RETRY_CONFIG)
 
 
+_reset_hooks: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> None:
+    """Register a cache that holds clients (e.g. a handler's runtime) to be dropped by reset()."""
+    _reset_hooks.append(hook)
+
+
 def reset() -> None:
     """Forget cached clients (tests change the endpoint and credentials between cases)."""
     client.cache_clear()
+    for hook in _reset_hooks:
+        hook()

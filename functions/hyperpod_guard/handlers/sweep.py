@@ -1,0 +1,52 @@
+"""Schedule -> Lambda: evaluate every cluster. Heals lost events, advances pending alerts past
+their grace, resolves alerts of deleted clusters, and resolves rules-invalid once fixed.
+
+Environment: as the evaluator, plus SWEEP_CONCURRENCY (8).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .. import aws_clients
+from ..service import Runtime, new_token, sweep
+from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
+
+logger = make_logger()
+metrics = make_metrics("sweep")
+
+
+@functools.cache
+def runtime() -> Runtime:
+    return Runtime.from_env()
+
+
+aws_clients.on_reset(runtime.cache_clear)
+
+
+class SweepFailed(Exception):
+    """Some clusters could not be evaluated (the others were): Lambda reports an error."""
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+@capture_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = sweep(runtime(), datetime.now(timezone.utc), new_token(context.aws_request_id))
+    count(metrics, "SweepClusters", result.clusters)
+    count(metrics, "SweepGoneClusters", result.gone)
+    count(metrics, "SweepRuns")
+    if result.rules_error:
+        logger.error("rules are invalid; evaluating with fallback rules", extra={"reason": result.rules_error})
+        count(metrics, "RulesErrors")
+    totals = record_outcomes(metrics, result.outcomes)
+    summary = {"clusters": result.clusters, "gone": result.gone, "findings": result.findings, **totals}
+    logger.info("sweep done", extra=summary)
+    if result.errors:
+        count(metrics, "SweepErrors", len(result.errors))
+        raise SweepFailed(f"{len(result.errors)} cluster(s) failed: {sorted(result.errors)}")
+    return summary

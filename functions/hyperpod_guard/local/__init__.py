@@ -1,0 +1,1 @@
+"""Local stand-ins for the demo and the tests (moto in server mode). Not shipped to Lambda."""

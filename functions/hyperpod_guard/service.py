@@ -1,0 +1,199 @@
+"""What the Lambda handlers do, without the Lambda: evaluate one event, or sweep every cluster.
+
+Handlers add Powertools (logging, metrics, tracing, idempotency) around these functions;
+the demo and the tests call them directly with the same dependencies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import aws_clients
+from .alerting import SYSTEM_CLUSTER, Outcome, Scope, reconcile, rules_evaluation
+from .cluster_reader import ClusterReader
+from .engine import Evaluation, evaluate
+from .errors import InvalidEventError, InvalidSnapshotError
+from .events import HyperPodEvent, IgnoredEvent, NodeHealthEvent, parse_event
+from .ledger_store import LedgerStore
+from .notify.sns import SnsPublisher
+from .policies import REGISTRY
+from .rules import Rules
+from .rules_store import LoadedRules, RulesStore
+from .snapshot import ClusterSnapshot
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The evaluator's dependencies, built once per Lambda container."""
+
+    reader: ClusterReader
+    ledger: LedgerStore
+    publisher: SnsPublisher
+    rules: RulesStore
+    region: str | None = None
+    sweep_concurrency: int = 8
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        return cls(
+            reader=ClusterReader(aws_clients.client("sagemaker")),
+            ledger=LedgerStore(os.environ["TABLE_NAME"], aws_clients.client("dynamodb")),
+            publisher=SnsPublisher(os.environ["TOPIC_ARN"], aws_clients.client("sns")),
+            rules=RulesStore.from_env(),
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            sweep_concurrency=int(os.environ.get("SWEEP_CONCURRENCY", "8")),
+        )
+
+
+@dataclass
+class EventResult:
+    """What one event led to (for metrics, logs and the demo's timeline)."""
+
+    detail_type: str
+    cluster: str | None = None
+    ignored: str | None = None
+    invalid: str | None = None
+    findings: int = 0
+    #: (policy, severity) -> count, for the findings metric
+    finding_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    outcomes: list[Outcome] = field(default_factory=list)
+    rules_error: str | None = None
+
+
+def new_token(request_id: str | None = None) -> str:
+    """Identifies one invocation's claims in the ledger."""
+    return f"{request_id or 'local'}:{uuid.uuid4().hex[:8]}"
+
+
+def enabled_policies(rules: Rules, cluster: str) -> frozenset[str]:
+    policies = rules.for_cluster(cluster)
+    return frozenset(name for name in REGISTRY if policies.for_policy(name).enabled)
+
+
+def check_rules(runtime: Runtime, now: datetime, token: str, *, always: bool = False) -> tuple[LoadedRules, Outcome | None]:
+    """Load the rules; while they are invalid keep one rules-invalid alert firing. `always`
+    (the sweep) also lets the alert resolve once the rules are valid again."""
+    loaded = runtime.rules.load()
+    if not (loaded.error or always):
+        return loaded, None
+    evaluation, scope = rules_evaluation(loaded.error, loaded.source)
+    outcome = reconcile(evaluation, scope, loaded.rules, now, runtime.ledger, runtime.publisher,
+                        token=token, region=runtime.region)
+    return loaded, outcome
+
+
+def evaluate_cluster(
+    runtime: Runtime, cluster: str, event: HyperPodEvent | None, rules: Rules, now: datetime, token: str, *,
+    list_nodes: bool = False,
+) -> tuple[Evaluation, Outcome]:
+    """Re-read the cluster (events are hints), evaluate, and reconcile the ledger."""
+    snapshot = runtime.reader.describe(cluster)
+    if snapshot is None:
+        gone = Evaluation(cluster, [])
+        scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
+        return gone, reconcile(gone, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
+                               region=runtime.region)
+    nodes, all_nodes, gone_nodes = _read_nodes(runtime, snapshot, event, list_nodes)
+    snapshot = snapshot.model_copy(update={"nodes": tuple(nodes)})
+    evaluation = evaluate(snapshot, event, rules, now)
+    scope = Scope(
+        cluster, enabled_policies(rules, cluster), nodes=frozenset(n.instance_id for n in nodes),
+        all_nodes=all_nodes, gone_nodes=gone_nodes,
+    )
+    if gone_nodes and not all_nodes:
+        # the event is about a node that was already replaced: its problem is over
+        evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in gone_nodes], evaluation.resolved)
+    outcome = reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
+                        region=runtime.region, cluster_arn=snapshot.arn)
+    return evaluation, outcome
+
+
+def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, list_all: bool):
+    """The nodes to evaluate: all of them for the sweep, the event's node for a Node Health event."""
+    if list_all:
+        listed = runtime.reader.list_nodes(snapshot.name) or []
+        open_nodes = {r.node for r in runtime.ledger.load(snapshot.name).values() if r.node and r.open}
+        return listed, True, frozenset(open_nodes - {n.instance_id for n in listed})
+    if isinstance(event, NodeHealthEvent) and event.detail.instance_id:
+        node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
+        if node is None:
+            return [], False, frozenset({event.detail.instance_id})
+        return [node], False, frozenset()
+    return [], False, frozenset()
+
+
+def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> EventResult:
+    """One EventBridge event. Bad events come back as `invalid` (count and drop); AWS errors raise."""
+    detail_type = raw.get("detail-type", "?") if isinstance(raw, dict) else "?"
+    try:
+        event = parse_event(raw)
+    except InvalidEventError as exc:
+        return EventResult(str(detail_type), invalid=str(exc))
+    if isinstance(event, IgnoredEvent):
+        return EventResult(event.detail_type, ignored=event.reason)
+    loaded, rules_outcome = check_rules(runtime, now, token)
+    result = EventResult(event.detail_type, cluster=event.cluster_name, rules_error=loaded.error)
+    if rules_outcome:
+        result.outcomes.append(rules_outcome)
+    try:
+        evaluation, outcome = evaluate_cluster(runtime, event.cluster_name, event, loaded.rules, now, token)
+    except InvalidSnapshotError as exc:  # DescribeCluster said something we cannot read
+        result.invalid = str(exc)
+        return result
+    result.findings = len(evaluation.findings)
+    result.finding_counts.update((f.policy, f.severity.value) for f in evaluation.findings)
+    result.outcomes.append(outcome)
+    return result
+
+
+@dataclass
+class SweepResult:
+    clusters: int = 0
+    gone: int = 0
+    findings: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    rules_error: str | None = None
+
+
+def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
+    """Evaluate every cluster (bounded concurrency): advances pending alerts past their grace,
+    heals lost events, and resolves the alerts of clusters that are gone. One cluster's
+    failure does not stop the others; the sweep raises at the end if any failed."""
+    loaded, rules_outcome = check_rules(runtime, now, token, always=True)
+    result = SweepResult(rules_error=loaded.error)
+    if rules_outcome:
+        result.outcomes.append(rules_outcome)
+    listed = runtime.reader.list_clusters()
+    remembered = runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
+    clusters = sorted(set(listed) | remembered)  # remembered but unlisted: describe says gone
+    result.clusters = len(listed)
+
+    def one(cluster: str) -> tuple[str, Evaluation | None, Outcome | None, str | None]:
+        try:
+            evaluation, outcome = evaluate_cluster(runtime, cluster, None, loaded.rules, now, token, list_nodes=True)
+            return cluster, evaluation, outcome, None
+        except Exception as exc:  # noqa: BLE001 - reported below, and re-raised as one error
+            logger.exception("sweep: evaluating %s failed", cluster)
+            return cluster, None, None, f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=max(1, runtime.sweep_concurrency)) as pool:
+        for cluster, evaluation, outcome, error in pool.map(one, clusters):
+            if error:
+                result.errors[cluster] = error
+                continue
+            assert evaluation is not None and outcome is not None
+            result.findings += len(evaluation.findings)
+            result.outcomes.append(outcome)
+            if cluster not in listed:
+                result.gone += 1
+    return result

@@ -1,0 +1,238 @@
+"""The evaluator end to end on moto (server mode): event -> DescribeCluster -> policies ->
+DynamoDB ledger -> SNS (read back through an SQS subscription).
+
+moto lacks most HyperPod status fields; tests/runtime_fixtures.serve() injects full
+DescribeCluster documents into moto's backend (see hyperpod_guard/local/hyperpod_state.py).
+Timelines call service.handle_event with an injected clock; the handler tests call the real
+Lambda handler (Powertools, idempotency) with the wall clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+
+from hyperpod_guard.local.hyperpod_state import delete_cluster
+from hyperpod_guard.local.provision import delivered
+from hyperpod_guard.service import handle_event, new_token, sweep
+from tests.conftest import REGION
+from tests.runtime_fixtures import LambdaContext, runtime, scenario, serve, stack  # noqa: F401
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def degraded():
+    """A group Failed at 1/4 nodes (critical status + warning below-target), grace 5m."""
+    event, snapshot = scenario("degraded-group-failed")
+    serve(snapshot)
+    return event, snapshot
+
+
+def step(runtime, event, minutes):
+    return handle_event(copy.deepcopy(event), runtime, at(minutes), new_token())
+
+
+def sent(stack):
+    return delivered(stack)
+
+
+def fire(runtime, event, minutes=0):
+    """Seen twice, past the 5m grace of degraded-group: firing."""
+    step(runtime, event, minutes)
+    return step(runtime, event, minutes + 6)
+
+
+def test_grace_then_first_then_nothing_until_repeat_then_resolved(stack, runtime):
+    event, snapshot = degraded()
+    assert step(runtime, event, 0).outcomes[-1].notification is None  # pending: 5m grace
+    assert sent(stack) == []
+    step(runtime, event, 5)
+    first = sent(stack)
+    assert len(first) == 1
+    body = first[0]["message"]
+    assert [(i["reason"], i["finding"]["condition"]) for i in body["items"]] == [
+        ("first", "status-failed"), ("first", "below-target")]
+    assert first[0]["attributes"] == {"severity": "critical", "cluster": "ml-prod", "policy": '["degraded-group"]', "status": "firing"}
+    assert first[0]["subject"].startswith("[CRITICAL] ml-prod: ") and len(first[0]["subject"]) < 100
+    for minutes in (30, 60, 239):
+        step(runtime, event, minutes)
+    assert sent(stack) == []  # inside the 4h repeat interval
+    step(runtime, event, 245)
+    repeat = sent(stack)
+    assert [i["reason"] for i in repeat[0]["message"]["items"]] == ["repeat", "repeat"]
+    for group in snapshot["InstanceGroups"]:
+        group.update(Status="InService", CurrentCount=group["TargetCount"])
+    serve(snapshot)
+    step(runtime, event, 250)
+    resolved = sent(stack)
+    assert len(resolved) == 1
+    assert resolved[0]["attributes"]["status"] == "resolved"
+    assert {i["reason"] for i in resolved[0]["message"]["items"]} == {"resolved"}
+    step(runtime, event, 260)
+    assert sent(stack) == []
+
+
+def test_same_event_twenty_times_is_one_message(stack, runtime):
+    event, _ = degraded()
+    for minute in range(20):  # one a minute: pending for the 5m grace, then firing
+        step(runtime, event, minute)
+    messages = sent(stack)
+    assert len(messages) == 1
+    assert len(messages[0]["message"]["items"]) == 2
+
+
+def test_silenced_findings_send_nothing_but_keep_state(stack, runtime):
+    event, _ = degraded()
+    rules = {"version": 1, "silences": [{"matchers": {"cluster": "ml-*", "policy": "degraded-group"},
+                                         "until": "2026-11-25T00:00:00Z", "comment": "maintenance"}]}
+    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value=json.dumps(rules))
+    result = fire(runtime, event)
+    assert sent(stack) == []
+    assert {d.why for d in result.outcomes[-1].decisions} == {"silenced until 2026-11-25T00:00:00Z: maintenance"}
+    # the silence expires: never notified, so the first notification goes out now
+    step(runtime, event, 13 * 60)
+    assert [i["reason"] for i in sent(stack)[0]["message"]["items"]] == ["first", "first"]
+
+
+def test_cluster_failed_inhibits_group_findings(stack, runtime):
+    event, snapshot = scenario("cluster-failed-with-message")
+    serve(snapshot)
+    step(runtime, event, 0)
+    step(runtime, event, 6)
+    messages = sent(stack)
+    assert len(messages) == 1
+    assert [(i["finding"]["condition"], i["finding"]["instance_group"]) for i in messages[0]["message"]["items"]] == [
+        ("cluster-failed", None)]
+
+
+def test_invalid_rules_raise_one_alert_and_evaluation_goes_on_with_defaults(stack, runtime):
+    event, _ = degraded()
+    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value='{"version": 1, "policies": {"degraded-group": {"grace": "soon"}}}')
+    result = fire(runtime, event)
+    assert "grace" in result.rules_error
+    messages = sent(stack)
+    by_cluster = {m["message"]["cluster"]: m for m in messages}
+    assert set(by_cluster) == {"_hyperpod-guard", "ml-prod"}
+    assert [i["finding"]["policy"] for i in by_cluster["_hyperpod-guard"]["message"]["items"]] == ["rules-invalid"]
+    # fixed rules: the sweep resolves the rules-invalid alert
+    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value='{"version": 1}', Overwrite=True)
+    sweep(runtime, at(20), new_token())
+    resolved = [m for m in sent(stack) if m["message"]["cluster"] == "_hyperpod-guard"]
+    assert [i["reason"] for i in resolved[0]["message"]["items"]] == ["resolved"]
+
+
+def test_cluster_gone_resolves_its_alerts(stack, runtime):
+    event, _ = degraded()
+    fire(runtime, event)
+    assert len(sent(stack)) == 1
+    delete_cluster("ml-prod", region=REGION)
+    result = step(runtime, event, 20)
+    assert result.findings == 0
+    messages = sent(stack)
+    assert [i["reason"] for i in messages[0]["message"]["items"]] == ["resolved", "resolved"]
+    assert "no longer exists" in result.outcomes[-1].decisions[0].why
+
+
+def test_sweep_resolves_alerts_of_clusters_that_disappeared(stack, runtime):
+    event, _ = degraded()
+    fire(runtime, event)
+    assert len(sent(stack)) == 1
+    delete_cluster("ml-prod", region=REGION)
+    result = sweep(runtime, at(30), new_token())
+    assert result.gone == 1
+    assert [i["reason"] for i in sent(stack)[0]["message"]["items"]] == ["resolved", "resolved"]
+
+
+def node_event(status: str, repair: str = "None") -> dict:
+    event, snapshot = scenario("unhealthy-node-no-repair")
+    event["detail"]["HealthSummary"].update(HealthStatus=status, RepairAction=repair)
+    return event
+
+
+def test_unhealthy_node_then_healthy_again(stack, runtime):
+    event = node_event("Unhealthy")
+    _, snapshot = scenario("unhealthy-node-no-repair")
+    node_id = event["detail"]["InstanceId"]
+    serve(snapshot, nodes=[{"InstanceId": node_id, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
+                            "InstanceStatus": {"Status": "Running"}}])
+    step(runtime, event, 0)
+    fired = sent(stack)
+    assert [(i["finding"]["node"], i["finding"]["instance_group"], i["finding"]["severity"]) for i in fired[0]["message"]["items"]] == [
+        (node_id, "p5-train", "critical")]
+    step(runtime, node_event("Healthy"), 5)
+    assert [i["reason"] for i in sent(stack)[0]["message"]["items"]] == ["resolved"]
+
+
+def test_unhealthy_event_for_a_node_that_is_gone_is_handled(stack, runtime):
+    event = node_event("Unhealthy")
+    _, snapshot = scenario("unhealthy-node-no-repair")
+    serve(snapshot, nodes=[])  # DescribeClusterNode: not found (already replaced)
+    result = step(runtime, event, 0)
+    assert result.invalid is None and result.findings == 0
+    assert sent(stack) == []
+
+
+def test_node_health_event_does_not_resolve_other_nodes_alerts(stack, runtime):
+    event, snapshot = scenario("node-failure-recovery-none")
+    serve(snapshot)
+    sweep(runtime, at(0), new_token())  # the sweep lists nodes: the Failure node fires
+    assert [i["finding"]["condition"] for i in sent(stack)[0]["message"]["items"]] == ["instance-failure"]
+    other = node_event("Healthy")
+    other["detail"]["ClusterName"] = snapshot["ClusterName"]
+    other["detail"]["InstanceId"] = "i-0aaaaaaaaaaaaaaaa"
+    step(runtime, other, 5)
+    assert sent(stack) == []
+
+
+def test_bad_event_is_counted_and_dropped(stack, runtime):
+    result = handle_event({"detail-type": "SageMaker HyperPod Cluster State Change", "source": "aws.sagemaker", "detail": {"ClusterName": 5}}, runtime, T0, new_token())
+    assert "ClusterName" in result.invalid
+    assert sent(stack) == []
+
+
+def test_handler_with_powertools_is_idempotent_on_the_event_id(stack, capsys):
+    from hyperpod_guard.handlers import evaluator
+
+    event, snapshot = scenario("unhealthy-node-no-repair")
+    serve(snapshot, nodes=[{"InstanceId": event["detail"]["InstanceId"], "InstanceGroupName": "p5-train",
+                            "InstanceType": "ml.p5.48xlarge", "InstanceStatus": {"Status": "Running"}}])
+    first = evaluator.handler(event, LambdaContext())
+    again = evaluator.handler(event, LambdaContext())
+    assert first == again == {"cluster": event["detail"]["ClusterName"], "findings": 1, "notifications": 1,
+                              "notified_findings": 1, "suppressed": 0}
+    assert len(sent(stack)) == 1
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    decisions = [line for line in logs if line.get("message") == "alert decision"]
+    assert decisions and decisions[0]["correlation_id"] == event["id"]
+    metrics = [line for line in logs if "_aws" in line]
+    assert any("Notifications" in m for m in metrics)
+
+
+def test_handler_drops_malformed_events_without_raising(stack, capsys):
+    from hyperpod_guard.handlers import evaluator
+
+    assert evaluator.handler({"detail-type": "SageMaker HyperPod Cluster Event", "source": "aws.sagemaker",
+                              "id": "x-1", "detail": {"EventDetails": {}}}, LambdaContext())["invalid"]
+    assert evaluator.handler(["not", "an", "event"], LambdaContext()) == {"invalid": "not an object"}
+    out = capsys.readouterr().out
+    assert '"InvalidEvents"' in out
+
+
+def test_aws_errors_raise_so_lambda_retries(stack, monkeypatch):
+    from hyperpod_guard.handlers import evaluator
+
+    event, _ = degraded()
+    monkeypatch.setenv("TABLE_NAME", "no-such-table")
+    from hyperpod_guard import aws_clients
+    aws_clients.reset()
+    with pytest.raises(Exception) as caught:
+        evaluator.handler(event, LambdaContext())
+    assert "ResourceNotFound" in type(caught.value).__name__ + str(caught.value)

@@ -1,0 +1,57 @@
+"""Fixtures for the runtime tests: provisioned moto resources, HyperPod state, a Lambda context."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from hyperpod_guard.local.hyperpod_state import put_cluster
+from hyperpod_guard.local.provision import Resources, provision
+from hyperpod_guard.service import Runtime
+from tests.conftest import EVENTS, REGION
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "hyperpod-guard-evaluator"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-west-2:123456789012:function:hyperpod-guard-evaluator"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Resources:
+    """The stack's resources on moto, and the functions' environment set from them."""
+    resources = provision()
+    for key, value in resources.environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RULES_MAX_AGE", "0")  # tests change rules between steps
+    return resources
+
+
+@pytest.fixture
+def runtime(stack: Resources) -> Runtime:
+    return Runtime.from_env()
+
+
+def scenario(name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A scenario's event and snapshot (deep copies, free to edit)."""
+    folder = EVENTS / name
+    event = json.loads((folder / "event.json").read_text())
+    snapshot_file = folder / "snapshot.json"
+    snapshot = json.loads(snapshot_file.read_text()) if snapshot_file.exists() else copy.deepcopy(event["detail"])
+    return event, snapshot
+
+
+def serve(snapshot: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> None:
+    """What DescribeCluster (and the node APIs) answer from now on for this cluster."""
+    put_cluster(snapshot, region=REGION, nodes=nodes if nodes is not None else snapshot.get("Nodes"))
