@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperpod-guard",
         description="Policy checks and alerts for Amazon SageMaker HyperPod clusters.",
-        epilog="Exit codes: 0 ok, 1 problems found by validate/demo, 2 bad input.",
+        epilog="Exit codes: 0 ok, 1 problems found by validate/demo/rules, 2 bad input (or AWS unreachable).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     de = commands.add_parser("demo", help="run every scenario in events/ and show what each finds")
     de.add_argument("--events", metavar="DIR", help="scenario directory (default: the repository's events/)")
     de.set_defaults(run=cmd_demo)
+
+    from .cli_rules import add_rules_commands  # here: cli_rules imports this module
+
+    add_rules_commands(commands)
     return parser
 
 

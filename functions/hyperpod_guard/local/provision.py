@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from ..ledger_store import create_table
-from ..rules_store import DEFAULT_RULES_PATH
+from ..rules_store import DEFAULT_RULES_PATH, push_rules
 
 PREFIX = "hyperpod-guard"
 
@@ -50,9 +50,7 @@ def provision(*, slack_webhook_url: str = "", rules: dict[str, Any] | None = Non
     secret = f"{prefix}/slack-webhook"
     boto3.client("secretsmanager").create_secret(Name=secret, SecretString=slack_webhook_url or " ")
     if rules is not None:
-        boto3.client("ssm").put_parameter(
-            Name=f"{DEFAULT_RULES_PATH}/00", Type="String", Value=json.dumps(rules), Overwrite=True
-        )
+        push_rules(rules, DEFAULT_RULES_PATH, ssm=boto3.client("ssm"))
     return Resources(table, topic_arn, queue_url, secret, DEFAULT_RULES_PATH)
 
 
