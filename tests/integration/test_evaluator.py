@@ -21,6 +21,7 @@ from hyperpod_guard.local.provision import delivered
 from hyperpod_guard.service import handle_event, new_token, sweep
 from tests.conftest import REGION
 from tests.runtime_fixtures import LambdaContext, runtime, scenario, serve, stack  # noqa: F401
+from tests.slack_sink import slack_sink  # noqa: F401
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -236,3 +237,19 @@ def test_aws_errors_raise_so_lambda_retries(stack, monkeypatch):
     with pytest.raises(Exception) as caught:
         evaluator.handler(event, LambdaContext())
     assert "ResourceNotFound" in type(caught.value).__name__ + str(caught.value)
+
+
+def test_end_to_end_event_to_slack_once(stack, runtime, slack_sink, monkeypatch):
+    """event x20 -> DynamoDB -> SNS -> (SQS copy of what SNS delivers) -> Slack notifier -> webhook sink."""
+    from hyperpod_guard.handlers import slack_notifier
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=slack_sink.url)
+    event, _ = degraded()
+    for minute in range(20):
+        step(runtime, event, minute)
+    for message in sent(stack):
+        slack_notifier.handler(message["sns_event"], LambdaContext(function_name="hyperpod-guard-slack"))
+    assert len(slack_sink.requests) == 1
+    payload = slack_sink.requests[0].json
+    assert "ml-prod" in payload["blocks"][0]["text"]["text"]
+    assert sum("gpu-workers" in json.dumps(block) for block in payload["blocks"]) >= 2

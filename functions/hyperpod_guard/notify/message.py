@@ -68,7 +68,7 @@ class Notification(BaseModel):
     cluster_arn: str | None = None
     region: str | None = None
     sent_at: Timestamp = None
-    items: tuple[NotificationItem, ...]
+    items: tuple[NotificationItem, ...] = Field(min_length=1)
 
     @property
     def firing(self) -> list[NotificationItem]:

@@ -1,0 +1,1 @@
+"""Lambda entry points: thin Powertools wiring around the plain modules."""

@@ -1,0 +1,197 @@
+"""Slack notifier: SNS topic -> this Lambda -> a Slack incoming webhook.
+
+Each SNS record carries one `Notification` (JSON, see notify/message.py). A record that is
+not a notification is logged, counted and dropped: retrying it cannot help. Anything that
+may heal (the webhook secret not filled in yet, Slack down or rate limiting) raises, so
+Lambda retries and, in the end, the on-failure destination keeps the message.
+
+Environment:
+- SLACK_WEBHOOK_SECRET   name or ARN of the Secrets Manager secret holding the webhook URL
+                         (the bare https URL, or JSON {"url": ...} / {"webhook_url": ...})
+- SLACK_SECRET_MAX_AGE   seconds the secret stays cached in the container (default 300)
+- SLACK_MAX_ATTEMPTS     POST attempts per message (default 4)
+- SLACK_TIMEOUT          seconds per POST (default 5)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import SNSEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from ..notify.message import Notification
+from ..notify.slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
+
+logger = Logger(service="hyperpod-guard")
+metrics = Metrics(namespace="HyperPodGuard", service="slack-notifier")
+
+#: time kept back from the Lambda timeout for logging, metrics and the error path
+SAFETY_MARGIN_S = 2.0
+#: Slack answers these when the webhook was revoked or its channel is gone: maybe the secret was rotated
+_STALE_WEBHOOK = {403, 404, 410}
+
+# resolved at call time, so tests can replace it
+sleep = time.sleep
+
+
+class SlackNotConfiguredError(RuntimeError):
+    """The webhook secret holds no usable URL (empty or still the placeholder)."""
+
+
+def webhook_url(value: str | bytes | None) -> str | None:
+    """The webhook URL from a secret's value, or None when there is none worth trying."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = (value or "").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        text = str(data.get("url") or data.get("webhook_url") or "").strip()
+    return text if valid_webhook_url(text) else None
+
+
+def _fetch(name: str, *, force: bool = False) -> str | None:
+    # imported here: parameters pulls in boto3, which an invalid message never needs
+    from aws_lambda_powertools.utilities import parameters
+
+    max_age = int(os.environ.get("SLACK_SECRET_MAX_AGE", "300"))
+    try:
+        value = parameters.get_secret(name, max_age=max_age, force_fetch=force)
+    except parameters.exceptions.GetParameterError as exc:
+        if _no_value_yet(exc):
+            return None  # created without a value: the same as empty
+        logger.error(f"Slack webhook secret {name} could not be read: {exc}", extra={"secret": name})
+        raise
+    return webhook_url(value)
+
+
+def _no_value_yet(exc: Exception) -> bool:
+    """Secrets Manager's answer for a secret that exists but has no AWSCURRENT value."""
+    cause = exc.__cause__ or exc.__context__  # Powertools re-raises inside `except`
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code")
+    return code == "ResourceNotFoundException" and "secret value" in str(cause)
+
+
+def configured_url(name: str) -> str:
+    """The webhook URL, fetched again once if the cached value is unusable (someone may just
+    have filled the secret in); raises SlackNotConfiguredError when there is still none."""
+    url = _fetch(name) or _fetch(name, force=True)
+    if url is None:
+        message = f"Slack webhook secret {name} is empty: put the webhook URL into it"
+        logger.error(message, extra={"secret": name})
+        metrics.add_metric(name="SlackNotConfigured", unit=MetricUnit.Count, value=1)
+        raise SlackNotConfiguredError(message)
+    return url
+
+
+def _deadline(context: LambdaContext) -> float | None:
+    try:
+        remaining_ms = context.get_remaining_time_in_millis()
+    except AttributeError:
+        return None
+    return time.monotonic() + max(remaining_ms / 1000 - SAFETY_MARGIN_S, 0.0)
+
+
+def _sender(url: str, deadline: float | None) -> SlackSender:
+    return SlackSender(
+        url,
+        timeout=float(os.environ.get("SLACK_TIMEOUT", "5")),
+        max_attempts=int(os.environ.get("SLACK_MAX_ATTEMPTS", "4")),
+        sleep=lambda seconds: sleep(seconds),
+        deadline=deadline,
+    )
+
+
+def _drop(message_id: str, why: str) -> None:
+    logger.error(f"Dropping SNS message {message_id}: {why}", extra={"message_id": message_id})
+    metrics.add_metric(name="InvalidNotification", unit=MetricUnit.Count, value=1)
+
+
+def _parse(record: Any) -> tuple[str, Notification | None]:
+    """(message id, the notification or None when the record is dropped)."""
+    try:
+        message_id, body = str(record.sns.message_id), record.sns.message
+    except (KeyError, TypeError, AttributeError):
+        _drop("unknown", "not an SNS record")
+        return "unknown", None
+    try:
+        notification = Notification.model_validate_json(body)
+        if not notification.items:  # nothing to say (and its subject/severity are undefined)
+            _drop(message_id, "a notification without items")
+            return message_id, None
+        return message_id, notification
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.error_count() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "message"
+        _drop(message_id, f"not a notification ({exc.error_count()} errors, first at {where}: "
+                          f"{first.get('msg', 'invalid')})")
+    except (TypeError, ValueError) as exc:
+        _drop(message_id, f"not a notification ({type(exc).__name__})")
+    return message_id, None
+
+
+def _deliver(notification: Notification, secret: str, url: str, deadline: float | None) -> tuple[str, int]:
+    """Send; when Slack says the webhook is gone, try once more if the secret now holds another one."""
+    sender = _sender(url, deadline)
+    try:
+        sender.send(render(notification))
+        return url, sender.attempts
+    except SlackPermanentError as exc:
+        if exc.status not in _STALE_WEBHOOK:
+            raise
+        fresh = _fetch(secret, force=True)
+        if fresh is None or fresh == url:
+            raise
+        logger.info("Slack webhook refused the message; the secret holds a new webhook, retrying with it",
+                    extra={"status": exc.status})
+        sender = _sender(fresh, deadline)
+        sender.send(render(notification))
+        return fresh, sender.attempts + exc.attempts
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    secret = os.environ["SLACK_WEBHOOK_SECRET"]
+    deadline = _deadline(context)
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        records = list(SNSEvent(event).records)
+    else:
+        records = []
+        _drop("unknown", "the event has no SNS Records")
+    metrics.add_metric(name="NotificationsReceived", unit=MetricUnit.Count, value=len(records))
+    url: str | None = None
+    sent = dropped = 0
+    for record in records:
+        message_id, notification = _parse(record)
+        if notification is None:
+            dropped += 1
+            continue
+        url = url or configured_url(secret)
+        try:
+            url, attempts = _deliver(notification, secret, url, deadline)
+        except SlackError as exc:
+            metrics.add_metric(name="SlackDeliveryFailed", unit=MetricUnit.Count, value=1)
+            logger.error(f"Slack delivery failed: {exc}", extra={
+                "message_id": message_id, "cluster": notification.cluster, "status": exc.status,
+                "attempts": exc.attempts,
+            })
+            raise
+        metrics.add_metric(name="SlackMessagesSent", unit=MetricUnit.Count, value=1)
+        logger.info("Sent to Slack", extra={
+            "message_id": message_id, "cluster": notification.cluster, "items": len(notification.items),
+            "status": notification.status, "attempts": attempts,
+        })
+        sent += 1
+    return {"sent": sent, "dropped": dropped}

@@ -1,0 +1,551 @@
+"""Slack Block Kit rendering (pure) and the webhook sender (against the local sink)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem
+from hyperpod_guard.notify.slack import (
+    SlackDeliveryError,
+    SlackError,
+    SlackPermanentError,
+    SlackSender,
+    console_url,
+    detail_lines,
+    escape_mrkdwn,
+    render,
+)
+from tests.slack_sink import slack_sink  # noqa: F401
+
+CLUSTER = "ml-prod"
+SINCE = datetime(2026, 6, 1, 17, 20, 25, tzinfo=timezone.utc)
+
+
+def item(reason: str = "first", *, severity: str = "warning", policy: str = "degraded-group",
+         cluster: str = CLUSTER, group: str | None = "workers", node: str | None = None,
+         summary: str = "Instance group workers is Degraded (2/4 nodes)",
+         details: dict[str, Any] | None = None, first_seen: datetime | None = None) -> NotificationItem:
+    finding = FindingPayload(policy=policy, severity=severity, cluster=cluster, instance_group=group, node=node,
+                             fingerprint="0123456789abcdef0123", summary=summary, details=details or {})
+    return NotificationItem(reason=reason, finding=finding, first_seen=first_seen)
+
+
+def note(*items: NotificationItem, cluster: str = CLUSTER, region: str | None = "us-west-2") -> Notification:
+    return Notification(cluster=cluster, region=region, items=items)
+
+
+def sections(payload: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+
+
+def mrkdwn_texts(payload: dict[str, Any]) -> list[str]:
+    """Every text Slack parses as mrkdwn: the fallback, sections, context elements."""
+    texts = [payload["text"]]
+    for block in payload["blocks"]:
+        if block["type"] == "section":
+            texts.append(block["text"]["text"])
+        elif block["type"] == "context":
+            texts.extend(e["text"] for e in block["elements"])
+    return texts
+
+
+def slack_display(text: str) -> str:
+    """What Slack shows for escaped mrkdwn: the three entities decoded, once."""
+    return re.sub(r"&(amp|lt|gt);", lambda m: {"amp": "&", "lt": "<", "gt": ">"}[m.group(1)], text)
+
+
+# -- header, context, fallback --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("items", "header", "counts"), [
+    ([item(severity="critical")], "🔴 ml-prod: 1 firing", "1 firing · 0 resolved"),
+    ([item(severity="warning")], "🟠 ml-prod: 1 firing", "1 firing · 0 resolved"),
+    ([item(severity="info")], "🔵 ml-prod: 1 firing", "1 firing · 0 resolved"),
+    ([item(severity="info"), item(severity="critical"), item(severity="warning")], "🔴 ml-prod: 3 firing",
+     "3 firing · 0 resolved"),
+    # the header follows the firing items: a resolved critical does not make it red
+    ([item(severity="warning"), item("resolved", severity="critical")], "🟠 ml-prod: 1 firing, 1 resolved",
+     "1 firing · 1 resolved"),
+    ([item("resolved", severity="critical"), item("resolved", severity="info")], "✅ ml-prod: resolved",
+     "0 firing · 2 resolved"),
+])
+def test_header_and_context(items, header, counts):
+    payload = render(note(*items))
+    first, second = payload["blocks"][:2]
+    assert first == {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
+    assert second == {"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"HyperPod cluster `ml-prod` · region `us-west-2` · {counts}"}]}
+
+
+def test_fallback_text_is_the_subject():
+    payload = render(note(item(severity="critical", summary="Instance group workers is Failed"), item()))
+    assert payload["text"] == "[CRITICAL] ml-prod: Instance group workers is Failed (+1 more)"
+    assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
+
+
+def test_context_without_region():
+    payload = render(note(item(), region=None))
+    assert payload["blocks"][1]["elements"][0]["text"] == "HyperPod cluster `ml-prod` · 1 firing · 0 resolved"
+
+
+# -- one section per item -------------------------------------------------------------------
+
+
+def test_one_section_per_item_most_severe_first_resolved_last():
+    payload = render(note(
+        item("resolved", severity="critical", summary="r"),
+        item(severity="info", summary="i"),
+        item(severity="critical", summary="c"),
+        item(severity="warning", summary="w"),
+    ))
+    assert [s.split("\n")[1] for s in sections(payload)] == ["c", "w", "i", "r"]
+    assert [b["type"] for b in payload["blocks"]] == ["header", "context"] + ["section"] * 4 + ["actions"]
+
+
+def test_firing_section_exact():
+    payload = render(note(item(details={"status": "Degraded", "counts": {"current": 2, "target": 4, "min": 1}})))
+    assert sections(payload) == [
+        "🟠 *WARNING* · `degraded-group` · group `workers`\n"
+        "Instance group workers is Degraded (2/4 nodes)\n"
+        "• status `Degraded`\n"
+        "• nodes: 2 current · 4 target · 1 min"
+    ]
+
+
+@pytest.mark.parametrize(("reason", "first_seen", "severity", "line"), [
+    ("repeat", SINCE, "warning", "_🔁 Still firing: repeat reminder (firing since 2026-06-01 17:20 UTC)_"),
+    ("repeat", None, "warning", "_🔁 Still firing: repeat reminder_"),
+    ("escalated", SINCE, "critical", "_⏫ Escalated to critical (firing since 2026-06-01 17:20 UTC)_"),
+    ("escalated", None, "critical", "_⏫ Escalated to critical_"),
+])
+def test_repeat_and_escalated_reason_shown(reason, first_seen, severity, line):
+    text = sections(render(note(item(reason, severity=severity, first_seen=first_seen))))[0]
+    assert text.split("\n")[2] == line
+
+
+@pytest.mark.parametrize("reason", ["first", "resolved"])
+def test_first_and_resolved_have_no_reason_line(reason):
+    text = sections(render(note(item(reason))))[0]
+    assert text.split("\n") == [text.split("\n")[0], "Instance group workers is Degraded (2/4 nodes)"]
+
+
+def test_resolved_item_marked():
+    text = sections(render(note(item("resolved", severity="critical", node="i-0abc", group="workers"))))[0]
+    assert text.split("\n")[0] == "✅ *Resolved* · ~critical~ · `degraded-group` · group `workers` · node `i-0abc`"
+
+
+@pytest.mark.parametrize(("group", "node", "scope"), [
+    (None, None, "cluster"),
+    ("workers", None, "group `workers`"),
+    (None, "i-0abc", "node `i-0abc`"),
+    ("work`ers", "i-0abc", "group `workˋers` · node `i-0abc`"),  # a backtick cannot close the span
+])
+def test_scope(group, node, scope):
+    text = sections(render(note(item(severity="info", group=group, node=node))))[0]
+    assert text.split("\n")[0] == f"🔵 *INFO* · `degraded-group` · {scope}"
+
+
+# -- details per policy ---------------------------------------------------------------------
+
+GUIDANCE = "No automatic action is taken on images."
+
+
+@pytest.mark.parametrize(("details", "lines"), [
+    pytest.param({"check": "current-vs-desired", "group_status": "InService",
+                  "taints": {"missing": ["gpu=true:NoSchedule"],
+                             "changed": [{"key": "team", "current": "team=a:NoSchedule", "desired": "team=b:NoSchedule"}]},
+                  "labels": {"unexpected": {"env": "dev"}, "changed": {"tier": {"current": "1", "desired": "2"}}}},
+                 ["group status `InService`",
+                  "taints missing: `gpu=true:NoSchedule`",
+                  "taints changed: `team`: current `team=a:NoSchedule` → desired `team=b:NoSchedule`",
+                  "labels unexpected: `env=dev`",
+                  "labels changed: `tier`: current `1` → desired `2`"], id="taint-drift-current-vs-desired"),
+    pytest.param({"check": "required", "instance_type": "ml.p5.48xlarge",
+                  "taints": {"changed": [{"key": "gpu", "declared": "gpu=false:NoSchedule", "required": "gpu=true:NoSchedule"}]},
+                  "labels": {"missing": {"team": "ml"}, "changed": {"tier": {"declared": "1", "required": "2"}}}},
+                 ["taints changed: `gpu`: declared `gpu=false:NoSchedule` → required `gpu=true:NoSchedule`",
+                  "labels missing: `team=ml`",
+                  "labels changed: `tier`: declared `1` → required `2`",
+                  "instance type `ml.p5.48xlarge`"], id="taint-drift-required"),
+    pytest.param({"taints": {"unexpected": [f"t{i}=x:NoSchedule" for i in range(7)]}},
+                 ["taints unexpected: `t0=x:NoSchedule`, `t1=x:NoSchedule`, `t2=x:NoSchedule`, "
+                  "`t3=x:NoSchedule`, `t4=x:NoSchedule` (+2 more)"], id="taint-drift-long-list"),
+    pytest.param({"event_description": "Failed to update Kubernetes config for instance i-0abc"},
+                 ["event: Failed to update Kubernetes config for instance i-0abc"], id="taint-drift-event"),
+    pytest.param({"status": "InService", "counts": {"current": 2, "target": 8, "min": 1},
+                  "shortfall_ratio": 0.75, "threshold_ratio": 0.2},
+                 ["status `InService`", "nodes: 2 current · 8 target · 1 min", "shortfall 75% (threshold 20%)"],
+                 id="degraded-below-target"),
+    pytest.param({"status": "Failed", "failure_message": "Insufficient capacity\nin us-west-2a",
+                  "cluster_event": {"description": "Instance group failed", "level": "Error",
+                                    "failure_message": "ICE", "time": "2026-06-01T17:20:25Z"}},
+                 ["status `Failed`", "cluster event (Error): Instance group failed — ICE",
+                  "failure: Insufficient capacity in us-west-2a"], id="degraded-cluster-failed"),
+    pytest.param({"software_update_status": "RollbackComplete", "current_image_id": "ami-old",
+                  "desired_image_id": "ami-new", "target_state_count": 3, "current_count": 4,
+                  "auto_rollback_alarms": ["gpu-errors"], "guidance": GUIDANCE},
+                 ["software update status `RollbackComplete`", "nodes: 4 current · 3 on target image",
+                  "image `ami-old` (desired `ami-new`)", "auto rollback alarms: `gpu-errors`",
+                  f"guidance: {GUIDANCE}"], id="failed-rollback"),
+    pytest.param({"software_update_status": "RollbackInProgress", "current_image_id": "ami-1",
+                  "desired_image_id": "ami-1", "critical_after": "30m", "triggered_alarms": ["a1", "a2"]},
+                 ["software update status `RollbackInProgress`", "image `ami-1`", "triggered alarms: `a1`, `a2`",
+                  "critical after `30m`"], id="failed-rollback-in-progress"),
+    pytest.param({"health_status": "Unhealthy", "reason": "GPU XID 79", "repair_action": "Replace",
+                  "recommendation": "Replace the node", "node_recovery": "Automatic"},
+                 ["health status `Unhealthy`", "reason: GPU XID 79", "recommendation: Replace the node",
+                  "repair action `Replace` · node recovery `Automatic`"], id="unhealthy-node-event"),
+    pytest.param({"instance_status": "Failure", "message": "Node failed health checks", "node_recovery": "None"},
+                 ["instance status `Failure`", "message: Node failed health checks", "node recovery `None`"],
+                 id="unhealthy-node-state"),
+    pytest.param({"status": None, "failure_message": None, "future_key": "v", "nested": {"a": 1}},
+                 ["future key: v"], id="unknown-keys-scalars-only"),
+    pytest.param({}, [], id="no-details"),
+])
+def test_details_rendering(details, lines):
+    assert detail_lines(details) == lines
+    text = sections(render(note(item(details=details))))[0]
+    assert text.split("\n")[2:] == [f"• {line}" for line in lines]
+
+
+def test_details_capped():
+    details = {f"key_{i}": f"value {i}" for i in range(12)}
+    lines = detail_lines(details)
+    assert len(lines) == 8
+    assert lines[-1] == "_(+5 more details)_"
+    assert lines[:7] == [f"key {i}: value {i}" for i in range(7)]
+
+
+# -- console link ---------------------------------------------------------------------------
+
+
+def test_console_url():
+    assert console_url("us-west-2", "ml prod/1") == (
+        "https://us-west-2.console.aws.amazon.com/sagemaker/home?region=us-west-2"
+        "#/cluster-management/ml%20prod%2F1")
+
+
+@pytest.mark.parametrize("region", ["evil.example/x#", "us-west-2.evil.example", "", "US-WEST-2"])
+def test_console_url_refuses_what_is_not_a_region(region):
+    with pytest.raises(ValueError):
+        console_url(region, CLUSTER)
+
+
+@pytest.mark.parametrize(("region", "url"), [
+    ("us-west-2", "https://us-west-2.console.aws.amazon.com/sagemaker/home?region=us-west-2#/cluster-management/ml-prod"),
+    ("eu-central-1", "https://eu-central-1.console.aws.amazon.com/sagemaker/home?region=eu-central-1#/cluster-management/ml-prod"),
+    ("us-gov-west-1", "https://us-gov-west-1.console.aws.amazon.com/sagemaker/home?region=us-gov-west-1#/cluster-management/ml-prod"),
+    (None, None),
+    ("evil.example/x#", None),
+])
+def test_console_button_iff_region(region, url):
+    blocks = render(note(item(), region=region))["blocks"]
+    actions = [b for b in blocks if b["type"] == "actions"]
+    if url is None:
+        assert actions == []
+        return
+    assert blocks[-1] == actions[0]
+    assert actions[0]["elements"] == [{
+        "type": "button", "action_id": "open-console", "url": url,
+        "text": {"type": "plain_text", "text": "Open cluster in the SageMaker console", "emoji": True},
+    }]
+
+
+# -- escaping -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "escaped"), [
+    ("a & b", "a &amp; b"),
+    ("<!channel>", "&lt;!channel&gt;"),
+    ("<@U123> <#C1>", "&lt;@U123&gt; &lt;#C1&gt;"),
+    ("<http://evil.example|click>", "&lt;http://evil.example|click&gt;"),
+    ("&lt;!channel&gt;", "&amp;lt;!channel&amp;gt;"),
+    ("hi @channel, @Here and @everyone", "hi @\u2060channel, @\u2060Here and @\u2060everyone"),
+    ("mail@channels.example", "mail@channels.example"),
+    ("plain", "plain"),
+])
+def test_escape_mrkdwn(raw, escaped):
+    assert escape_mrkdwn(raw) == escaped
+
+
+PAYLOADS = ["<!channel>", "<!here>", "<@U123>", "<#C1>", "<http://evil.example|click>", "&lt;!channel&gt;"]
+
+
+def _with(field: str, value: str) -> Notification:
+    text = f"x {value} y"
+    kwargs: dict[str, Any] = {}
+    details: dict[str, Any] = {"status": "Degraded"}
+    if field in ("instance_group", "node"):
+        kwargs["group" if field == "instance_group" else "node"] = text
+    elif field == "summary":
+        kwargs["summary"] = text
+    elif field == "failure_message":
+        details["failure_message"] = text
+    elif field == "description":
+        details["event_description"] = text
+    elif field == "cluster_event":
+        details["cluster_event"] = {"description": text, "level": "Error", "failure_message": text}
+    elif field == "taint":
+        details["taints"] = {"missing": [text], "changed": [{"key": text, "current": text, "desired": text}]}
+    elif field == "label":
+        details["labels"] = {"missing": {text: text}, "changed": {text: {"current": text, "desired": text}}}
+    elif field == "reason":
+        details["reason"] = text
+    cluster = text if field == "cluster" else CLUSTER
+    region = text if field == "region" else "us-west-2"
+    return note(item(cluster=cluster, details=details, **kwargs), cluster=cluster, region=region)
+
+
+FIELDS = ["cluster", "region", "instance_group", "node", "summary", "failure_message", "description",
+          "cluster_event", "taint", "label", "reason"]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("field", FIELDS)
+def test_untrusted_text_can_neither_ping_nor_link(field, payload):
+    rendered = render(_with(field, payload))
+    serialized = json.dumps(rendered, ensure_ascii=False)
+    # no raw angle bracket anywhere: Slack parses control sequences only from raw < >
+    assert "<" not in serialized and ">" not in serialized
+    for sequence in ("<!", "<@", "<#", "<http"):
+        assert sequence not in serialized
+    # and people see exactly what the data said
+    shown = [slack_display(t) for t in mrkdwn_texts(rendered)]
+    assert any(f"x {payload} y" in t for t in shown), shown
+    if payload == "&lt;!channel&gt;":  # already-escaped text is not decoded into a control sequence
+        assert not any("<!channel>" in t for t in shown)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_header_is_plain_and_inert(payload):
+    header = render(_with("cluster", payload))["blocks"][0]["text"]
+    assert header["type"] == "plain_text"
+    assert header["text"] == "🟠 x " + payload.replace("<", "‹").replace(">", "›") + " y: 1 firing"
+
+
+def test_header_is_one_line():
+    header = render(note(item(cluster="a\nb\tc"), cluster="a\nb\tc"))["blocks"][0]["text"]["text"]
+    assert header == "🟠 a b c: 1 firing"
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+
+def test_long_summary_cut_to_section_limit():
+    text = sections(render(note(item(summary="s" * 10_000))))[0]
+    assert len(text) == 3000
+    assert text.endswith("s…")
+
+
+def test_escaping_growth_is_cut_without_breaking_an_entity():
+    text = sections(render(note(item(summary="&" * 2_000))))[0]  # 2 000 chars become 10 000
+    assert len(text) <= 3000
+    assert text.endswith("&amp;…")
+    assert not re.search(r"&[a-z]{0,3}…$", text.removesuffix("&amp;…") + "…")
+
+
+def test_long_detail_value_cut():
+    lines = detail_lines({"failure_message": "f" * 10_000})
+    assert lines == ["failure: " + "f" * 499 + "…"]
+
+
+def test_long_cluster_name_cut_in_header():
+    payload = render(note(item(cluster="c" * 300), cluster="c" * 300))
+    header = payload["blocks"][0]["text"]["text"]
+    assert len(header) == 150
+    assert header.endswith("c…: 1 firing")
+
+
+@pytest.mark.parametrize(("count", "region", "shown", "more"), [
+    (80, "us-west-2", 46, "…and 34 more findings (34 firing, 0 resolved): see the SNS message or the console"),
+    (80, None, 47, "…and 33 more findings (33 firing, 0 resolved): see the SNS message or the console"),
+    (48, "us-west-2", 46, "…and 2 more findings (2 firing, 0 resolved): see the SNS message or the console"),
+    (47, "us-west-2", 47, None),
+    (48, None, 48, None),
+])
+def test_block_limit(count, region, shown, more):
+    items = [item(summary=f"finding {i}") for i in range(count)]
+    blocks = render(note(*items, region=region))["blocks"]
+    assert len(blocks) <= 50
+    texts = sections({"blocks": blocks})
+    assert [t.split("\n")[1] for t in texts[:shown]] == [f"finding {i}" for i in range(shown)]
+    if more is None:
+        assert len(texts) == count
+    else:
+        assert len(blocks) == 50
+        assert texts[shown:] == [more]
+
+
+def test_block_limit_counts_resolved_in_the_rest():
+    items = [item(summary=f"f{i}") for i in range(40)] + [item("resolved", summary=f"r{i}") for i in range(40)]
+    texts = sections(render(note(*items)))
+    assert texts[-1] == "…and 34 more findings (0 firing, 34 resolved): see the SNS message or the console"
+
+
+# -- sender, against the local sink ---------------------------------------------------------
+
+PAYLOAD = {"text": "hello", "blocks": []}
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def sender(url: str, sleeps: Sleeps, **kwargs: Any) -> SlackSender:
+    return SlackSender(url, sleep=sleeps, jitter=lambda: 0.0, **kwargs)
+
+
+def assert_no_url(exc: BaseException, url: str) -> None:
+    text = f"{exc} {exc!r} {exc.args}"
+    for secret in (url, "/services/", "T000/B000", "XXXX"):
+        assert secret not in text
+
+
+def test_send_ok(slack_sink):  # noqa: F811 (pytest fixture)
+    sleeps = Sleeps()
+    sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert len(slack_sink.requests) == 1
+    request = slack_sink.requests[0]
+    assert request.path == "/services/T000/B000/XXXX"
+    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert request.json == PAYLOAD
+    assert sleeps == []
+
+
+def test_send_rendered_payload(slack_sink):  # noqa: F811
+    payload = render(note(item(summary="ünïcode ✓")))
+    SlackSender(slack_sink.url).send(payload)
+    assert slack_sink.payloads == [payload]
+
+
+def test_429_honours_retry_after(slack_sink):  # noqa: F811
+    slack_sink.respond(429, "rate_limited", headers={"Retry-After": "2"})
+    sleeps = Sleeps()
+    s = sender(slack_sink.url, sleeps)
+    s.send(PAYLOAD)
+    assert sleeps == [2.0]
+    assert len(slack_sink.requests) == 2
+    assert s.attempts == 2
+
+
+def test_429_retry_after_capped(slack_sink):  # noqa: F811
+    slack_sink.respond(429, "rate_limited", headers={"Retry-After": "600"})
+    sleeps = Sleeps()
+    sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert sleeps == [30.0]
+
+
+def test_429_without_retry_after_backs_off(slack_sink):  # noqa: F811
+    slack_sink.respond(429, "rate_limited")
+    sleeps = Sleeps()
+    sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert sleeps == [0.5]
+
+
+def test_retry_after_beyond_deadline_gives_up(slack_sink):  # noqa: F811
+    slack_sink.respond(429, "rate_limited", headers={"Retry-After": "5"})
+    sleeps = Sleeps()
+    s = sender(slack_sink.url, sleeps, deadline=10.0, clock=lambda: 7.0)
+    with pytest.raises(SlackDeliveryError) as caught:
+        s.send(PAYLOAD)
+    assert str(caught.value) == ("Slack webhook: delivery failed after 1 attempt: HTTP 429 rate_limited; "
+                                 "no time left before the deadline")
+    assert sleeps == [] and len(slack_sink.requests) == 1
+
+
+def test_deadline_passed_makes_no_request(slack_sink):  # noqa: F811
+    with pytest.raises(SlackDeliveryError) as caught:
+        sender(slack_sink.url, Sleeps(), deadline=10.0, clock=lambda: 10.0).send(PAYLOAD)
+    assert caught.value.attempts == 0
+    assert slack_sink.requests == []
+
+
+def test_5xx_until_attempts_spent(slack_sink):  # noqa: F811
+    slack_sink.respond(500, "boom", times=4)
+    sleeps = Sleeps()
+    with pytest.raises(SlackDeliveryError) as caught:
+        sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert len(slack_sink.requests) == 4
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert str(caught.value) == "Slack webhook: delivery failed after 4 attempts: HTTP 500 boom"
+    assert caught.value.status == 500 and caught.value.attempts == 4
+    assert_no_url(caught.value, slack_sink.url)
+
+
+def test_backoff_has_jitter(slack_sink):  # noqa: F811
+    slack_sink.respond(503, "", times=3)
+    sleeps = Sleeps()
+    SlackSender(slack_sink.url, sleep=sleeps, jitter=lambda: 1.0).send(PAYLOAD)
+    assert sleeps == [0.75, 1.5, 3.0]
+    assert len(slack_sink.requests) == 4
+
+
+def test_5xx_then_ok(slack_sink):  # noqa: F811
+    slack_sink.respond(502, "bad gateway")
+    sleeps = Sleeps()
+    sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert len(slack_sink.requests) == 2 and sleeps == [0.5]
+
+
+def test_timeout_retried_then_error(slack_sink):  # noqa: F811
+    slack_sink.respond(200, "ok", delay=1.0, times=2)
+    sleeps = Sleeps()
+    with pytest.raises(SlackDeliveryError) as caught:
+        sender(slack_sink.url, sleeps, timeout=0.2, max_attempts=2).send(PAYLOAD)
+    assert len(slack_sink.requests) == 2
+    assert sleeps == [0.5]
+    assert str(caught.value) == "Slack webhook: delivery failed after 2 attempts: timed out"
+    assert_no_url(caught.value, slack_sink.url)
+
+
+@pytest.mark.parametrize(("status", "body"), [(404, "no_service"), (400, "invalid_payload"), (403, "action_prohibited"),
+                                              (410, "channel_is_archived")])
+def test_other_4xx_is_permanent_at_once(slack_sink, status, body):  # noqa: F811
+    slack_sink.respond(status, body)
+    sleeps = Sleeps()
+    with pytest.raises(SlackPermanentError) as caught:
+        sender(slack_sink.url, sleeps).send(PAYLOAD)
+    assert len(slack_sink.requests) == 1 and sleeps == []
+    assert str(caught.value) == f"Slack webhook refused the message: HTTP {status} {body}"
+    assert caught.value.status == status
+    assert isinstance(caught.value, SlackError)
+    assert_no_url(caught.value, slack_sink.url)
+
+
+def test_connection_refused_is_retried_and_has_no_url():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T000/B000/XXXX"
+    sleeps = Sleeps()
+    with pytest.raises(SlackDeliveryError) as caught:
+        sender(url, sleeps, max_attempts=3).send(PAYLOAD)
+    assert sleeps == [0.5, 1.0]
+    assert str(caught.value) == ("Slack webhook: delivery failed after 3 attempts: "
+                                 "ConnectionRefusedError: Connection refused")
+    assert_no_url(caught.value, url)
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://hooks.slack.com/services/T000/B000/XXXX",
+    "http://hooks.slack.com/services/T000/B000/XXXX",  # plain http only to the local sink
+    "hooks.slack.com/services/T000/B000/XXXX",
+    "https:///services/T000/B000/XXXX",
+    "",
+])
+def test_invalid_url_refused_without_echoing_it(url):
+    with pytest.raises(SlackPermanentError) as caught:
+        SlackSender(url)
+    assert str(caught.value) == "Slack webhook URL is not an https URL"
+    assert_no_url(caught.value, url or "XXXX")
+
+
+def test_repr_hides_the_url(slack_sink):  # noqa: F811
+    assert "XXXX" not in repr(SlackSender(slack_sink.url))
