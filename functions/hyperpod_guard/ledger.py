@@ -109,7 +109,8 @@ class Decision:
 
 
 def _since(now: datetime, then: datetime) -> str:
-    return format_duration(timedelta(seconds=int((now - then).total_seconds())))
+    # clocks of concurrent invocations differ slightly: never print a negative duration
+    return format_duration(timedelta(seconds=max(0, int((now - then).total_seconds()))))
 
 
 def _owed_or(record: AlertRecord, wanted: Reason | None, token: str, now: datetime) -> tuple[Reason | None, bool]:
@@ -129,7 +130,7 @@ def observe(
     words) keeps the state moving but sends nothing."""
     if record is None:
         record = AlertRecord.start(finding, now)
-    elif record.state is AlertState.RESOLVED:  # the problem is back: a new episode
+    elif record.state is AlertState.RESOLVED:  # back again: a new episode (its first supersedes an owed resolved)
         record = replace(AlertRecord.start(finding, now), version=record.version,
                          claim_token=record.claim_token, claim_until=record.claim_until)
     severity = finding.severity_at(record.first_seen, now)
@@ -176,7 +177,9 @@ def clear(
     if record.state is AlertState.PENDING:
         text = f"cleared before its grace elapsed ({why})"
         return Decision(replace(resolved, owed=None, reason=text), None, text)
-    if muted or not timing.notify_on_resolve or record.last_notified is None:
+    # a first notification another invocation is sending right now counts as notified
+    being_sent = record.owed is not None and record.claimed_by_other(token, now)
+    if muted or not timing.notify_on_resolve or (record.last_notified is None and not being_sent):
         because = muted or ("resolve notifications are off" if not timing.notify_on_resolve else "it was never notified")
         text = f"resolved: {why}; not notified: {because}"
         return Decision(replace(resolved, owed=None, reason=text), None, text)

@@ -161,31 +161,51 @@ class LedgerStore:
             raise
 
     def confirm(self, records: Iterable[AlertRecord], token: str, now: datetime) -> None:
-        """SNS accepted the message: record it as sent and drop the claim (if still ours)."""
+        """SNS accepted the message: record it as sent and drop the claim (if still ours).
+
+        While we were sending, another invocation may have committed a different owed
+        notification under our claim (a resolve, an escalation, a new episode): then only
+        what we sent is recorded (if it was about the same episode) and the claim dropped,
+        so that the newer owed notification is sent by the next evaluation, not erased."""
         for record in records:
+            sent = {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}}
+            episode = {":first_seen": _t(record.first_seen)}
             expires = (
                 {":exp": {"N": str(int((now + RESOLVED_RETENTION).timestamp()))}}
                 if record.state is AlertState.RESOLVED else {}
             )
-            self._update_if_claimed(
+            if record.owed is not None and self._update_if_claimed(
                 record, token,
                 "SET last_notified = :now, notified_severity = :sev, #v = #v + :one"
                 + (", expires_at = :exp REMOVE open_pk, open_sk," if expires else " REMOVE")
                 + " owed, claim_token, claim_until",
-                {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}, **expires},
-            )
+                {**sent, **episode, **expires, ":owed": {"S": record.owed.value}, ":state": {"S": record.state.value}},
+                also="owed = :owed AND #state = :state AND first_seen = :first_seen", names={"#state": "state"},
+            ):
+                continue
+            if self._update_if_claimed(
+                record, token,
+                "SET last_notified = :now, notified_severity = :sev, #v = #v + :one REMOVE claim_token, claim_until",
+                {**sent, **episode}, also="first_seen = :first_seen",
+            ):
+                continue
+            self.release([record], token)
 
     def release(self, records: Iterable[AlertRecord], token: str) -> None:
         """Sending failed: give up the claim so that a retry sends the owed notification."""
         for record in records:
             self._update_if_claimed(record, token, "SET #v = #v + :one REMOVE claim_token, claim_until", {})
 
-    def _update_if_claimed(self, record: AlertRecord, token: str, expression: str, values: dict[str, Any]) -> bool:
+    def _update_if_claimed(
+        self, record: AlertRecord, token: str, expression: str, values: dict[str, Any], *,
+        also: str = "", names: dict[str, str] | None = None,
+    ) -> bool:
         try:
             self.dynamodb.update_item(
                 TableName=self.table_name, Key=alert_key(record.cluster, record.fingerprint),
-                UpdateExpression=expression, ConditionExpression="claim_token = :token",
-                ExpressionAttributeNames={"#v": "version"},
+                UpdateExpression=expression,
+                ConditionExpression="claim_token = :token" + (f" AND {also}" if also else ""),
+                ExpressionAttributeNames={"#v": "version", **(names or {})},
                 ExpressionAttributeValues={":token": {"S": token}, ":one": {"N": "1"}, **values},
             )
             return True

@@ -223,7 +223,7 @@ NOT_A_NOTIFICATION = "not a notification ("
     ('{"cluster": "ml-prod"}', NOT_A_NOTIFICATION + "1 errors, first at items: Field required)"),
     ('{"cluster": "ml-prod", "items": [{"reason": "exploded", "finding": {}}]}', NOT_A_NOTIFICATION),
     ("[]", NOT_A_NOTIFICATION + "1 errors, first at message: Input should be an object)"),
-    ('{"cluster": "ml-prod", "items": []}', "a notification without items"),
+    ('{"cluster": "ml-prod", "items": []}', NOT_A_NOTIFICATION + "1 errors, first at items: Tuple should have at least 1 item"),
 ])
 def test_invalid_message_is_dropped(env, secrets, slack_sink, output, message, why):  # noqa: F811
     secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)

@@ -126,11 +126,7 @@ def _parse(record: Any) -> tuple[str, Notification | None]:
         _drop("unknown", "not an SNS record")
         return "unknown", None
     try:
-        notification = Notification.model_validate_json(body)
-        if not notification.items:  # nothing to say (and its subject/severity are undefined)
-            _drop(message_id, "a notification without items")
-            return message_id, None
-        return message_id, notification
+        return message_id, Notification.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0] if exc.error_count() else {}
         where = ".".join(str(p) for p in first.get("loc", ())) or "message"
