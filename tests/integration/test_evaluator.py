@@ -253,3 +253,15 @@ def test_end_to_end_event_to_slack_once(stack, runtime, slack_sink, monkeypatch)
     payload = slack_sink.requests[0].json
     assert "ml-prod" in payload["blocks"][0]["text"]["text"]
     assert sum("gpu-workers" in json.dumps(block) for block in payload["blocks"]) >= 2
+
+
+def test_end_to_end_slack_rate_limited_then_delivered(stack, runtime, slack_sink):
+    from hyperpod_guard.handlers import slack_notifier
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=slack_sink.url)
+    slack_sink.respond(429, "rate_limited", headers={"Retry-After": "0"})
+    event, _ = degraded()
+    fire(runtime, event)
+    (message,) = sent(stack)
+    assert slack_notifier.handler(message["sns_event"], LambdaContext()) == {"sent": 1, "dropped": 0}
+    assert [r.json is not None for r in slack_sink.requests] == [True, True]  # 429, then 200
