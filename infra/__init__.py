@@ -1,0 +1,1 @@
+"""The hyperpod-guard CDK app (Python, aws-cdk-lib v2)."""

@@ -1,0 +1,74 @@
+"""Alerting: the KMS key, the alerts topic and its subscribers (Slack notifier, email, Chatbot)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_chatbot as chatbot
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from .common import python_function, secure_queue
+from .config import Config
+
+
+class Alerting(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config):
+        super().__init__(scope, id)
+        self.key = kms.Key(
+            self, "Key", alias=f"alias/{config.prefix}", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN,
+            description="hyperpod-guard: encrypts the alert and operations topics",
+        )
+        # CloudWatch alarms publish to the (encrypted) operations topic
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+        ))
+        self.topic = sns.Topic(
+            self, "Alerts", topic_name=f"{config.prefix}-alerts", display_name="hyperpod-guard alerts",
+            master_key=self.key, enforce_ssl=True,
+        )
+        for address in config.emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(address, filter_policy={
+                "severity": sns.SubscriptionFilter.string_filter(allowlist=config.email_severities),
+            }))
+        self.slack_secret: secretsmanager.ISecret | None = None
+        self.notifier = None
+        if config.slack:
+            self._slack(config)
+        if config.chatbot_workspace_id:
+            chatbot.SlackChannelConfiguration(
+                self, "Chatbot", slack_channel_configuration_name=f"{config.prefix}-alerts",
+                slack_workspace_id=config.chatbot_workspace_id, slack_channel_id=config.chatbot_channel_id,
+                notification_topics=[self.topic], logging_level=chatbot.LoggingLevel.ERROR,
+            )
+
+    def _slack(self, config: Config) -> None:
+        if config.slack_secret_name:
+            self.slack_secret = secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", config.slack_secret_name)
+        else:
+            # created with a generated placeholder, which the notifier reports as "not configured"
+            self.slack_secret = secretsmanager.Secret(
+                self, "SlackWebhook", secret_name=f"{config.prefix}/slack-webhook",
+                description="hyperpod-guard: the Slack incoming-webhook URL (put it here after deploying)",
+            )
+        self.notifier_dlq = secure_queue(self, "SlackDlq", config=config, name="slack-dlq")
+        self.notifier = python_function(
+            self, "SlackNotifier", config=config, name="slack-notifier",
+            handler="hyperpod_guard.handlers.slack_notifier.handler",
+            description="hyperpod-guard: renders alert messages and posts them to Slack",
+            # measured: ~0.1 s of work per message; the time is Slack's retries (Retry-After up to 30 s)
+            memory_mb=256, timeout=Duration.seconds(90),
+            environment={"SLACK_WEBHOOK_SECRET": self.slack_secret.secret_name},
+        )
+        self.slack_secret.grant_read(self.notifier)
+        # SNS -> Lambda is asynchronous: Lambda retries twice, then the failure destination keeps it
+        self.notifier.configure_async_invoke(
+            retry_attempts=2, max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.notifier_dlq),
+        )
+        self.topic.add_subscription(subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.notifier_dlq))

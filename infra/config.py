@@ -1,0 +1,112 @@
+"""Deploy-time configuration, read from CDK context (`cdk.json` or `-c key=value`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from constructs import Node
+
+DEFAULTS: dict[str, Any] = {
+    "prefix": "hyperpod-guard",
+    "slack": True,
+    "slackSecretName": "",
+    "emails": [],
+    "emailSeverities": ["critical", "warning"],
+    "opsEmails": [],
+    "chatbotSlackWorkspaceId": "",
+    "chatbotSlackChannelId": "",
+    "sweepRate": 5,
+    "remediation": False,
+    "logLevel": "INFO",
+    "logRetentionDays": 30,
+    "seedRules": True,
+    "rulesFile": "rules/defaults.json",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes", "on"):
+        return True
+    if str(value).lower() in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"context {name!r} must be true or false, got {value!r}")
+
+
+def _list(value: Any) -> list[str]:
+    """A JSON list, or a comma-separated string (what `-c emails=a@x,b@y` gives)."""
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    text = str(value or "").strip()
+    if text.startswith("["):
+        return _list(json.loads(text))
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Config:
+    prefix: str = DEFAULTS["prefix"]
+    slack: bool = True
+    slack_secret_name: str = ""
+    emails: list[str] = field(default_factory=list)
+    email_severities: list[str] = field(default_factory=lambda: list(DEFAULTS["emailSeverities"]))
+    ops_emails: list[str] = field(default_factory=list)
+    chatbot_workspace_id: str = ""
+    chatbot_channel_id: str = ""
+    sweep_rate_minutes: int = 5
+    remediation: bool = False
+    log_level: str = "INFO"
+    log_retention_days: int = 30
+    seed_rules: bool = True
+    rules_file: str = DEFAULTS["rulesFile"]
+
+    @property
+    def rules_path(self) -> str:
+        return f"/{self.prefix}/rules"
+
+    @classmethod
+    def from_node(cls, node: Node) -> Config:
+        def get(key: str) -> Any:
+            value = node.try_get_context(key)
+            return DEFAULTS[key] if value is None else value
+
+        config = cls(
+            prefix=str(get("prefix")),
+            slack=_bool("slack", get("slack")),
+            slack_secret_name=str(get("slackSecretName") or ""),
+            emails=_list(get("emails")),
+            email_severities=_list(get("emailSeverities")),
+            ops_emails=_list(get("opsEmails")),
+            chatbot_workspace_id=str(get("chatbotSlackWorkspaceId") or ""),
+            chatbot_channel_id=str(get("chatbotSlackChannelId") or ""),
+            sweep_rate_minutes=int(get("sweepRate")),
+            remediation=_bool("remediation", get("remediation")),
+            log_level=str(get("logLevel")).upper(),
+            log_retention_days=int(get("logRetentionDays")),
+            seed_rules=_bool("seedRules", get("seedRules")),
+            rules_file=str(get("rulesFile")),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,30}", self.prefix):
+            raise ConfigError(f"context 'prefix' must be 2-31 lowercase letters, digits or '-', got {self.prefix!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"context 'logLevel' must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if not 1 <= self.sweep_rate_minutes <= 1440:
+            raise ConfigError(f"context 'sweepRate' is minutes between sweeps (1-1440), got {self.sweep_rate_minutes}")
+        for address in self.emails + self.ops_emails:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+                raise ConfigError(f"not an email address: {address!r}")
+        if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
+            raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")

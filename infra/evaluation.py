@@ -1,0 +1,104 @@
+"""Evaluation: the ledger table, the rules parameters, the evaluator and the sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from hyperpod_guard.ledger_store import OPEN_INDEX, TTL_ATTRIBUTE
+from hyperpod_guard.rules_store import plan_parts
+
+from .common import python_function, secure_queue
+from .config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+#: what the evaluator and the sweep read
+SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes")
+#: granted only with -c remediation=true
+SAGEMAKER_REMEDIATE = ("sagemaker:UpdateCluster", "sagemaker:BatchRebootClusterNodes", "sagemaker:BatchReplaceClusterNodes")
+
+
+class Evaluation(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, topic: sns.ITopic, key: kms.IKey):
+        super().__init__(scope, id)
+        # mirrors hyperpod_guard.ledger_store.TABLE_DEFINITION (checked by the infra tests)
+        self.table = dynamodb.Table(
+            self, "Ledger", table_name=f"{config.prefix}-ledger",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute=TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED, removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name=OPEN_INDEX, projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+            partition_key=dynamodb.Attribute(name="open_pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="open_sk", type=dynamodb.AttributeType.STRING),
+        )
+        self.rules_parameters = self._seed_rules(config) if config.seed_rules else []
+        environment = {
+            "TABLE_NAME": self.table.table_name, "TOPIC_ARN": topic.topic_arn, "RULES_PATH": config.rules_path,
+            "RULES_MAX_AGE": "60",
+        }
+        self.failures = secure_queue(self, "EvaluatorFailures", config=config, name="evaluator-failures")
+        self.evaluator = python_function(
+            self, "Evaluator", config=config, name="evaluator", handler="hyperpod_guard.handlers.evaluator.handler",
+            description="hyperpod-guard: evaluates one HyperPod event against the rules and alerts",
+            # measured: ~150 MB peak, ~0.5 s cold import at full CPU; 512 MB buys CPU for the cold start
+            memory_mb=512, timeout=Duration.seconds(60), environment=environment,
+        )
+        self.evaluator.configure_async_invoke(
+            retry_attempts=2, max_event_age=Duration.hours(6), on_failure=destinations.SqsDestination(self.failures),
+        )
+        self.sweep = python_function(
+            self, "Sweep", config=config, name="sweep", handler="hyperpod_guard.handlers.sweep.handler",
+            description="hyperpod-guard: re-evaluates every cluster on a schedule",
+            memory_mb=512, timeout=Duration.minutes(5), environment={**environment, "SWEEP_CONCURRENCY": "8"},
+        )
+        self.schedule = events.Rule(
+            self, "SweepSchedule", rule_name=f"{config.prefix}-sweep",
+            description="hyperpod-guard: periodic re-evaluation of every cluster",
+            schedule=events.Schedule.rate(Duration.minutes(config.sweep_rate_minutes)),
+            targets=[targets.LambdaFunction(self.sweep, retry_attempts=0)],
+        )
+        for function in (self.evaluator, self.sweep):
+            self._grant(function, config, topic, key)
+
+    def _seed_rules(self, config: Config) -> list[ssm.StringParameter]:
+        document = json.loads((REPO / config.rules_file).read_text())
+        return [
+            ssm.StringParameter(
+                self, f"Rules{index:02d}", parameter_name=name, string_value=value, tier=ssm.ParameterTier.STANDARD,
+                description=f"hyperpod-guard rules, part {index + 1} (seeded from {config.rules_file})",
+            )
+            for index, (name, value) in enumerate(plan_parts(document, config.rules_path))
+        ]
+
+    def _grant(self, function, config: Config, topic: sns.ITopic, key: kms.IKey) -> None:
+        self.table.grant_read_write_data(function)
+        # not topic.grantPublish: it grants kms:GenerateDataKey* (a wildcard action) for the key
+        function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]))
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn],
+        ))
+        clusters = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:cluster/*"
+        function.add_to_role_policy(iam.PolicyStatement(actions=list(SAGEMAKER_READ), resources=[clusters]))
+        # ListClusters has no resource-level permissions
+        function.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListClusters"], resources=["*"]))
+        path = f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{config.rules_path}"
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["ssm:GetParametersByPath"], resources=[path, f"{path}/*"],
+        ))
+        if config.remediation:
+            function.add_to_role_policy(iam.PolicyStatement(actions=list(SAGEMAKER_REMEDIATE), resources=[clusters]))

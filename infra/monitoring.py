@@ -1,0 +1,88 @@
+"""Monitoring: alarms to an operations topic, and a dashboard."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .config import Config
+
+NAMESPACE = "HyperPodGuard"
+FIVE_MINUTES = Duration.minutes(5)
+
+
+def _search(metric: str, dimensions: str, label: str) -> cloudwatch.MathExpression:
+    """Every dimension value of an EMF metric, one line each (EMF dimensions are not known in advance)."""
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('{{{NAMESPACE},{dimensions}}} MetricName=\"{metric}\"', 'Sum', 300)",
+        label=label, period=FIVE_MINUTES, using_metrics={},
+    )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self, scope: Construct, id: str, *, config: Config, key: kms.IKey,
+        functions: dict[str, lambda_.Function], queues: dict[str, sqs.Queue], sweep: lambda_.Function,
+    ):
+        super().__init__(scope, id)
+        self.ops_topic = sns.Topic(
+            self, "Operations", topic_name=f"{config.prefix}-operations", display_name="hyperpod-guard operations",
+            master_key=key, enforce_ssl=True,
+        )
+        for address in config.ops_emails:
+            self.ops_topic.add_subscription(subscriptions.EmailSubscription(address))
+        notify = actions.SnsAction(self.ops_topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        def alarm(id_: str, metric: cloudwatch.IMetric, description: str, *, threshold: float = 1,
+                  comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                  missing=cloudwatch.TreatMissingData.NOT_BREACHING, periods: int = 1) -> None:
+            created = cloudwatch.Alarm(
+                self, id_, alarm_name=f"{config.prefix}-{id_}", alarm_description=description, metric=metric,
+                threshold=threshold, evaluation_periods=periods, comparison_operator=comparison, treat_missing_data=missing,
+            )
+            created.add_alarm_action(notify)
+            self.alarms.append(created)
+
+        for name, function in functions.items():
+            alarm(f"{name}-errors", function.metric_errors(period=FIVE_MINUTES), f"{function.function_name} failed")
+            alarm(f"{name}-throttles", function.metric_throttles(period=FIVE_MINUTES), f"{function.function_name} was throttled")
+        for name, queue in queues.items():
+            alarm(f"{name}-depth", queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
+                  f"messages are waiting in {name}: events or alerts were not processed (see README: Operations)")
+        # the sweep heals lost events; if it stops, nobody notices otherwise
+        window = max(FIVE_MINUTES.to_minutes(), config.sweep_rate_minutes * 3)
+        alarm("sweep-not-running", sweep.metric_invocations(period=Duration.minutes(window)),
+              f"the sweep has not run for {window} minutes", threshold=1,
+              comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+              missing=cloudwatch.TreatMissingData.BREACHING)
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="HyperPod events by detail-type", left=[_search("Events", "DetailType,service", "events")], width=12),
+            cloudwatch.GraphWidget(title="Findings by policy and severity", left=[_search("Findings", "Policy,Severity,service", "findings")], width=12),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Notifications", width=12, left=[
+                cloudwatch.Metric(namespace=NAMESPACE, metric_name=m, dimensions_map={"service": s}, statistic="Sum", period=FIVE_MINUTES)
+                for m, s in (("Notifications", "evaluator"), ("Notifications", "sweep"), ("SlackMessagesSent", "slack-notifier"),
+                             ("SuppressedAlerts", "evaluator"))
+            ]),
+            cloudwatch.GraphWidget(title="Errors", width=12, left=[
+                *(f.metric_errors(period=FIVE_MINUTES, label=f"{n} errors") for n, f in functions.items()),
+                *(cloudwatch.Metric(namespace=NAMESPACE, metric_name=m, dimensions_map={"service": s}, statistic="Sum", period=FIVE_MINUTES)
+                  for m, s in (("InvalidEvents", "evaluator"), ("RulesErrors", "evaluator"), ("SlackDeliveryFailed", "slack-notifier"))),
+            ]),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Durations (p95)", width=24, left=[
+                f.metric_duration(period=FIVE_MINUTES, statistic="p95", label=n) for n, f in functions.items()
+            ]),
+        )

@@ -1,0 +1,56 @@
+"""The hyperpod-guard stack: ingestion -> evaluation -> alerting, plus monitoring."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from constructs import Construct
+
+from .alerting import Alerting
+from .config import Config
+from .evaluation import Evaluation
+from .ingestion import Ingestion
+from .monitoring import Monitoring
+
+
+class HyperPodGuardStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, config: Config, **kwargs):
+        super().__init__(scope, id, description="hyperpod-guard: policy checks and alerts for SageMaker HyperPod", **kwargs)
+        self.config = config
+        self.alerting = Alerting(self, "Alerting", config=config)
+        self.evaluation = Evaluation(self, "Evaluation", config=config, topic=self.alerting.topic, key=self.alerting.key)
+        self.ingestion = Ingestion(self, "Ingestion", config=config, evaluator=self.evaluation.evaluator)
+        functions = {"evaluator": self.evaluation.evaluator, "sweep": self.evaluation.sweep}
+        queues = {"events-dlq": self.ingestion.dlq, "evaluator-failures": self.evaluation.failures}
+        if self.alerting.notifier:
+            functions["slack-notifier"] = self.alerting.notifier
+            queues["slack-dlq"] = self.alerting.notifier_dlq
+        self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
+                                     functions=functions, queues=queues, sweep=self.evaluation.sweep)
+        CfnOutput(self, "AlertsTopicArn", value=self.alerting.topic.topic_arn)
+        CfnOutput(self, "OperationsTopicArn", value=self.monitoring.ops_topic.topic_arn)
+        CfnOutput(self, "LedgerTableName", value=self.evaluation.table.table_name)
+        CfnOutput(self, "RulesPath", value=config.rules_path)
+        if self.alerting.slack_secret:
+            CfnOutput(self, "SlackWebhookSecret", value=self.alerting.slack_secret.secret_name)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """cdk-nag findings we accept, each with its reason."""
+        def ack(scope: Construct, rule: str, reason: str) -> None:
+            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+        ack(self, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "The managed basic execution role grants only CloudWatch Logs writes to the function's own log group.")
+        ack(self, "AwsSolutions-IAM5[Resource::*]",
+            "sagemaker:ListClusters has no resource-level permissions; KMS key policies name the key itself as '*'.")
+        ack(self, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
+            "HyperPod cluster ARNs carry a generated cluster id, not the name: clusters of this account and region only.")
+        ledger = self.resolve(self.get_logical_id(self.evaluation.table.node.default_child))
+        ack(self, f"AwsSolutions-IAM5[Resource::<{ledger}.Arn>/index/*]",
+            "Granted by table.grantReadWriteData: the ledger's own indexes (the sweep queries the `open` index).")
+        ack(self, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{self.config.rules_path}/*]",
+            "The rules are every parameter under the rules path (several parameters, merged).")
+        ack(self, "AwsSolutions-SMG4",
+            "A Slack incoming-webhook URL cannot be rotated by a Lambda: Slack issues it; rotate it by hand in Slack.")
+        ack(self, "AwsSolutions-SQS3",
+            "These queues are the dead-letter/failure queues themselves; a DLQ of a DLQ would only move the problem.")
