@@ -9,8 +9,10 @@ from typing import Any
 
 from constructs import Node
 
+from hyperpod_guard import naming
+
 DEFAULTS: dict[str, Any] = {
-    "prefix": "hyperpod-guard",
+    "prefix": naming.DEFAULT_PREFIX,
     "slack": True,
     "slackSecretName": "",
     "emails": [],
@@ -71,7 +73,7 @@ class Config:
 
     @property
     def rules_path(self) -> str:
-        return f"/{self.prefix}/rules"
+        return naming.rules_path(self.prefix)
 
     @classmethod
     def from_node(cls, node: Node) -> Config:

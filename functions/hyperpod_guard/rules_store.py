@@ -24,13 +24,14 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import naming
 from .errors import InvalidRulesError
 from .rules import DEFAULT_RULES, Rules, json_path, load_rules
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-DEFAULT_RULES_PATH = "/hyperpod-guard/rules"
+DEFAULT_RULES_PATH = naming.rules_path()
 DEFAULT_MAX_AGE = 60
 #: a Standard parameter's value limit
 SSM_STANDARD_LIMIT = 4096

@@ -14,9 +14,10 @@ from typing import Any
 import boto3
 
 from ..ledger_store import create_table
-from ..rules_store import DEFAULT_RULES_PATH, push_rules
+from .. import naming
+from ..rules_store import push_rules
 
-PREFIX = "hyperpod-guard"
+PREFIX = naming.DEFAULT_PREFIX
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,18 @@ class Resources:
 
 def provision(*, slack_webhook_url: str = "", rules: dict[str, Any] | None = None, prefix: str = PREFIX) -> Resources:
     dynamodb, sns, sqs = boto3.client("dynamodb"), boto3.client("sns"), boto3.client("sqs")
-    table = f"{prefix}-ledger"
+    table = naming.table_name(prefix)
     create_table(dynamodb, table)
-    topic_arn = sns.create_topic(Name=f"{prefix}-alerts")["TopicArn"]
+    topic_arn = sns.create_topic(Name=naming.alerts_topic_name(prefix))["TopicArn"]
     queue_url = sqs.create_queue(QueueName=f"{prefix}-alerts-copy")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    secret = f"{prefix}/slack-webhook"
+    secret = naming.slack_secret_name(prefix)
     boto3.client("secretsmanager").create_secret(Name=secret, SecretString=slack_webhook_url or " ")
+    rules_path = naming.rules_path(prefix)
     if rules is not None:
-        push_rules(rules, DEFAULT_RULES_PATH, ssm=boto3.client("ssm"))
-    return Resources(table, topic_arn, queue_url, secret, DEFAULT_RULES_PATH)
+        push_rules(rules, rules_path, ssm=boto3.client("ssm"))
+    return Resources(table, topic_arn, queue_url, secret, rules_path)
 
 
 def delivered(resources: Resources, *, max_batches: int = 10) -> list[dict[str, Any]]:
