@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -28,7 +28,8 @@ class Alerting(Construct):
         # CloudWatch alarms publish to the (encrypted) operations topic
         self.key.add_to_resource_policy(iam.PolicyStatement(
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],  # "*" = this key, in a key policy
+            conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
         ))
         self.topic = sns.Topic(
             self, "Alerts", topic_name=naming.alerts_topic_name(config.prefix), display_name="hyperpod-guard alerts",

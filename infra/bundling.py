@@ -38,9 +38,15 @@ class PipLocalBundling:
         )
         if result.returncode != 0:  # pip's own words, not a bare CalledProcessError
             raise RuntimeError(f"bundling the Lambda dependencies failed:\n{result.stdout}{result.stderr}")
-        shutil.copytree(FUNCTIONS / "hyperpod_guard", Path(output_dir) / "hyperpod_guard", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(*EXCLUDE))
+        copy_package(Path(output_dir))
         return True  # done: CDK never starts Docker
+
+
+def copy_package(output_dir: Path) -> Path:
+    """Copy the `hyperpod_guard` package as the asset carries it (the end-to-end tests run this copy)."""
+    target = output_dir / "hyperpod_guard"
+    shutil.copytree(FUNCTIONS / "hyperpod_guard", target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*EXCLUDE))
+    return target
 
 
 def function_code(runtime: lambda_.Runtime) -> lambda_.Code:

@@ -44,6 +44,13 @@ def _bool(name: str, value: Any) -> bool:
     raise ConfigError(f"context {name!r} must be true or false, got {value!r}")
 
 
+def _int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"context {name!r} must be a whole number, got {value!r}") from None
+
+
 def _list(value: Any) -> list[str]:
     """A JSON list, or a comma-separated string (what `-c emails=a@x,b@y` gives)."""
     if isinstance(value, list):
@@ -90,10 +97,10 @@ class Config:
             ops_emails=_list(get("opsEmails")),
             chatbot_workspace_id=str(get("chatbotSlackWorkspaceId") or ""),
             chatbot_channel_id=str(get("chatbotSlackChannelId") or ""),
-            sweep_rate_minutes=int(get("sweepRate")),
+            sweep_rate_minutes=_int("sweepRate", get("sweepRate")),
             remediation=_bool("remediation", get("remediation")),
             log_level=str(get("logLevel")).upper(),
-            log_retention_days=int(get("logRetentionDays")),
+            log_retention_days=_int("logRetentionDays", get("logRetentionDays")),
             seed_rules=_bool("seedRules", get("seedRules")),
             rules_file=str(get("rulesFile")),
         )
@@ -105,10 +112,15 @@ class Config:
             raise ConfigError(f"context 'prefix' must be 2-31 lowercase letters, digits or '-', got {self.prefix!r}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"context 'logLevel' must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
-        if not 1 <= self.sweep_rate_minutes <= 1440:
-            raise ConfigError(f"context 'sweepRate' is minutes between sweeps (1-1440), got {self.sweep_rate_minutes}")
+        if not 1 <= self.sweep_rate_minutes <= 60:
+            raise ConfigError(f"context 'sweepRate' is minutes between sweeps (1-60), got {self.sweep_rate_minutes}")
+        if not 1 <= self.log_retention_days <= 731:
+            raise ConfigError(f"context 'logRetentionDays' must be 1-731, got {self.log_retention_days}")
+        unknown = sorted(set(self.email_severities) - {"critical", "warning", "info"})
+        if unknown or not self.email_severities:
+            raise ConfigError(f"context 'emailSeverities' takes critical, warning, info; got {self.email_severities}")
         for address in self.emails + self.ops_emails:
             if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
-                raise ConfigError(f"not an email address: {address!r}")
+                raise ConfigError(f"context 'emails'/'opsEmails': not an email address: {address!r}")
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")
