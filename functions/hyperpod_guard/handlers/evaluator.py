@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -20,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .. import aws_clients
+from .. import aws_clients, clock
 from ..ledger_store import TTL_ATTRIBUTE
 from ..service import Runtime, handle_event, new_token
 from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
@@ -55,7 +54,7 @@ aws_clients.on_reset(_idempotent_process.cache_clear)
 
 
 def process(event: dict[str, Any], token: str) -> dict[str, Any]:
-    result = handle_event(event, runtime(), datetime.now(timezone.utc), token)
+    result = handle_event(event, runtime(), clock.now(), token)
     count(metrics, "Events", DetailType=result.detail_type[:250])
     if result.invalid:
         logger.warning("dropping invalid event", extra={"reason": result.invalid})

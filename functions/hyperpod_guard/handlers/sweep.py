@@ -7,12 +7,11 @@ Environment: as the evaluator, plus SWEEP_CONCURRENCY (8).
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .. import aws_clients
+from .. import aws_clients, clock
 from ..service import Runtime, new_token, sweep
 from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
 
@@ -36,7 +35,7 @@ class SweepFailed(Exception):
 @logger.inject_lambda_context(clear_state=True)
 @capture_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = sweep(runtime(), datetime.now(timezone.utc), new_token(context.aws_request_id))
+    result = sweep(runtime(), clock.now(), new_token(context.aws_request_id))
     count(metrics, "SweepClusters", result.clusters)
     count(metrics, "SweepGoneClusters", result.gone)
     count(metrics, "SweepRuns")
