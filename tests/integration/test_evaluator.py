@@ -200,8 +200,12 @@ def test_bad_event_is_counted_and_dropped(stack, runtime):
 
 
 def test_handler_with_powertools_is_idempotent_on_the_event_id(stack, capsys):
+    import sys
+
     from hyperpod_guard.handlers import evaluator
 
+    # Powertools binds its handler to the stdout of the first Logger created; capture this one
+    evaluator.logger.registered_handler.setStream(sys.stdout)
     event, snapshot = scenario("unhealthy-node-no-repair")
     serve(snapshot, nodes=[{"InstanceId": event["detail"]["InstanceId"], "InstanceGroupName": "p5-train",
                             "InstanceType": "ml.p5.48xlarge", "InstanceStatus": {"Status": "Running"}}])
