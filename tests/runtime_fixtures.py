@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from hyperpod_guard.local.hyperpod_state import put_cluster
+from hyperpod_guard.local.lambda_context import LambdaContext  # noqa: F401 (re-exported for the tests)
 from hyperpod_guard.local.provision import Resources, provision
 from hyperpod_guard.service import Runtime
 from tests.conftest import EVENTS, REGION
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "hyperpod-guard-evaluator"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-west-2:123456789012:function:hyperpod-guard-evaluator"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    remaining_ms: int = 30_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @pytest.fixture

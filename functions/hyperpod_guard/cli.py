@@ -152,9 +152,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_offline_demo
+    from .local import demo  # moto and the stand-ins are only needed here
 
-    return run_offline_demo(Path(args.events) if args.events else None)
+    if args.offline:
+        return demo.run_offline(Path(args.events) if args.events else None)
+    return demo.run(Path(args.output))
 
 
 # --- wiring -------------------------------------------------------------------------------------
@@ -189,12 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc = commands.add_parser("schema", help="print the rules JSON Schema")
     sc.set_defaults(run=cmd_schema)
 
-    de = commands.add_parser("demo", help="run every scenario in events/ and show what each finds")
-    de.add_argument("--events", metavar="DIR", help="scenario directory (default: the repository's events/)")
+    de = commands.add_parser(
+        "demo", help="the whole pipeline on local stand-ins (moto, a Slack sink), with scenario timelines",
+        description="Replay scenario timelines through the real handlers on moto and a local Slack webhook, "
+        "check each expected outcome, and write the SNS messages, Slack payloads and an HTML view.",
+    )
+    de.add_argument("--output", metavar="DIR", default="out/demo", help="where to write the results (default: out/demo)")
+    de.add_argument("--offline", action="store_true", help="only evaluate every scenario in events/ and print the findings")
+    de.add_argument("--events", metavar="DIR", help="with --offline: scenario directory (default: the repository's events/)")
     de.set_defaults(run=cmd_demo)
 
+    from .cli_check import add_check_command  # here: cli_check imports this module
     from .cli_rules import add_rules_commands  # here: cli_rules imports this module
 
+    add_check_command(commands)
     add_rules_commands(commands)
     return parser
 

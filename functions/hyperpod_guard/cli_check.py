@@ -1,0 +1,103 @@
+"""`hyperpod-guard check --cluster NAME`: evaluate a real cluster now, read-only.
+
+DescribeCluster (+ ListClusterNodes unless --no-nodes), then the same policies and rules the
+evaluator uses; the findings are printed as `evaluate` prints them. Nothing is written: no
+ledger, no alerts, only Describe*/List* calls. What a user runs before deploying, or to debug.
+
+Exit codes as the rest of the CLI: 0 evaluated (with or without findings); 2 bad input, the
+cluster not found, or SageMaker unreachable / refusing, with one `error: ...` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .cli import EXIT_OK, BadInput, load_rules_file, render_json, render_text
+from .cli_rules import CLI_CONFIG, AwsUnavailable
+from .cluster_reader import ClusterReader
+from .engine import evaluate
+from .snapshot import ClusterSnapshot
+
+
+@contextlib.contextmanager
+def _sagemaker_errors(hint: str = "") -> Iterator[None]:
+    """AWS errors as one line, the way `rules push|show` reports SSM's."""
+    try:
+        yield
+    except ClientError as exc:
+        raise AwsUnavailable(f"SageMaker refused the request: {' '.join(str(exc).split())}{hint}") from None
+    except BotoCoreError as exc:
+        raise AwsUnavailable(f"cannot reach SageMaker: {' '.join(str(exc).split())}") from None
+
+
+def _sagemaker_client(args: argparse.Namespace) -> Any:
+    with _sagemaker_errors():
+        session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
+        return session.client("sagemaker", config=CLI_CONFIG)
+
+
+def read_cluster(sagemaker: Any, cluster: str, *, nodes: bool) -> ClusterSnapshot:
+    """DescribeCluster (+ every node's summary); BadInput when the cluster does not exist."""
+    reader = ClusterReader(sagemaker)
+    region = sagemaker.meta.region_name
+    with _sagemaker_errors():
+        snapshot = reader.describe(cluster)
+    if snapshot is not None and nodes:
+        with _sagemaker_errors(" (--no-nodes skips ListClusterNodes)"):
+            listed = reader.list_nodes(cluster)
+        snapshot = None if listed is None else snapshot.model_copy(update={"nodes": tuple(listed)})
+    if snapshot is None:
+        raise BadInput(f"cluster {cluster} not found in {region}")
+    return snapshot
+
+
+def header(snapshot: ClusterSnapshot, region: str, nodes: bool) -> str:
+    parts = [
+        f"status {snapshot.status or 'unknown'}",
+        f"orchestrator {snapshot.orchestration}",
+        f"{len(snapshot.instance_groups)} instance group(s)",
+    ]
+    if nodes:
+        parts.append(f"{len(snapshot.nodes)} node(s)")
+    return f"cluster {snapshot.name} in {region}: {', '.join(parts)}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if not args.cluster.strip():
+        raise BadInput("--cluster must not be empty")
+    rules = load_rules_file(args.rules)  # bad rules are bad input: before any AWS call
+    sagemaker = _sagemaker_client(args)
+    snapshot = read_cluster(sagemaker, args.cluster, nodes=args.nodes)
+    result = evaluate(snapshot, None, rules, datetime.now(timezone.utc))
+    if args.format == "json":
+        print(render_json(result))
+    else:
+        print(header(snapshot, sagemaker.meta.region_name, args.nodes), file=sys.stderr)
+        print(render_text(result))
+    return EXIT_OK
+
+
+def add_check_command(commands: Any) -> None:
+    """Add `check` to the top-level subparsers."""
+    check = commands.add_parser(
+        "check", help="evaluate a live cluster read-only (DescribeCluster + ListClusterNodes) and print the findings",
+        description="Read a HyperPod cluster from SageMaker (DescribeCluster, and ListClusterNodes unless "
+        "--no-nodes) and evaluate it with the same policies and rules as the deployed evaluator. Read-only: "
+        "no ledger, no alerts, nothing written to AWS.",
+    )
+    check.add_argument("--cluster", required=True, metavar="NAME", help="cluster name or ARN")
+    check.add_argument("--region", metavar="REGION", help="AWS region (default: from the environment/profile)")
+    check.add_argument("--profile", metavar="PROFILE", help="AWS named profile")
+    check.add_argument("--rules", metavar="FILE", help="rules JSON; default: the built-in defaults")
+    check.add_argument("--format", choices=("json", "text"), default="text", help="output format (default: text)")
+    check.add_argument("--nodes", action=argparse.BooleanOptionalAction, default=True,
+                       help="list the nodes too, so nodes in Failure are found (default: --nodes)")
+    check.set_defaults(run=cmd_check)
