@@ -40,6 +40,9 @@ class Reason(StrEnum):
 
 #: how long an invocation may hold the right to send an owed notification
 CLAIM_LEASE = timedelta(minutes=2)
+#: last_seen is refreshed at most this often when nothing else changes (it only feeds the
+#: 24h expiry of event-reported findings, so minutes are precise enough)
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 #: resolved records are kept this long (DynamoDB TTL), for the demo, audits and flapping
 RESOLVED_RETENTION = timedelta(days=7)
 
@@ -128,6 +131,19 @@ def observe(
 ) -> Decision:
     """The finding was seen in this evaluation. `muted` (a silence or an inhibition, in
     words) keeps the state moving but sends nothing."""
+    decision = _observe(record, finding, timing, now, muted=muted, token=token)
+    if (
+        record is not None and decision.notify is None and now - record.last_seen < LAST_SEEN_RESOLUTION
+        and replace(decision.record, last_seen=record.last_seen, reason=record.reason) == record
+    ):
+        # nothing but the time changed: skip the write (a storm of duplicates costs reads only)
+        return Decision(record, None, decision.why, changed=False)
+    return decision
+
+
+def _observe(
+    record: AlertRecord | None, finding: Finding, timing: Timing, now: datetime, *, muted: str | None, token: str,
+) -> Decision:
     if record is None:
         record = AlertRecord.start(finding, now)
     elif record.state is AlertState.RESOLVED:  # back again: a new episode (its first supersedes an owed resolved)

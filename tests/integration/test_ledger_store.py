@@ -156,7 +156,8 @@ def test_a_commit_based_on_an_old_version_conflicts(store):
 def test_a_conflict_in_one_record_cancels_the_whole_transaction(store):
     first = fire(store, condition="a")
     fresh = observe(None, finding(condition="b"), Timing(), T0, token="t2")
-    stale = observe(replace(first, version=0), finding(condition="a"), Timing(), T0, token="t2")
+    # a changed summary, so that the stale record is written (an unchanged one would not be)
+    stale = observe(replace(first, version=0), finding(condition="a", summary="now 2/8 nodes"), Timing(), T0, token="t2")
     with pytest.raises(LedgerConflict):
         store.commit([fresh, stale], "t2", T0)
     assert set(store.load("training")) == {first.fingerprint}

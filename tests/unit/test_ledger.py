@@ -432,3 +432,15 @@ def test_resolving_while_another_invocation_sends_the_first_owes_the_resolved():
     assert decision.notify is None  # A holds the claim
     assert decision.record.owed is Reason.RESOLVED  # ... and the resolved message is owed, not forgotten
     assert decision.record.state is AlertState.RESOLVED
+
+
+def test_seeing_the_same_problem_again_soon_writes_nothing():
+    finding = Finding(policy="degraded-group", severity=Severity.WARNING, cluster="c", condition="x", summary="s")
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    record = replace(observe(None, finding, Timing(), t0).record, last_notified=t0, owed=None, version=1)
+    soon = observe(record, finding, Timing(), t0 + timedelta(minutes=4))
+    assert (soon.changed, soon.record) == (False, record)
+    later = observe(record, finding, Timing(), t0 + timedelta(minutes=5))  # last_seen is refreshed now and then
+    assert later.changed and later.record.last_seen == t0 + timedelta(minutes=5)
+    changed = observe(record, replace(finding, summary="worse"), Timing(), t0 + timedelta(minutes=1))
+    assert changed.changed and changed.record.summary == "worse"

@@ -59,7 +59,7 @@ class Stage:
         os.environ.update({
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.server._port}",  # noqa: SLF001 (moto has no getter)
             "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_SESSION_TOKEN": "demo",
-            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "RULES_MAX_AGE": "0",
+            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
             "POWERTOOLS_LOG_LEVEL": "INFO", "SLACK_MAX_ATTEMPTS": "2",
         })
         os.environ.pop("AWS_PROFILE", None)
