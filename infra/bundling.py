@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS = REPO / "functions"
 #: what the functions import besides boto3 (pinned like requirements-dev.lock)
 LAMBDA_REQUIREMENTS = ("aws-lambda-powertools[parser]==3.37.0", "pydantic==2.14.3")
-EXCLUDE = ("__pycache__", "*.pyc", "*.egg-info", "local", ".pytest_cache")
+#: the command line (cli*, scenarios) and the moto-based stand-ins (local/) are not Lambda code
+EXCLUDE = ("__pycache__", "*.pyc", "*.egg-info", "local", ".pytest_cache", "cli.py", "cli_*.py", "scenarios.py")
 
 
 @jsii.implements(cdk.ILocalBundling)

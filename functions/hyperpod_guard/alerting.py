@@ -9,7 +9,7 @@ the cluster if anything is to be sent, and confirms or releases the claims.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 

@@ -11,47 +11,30 @@ cluster not found, or SageMaker unreachable / refusing, with one `error: ...` li
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
 from .cli import EXIT_OK, BadInput, load_rules_file, render_json, render_text
-from .cli_rules import CLI_CONFIG, AwsUnavailable
+from .cli_aws import add_aws_options, aws_client, aws_errors
 from .cluster_reader import ClusterReader
 from .engine import evaluate
 from .snapshot import ClusterSnapshot
 
 
-@contextlib.contextmanager
-def _sagemaker_errors(hint: str = "") -> Iterator[None]:
-    """AWS errors as one line, the way `rules push|show` reports SSM's."""
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsUnavailable(f"SageMaker refused the request: {' '.join(str(exc).split())}{hint}") from None
-    except BotoCoreError as exc:
-        raise AwsUnavailable(f"cannot reach SageMaker: {' '.join(str(exc).split())}") from None
-
-
 def _sagemaker_client(args: argparse.Namespace) -> Any:
-    with _sagemaker_errors():
-        session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
-        return session.client("sagemaker", config=CLI_CONFIG)
+    return aws_client(args, "sagemaker", "SageMaker")
 
 
 def read_cluster(sagemaker: Any, cluster: str, *, nodes: bool) -> ClusterSnapshot:
     """DescribeCluster (+ every node's summary); BadInput when the cluster does not exist."""
     reader = ClusterReader(sagemaker)
     region = sagemaker.meta.region_name
-    with _sagemaker_errors():
+    with aws_errors("SageMaker"):
         snapshot = reader.describe(cluster)
     if snapshot is not None and nodes:
-        with _sagemaker_errors(" (--no-nodes skips ListClusterNodes)"):
+        with aws_errors("SageMaker", " (--no-nodes skips ListClusterNodes)"):
             listed = reader.list_nodes(cluster)
         snapshot = None if listed is None else snapshot.model_copy(update={"nodes": tuple(listed)})
     if snapshot is None:
@@ -94,8 +77,7 @@ def add_check_command(commands: Any) -> None:
         "no ledger, no alerts, nothing written to AWS.",
     )
     check.add_argument("--cluster", required=True, metavar="NAME", help="cluster name or ARN")
-    check.add_argument("--region", metavar="REGION", help="AWS region (default: from the environment/profile)")
-    check.add_argument("--profile", metavar="PROFILE", help="AWS named profile")
+    add_aws_options(check)
     check.add_argument("--rules", metavar="FILE", help="rules JSON; default: the built-in defaults")
     check.add_argument("--format", choices=("json", "text"), default="text", help="output format (default: text)")
     check.add_argument("--nodes", action=argparse.BooleanOptionalAction, default=True,

@@ -7,21 +7,17 @@ its JSON path, as `validate` prints them); 2 bad input or AWS unreachable, one `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from .cli import EXIT_OK, EXIT_PROBLEMS, BadInput
-from .errors import HyperPodGuardError, InvalidRulesError
+from .cli_aws import add_aws_options, aws_client, aws_errors
+from .errors import InvalidRulesError
 from .rules import DEFAULT_RULES
 from .rules_store import (
     DEFAULT_RULES_PATH,
@@ -35,11 +31,6 @@ from .rules_store import (
 
 PATH_ENV = "HYPERPOD_GUARD_RULES_PATH"
 #: a person is waiting: fewer retries than the Lambda functions use
-CLI_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
-
-
-class AwsUnavailable(HyperPodGuardError):
-    """SSM could not be reached or refused the request (exit 2, one line)."""
 
 
 def print_problems(label: str, problems: list[tuple[str, str]]) -> None:
@@ -49,20 +40,8 @@ def print_problems(label: str, problems: list[tuple[str, str]]) -> None:
         print(f"  {path}: {message}")
 
 
-@contextlib.contextmanager
-def _ssm_errors() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsUnavailable(f"SSM refused the request: {' '.join(str(exc).split())}") from None
-    except BotoCoreError as exc:
-        raise AwsUnavailable(f"cannot reach SSM: {' '.join(str(exc).split())}") from None
-
-
 def _ssm_client(args: argparse.Namespace) -> Any:
-    with _ssm_errors():
-        session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
-        return session.client("ssm", config=CLI_CONFIG)
+    return aws_client(args, "ssm", "SSM")
 
 
 def _path(args: argparse.Namespace) -> str:
@@ -109,7 +88,7 @@ def cmd_rules_push(args: argparse.Namespace) -> int:
         print_problems(args.file, exc.problems)
         return EXIT_PROBLEMS
     ssm = _ssm_client(args)
-    with _ssm_errors():
+    with aws_errors("SSM"):
         result = push_rules(document, path, dry_run=args.dry_run, ssm=ssm)
     sizes = {name: len(value.encode("utf-8")) for name, value in planned}
     verb = ("would write", "would delete") if args.dry_run else ("wrote", "deleted")
@@ -129,7 +108,7 @@ def cmd_rules_push(args: argparse.Namespace) -> int:
 def cmd_rules_show(args: argparse.Namespace) -> int:
     path = _path(args)
     ssm = _ssm_client(args)
-    with _ssm_errors():
+    with aws_errors("SSM"):
         values = list_parameters(ssm, path)
     if not values:
         print(f"no parameters under {path}: the built-in defaults apply", file=sys.stderr)
@@ -149,8 +128,7 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
 def _aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", metavar="PATH",
                         help=f"SSM parameter path (default: ${PATH_ENV} or {DEFAULT_RULES_PATH})")
-    parser.add_argument("--region", metavar="REGION", help="AWS region (default: from the environment/profile)")
-    parser.add_argument("--profile", metavar="PROFILE", help="AWS named profile")
+    add_aws_options(parser)
 
 
 def add_rules_commands(commands: Any) -> None:

@@ -29,14 +29,16 @@ class Resources:
     rules_path: str
 
     def environment(self) -> dict[str, str]:
-        """What the stack sets on the functions."""
+        """What the stack sets on the functions (here one environment serves all three)."""
         return {
             "TABLE_NAME": self.table_name,
             "TOPIC_ARN": self.topic_arn,
             "RULES_PATH": self.rules_path,
+            "RULES_MAX_AGE": "60",
             "SLACK_WEBHOOK_SECRET": self.slack_secret,
             "POWERTOOLS_SERVICE_NAME": PREFIX,
             "POWERTOOLS_METRICS_NAMESPACE": "HyperPodGuard",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
         }
 
 
