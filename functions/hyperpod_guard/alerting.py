@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .engine import Evaluation
@@ -159,20 +160,26 @@ def payload(record: AlertRecord) -> FindingPayload:
 
 
 def build_notification(
-    cluster: str, notified: list[tuple[Decision, AlertRecord]], now: datetime, *,
-    region: str | None = None, cluster_arn: str | None = None,
+    cluster: str, notified: list[tuple[str, AlertRecord]], now: datetime, *,
+    region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
 ) -> Notification:
-    ordered = sorted(notified, key=lambda pair: (pair[0].notify == "resolved", -pair[1].severity.rank, pair[1].policy))
+    """notified: (reason, record) pairs; actions: remediation lines by fingerprint."""
+    actions = actions or {}
+    ordered = sorted(notified, key=lambda pair: (pair[0] == "resolved", -pair[1].severity.rank, pair[1].policy))
     items = tuple(
-        NotificationItem(reason=decision.notify.value, finding=payload(record), first_seen=record.first_seen)  # type: ignore[union-attr]
-        for decision, record in ordered
+        NotificationItem(reason=reason, finding=payload(record), first_seen=record.first_seen,
+                         actions=tuple(actions.get(record.fingerprint, ())))
+        for reason, record in ordered
     )
     return Notification(cluster=cluster, cluster_arn=cluster_arn, region=region, sent_at=now, items=items)
 
 
+Remediate = Callable[[list[AlertRecord]], dict[str, list[str]]]
+
+
 def reconcile(
     evaluation: Evaluation, scope: Scope, rules: Rules, now: datetime, store: Store, publisher: Publisher, *,
-    token: str, region: str | None = None, cluster_arn: str | None = None,
+    token: str, region: str | None = None, cluster_arn: str | None = None, remediate: Remediate | None = None,
 ) -> Outcome:
     for attempt in range(1, _COMMIT_ATTEMPTS + 1):
         records = store.load(evaluation.cluster)
@@ -185,11 +192,16 @@ def reconcile(
                 raise
             logger.info("ledger write conflict for %s, re-reading (attempt %d)", evaluation.cluster, attempt)
     by_fingerprint = {r.fingerprint: r for r in written}
-    notified = [(d, by_fingerprint[d.record.fingerprint]) for d in decisions if d.notify]
+    claimed = [by_fingerprint[d.record.fingerprint] for d in decisions if d.notify]
+    notified: list[tuple[str, AlertRecord]] = [(d.notify.value, by_fingerprint[d.record.fingerprint]) for d in decisions if d.notify]
+    # remediation runs after the ledger decided what is firing (opt-in; see remediation/)
+    actions = remediate([d.record for d in decisions if d.record.state is AlertState.FIRING]) if remediate else {}
+    quiet = {d.record.fingerprint: d.record for d in decisions if not d.notify}
+    notified += [("remediated", quiet[fp]) for fp in actions if fp in quiet]
     if not notified:
         return Outcome(evaluation.cluster, decisions)
-    notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn)
-    claimed = [record for _, record in notified]
+    notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn,
+                                      actions=actions)
     try:
         message_id = publisher.publish(notification)
     except Exception:

@@ -105,6 +105,28 @@ class Requirement(RulesModel):
         return self
 
 
+class Remediation(RulesModel):
+    """Opt-in, and a dry run until you say otherwise: the exact request is logged, audited and
+    reported, and nothing is sent."""
+
+    enabled: bool = False
+    dry_run: bool = Field(default=True, description="Log, audit and report the exact request; send nothing.")
+
+
+class TaintRemediation(Remediation):
+    """Re-assert the taints/labels the rules require with UpdateCluster (declared state only)."""
+
+
+class NodeRemediation(Remediation):
+    """Reboot or replace nodes in Failure or reported unhealthy (BatchReboot/ReplaceClusterNodes)."""
+
+    action: Literal["reboot", "replace"] = "reboot"
+    after: Duration = Field(
+        default=timedelta(minutes=30),
+        description="When the cluster's NodeRecovery is Automatic, give HyperPod's own repair this long first.",
+    )
+
+
 class TaintDriftSettings(PolicySettings):
     grace: Duration = timedelta(minutes=15)
     check_current_vs_desired: bool = Field(
@@ -116,6 +138,7 @@ class TaintDriftSettings(PolicySettings):
         "keep the HyperPod/Kubernetes-managed prefixes in it when adding your own.",
     )
     required: tuple[Requirement, ...] = ()
+    remediation: TaintRemediation = Field(default_factory=TaintRemediation)
 
     def ignored(self, key: str) -> bool:
         return has_prefix(key, self.ignore_key_prefixes)
@@ -129,6 +152,7 @@ class DegradedGroupSettings(PolicySettings):
         le=1,
         description="Alert when CurrentCount is below TargetCount by more than this share of TargetCount.",
     )
+    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
 class FailedRollbackSettings(PolicySettings):
@@ -139,7 +163,7 @@ class FailedRollbackSettings(PolicySettings):
 
 
 class UnhealthyNodeSettings(PolicySettings):
-    pass
+    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
 class Policies(RulesModel):
@@ -192,6 +216,15 @@ class Silence(RulesModel):
         return value
 
 
+class RemediationBudget(RulesModel):
+    """Limits on node actions, enforced atomically across concurrent evaluations."""
+
+    max_nodes_per_hour: int = Field(default=4, ge=0, description="Nodes rebooted or replaced per cluster per hour.")
+    max_group_percent: float = Field(
+        default=10, ge=0, le=100, description="At most this share of an instance group's target count per hour (at least 1 node)."
+    )
+
+
 class Rules(RulesModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -205,6 +238,7 @@ class Rules(RulesModel):
     policies: Policies = Field(default_factory=Policies)
     overrides: tuple[ClusterOverride, ...] = ()
     silences: tuple[Silence, ...] = ()
+    remediation_budget: RemediationBudget = Field(default_factory=RemediationBudget)
 
     def for_cluster(self, cluster_name: str) -> Policies:
         """The global policies with every matching override laid over them."""

@@ -113,8 +113,23 @@ def evaluate_cluster(
         # the event is about a node that was already replaced: its problem is over
         evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in gone_nodes], evaluation.resolved)
     outcome = reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
-                        region=runtime.region, cluster_arn=snapshot.arn)
+                        region=runtime.region, cluster_arn=snapshot.arn,
+                        remediate=_remediation(runtime, snapshot, rules, now, token))
     return evaluation, outcome
+
+
+def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str):
+    """The remediation step for reconcile, when any policy of this cluster has it enabled."""
+    policies = rules.for_cluster(snapshot.name)
+    if not any(policies.for_policy(name).remediation.enabled  # type: ignore[attr-defined]
+               for name in ("taint-drift", "degraded-group", "unhealthy-node")):
+        return None
+    from .remediation.executor import Remediator
+    from .remediation.store import RemediationStore
+
+    remediator = Remediator(runtime.reader.sagemaker, RemediationStore(runtime.ledger.table_name, runtime.ledger.dynamodb),
+                            actor=f"hyperpod-guard:{token}")
+    return lambda firing: remediator.run(snapshot, firing, rules, now)
 
 
 def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, list_all: bool):

@@ -16,7 +16,8 @@ from ..findings import Finding, Severity
 from ..timeutil import Timestamp, isoformat
 
 #: why a message is sent about a finding (Alertmanager's dedup stage reasons, plus escalation)
-Reason = Literal["first", "repeat", "escalated", "resolved"]
+#: "remediated": no notification was due, but remediation acted (or would have) on the alert
+Reason = Literal["first", "repeat", "escalated", "resolved", "remediated"]
 Status = Literal["firing", "resolved"]
 
 SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"
@@ -54,6 +55,8 @@ class NotificationItem(BaseModel):
     reason: Reason
     finding: FindingPayload
     first_seen: Timestamp = None
+    #: what remediation did or would do: "would replace i-…", "replaced i-…", "skipped: budget spent"
+    actions: tuple[str, ...] = ()
 
     @property
     def status(self) -> Status:
@@ -120,6 +123,7 @@ class Notification(BaseModel):
                     f = item.finding
                     tag = f" [{item.reason}]" if item.reason not in ("first", "resolved") else ""
                     lines.append(f"- {f.severity.value.upper()} {f.policy} {f.scope}: {f.summary}{tag}")
+                    lines.extend(f"    remediation: {action}" for action in item.actions)
         return "\n".join(lines)
 
     def body(self) -> str:

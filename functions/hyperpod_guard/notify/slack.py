@@ -283,6 +283,7 @@ def item_text(item: NotificationItem) -> str:
     elif item.reason == "escalated":
         lines.append(f"_⏫ Escalated to {severity}{since}_")
     lines.extend(f"• {line}" for line in detail_lines(f.details))
+    lines.extend(f"🛠 _Remediation:_ {_text(action, 300)}" for action in item.actions)
     return _cut("\n".join(lines), SECTION_LIMIT)
 
 

@@ -1,0 +1,1 @@
+"""Opt-in remediation: plan (pure), budgets/backoff/audit (DynamoDB), and the executor."""
