@@ -243,12 +243,17 @@ def check_rollback(stage: Stage, s: Scenario) -> list[str]:
                   f"expected one critical message, got {[m['attributes'] for m in sent]}")
 
 
-def unhealthy_node(stage: Stage, s: Scenario) -> None:
-    event, snapshot = load("unhealthy-node-no-repair", s.cluster)
-    node = event["detail"]["InstanceId"]
-    snapshot["Nodes"] = [{"InstanceId": node, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
-                          "InstanceStatus": {"Status": "Running"}}]
+def load_node_event(scenario: str, cluster: str) -> dict[str, Any]:
+    """A Node Health scenario, served with its node running (DescribeClusterNode finds it)."""
+    event, snapshot = load(scenario, cluster)
+    snapshot["Nodes"] = [{"InstanceId": event["detail"]["InstanceId"], "InstanceGroupName": "p5-train",
+                          "InstanceType": "ml.p5.48xlarge", "InstanceStatus": {"Status": "Running"}}]
     serve(snapshot)
+    return event
+
+
+def unhealthy_node(stage: Stage, s: Scenario) -> None:
+    event = load_node_event("unhealthy-node-no-repair", s.cluster)
     stage.at(120)
     stage.event(event, "Node Health Event: Unhealthy, RepairAction None")
 
@@ -264,11 +269,7 @@ STORM = 500
 
 
 def duplicate_storm(stage: Stage, s: Scenario) -> None:
-    event, snapshot = load("unhealthy-node-auto-replace", s.cluster)
-    node = event["detail"]["InstanceId"]
-    snapshot["Nodes"] = [{"InstanceId": node, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
-                          "InstanceStatus": {"Status": "Running"}}]
-    serve(snapshot)
+    event = load_node_event("unhealthy-node-auto-replace", s.cluster)
     stage.at(150)
     quiet = stage.log
     stage.log = lambda *a, **k: None  # type: ignore[method-assign]
