@@ -97,8 +97,11 @@ def _nodes_for(record: AlertRecord, snapshot: ClusterSnapshot) -> list[str]:
     return []
 
 
-def _node_action(record: AlertRecord, snapshot: ClusterSnapshot, settings: NodeRemediation, now: datetime) -> Planned | None:
-    nodes = _nodes_for(record, snapshot)
+def _node_action(record: AlertRecord, snapshot: ClusterSnapshot, settings: NodeRemediation, now: datetime,
+                 planned_nodes: set[str]) -> Planned | None:
+    # a node named by several alerts (its own unhealthy-node, its group's status and count
+    # alerts) is acted on once per plan, by the first of them
+    nodes = [n for n in _nodes_for(record, snapshot) if n not in planned_nodes]
     if not nodes:
         return None
     recovery_off = (snapshot.node_recovery or "").lower() == "none"
@@ -119,16 +122,17 @@ def _settings(policies: Policies, policy: str) -> Remediation | None:
 
 def plan(snapshot: ClusterSnapshot, firing: list[AlertRecord], policies: Policies, now: datetime) -> list[Planned]:
     planned: list[Planned] = []
+    planned_nodes: set[str] = set()
     for record in firing:
         settings = _settings(policies, record.policy)
         if settings is None:
             continue
+        if record.policy == "taint-drift" and (record.condition != "required" or not record.instance_group):
+            continue  # current-vs-desired: HyperPod reconciles it; never "fixed" (nor "skipped")
         if snapshot.status != ClusterStatus.IN_SERVICE:
             planned.append(Skip(record.fingerprint, f"cluster is {snapshot.status}: retried on a later evaluation"))
             continue
         if record.policy == "taint-drift":
-            if record.condition != "required" or not record.instance_group:
-                continue  # current-vs-desired: HyperPod reconciles it; never "fixed"
             request = update_cluster_request(snapshot, record.instance_group, policies)
             if isinstance(request, str):
                 planned.append(Skip(record.fingerprint, request))
@@ -136,7 +140,9 @@ def plan(snapshot: ClusterSnapshot, firing: list[AlertRecord], policies: Policie
                 planned.append(Action(record.fingerprint, record.policy, snapshot.name, record.instance_group,
                                       "update-cluster", "UpdateCluster", (request,), settings.dry_run))
             continue
-        action = _node_action(record, snapshot, settings, now)  # type: ignore[arg-type]
+        action = _node_action(record, snapshot, settings, now, planned_nodes)  # type: ignore[arg-type]
         if action:
             planned.append(action)
+            if isinstance(action, Action):
+                planned_nodes.update(action.nodes)
     return planned
