@@ -195,9 +195,12 @@ def reconcile(
     claimed = [by_fingerprint[d.record.fingerprint] for d in decisions if d.notify]
     notified: list[tuple[str, AlertRecord]] = [(d.notify.value, by_fingerprint[d.record.fingerprint]) for d in decisions if d.notify]
     # remediation runs after the ledger decided what is firing (opt-in; see remediation/)
-    actions = remediate([d.record for d in decisions if d.record.state is AlertState.FIRING]) if remediate else {}
+    firing = [d.record for d in decisions if d.record.state is AlertState.FIRING and not d.muted]
+    actions = remediate(firing) if remediate and firing else {}
+    # an action (or dry run) is news of its own; a skip is only mentioned in a message already due
     quiet = {d.record.fingerprint: d.record for d in decisions if not d.notify}
-    notified += [("remediated", quiet[fp]) for fp in actions if fp in quiet]
+    notified += [("remediated", quiet[fp]) for fp, lines in actions.items()
+                 if fp in quiet and any(not line.startswith("skipped") for line in lines)]
     if not notified:
         return Outcome(evaluation.cluster, decisions)
     notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn,

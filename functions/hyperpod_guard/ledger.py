@@ -109,6 +109,8 @@ class Decision:
     why: str
     #: the stored record must be written
     changed: bool = True
+    #: silenced or inhibited: nothing is sent, and remediation leaves it alone
+    muted: bool = False
 
 
 def _since(now: datetime, then: datetime) -> str:
@@ -137,7 +139,7 @@ def observe(
         and replace(decision.record, last_seen=record.last_seen, reason=record.reason) == record
     ):
         # nothing but the time changed: skip the write (a storm of duplicates costs reads only)
-        return Decision(record, None, decision.why, changed=False)
+        return Decision(record, None, decision.why, changed=False, muted=decision.muted)
     return decision
 
 
@@ -159,7 +161,7 @@ def _observe(
         updated = replace(updated, state=AlertState.FIRING, fired_at=now)
 
     if muted:
-        return Decision(replace(updated, owed=None, reason=muted), None, muted)
+        return Decision(replace(updated, owed=None, reason=muted), None, muted, muted=True)
     wanted: Reason | None = None
     if updated.last_notified is None:
         wanted, why = Reason.FIRST, "firing: first notification"

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from ..ledger import AlertRecord
 from ..rules import Rules
 from ..snapshot import ClusterSnapshot
+from ..timeutil import format_duration
 from .plan import Action, Skip, plan
 from .store import RemediationStore, group_limit
 
@@ -59,7 +60,8 @@ class Remediator:
                 self.store.audit(snapshot.name, now, **audit, dry_run="true", request=request)
             logger.info("remediation dry run: would call %s %s", action.operation, action.requests)
             return f"would {action.describe()} (dry run)", now + AFTER_DRY_RUN, failures
-        if action.nodes:
+        budgeted = bool(action.nodes)
+        if budgeted:
             budget = rules.remediation_budget
             group = snapshot.group(action.instance_group)
             limit = group_limit(group.target_count if group else None, budget.max_group_percent)
@@ -71,16 +73,20 @@ class Remediator:
                 return (f"skipped: budget spent (at most {budget.max_nodes_per_hour} nodes per cluster and "
                         f"{limit} in {action.instance_group} per hour)"), next_hour, failures
         done: list[str] = []
-        for request in action.requests:
+        for index, request in enumerate(action.requests):
             try:
                 response = getattr(self.sagemaker, _method(action.operation))(**request)
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 self.store.audit(snapshot.name, now, **audit, dry_run="false", request=request, error=f"{code}: {exc}")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
+                if budgeted and status < 500:  # refused: this and the later requests touched no node
+                    untouched = sum(len(r.get("NodeIds", [])) for r in action.requests[index:])
+                    self.store.refund(snapshot.name, action.instance_group, untouched, now=now)
                 if code == "ConflictException":
                     return "skipped: cluster busy (ConflictException), retried later", now + AFTER_CONFLICT, failures
                 failures += 1
-                return f"failed: {action.operation} {code} (attempt {failures}, next in {backoff(failures)})", \
+                return f"failed: {action.operation} {code} (attempt {failures}, next in {format_duration(backoff(failures))})", \
                     now + backoff(failures), failures
             response.pop("ResponseMetadata", None)
             self.store.audit(snapshot.name, now, **audit, dry_run="false", request=request, response=response)

@@ -95,6 +95,18 @@ class RemediationStore:
             raise
         return True
 
+    def refund(self, cluster: str, group: str | None, nodes: int, *, now: datetime) -> None:
+        """Give back `nodes` that take_budget counted at `now` but that were not acted on (the
+        API refused the request), so that a retry is not refused for a budget nobody used."""
+        if nodes <= 0:
+            return
+        hour = now.strftime("%Y-%m-%dT%H")
+        sks = [f"BUDGET#{hour}"] + ([f"BUDGET#{hour}#{group}"] if group else [])
+        self.dynamodb.transact_write_items(TransactItems=[{"Update": {
+            "TableName": self.table_name, "Key": _key(cluster, sk), "UpdateExpression": "ADD nodes :n",
+            "ConditionExpression": "attribute_exists(nodes)", "ExpressionAttributeValues": {":n": {"N": str(-nodes)}},
+        }} for sk in sks])
+
     def audit(self, cluster: str, now: datetime, **record: Any) -> None:
         """One audit record: who, what, when, the request and the response (or the error)."""
         item = {
