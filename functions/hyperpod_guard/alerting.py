@@ -47,7 +47,7 @@ class Scope:
     #: nodes whose state was read; `all_nodes` when the whole node list was read (the sweep)
     nodes: frozenset[str] = frozenset()
     all_nodes: bool = False
-    #: nodes known to no longer exist
+    #: nodes known to no longer exist (with `all_nodes`, every node not in `nodes` is gone too)
     gone_nodes: frozenset[str] = frozenset()
     cluster_gone: bool = False
     #: no DescribeCluster behind the evaluation: nothing can be resolved by absence
@@ -112,7 +112,7 @@ def muted_reason(record: AlertRecord | Finding, rules: Rules, inhibitors: list[F
 def _clear_reason(record: AlertRecord, evaluation: Evaluation, scope: Scope, now: datetime) -> str | None:
     if scope.cluster_gone:
         return "the cluster no longer exists"
-    if record.node and record.node in scope.gone_nodes:
+    if record.node and (record.node in scope.gone_nodes or (scope.all_nodes and record.node not in scope.nodes)):
         return f"node {record.node} no longer exists"
     if record.fingerprint in evaluation.resolved:
         return "reported healthy again"

@@ -134,10 +134,8 @@ def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now:
 
 def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, list_all: bool):
     """The nodes to evaluate: all of them for the sweep, the event's node for a Node Health event."""
-    if list_all:
-        listed = runtime.reader.list_nodes(snapshot.name) or []
-        open_nodes = {r.node for r in runtime.ledger.load(snapshot.name).values() if r.node and r.open}
-        return listed, True, frozenset(open_nodes - {n.instance_id for n in listed})
+    if list_all:  # every node listed: an alert's node that is not among them is gone (see Scope)
+        return runtime.reader.list_nodes(snapshot.name) or [], True, frozenset()
     if isinstance(event, NodeHealthEvent) and event.detail.instance_id:
         node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
         if node is None:

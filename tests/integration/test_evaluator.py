@@ -269,3 +269,17 @@ def test_end_to_end_slack_rate_limited_then_delivered(stack, runtime, slack_sink
     (message,) = sent(stack)
     assert slack_notifier.handler(message["sns_event"], LambdaContext()) == {"sent": 1, "dropped": 0}
     assert [r.json is not None for r in slack_sink.requests] == [True, True]  # 429, then 200
+
+
+def test_sweep_resolves_alerts_of_nodes_that_were_replaced(stack, runtime):
+    event = node_event("Unhealthy")
+    _, snapshot = scenario("unhealthy-node-no-repair")
+    node_id = event["detail"]["InstanceId"]
+    serve(snapshot, nodes=[{"InstanceId": node_id, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
+                            "InstanceStatus": {"Status": "Running"}}])
+    step(runtime, event, 0)
+    assert len(sent(stack)) == 1
+    serve(snapshot, nodes=[])  # replaced: ListClusterNodes no longer has it
+    sweep(runtime, at(10), new_token())
+    (resolved,) = sent(stack)
+    assert [(i["reason"], i["finding"]["node"]) for i in resolved["message"]["items"]] == [("resolved", node_id)]
