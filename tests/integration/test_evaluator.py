@@ -158,12 +158,18 @@ def node_event(status: str, repair: str = "None") -> dict:
     return event
 
 
-def test_unhealthy_node_then_healthy_again(stack, runtime):
-    event = node_event("Unhealthy")
+def serve_with_node(node_id: str):
+    """The unhealthy-node scenario's cluster, with the node running; returns its snapshot."""
     _, snapshot = scenario("unhealthy-node-no-repair")
-    node_id = event["detail"]["InstanceId"]
     serve(snapshot, nodes=[{"InstanceId": node_id, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
                             "InstanceStatus": {"Status": "Running"}}])
+    return snapshot
+
+
+def test_unhealthy_node_then_healthy_again(stack, runtime):
+    event = node_event("Unhealthy")
+    node_id = event["detail"]["InstanceId"]
+    snapshot = serve_with_node(node_id)
     step(runtime, event, 0)
     fired = sent(stack)
     assert [(i["finding"]["node"], i["finding"]["instance_group"], i["finding"]["severity"]) for i in fired[0]["message"]["items"]] == [
@@ -273,10 +279,8 @@ def test_end_to_end_slack_rate_limited_then_delivered(stack, runtime, slack_sink
 
 def test_sweep_resolves_alerts_of_nodes_that_were_replaced(stack, runtime):
     event = node_event("Unhealthy")
-    _, snapshot = scenario("unhealthy-node-no-repair")
     node_id = event["detail"]["InstanceId"]
-    serve(snapshot, nodes=[{"InstanceId": node_id, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
-                            "InstanceStatus": {"Status": "Running"}}])
+    snapshot = serve_with_node(node_id)
     step(runtime, event, 0)
     assert len(sent(stack)) == 1
     serve(snapshot, nodes=[])  # replaced: ListClusterNodes no longer has it
