@@ -169,7 +169,7 @@ def serve_with_node(node_id: str):
 def test_unhealthy_node_then_healthy_again(stack, runtime):
     event = node_event("Unhealthy")
     node_id = event["detail"]["InstanceId"]
-    snapshot = serve_with_node(node_id)
+    serve_with_node(node_id)
     step(runtime, event, 0)
     fired = sent(stack)
     assert [(i["finding"]["node"], i["finding"]["instance_group"], i["finding"]["severity"]) for i in fired[0]["message"]["items"]] == [
