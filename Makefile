@@ -12,7 +12,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install test demo synth deploy bootstrap lock clean
+.PHONY: help install test demo bench synth deploy bootstrap lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bootstrap: $(STAMP) $(NODE_STAMP)  ## once per account and region: cdk bootstrap
 
 deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy into the account of your AWS credentials (CDK_ARGS="-c emails=a@b.c")
 	npx cdk deploy --no-notices $(CDK_ARGS)
+
+bench: $(STAMP)  ## measure (benchmarks/bench.py) and write benchmarks/results.json
+	$(BIN)/python benchmarks/bench.py
 
 lock: | $(UV)  ## re-resolve requirements-dev.lock from pyproject.toml
 	$(UV) pip compile --quiet pyproject.toml --extra dev --extra infra -p 3.11 -o requirements-dev.lock

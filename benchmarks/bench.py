@@ -12,10 +12,11 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 RESULTS = REPO / "benchmarks" / "results.json"
 HANDLER_MODULE = "hyperpod_guard.handlers.evaluator"
 
@@ -79,10 +80,116 @@ def eval_ratio(repeats: int = 15) -> dict[str, float]:
     return {"eval_ratio": statistics.median(evals) / statistics.median(loads), "eval_findings": len(findings)}
 
 
+class _Stage:
+    """moto server + the stack's resources, in this process (as the demo does)."""
+
+    def __enter__(self):
+        sys.path.insert(0, str(REPO / "functions"))
+        import logging
+        import socket
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()
+        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-west-2", "AWS_REGION": "us-west-2",
+                           "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"})
+        from hyperpod_guard import aws_clients
+        from hyperpod_guard.local.provision import provision
+
+        self.resources = provision()
+        os.environ.update(self.resources.environment())
+        aws_clients.reset()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+def _state_change(cluster: str, event_id: str) -> dict:
+    snapshot = json.loads((REPO / "events/degraded-group-failed/event.json").read_text())
+    snapshot["id"] = event_id
+    snapshot["detail"]["ClusterName"] = cluster
+    return snapshot
+
+
+def runtime_figures() -> dict[str, object]:
+    """AWS calls for one State Change event on a warm container, a duplicate storm, a 100-cluster sweep."""
+    import contextlib
+    import io
+
+    import botocore.client
+
+    with _Stage() as stage:
+        from hyperpod_guard import clock
+        from hyperpod_guard.handlers import evaluator
+        from hyperpod_guard.local.hyperpod_state import put_cluster
+        from hyperpod_guard.local.lambda_context import LambdaContext
+        from hyperpod_guard.local.provision import delivered
+        from hyperpod_guard.service import Runtime, new_token, sweep
+
+        calls: dict[str, int] = {}
+        original = botocore.client.BaseClient._make_api_call
+
+        def counting(self, operation, params):  # every client: ours and Powertools'
+            key = f"{self.meta.service_model.service_name}:{operation}"
+            calls[key] = calls.get(key, 0) + 1
+            return original(self, operation, params)
+
+        botocore.client.BaseClient._make_api_call = counting
+        try:
+            base = json.loads((REPO / "events/degraded-group-failed/event.json").read_text())["detail"]
+            put_cluster(dict(base, ClusterName="bench-0"), region="us-west-2")
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet):
+                evaluator.handler(_state_change("bench-0", "warm-up"), LambdaContext())  # cold start
+                calls.clear()
+                evaluator.handler(_state_change("bench-0", "measured"), LambdaContext())
+                per_event = dict(sorted(calls.items()))
+                delivered(stage.resources)
+                later = clock.now() + timedelta(minutes=6)  # past degraded-group's 5m grace: it fires
+                clock.use(lambda: later)
+                for i in range(1000):  # duplicates of one condition, each with its own id
+                    evaluator.handler(_state_change("bench-0", f"dup-{i}"), LambdaContext())
+                clock.use(None)
+                storm = len(delivered(stage.resources))
+            for i in range(1, 100):
+                put_cluster(dict(base, ClusterName=f"bench-{i}"), region="us-west-2")
+            # one worker: moto's DynamoDB transactions are not thread-safe (deepcopy races under load)
+            os.environ["SWEEP_CONCURRENCY"] = "1"
+            runtime = Runtime.from_env()
+            started = time.perf_counter()
+            sweep(runtime, clock.now(), new_token())
+            sweep_seconds = time.perf_counter() - started
+        finally:
+            botocore.client.BaseClient._make_api_call = original
+    return {"aws_calls_per_state_event": per_event, "storm_notifications": storm,
+            "sweep_seconds_100_clusters": sweep_seconds}
+
+
+def asset_kb() -> float:
+    """The evaluator's deployment asset as CDK bundles it (pip for arm64/cp314: needs PyPI)."""
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from infra.bundling import PipLocalBundling
+
+    with tempfile.TemporaryDirectory() as out:
+        PipLocalBundling("3.14").try_bundle(out, image=None)
+        return sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 1024
+
+
 def main() -> int:
     results: dict[str, object] = {}
     results.update(cold_import_ratio())
     results.update(eval_ratio())
+    results.update(runtime_figures())
+    results["asset_kb"] = asset_kb()
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(k) for k in results)
