@@ -85,20 +85,11 @@ class _Stage:
 
     def __enter__(self):
         sys.path.insert(0, str(REPO / "functions"))
-        import logging
-        import socket
+        from hyperpod_guard.local import moto_server
 
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self.server.start()
-        os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
-                           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-west-2", "AWS_REGION": "us-west-2",
-                           "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"})
+        self.server, url = moto_server.start()
+        os.environ.update({**moto_server.environment(url), "POWERTOOLS_LOG_LEVEL": "ERROR",
+                           "POWERTOOLS_METRICS_DISABLED": "true"})
         from hyperpod_guard import aws_clients
         from hyperpod_guard.local.provision import provision
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
-import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from hyperpod_guard.local import moto_server as moto_server_module
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
@@ -25,33 +25,18 @@ def load_json():
     return load
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """One ThreadedMotoServer on 127.0.0.1 for the whole run."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server, url = moto_server_module.start()
+    yield url
     server.stop()
 
 
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A clean moto account per test; code finds it through AWS_ENDPOINT_URL like any endpoint."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-    }.items():
+    for key, value in moto_server_module.environment(moto_server, REGION).items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from ..errors import HyperPodGuardError
 from ..events import IgnoredEvent
 from ..scenarios import default_events_dir, load_scenarios
 from ..timeutil import isoformat
-from . import slack_html
+from . import moto_server, slack_html
 from .hyperpod_state import put_cluster
 from .lambda_context import LambdaContext
 from .provision import Resources, delivered, provision
@@ -41,27 +39,12 @@ START = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 # --- the stage: moto, the Slack sink, the resources, the handlers --------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Stage:
     """Everything the scenarios run against, plus the record of what happened."""
 
     def __init__(self, output: Path) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-        self.server.start()
-        os.environ.update({
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.server._port}",  # noqa: SLF001 (moto has no getter)
-            "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_SESSION_TOKEN": "demo",
-            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_LOG_LEVEL": "INFO", "SLACK_MAX_ATTEMPTS": "2",
-        })
+        self.server, url = moto_server.start()
+        os.environ.update({**moto_server.environment(url, REGION), "POWERTOOLS_LOG_LEVEL": "INFO", "SLACK_MAX_ATTEMPTS": "2"})
         os.environ.pop("AWS_PROFILE", None)
         self.sink = SlackSink()
         self.sink.start()
