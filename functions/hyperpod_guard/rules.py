@@ -10,7 +10,9 @@ silently ignored is worse than a loud one.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -46,10 +48,21 @@ def has_prefix(key: str, prefixes: tuple[str, ...]) -> bool:
     """True when `key` starts with one of `prefixes`, or lives in a subdomain of a domain
     prefix: Kubernetes reserves `*.kubernetes.io/` and `*.k8s.io/` too (e.g.
     `node.kubernetes.io/unschedulable`, `topology.kubernetes.io/zone`)."""
-    if key.startswith(prefixes):
-        return True
-    domain = key.split("/", 1)[0] if "/" in key else ""
-    return any(p.endswith("/") and domain.endswith("." + p[:-1]) for p in prefixes)
+    pattern = _prefix_pattern(prefixes)
+    return pattern is not None and pattern.match(key) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_pattern(prefixes: tuple[str, ...]) -> re.Pattern[str] | None:
+    # One compiled alternation instead of a loop per key: taint drift asks this for every
+    # label and taint of every group (15k times for a 256-group cluster).
+    if not prefixes:
+        return None
+    alternatives = [re.escape(p) for p in prefixes]
+    domains = [re.escape(p[:-1]) for p in prefixes if p.endswith("/")]
+    if domains:  # "<anything without a slash>.<domain>/"
+        alternatives.append(r"[^/]*\.(?:" + "|".join(domains) + ")/")
+    return re.compile("|".join(alternatives))
 
 
 def glob_match(pattern: str, value: str | None) -> bool:

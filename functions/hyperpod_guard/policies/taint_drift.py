@@ -13,6 +13,7 @@ A Cluster Event "Failed to update Kubernetes config for instance ..." is a node 
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,7 +76,10 @@ def _render(taints: set[Taint]) -> str:
 def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift:
     """Current (on the nodes) vs desired (declared), as (Key, Value, Effect) sets and label maps."""
     drift = Drift()
-    current, desired = _by_key(actual.current_taints, ignored), _by_key(actual.desired_taints, ignored)
+    # Identical lists cannot drift, whatever is ignored: the common case, and the cheap one.
+    same_taints = actual.current_taints == actual.desired_taints
+    current = {} if same_taints else _by_key(actual.current_taints, ignored)
+    desired = {} if same_taints else _by_key(actual.desired_taints, ignored)
     for key in sorted(current.keys() | desired.keys()):
         have, want = current.get(key, set()), desired.get(key, set())
         if have == want:
@@ -86,6 +90,8 @@ def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift:
             drift.taints_unexpected.extend(sorted(str(t) for t in have))
         else:
             drift.taints_changed.append({"key": key, "current": _render(have), "desired": _render(want)})
+    if actual.current_labels == actual.desired_labels:
+        return drift
     have_labels = {k: v for k, v in actual.current_labels.items() if not ignored(k)}
     want_labels = {k: v for k, v in actual.desired_labels.items() if not ignored(k)}
     for key in sorted(have_labels.keys() | want_labels.keys()):
@@ -124,7 +130,9 @@ def _reconciling(snapshot: ClusterSnapshot, group: InstanceGroup) -> bool:
     return snapshot.status in RECONCILING or group.status in RECONCILING
 
 
-def _group_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: TaintDriftSettings) -> list[Finding]:
+def _group_findings(
+    snapshot: ClusterSnapshot, group: InstanceGroup, settings: TaintDriftSettings, ignored: Callable[[str], bool]
+) -> list[Finding]:
     config = group.kubernetes_config
     if config is None:
         # The declared state is unknown (e.g. an event detail without KubernetesConfig):
@@ -132,7 +140,7 @@ def _group_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: T
         return []
     findings = []
     if settings.check_current_vs_desired and not _reconciling(snapshot, group):
-        drift = compare(config, settings.ignored)
+        drift = compare(config, ignored)
         if drift:
             missing, unexpected, changed = drift.counts
             findings.append(Finding(
@@ -162,8 +170,9 @@ def evaluate(
 ) -> list[Finding]:
     findings: list[Finding] = []
     if snapshot.orchestration == "eks":  # Slurm clusters have no Kubernetes taints or labels
+        ignored = functools.cache(settings.ignored)  # groups share most keys
         for group in snapshot.instance_groups:
-            findings.extend(_group_findings(snapshot, group, settings))
+            findings.extend(_group_findings(snapshot, group, settings, ignored))
     classified = classify(event)
     if classified and classified.kind is Kind.K8S_CONFIG_UPDATE_FAILED and classified.instance_id:
         findings.append(Finding(
