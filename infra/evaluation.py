@@ -24,8 +24,9 @@ from .common import python_function, secure_queue
 from .config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-#: what the evaluator and the sweep read
-SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes")
+#: what the evaluator and the sweep read (ListTags: the cluster's tags, for rules that select clusters by tag)
+SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes",
+                  "sagemaker:ListTags")
 #: granted only with -c remediation=true
 SAGEMAKER_REMEDIATE = ("sagemaker:UpdateCluster", "sagemaker:BatchRebootClusterNodes", "sagemaker:BatchReplaceClusterNodes")
 
@@ -50,7 +51,7 @@ class Evaluation(Construct):
         self.rules_parameters = self._seed_rules(config) if config.seed_rules else []
         environment = {
             "TABLE_NAME": self.table.table_name, "TOPIC_ARN": topic.topic_arn, "RULES_PATH": config.rules_path,
-            "RULES_MAX_AGE": "60",
+            "RULES_MAX_AGE": "60", "TAGS_MAX_AGE": "300",
         }
         self.failures = secure_queue(self, "EvaluatorFailures", config=config, name="evaluator-failures")
         self.evaluator = python_function(

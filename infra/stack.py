@@ -24,6 +24,7 @@ class HyperPodGuardStack(Stack):
         if self.alerting.notifier:
             functions["slack-notifier"] = self.alerting.notifier
             queues["slack-dlq"] = self.alerting.notifier_dlq
+            self._remember_deliveries(self.alerting.notifier)
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
                                      functions=functions, queues=queues, sweep=self.evaluation.sweep)
         CfnOutput(self, "AlertsTopicArn", value=self.alerting.topic.topic_arn)
@@ -33,6 +34,13 @@ class HyperPodGuardStack(Stack):
         if self.alerting.slack_secret:
             CfnOutput(self, "SlackWebhookSecret", value=self.alerting.slack_secret.secret_name)
         self._acknowledge()
+
+    def _remember_deliveries(self, notifier) -> None:
+        """The Slack notifier keeps Powertools idempotency records (one per SNS message id) in the
+        ledger table, so that a redelivered message is not posted twice: item access only."""
+        table = self.evaluation.table
+        notifier.add_environment("TABLE_NAME", table.table_name)
+        table.grant(notifier, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
     def _acknowledge(self) -> None:
         """cdk-nag findings we accept, each with its reason."""

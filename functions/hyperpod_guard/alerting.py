@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .engine import Evaluation
@@ -162,8 +162,10 @@ def payload(record: AlertRecord) -> FindingPayload:
 def build_notification(
     cluster: str, notified: list[tuple[str, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Notification:
-    """notified: (reason, record) pairs; actions: remediation lines by fingerprint."""
+    """notified: (reason, record) pairs; actions: remediation lines by fingerprint; tags: the
+    cluster's, when they were read."""
     actions = actions or {}
     ordered = sorted(notified, key=lambda pair: (pair[0] == "resolved", -pair[1].severity.rank, pair[1].policy))
     items = tuple(
@@ -171,7 +173,8 @@ def build_notification(
                          actions=tuple(actions.get(record.fingerprint, ())))
         for reason, record in ordered
     )
-    return Notification(cluster=cluster, cluster_arn=cluster_arn, region=region, sent_at=now, items=items)
+    return Notification(cluster=cluster, cluster_arn=cluster_arn, region=region, sent_at=now, items=items,
+                        tags=dict(tags) if tags is not None else None)
 
 
 Remediate = Callable[[list[AlertRecord]], dict[str, list[str]]]
@@ -180,6 +183,7 @@ Remediate = Callable[[list[AlertRecord]], dict[str, list[str]]]
 def reconcile(
     evaluation: Evaluation, scope: Scope, rules: Rules, now: datetime, store: Store, publisher: Publisher, *,
     token: str, region: str | None = None, cluster_arn: str | None = None, remediate: Remediate | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Outcome:
     for attempt in range(1, _COMMIT_ATTEMPTS + 1):
         records = store.load(evaluation.cluster)
@@ -204,7 +208,7 @@ def reconcile(
     if not notified:
         return Outcome(evaluation.cluster, decisions)
     notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn,
-                                      actions=actions)
+                                      actions=actions, tags=tags)
     try:
         message_id = publisher.publish(notification)
     except Exception:

@@ -10,16 +10,18 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 #: standard mode retries throttling and transient errors with backoff and jitter
-RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+RETRY = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 20}
 
 
 @functools.cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=RETRY_CONFIG)
+    # boto3 is imported here, not at module level: a handler imports this module at cold
+    # start, and an event that never reaches AWS (malformed, ignored) should not pay for boto3.
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(service, config=Config(**RETRY))
 
 
 _reset_hooks: list[Callable[[], None]] = []

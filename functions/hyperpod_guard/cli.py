@@ -202,10 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(run=cmd_demo)
 
     from .cli_check import add_check_command  # here: cli_check imports this module
+    from .cli_clusters import add_clusters_command  # here: cli_clusters imports this module
+    from .cli_redrive import add_redrive_command  # here: cli_redrive imports this module
     from .cli_rules import add_rules_commands  # here: cli_rules imports this module
 
     add_check_command(commands)
+    add_clusters_command(commands)
     add_rules_commands(commands)
+    add_redrive_command(commands)
     return parser
 
 

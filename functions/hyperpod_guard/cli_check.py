@@ -1,7 +1,7 @@
 """`hyperpod-guard check --cluster NAME`: evaluate a real cluster now, read-only.
 
-DescribeCluster (+ ListClusterNodes unless --no-nodes), then the same policies and rules the
-evaluator uses; the findings are printed as `evaluate` prints them. Nothing is written: no
+DescribeCluster (+ ListClusterNodes unless --no-nodes, + ListTags when a rule selects clusters
+by tag), then the same policies and rules the evaluator uses; the findings are printed as `evaluate` prints them. Nothing is written: no
 ledger, no alerts, only Describe*/List* calls. What a user runs before deploying, or to debug.
 
 Exit codes as the rest of the CLI: 0 evaluated (with or without findings); 2 bad input, the
@@ -15,11 +15,13 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .cli import EXIT_OK, BadInput, load_rules_file, render_json, render_text
 from .cli_aws import add_aws_options, aws_client, aws_errors
 from .cluster_reader import ClusterReader
 from .engine import evaluate
+from .rules import Rules
 from .snapshot import ClusterSnapshot
 
 
@@ -42,6 +44,17 @@ def read_cluster(sagemaker: Any, cluster: str, *, nodes: bool) -> ClusterSnapsho
     return snapshot
 
 
+def read_tags(sagemaker: Any, snapshot: ClusterSnapshot, rules: Rules) -> tuple[dict[str, str] | None, str | None]:
+    """(tags, warning): read only when the rules select clusters by tag; unreadable -> untagged."""
+    if not rules.selects_by_tags or not snapshot.arn:
+        return None, None
+    try:
+        return ClusterReader(sagemaker).list_tags(snapshot.arn), None
+    except (ClientError, BotoCoreError) as exc:
+        reason = " ".join(str(exc).split())
+        return None, f"cannot read the tags of cluster {snapshot.name} ({reason}); evaluated it as untagged"
+
+
 def header(snapshot: ClusterSnapshot, region: str, nodes: bool) -> str:
     parts = [
         f"status {snapshot.status or 'unknown'}",
@@ -59,7 +72,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     rules = load_rules_file(args.rules)  # bad rules are bad input: before any AWS call
     sagemaker = _sagemaker_client(args)
     snapshot = read_cluster(sagemaker, args.cluster, nodes=args.nodes)
-    result = evaluate(snapshot, None, rules, datetime.now(timezone.utc))
+    tags, warning = read_tags(sagemaker, snapshot, rules)  # ListTags only when a rule selects by tag
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    result = evaluate(snapshot, None, rules.for_tags(tags), datetime.now(timezone.utc))
     if args.format == "json":
         print(render_json(result))
     else:

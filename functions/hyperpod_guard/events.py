@@ -8,6 +8,7 @@ envelope fields, epoch-ms or ISO times), strict where a wrong type means a broke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ STATE_CHANGE = "SageMaker HyperPod Cluster State Change"
 NODE_HEALTH = "SageMaker HyperPod Cluster Node Health Event"
 CLUSTER_EVENT = "SageMaker HyperPod Cluster Event"
 DETAIL_TYPES = (STATE_CHANGE, NODE_HEALTH, CLUSTER_EVENT)
+#: CreateCluster's ClusterName pattern: the only names DescribeCluster accepts
+CLUSTER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 #: the healthy value of HealthSummary.HealthStatus (the docs show only "Unhealthy";
 #: compare case-insensitively and treat anything else as not healthy)
@@ -73,7 +76,8 @@ class HealthSummary(ApiModel):
 class NodeHealthDetail(ApiModel):
     cluster_name: str = Field(min_length=1)
     cluster_arn: str | None = None
-    instance_id: str | None = None
+    #: DescribeClusterNode refuses a NodeId over 256 characters (a retry cannot help)
+    instance_id: str | None = Field(default=None, max_length=256)
     health_summary: HealthSummary = Field(default_factory=HealthSummary)
 
 
@@ -151,6 +155,26 @@ class IgnoredEvent:
     reason: str
 
 
+def _lone_surrogate(raw: Mapping[str, Any]) -> bool:
+    """A string holding half a UTF-16 pair (JSON "\\ud800") cannot be encoded as UTF-8: no ledger
+    item or SNS message could carry it, so evaluating the event would fail on every retry."""
+    pending: list[Any] = [raw]
+    while pending:  # a loop, not recursion: an event may be nested deeper than the stack allows
+        value = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
 def parse_event(raw: Any) -> HyperPodEvent | IgnoredEvent:
     """Raw EventBridge event (dict) -> typed event, IgnoredEvent, or InvalidEventError."""
     if not isinstance(raw, Mapping):
@@ -165,9 +189,16 @@ def parse_event(raw: Any) -> HyperPodEvent | IgnoredEvent:
         return IgnoredEvent(detail_type, "not a HyperPod detail-type this tool evaluates")
     if not isinstance(raw.get("detail"), Mapping):
         raise InvalidEventError(f"{detail_type!r} event has no 'detail' object")
+    if _lone_surrogate(raw):
+        raise InvalidEventError(f"invalid {detail_type!r} event: a string is not valid Unicode (a lone surrogate)")
     try:
-        return parse(event=dict(raw), model=model)
+        event = parse(event=dict(raw), model=model)
     except ValidationError as exc:
         raise InvalidEventError(f"invalid {detail_type!r} event: {one_line(exc)}") from None
     except (TypeError, ValueError) as exc:  # e.g. a string too deep or odd for pydantic
         raise InvalidEventError(f"invalid {detail_type!r} event: {exc}".splitlines()[0]) from None
+    if len(event.cluster_name) > 63 or not CLUSTER_NAME.fullmatch(event.cluster_name):
+        # DescribeCluster refuses such a name (ValidationException): retrying cannot help
+        raise InvalidEventError(f"invalid {detail_type!r} event: ClusterName {event.cluster_name[:80]!r} "
+                                "is not a HyperPod cluster name")
+    return event

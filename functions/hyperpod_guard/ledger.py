@@ -45,6 +45,9 @@ CLAIM_LEASE = timedelta(minutes=2)
 LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 #: resolved records are kept this long (DynamoDB TTL), for the demo, audits and flapping
 RESOLVED_RETENTION = timedelta(days=7)
+#: the longest text an alert keeps (summary, group, node, each string of its details): an event's
+#: text can be as long as the event (256 KiB), but a ledger item holds 400 KB and an SNS message 256 KiB
+TEXT_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,22 @@ class AlertRecord:
         return cls(
             fingerprint=finding.fingerprint, cluster=finding.cluster, policy=finding.policy,
             condition=finding.condition, state=AlertState.PENDING, severity=finding.severity,
-            summary=finding.summary, first_seen=now, last_seen=now, instance_group=finding.instance_group,
-            node=finding.node, origin=finding.origin, details=finding.details,
+            summary=bounded(finding.summary), first_seen=now, last_seen=now, instance_group=bounded(finding.instance_group),
+            node=bounded(finding.node), origin=finding.origin, details=bounded(finding.details),
         )
+
+
+def bounded(value: Any) -> Any:
+    """`value` with every string longer than TEXT_LIMIT cut, ending in "…" (containers walked)."""
+    if isinstance(value, str):
+        return value if len(value) <= TEXT_LIMIT else value[: TEXT_LIMIT - 1] + "…"
+    if isinstance(value, dict):
+        return {key: bounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [bounded(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(bounded(item) for item in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,8 @@ def _observe(
         record = replace(AlertRecord.start(finding, now), version=record.version,
                          claim_token=record.claim_token, claim_until=record.claim_until)
     severity = finding.severity_at(record.first_seen, now)
-    updated = replace(record, severity=severity, summary=finding.summary, details=finding.details, last_seen=now,
-                      instance_group=finding.instance_group or record.instance_group)
+    updated = replace(record, severity=severity, summary=bounded(finding.summary), details=bounded(finding.details),
+                      last_seen=now, instance_group=bounded(finding.instance_group) or record.instance_group)
     if updated.state is AlertState.PENDING:
         if now - updated.first_seen < timing.grace:
             why = f"pending: {_since(now, updated.first_seen)} of {format_duration(timing.grace)} grace"

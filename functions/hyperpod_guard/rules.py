@@ -15,9 +15,17 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidRulesError
 from .findings import Severity
@@ -179,11 +187,23 @@ class UnhealthyNodeSettings(PolicySettings):
     remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
+class ClusterHealthSettings(PolicySettings):
+    check_autoscaling: bool = Field(
+        default=True, description="Alert when the cluster's AutoScaling status is Failed (critical)."
+    )
+    check_failure_message: bool = Field(
+        default=True,
+        description="Alert (warning) on a cluster FailureMessage while the cluster is not Failed or RollingBack "
+        "(those are reported by degraded-group and failed-rollback, with the message).",
+    )
+
+
 class Policies(RulesModel):
     taint_drift: TaintDriftSettings = Field(default_factory=TaintDriftSettings, alias="taint-drift")
     degraded_group: DegradedGroupSettings = Field(default_factory=DegradedGroupSettings, alias="degraded-group")
     failed_rollback: FailedRollbackSettings = Field(default_factory=FailedRollbackSettings, alias="failed-rollback")
     unhealthy_node: UnhealthyNodeSettings = Field(default_factory=UnhealthyNodeSettings, alias="unhealthy-node")
+    cluster_health: ClusterHealthSettings = Field(default_factory=ClusterHealthSettings, alias="cluster-health")
 
     def for_policy(self, name: str) -> PolicySettings:
         return getattr(self, name.replace("-", "_"))
@@ -192,11 +212,27 @@ class Policies(RulesModel):
 # --- where rules apply -------------------------------------------------------------------
 
 
-class ClusterMatch(RulesModel):
-    cluster: str = Field(default="*", description="Glob on the cluster name.")
+#: AWS tag limits: keys 1..128 characters, values 0..256
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TagValue = Annotated[str, StringConstraints(max_length=256)]
 
-    def matches(self, cluster_name: str) -> bool:
-        return glob_match(self.cluster, cluster_name)
+
+class ClusterMatch(RulesModel):
+    """Which clusters an override applies to: all of the given conditions must hold."""
+
+    cluster: str = Field(default="*", description="Glob on the cluster name.")
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description="Tags the cluster must carry (SageMaker ListTags on its ARN), every one with exactly this "
+        "value. Case-sensitive; no globs. A cluster whose tags cannot be read counts as untagged.",
+    )
+
+    def tags_match(self, tags: Mapping[str, str] | None) -> bool:
+        """`tags` None: not read (or unreadable), so a tag selector cannot match."""
+        return all(tags is not None and tags.get(key) == value for key, value in self.tags.items())
+
+    def matches(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> bool:
+        return glob_match(self.cluster, cluster_name) and self.tags_match(tags)
 
 
 class ClusterOverride(RulesModel):
@@ -253,9 +289,29 @@ class Rules(RulesModel):
     silences: tuple[Silence, ...] = ()
     remediation_budget: RemediationBudget = Field(default_factory=RemediationBudget)
 
-    def for_cluster(self, cluster_name: str) -> Policies:
-        """The global policies with every matching override laid over them."""
-        matching = [o for o in self.overrides if o.match.matches(cluster_name)]
+    @property
+    def selects_by_tags(self) -> bool:
+        """True when an override selects clusters by tag: only then are tags worth a ListTags call."""
+        return any(o.match.tags for o in self.overrides)
+
+    def for_tags(self, tags: Mapping[str, str] | None) -> Rules:
+        """These rules as they apply to a cluster carrying `tags` (None: unknown, as untagged):
+        overrides whose tag selector matches keep only their name glob, the others are dropped.
+        Whatever then calls for_cluster(name) (the engine, the alert ledger's timings,
+        remediation) sees the tag selection without having to be handed the tags."""
+        if not self.selects_by_tags:
+            return self
+        kept = tuple(
+            o.model_copy(update={"match": o.match.model_copy(update={"tags": {}})})
+            for o in self.overrides
+            if o.match.tags_match(tags)
+        )
+        return self.model_copy(update={"overrides": kept})
+
+    def for_cluster(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> Policies:
+        """The global policies with every matching override laid over them. Overrides that
+        select by tag match only when `tags` are given (or the rules were bound by for_tags)."""
+        matching = [o for o in self.overrides if o.match.matches(cluster_name, tags)]
         if not matching:
             return self.policies
         merged = self.policies.model_dump(by_alias=True)

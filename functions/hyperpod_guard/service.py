@@ -17,7 +17,7 @@ from typing import Any
 
 from . import aws_clients
 from .alerting import SYSTEM_CLUSTER, Outcome, Scope, reconcile, rules_evaluation
-from .cluster_reader import ClusterReader
+from .cluster_reader import ClusterReader, TagCache, TagsUnavailable
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
 from .events import HyperPodEvent, IgnoredEvent, NodeHealthEvent, parse_event
@@ -41,16 +41,24 @@ class Runtime:
     rules: RulesStore
     region: str | None = None
     sweep_concurrency: int = 8
+    #: cluster tags, read only when the rules select clusters by tag (TAGS_MAX_AGE)
+    tags: TagCache | None = None
+
+    def __post_init__(self) -> None:
+        if self.tags is None:
+            self.tags = TagCache(self.reader)
 
     @classmethod
     def from_env(cls) -> Runtime:
+        reader = ClusterReader(aws_clients.client("sagemaker"))
         return cls(
-            reader=ClusterReader(aws_clients.client("sagemaker")),
+            reader=reader,
             ledger=LedgerStore(os.environ["TABLE_NAME"], aws_clients.client("dynamodb")),
             publisher=SnsPublisher(os.environ["TOPIC_ARN"], aws_clients.client("sns")),
             rules=RulesStore.from_env(),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             sweep_concurrency=int(os.environ.get("SWEEP_CONCURRENCY", "8")),
+            tags=TagCache.from_env(reader),
         )
 
 
@@ -102,6 +110,8 @@ def evaluate_cluster(
         scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
         return gone, reconcile(gone, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
                                region=runtime.region)
+    tags = cluster_tags(runtime, snapshot, rules)
+    rules = rules.for_tags(tags)  # from here on, tag-selected overrides are resolved for this cluster
     nodes, all_nodes, gone_nodes = _read_nodes(runtime, snapshot, event, list_nodes)
     snapshot = snapshot.model_copy(update={"nodes": tuple(nodes)})
     evaluation = evaluate(snapshot, event, rules, now)
@@ -113,9 +123,33 @@ def evaluate_cluster(
         # the event is about a node that was already replaced: its problem is over
         evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in gone_nodes], evaluation.resolved)
     outcome = reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
-                        region=runtime.region, cluster_arn=snapshot.arn,
+                        region=runtime.region, cluster_arn=snapshot.arn, tags=tags,
                         remediate=_remediation(runtime, snapshot, rules, now, token))
     return evaluation, outcome
+
+
+def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules) -> dict[str, str] | None:
+    """The cluster's tags when the rules select clusters by tag (None otherwise: not read). A
+    ListTags failure does not stop the evaluation: the cluster is evaluated as untagged."""
+    if not rules.selects_by_tags or not snapshot.arn or runtime.tags is None:
+        return None
+    try:
+        return runtime.tags.get(snapshot.arn)
+    except TagsUnavailable as exc:
+        logger.warning("cannot read the tags of cluster %s; evaluating it as untagged, so overrides that "
+                       "select by tag do not apply to it: %s", snapshot.name, exc,
+                       extra={"cluster": snapshot.name, "cluster_arn": snapshot.arn})
+        _count_tags_unavailable()
+        return None
+
+
+def _count_tags_unavailable() -> None:
+    """EMF metric `TagsUnavailable`, so a missing sagemaker:ListTags grant shows on a dashboard."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "HyperPodGuard")
+    with single_metric(name="TagsUnavailable", unit=MetricUnit.Count, value=1, namespace=namespace):
+        pass
 
 
 def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str):

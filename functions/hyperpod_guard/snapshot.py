@@ -11,7 +11,7 @@ AWS adds tomorrow is kept, not rejected. The constants below are the values we a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_pascal
@@ -60,6 +60,16 @@ class Taint(ApiModel):
     def __str__(self) -> str:
         return f"{self.key}={self.value or ''}:{self.effect}"
 
+    # Taint drift compares thousands of taints per cluster: pydantic's generic __eq__/__hash__
+    # cost ~4x these (a taint is its three fields, nothing else).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Taint:
+            return NotImplemented
+        return self.__dict__ == other.__dict__  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.value, self.effect))
+
 
 class KubernetesConfig(ApiModel):
     current_labels: dict[str, str] = Field(default_factory=dict)
@@ -78,13 +88,24 @@ class KubernetesConfig(ApiModel):
         return () if value is None else value
 
 
+class AutoScalingStatus:
+    IN_SERVICE, CREATING, DELETING, FAILED = "InService", "Creating", "Deleting", "Failed"
+
+
 class AlarmRef(ApiModel):
     alarm_name: str
 
 
 class DeploymentConfig(ApiModel):
+    """A DeploymentConfiguration: the CloudWatch alarms that roll an AMI update back."""
+
     auto_rollback_configuration: tuple[AlarmRef, ...] = ()
     wait_interval_in_seconds: int | None = None
+
+    @field_validator("auto_rollback_configuration", mode="before")
+    @classmethod
+    def _no_alarms(cls, value: Any) -> Any:
+        return () if value is None else value
 
 
 class ScheduledUpdateConfig(ApiModel):
@@ -93,6 +114,9 @@ class ScheduledUpdateConfig(ApiModel):
 
 
 class InstanceGroup(ApiModel):
+    #: restricted instance groups (RestrictedInstanceGroups) are the subclass below
+    restricted: ClassVar[bool] = False
+
     name: str = Field(alias="InstanceGroupName")
     instance_type: str | None = None
     status: str | None = None
@@ -111,17 +135,40 @@ class InstanceGroup(ApiModel):
     active_software_update_config: DeploymentConfig | None = None
     scheduled_update_config: ScheduledUpdateConfig | None = None
 
+    @field_validator("active_operations", mode="before")
+    @classmethod
+    def _no_operations(cls, value: Any) -> Any:
+        return {} if value is None else value
+
     @property
     def scaling(self) -> bool:
         return self.active_operations.get("Scaling", 0) > 0
 
     @property
     def auto_rollback_alarms(self) -> list[str]:
+        """Alarm names of the running update's and the scheduled update's auto-rollback, in order, once each."""
         configs = [self.active_software_update_config]
         if self.scheduled_update_config:
             configs.append(self.scheduled_update_config.deployment_config)
         names = [a.alarm_name for c in configs if c for a in c.auto_rollback_configuration]
         return list(dict.fromkeys(names))
+
+
+class RestrictedInstanceGroup(InstanceGroup):
+    """One of DescribeCluster's `RestrictedInstanceGroups` (RIGs: SageMaker-managed groups for
+    training models such as Amazon Nova). Same Status and counts as an instance group; the
+    API gives it no MinCount, KubernetesConfig or software-update status (those stay None)."""
+
+    restricted: ClassVar[bool] = True
+
+
+class AutoScaling(ApiModel):
+    """DescribeCluster's `AutoScaling` (EKS clusters with Karpenter-based autoscaling)."""
+
+    mode: str | None = None
+    auto_scaler_type: str | None = None
+    status: str | None = None
+    failure_message: str | None = None
 
 
 class InstanceStatus(ApiModel):
@@ -158,6 +205,8 @@ class ClusterSnapshot(ApiModel):
     creation_time: Timestamp = None
     failure_message: str | None = None
     instance_groups: tuple[InstanceGroup, ...] = ()
+    restricted_instance_groups: tuple[RestrictedInstanceGroup, ...] = ()
+    auto_scaling: AutoScaling | None = None
     node_recovery: str | None = None
     node_provisioning_mode: str | None = None
     orchestrator: Orchestrator | None = None
@@ -166,10 +215,15 @@ class ClusterSnapshot(ApiModel):
     #: True when built from an event alone, without a DescribeCluster read
     partial: bool = Field(default=False, exclude=True)
 
-    @field_validator("instance_groups", "nodes", mode="before")
+    @field_validator("instance_groups", "restricted_instance_groups", "nodes", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
         return () if value is None else value
+
+    @property
+    def all_groups(self) -> tuple[InstanceGroup, ...]:
+        """Instance groups, then restricted instance groups (tell them apart by `.restricted`)."""
+        return self.instance_groups + self.restricted_instance_groups
 
     @property
     def orchestration(self) -> Orchestration:

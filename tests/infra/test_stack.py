@@ -199,16 +199,27 @@ def test_evaluation_environment(template: dict[str, Any], name: str) -> None:
     assert env["TABLE_NAME"] == {"Ref": table}
     assert env["TOPIC_ARN"] == {"Ref": alerts}
     assert env["RULES_PATH"] == RULES_PATH
+    assert env["TAGS_MAX_AGE"] == "300"
     assert "SLACK_WEBHOOK_SECRET" not in env
 
 
 def test_notifier_reads_the_created_secret(template: dict[str, Any]) -> None:
     secret_id, secret = find(template, "AWS::SecretsManager::Secret", Name=f"{PREFIX}/slack-webhook")
     env = function(template, "slack-notifier")[1]["Environment"]["Variables"]
-    assert set(env) >= {"SLACK_WEBHOOK_SECRET"} and "TABLE_NAME" not in env
+    assert set(env) >= {"SLACK_WEBHOOK_SECRET", "TABLE_NAME"} and "TOPIC_ARN" not in env
     # CDK derives the name from the secret's ARN (name + "-" + 6 random characters): check it evaluates right
     arn = f"arn:aws:secretsmanager:us-west-2:123456789012:secret:{secret['Name']}-AbC123"
     assert evaluate(env["SLACK_WEBHOOK_SECRET"], {secret_id: arn}) == f"{PREFIX}/slack-webhook"
+
+
+def test_notifier_keeps_idempotency_records_in_the_ledger_with_item_access_only(template: dict[str, Any]) -> None:
+    table, _ = find(template, "AWS::DynamoDB::Table", TableName=f"{PREFIX}-ledger")
+    assert function(template, "slack-notifier")[1]["Environment"]["Variables"]["TABLE_NAME"] == {"Ref": table}
+    on_table = [s for s in function_statements(template, "slack-notifier")
+                if {"Fn::GetAtt": [table, "Arn"]} in as_list(s["Resource"])]
+    assert len(on_table) == 1 and on_table[0]["Effect"] == "Allow"
+    assert sorted(as_list(on_table[0]["Action"])) == [
+        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
 
 
 @pytest.mark.parametrize(("name", "failure_queue"), [("evaluator", "evaluator-failures"), ("slack-notifier", "slack-dlq")])
@@ -365,12 +376,24 @@ def test_evaluation_role(template: dict[str, Any], name: str) -> None:
     assert not any(a.startswith("secretsmanager:") for a in actions_of(statements))
 
 
+@pytest.mark.parametrize("name", ["evaluator", "sweep"])
+def test_evaluation_reads_tags_of_clusters_only(template: dict[str, Any], name: str) -> None:
+    """ListTags (rules that select clusters by tag) on the cluster ARNs, like the other SageMaker reads."""
+    granted = [s for s in function_statements(template, name) if "sagemaker:ListTags" in as_list(s["Action"])]
+    assert len(granted) == 1 and granted[0]["Effect"] == "Allow"
+    assert as_list(granted[0]["Resource"]) == [CLUSTERS_ARN]
+    assert set(as_list(granted[0]["Action"])) == set(SAGEMAKER_READ)
+
+
 def test_notifier_role(template: dict[str, Any]) -> None:
     statements = function_statements(template, "slack-notifier")
     secret_id, _ = find(template, "AWS::SecretsManager::Secret", Name=f"{PREFIX}/slack-webhook")
     read = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
     assert [s["Resource"] for s in read] == [{"Ref": secret_id}]
-    assert not any(a.split(":")[0] in ("sagemaker", "ssm", "dynamodb", "sns") for a in actions_of(statements))
+    assert not any(a.split(":")[0] in ("sagemaker", "ssm", "sns") for a in actions_of(statements))
+    # DynamoDB: only the idempotency records' item calls (see the test above)
+    assert {a for a in actions_of(statements) if a.startswith("dynamodb:")} == {
+        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 
 
 def test_remediation_only_when_enabled(template: dict[str, Any], synth) -> None:

@@ -334,3 +334,18 @@ def test_help_lists_the_options():
     assert "read-only" in result.stdout.lower()
     top = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert any(line.split()[:1] == ["check"] for line in top.stdout.splitlines())
+
+
+# --- tag selection ---------------------------------------------------------------------------------
+
+def test_check_applies_overrides_that_select_the_cluster_by_tag(env, tmp_path):
+    from tests.integration.test_cluster_tags import RULES, serve as serve_tagged
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))  # degraded-group: severity info for clusters tagged team=llm
+    serve_tagged("ml-prod", {"team": "llm"})
+    serve_tagged("ml-dev", {"team": "rl"})
+    tagged = json.loads(run(env, "--cluster", "ml-prod", "--rules", str(rules), "--format", "json").stdout)
+    other = json.loads(run(env, "--cluster", "ml-dev", "--rules", str(rules), "--format", "json").stdout)
+    assert {f["severity"] for f in tagged["findings"] if f["policy"] == "degraded-group"} == {"info"}
+    assert {f["severity"] for f in other["findings"] if f["policy"] == "degraded-group"} != {"info"}

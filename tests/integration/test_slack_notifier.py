@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from hyperpod_guard.ledger_store import create_table
 from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem
 from hyperpod_guard.notify.slack import SlackDeliveryError, SlackPermanentError, render
 from tests.slack_sink import slack_sink  # noqa: F401
@@ -57,12 +58,13 @@ def notification(cluster: str = "ml-prod") -> Notification:
     return Notification(cluster=cluster, region="us-west-2", items=(NotificationItem(reason="first", finding=finding),))
 
 
-def sns_event(*messages: str) -> dict[str, Any]:
+def sns_event(*messages: str, ids: str = "95df01b4-ee98-5cb9-9903-4c221d41eb5") -> dict[str, Any]:
+    """One record per message; message ids `<ids><index>` (a repeated id is a redelivery)."""
     return {"Records": [{
         "EventSource": "aws:sns", "EventVersion": "1.0",
         "EventSubscriptionArn": f"{TOPIC}:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
         "Sns": {
-            "Type": "Notification", "MessageId": f"95df01b4-ee98-5cb9-9903-4c221d41eb5{i}", "TopicArn": TOPIC,
+            "Type": "Notification", "MessageId": f"{ids}{i}", "TopicArn": TOPIC,
             "Subject": "[CRITICAL] ml-prod", "Message": message, "Timestamp": "2026-06-01T17:20:27.000Z",
             "SignatureVersion": "1", "Signature": "EXAMPLE", "SigningCertUrl": "EXAMPLE", "UnsubscribeUrl": "EXAMPLE",
             "MessageAttributes": {"severity": {"Type": "String", "Value": "critical"}},
@@ -86,6 +88,9 @@ def env(aws: str, monkeypatch: pytest.MonkeyPatch) -> Sleeps:
     monkeypatch.setenv("SLACK_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "hyperpod-guard")
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    # the ledger table keeps the idempotency records of delivered SNS messages
+    monkeypatch.setenv("TABLE_NAME", "hyperpod-guard-ledger")
+    create_table(boto3.client("dynamodb", region_name="us-west-2"), "hyperpod-guard-ledger")
     sleeps = Sleeps()
     monkeypatch.setattr(notifier(), "sleep", sleeps)
     return sleeps
@@ -119,7 +124,7 @@ def output(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture
 
 
 def records(out: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """(log records, metrics by name) from the JSON lines Powertools printed."""
+    """(log records, metrics by name summed over invocations) from the JSON lines Powertools printed."""
     logs, metrics = [], {}
     for line in out.splitlines():
         try:
@@ -132,7 +137,7 @@ def records(out: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
                 assert ["service"] in definition["Dimensions"]
                 for metric in definition["Metrics"]:
                     value = data[metric["Name"]]
-                    metrics[metric["Name"]] = sum(value) if isinstance(value, list) else value
+                    metrics[metric["Name"]] = metrics.get(metric["Name"], 0) + (sum(value) if isinstance(value, list) else value)
             assert data["service"] == "slack-notifier"
         else:
             logs.append(data)
@@ -158,6 +163,24 @@ def test_sends_the_rendered_notification(env, secrets, slack_sink, output):  # n
     assert sent[0]["service"] == "hyperpod-guard"
     for secret in (slack_sink.url, "T000/B000/XXXX"):
         assert secret not in out and secret not in err
+
+
+def test_a_redelivered_message_is_posted_once(env, secrets, slack_sink, output):  # noqa: F811
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    event = sns_event(notification().body())
+    assert handler(event, FakeContext())["sent"] == 1
+    assert handler(event, FakeContext())["sent"] == 1  # SNS at-least-once, or a Lambda retry after the POST
+    assert len(slack_sink.requests) == 1
+    logs, metrics = records(output.readouterr().out)
+    assert metrics == {"NotificationsReceived": 2, "SlackMessagesSent": 1, "SlackDuplicatesSkipped": 1}
+    assert "SNS message already delivered to Slack; not posting it again" in [r["message"] for r in logs]
+    # another message with the same content is a new alert occurrence: it is posted
+    assert handler(sns_event(notification().body(), ids="next-"), FakeContext())["sent"] == 1
+    assert len(slack_sink.requests) == 2
+    # the idempotency record is in the ledger table, without the webhook URL
+    items = boto3.client("dynamodb", region_name="us-west-2").scan(TableName="hyperpod-guard-ledger")["Items"]
+    assert {item["pk"]["S"] for item in items} == {"IDEMPOTENCY"} and len(items) == 2
+    assert slack_sink.url not in json.dumps(items)
 
 
 @pytest.mark.parametrize("value", [
@@ -286,7 +309,7 @@ def test_rotated_webhook_is_used_after_slack_refuses_the_cached_one(env, secrets
     rotated = slack_sink.url.replace("XXXX", "YYYY")
     secrets.put_secret_value(SecretId=SECRET, SecretString=rotated)
     slack_sink.respond(404, "no_service")
-    assert handler(sns_event(notification().body()), FakeContext())["sent"] == 1
+    assert handler(sns_event(notification().body(), ids="another-message-"), FakeContext())["sent"] == 1
     assert [r.path.rsplit("/", 1)[1] for r in slack_sink.requests] == ["XXXX", "XXXX", "YYYY"]
 
 

@@ -43,7 +43,8 @@ def group(
     return out
 
 
-def cluster(groups: list[dict[str, Any]], status: str = "InService", failure_message: str | None = None) -> dict[str, Any]:
+def cluster(groups: list[dict[str, Any]], status: str = "InService", failure_message: str | None = None,
+            restricted: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "ClusterName": CLUSTER,
         "ClusterArn": CLUSTER_ARN,
@@ -53,6 +54,15 @@ def cluster(groups: list[dict[str, Any]], status: str = "InService", failure_mes
     }
     if failure_message is not None:
         out["FailureMessage"] = failure_message
+    if restricted is not None:
+        out["RestrictedInstanceGroups"] = restricted
+    return out
+
+
+def rig(name: str = "nova", **kw: Any) -> dict[str, Any]:
+    """A RestrictedInstanceGroups entry: the API gives it no MinCount or ActiveOperations."""
+    out = group(name, **kw)
+    out["EnvironmentConfig"] = {"FSxLustreConfig": {"SizeInGiB": 1200, "PerUnitStorageThroughput": 250}}
     return out
 
 
@@ -280,3 +290,97 @@ def test_pure_same_result_at_any_time_and_nothing_on_a_minimal_snapshot():
 def test_no_count_findings_while_a_group_is_created_or_deleted(status):
     snapshot = ClusterSnapshot.from_describe_cluster(cluster([group(status=status, current=0, target=4, minimum=2)]))
     assert degraded_group.evaluate(snapshot, None, settings(), NOW) == []
+
+
+# --- restricted instance groups ------------------------------------------------------------------
+
+# Each row: snapshot, expected [(condition, group, severity, restricted?)].
+RESTRICTED_ROWS = [
+    pytest.param(cluster([group()], restricted=[rig()]), [], id="restricted-in-service-full"),
+    pytest.param(cluster([group()], restricted=[rig(status="Degraded")]),
+                 [("restricted-status-degraded", "nova", "warning", True)], id="restricted-Degraded-warning"),
+    pytest.param(cluster([group()], restricted=[rig(status="Failed", current=0, target=4)]),
+                 [("restricted-status-failed", "nova", "critical", True), ("restricted-below-target", "nova", "warning", True)],
+                 id="restricted-Failed-critical-and-below-target"),
+    pytest.param(cluster([group()], restricted=[rig(current=6, target=8)]),
+                 [("restricted-below-target", "nova", "warning", True)], id="restricted-below-target"),
+    pytest.param(cluster([group()], restricted=[rig(current=1, target=8, minimum=2)]),
+                 [("restricted-below-min", "nova", "critical", True)], id="restricted-below-min-if-ever-given"),
+    pytest.param(cluster([group()], restricted=[rig(status="Creating", current=0, target=8)]), [],
+                 id="restricted-Creating-no-count-finding"),
+    pytest.param(cluster([group()], restricted=[rig(status="Quarantined")]), [], id="restricted-unknown-status"),
+    pytest.param(cluster([group(status="Degraded")], restricted=[rig("gpu", status="Degraded")]),
+                 [("status-degraded", "gpu", "warning", False), ("restricted-status-degraded", "gpu", "warning", True)],
+                 id="same-name-two-findings"),
+    pytest.param(cluster([group()], restricted=[rig("a", status="Failed"), rig("b", status="Degraded")]),
+                 [("restricted-status-failed", "a", "critical", True), ("restricted-status-degraded", "b", "warning", True)],
+                 id="every-restricted-group"),
+    pytest.param({**cluster([group()]), "RestrictedInstanceGroups": None}, [], id="restricted-groups-null"),
+]
+
+
+@pytest.mark.parametrize(("snapshot", "expected"), RESTRICTED_ROWS)
+def test_restricted_instance_groups(snapshot, expected):
+    findings = evaluate(snapshot)
+    assert [(f.condition, f.instance_group, f.severity, f.details.get("restricted", False)) for f in findings] == expected
+    for finding in findings:
+        assert (finding.policy, finding.cluster, finding.node, finding.origin) == ("degraded-group", CLUSTER, None, "state")
+        assert finding.summary.startswith("Restricted instance group " if finding.details.get("restricted") else "Instance group ")
+
+
+@pytest.mark.parametrize(("snapshot", "summary"), [
+    pytest.param(cluster([], restricted=[rig(status="Degraded", current=6, target=8)]),
+                 "Restricted instance group nova is Degraded (6/8 nodes)", id="status"),
+    pytest.param(cluster([], restricted=[rig(current=6, target=8)]),
+                 "Restricted instance group nova has 6 of 8 target nodes (25% short)", id="below-target"),
+])
+def test_restricted_summary_and_details(snapshot, summary):
+    findings = evaluate(snapshot)
+    assert summary in [f.summary for f in findings]
+    for finding in findings:
+        assert finding.details["restricted"] is True
+        assert finding.details["counts"] == {"current": 6, "target": 8}
+
+
+def test_a_restricted_group_never_shares_a_fingerprint_with_an_instance_group_of_its_name():
+    both = cluster([group("gpu", status="Failed", current=1, target=8)],
+                   restricted=[rig("gpu", status="Failed", current=1, target=8)])
+    findings = evaluate(both)
+    assert len(findings) == 4
+    assert len({f.fingerprint for f in findings}) == 4
+    [alone] = [f for f in evaluate(cluster([], restricted=[rig("gpu", status="Failed")])) if f.condition.endswith("status-failed")]
+    assert alone.fingerprint in {f.fingerprint for f in findings}  # stable: the same problem, the same fingerprint
+
+
+def test_the_cluster_failing_inhibits_restricted_group_findings_too():
+    from hyperpod_guard.alerting import muted_reason
+    from hyperpod_guard.rules import DEFAULT_RULES
+
+    findings = evaluate(cluster([], status="Failed", restricted=[rig(status="Failed")]))
+    inhibitor, restricted = findings
+    assert (inhibitor.condition, restricted.condition) == ("cluster-failed", "restricted-status-failed")
+    assert muted_reason(restricted, DEFAULT_RULES, [inhibitor], NOW).startswith("inhibited by degraded-group/cluster-failed")
+
+
+def test_remediation_never_acts_for_a_restricted_group():
+    """SageMaker runs restricted groups, and one may share its name with an instance group whose
+    nodes the plan would otherwise pick (remediation.plan matches nodes by group name)."""
+    from hyperpod_guard.ledger import AlertRecord, AlertState
+    from hyperpod_guard.remediation.plan import Action, plan
+    from hyperpod_guard.rules import Rules
+
+    snapshot = ClusterSnapshot.from_describe_cluster({
+        **cluster([group("gpu", status="Degraded")], restricted=[rig("gpu", status="Degraded")]),
+        "NodeRecovery": "None", "Nodes": [{"InstanceId": "i-0a", "InstanceGroupName": "gpu", "InstanceStatus": {"Status": "Failure"}}],
+    })
+    policies = Rules.model_validate({"version": 1, "policies": {"degraded-group": {"remediation": {"enabled": True}}}}).for_cluster(CLUSTER)
+    firing = [
+        AlertRecord(fingerprint=f.fingerprint, cluster=CLUSTER, policy=f.policy, condition=f.condition, state=AlertState.FIRING,
+                    severity=f.severity, summary=f.summary, first_seen=NOW, last_seen=NOW, instance_group=f.instance_group,
+                    fired_at=NOW)
+        for f in degraded_group.evaluate(snapshot, None, settings(), NOW)
+    ]
+    assert [r.condition for r in firing] == ["status-degraded", "restricted-status-degraded"]
+    # the restricted group's alert first: it must not take the instance group's failed node
+    planned = plan(snapshot, firing[::-1], policies, NOW)
+    assert [(type(p), p.fingerprint, p.nodes) for p in planned] == [(Action, firing[0].fingerprint, ("i-0a",))]

@@ -256,3 +256,41 @@ def test_registered_and_pure():
     first = [f.to_dict() for f in evaluate(snap, event, SETTINGS, NOW)]
     later = [f.to_dict() for f in evaluate(snap, event, SETTINGS, NOW + timedelta(days=3))]
     assert first == later
+
+
+# --- auto-rollback alarms in the details: where they come from ------------------------------------
+
+SCHEDULED = {"ScheduleExpression": "cron(0 3 ? * SUN *)",
+             "DeploymentConfig": {"AutoRollbackConfiguration": [{"AlarmName": "nccl"}, {"AlarmName": "node-loss"}]}}
+
+
+@pytest.mark.parametrize("extra, alarms", [
+    pytest.param({}, ["gpu-xid", "nccl"], id="active-update-config"),
+    pytest.param({"ScheduledUpdateConfig": SCHEDULED}, ["gpu-xid", "nccl", "node-loss"], id="active-then-scheduled-once-each"),
+    pytest.param({"ActiveSoftwareUpdateConfig": None, "ScheduledUpdateConfig": SCHEDULED}, ["nccl", "node-loss"],
+                 id="scheduled-only"),
+    pytest.param({"ActiveSoftwareUpdateConfig": {"AutoRollbackConfiguration": None},
+                  "ScheduledUpdateConfig": {"ScheduleExpression": "x", "DeploymentConfig": None}}, None, id="nulls-no-alarms"),
+    pytest.param({"ActiveSoftwareUpdateConfig": {"WaitIntervalInSeconds": 300},
+                  "ScheduledUpdateConfig": {"ScheduleExpression": "x", "DeploymentConfig": {"AutoRollbackConfiguration": []}}},
+                 None, id="no-alarm-members"),
+])
+@pytest.mark.parametrize("status", ["Failed", "RollbackComplete", "RollbackInProgress"])
+def test_auto_rollback_alarms_in_details(status, extra, alarms):
+    (finding,) = evaluate(snapshot(group(status, **extra)), None, SETTINGS, NOW)
+    assert finding.details.get("auto_rollback_alarms") == alarms
+
+
+def test_alarms_in_event_findings_from_the_groups_config():
+    event = cluster_event(GROUP_ROLLBACK_FAILED, group_name="gpu")
+    (finding,) = evaluate(snapshot(group("InProgress", ScheduledUpdateConfig=SCHEDULED)), event, SETTINGS, NOW)
+    assert finding.origin == "event"
+    assert finding.details["auto_rollback_alarms"] == ["gpu-xid", "nccl", "node-loss"]
+
+
+def test_restricted_groups_have_no_rollback_findings():
+    restricted = {"InstanceGroupName": "nova", "Status": "InService", "ScheduledUpdateConfig": SCHEDULED}
+    snap = ClusterSnapshot.from_describe_cluster({"ClusterName": CLUSTER, "ClusterStatus": "InService",
+                                                  "InstanceGroups": [group("Succeeded")],
+                                                  "RestrictedInstanceGroups": [restricted]})
+    assert evaluate(snap, None, SETTINGS, NOW) == []

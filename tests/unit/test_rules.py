@@ -25,12 +25,16 @@ def test_empty_document_gives_sensible_defaults():
     rules = load_rules({"version": 1})
     policies = rules.for_cluster("any")
     assert rules == DEFAULT_RULES
-    assert [policies.for_policy(n).enabled for n in ("taint-drift", "degraded-group", "failed-rollback", "unhealthy-node")] == [True] * 4
+    names = ("taint-drift", "degraded-group", "failed-rollback", "unhealthy-node", "cluster-health")
+    assert [policies.for_policy(n).enabled for n in names] == [True] * 5
     assert policies.taint_drift.grace == timedelta(minutes=15)
     assert policies.taint_drift.ignore_key_prefixes == MANAGED_KEY_PREFIXES
     assert policies.degraded_group.target_shortfall_ratio == 0.1
     assert policies.failed_rollback.rollback_stuck_after == timedelta(hours=1)
     assert policies.unhealthy_node.repeat_interval == timedelta(hours=4)
+    assert policies.cluster_health.grace == timedelta(0)
+    assert (policies.cluster_health.check_autoscaling, policies.cluster_health.check_failure_message) == (True, True)
+    assert rules.selects_by_tags is False
 
 
 def test_defaults_file_matches_the_code():
@@ -49,7 +53,8 @@ def test_schema_is_a_valid_json_schema_and_describes_the_policies():
     schema = rules_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert set(schema["$defs"]["Policies"]["properties"]) == {"taint-drift", "degraded-group", "failed-rollback", "unhealthy-node"}
+    assert set(schema["$defs"]["Policies"]["properties"]) == {
+        "taint-drift", "degraded-group", "failed-rollback", "unhealthy-node", "cluster-health"}
     assert schema["$defs"]["TaintDriftSettings"]["properties"]["grace"]["pattern"]
 
 
@@ -76,6 +81,16 @@ def test_schema_is_a_valid_json_schema_and_describes_the_policies():
         pytest.param({"version": 1, "silences": [{"matchers": {}, "until": "whenever"}]}, "$.silences[0].until", "ISO-8601", id="silence-bad-until"),
         pytest.param({"version": 1, "policies": {"taint-drift": {"enabled": "maybe"}}},
                      '$.policies["taint-drift"].enabled', "boolean", id="enabled-not-bool"),
+        pytest.param({"version": 1, "policies": {"cluster-health": {"check_autoscaling": "yes please"}}},
+                     '$.policies["cluster-health"].check_autoscaling', "boolean", id="cluster-health-check-not-bool"),
+        pytest.param({"version": 1, "overrides": [{"match": {"tags": {"team": 7}}}]},
+                     "$.overrides[0].match.tags.team", "valid string", id="tag-value-not-a-string"),
+        pytest.param({"version": 1, "overrides": [{"match": {"tags": ["team=llm"]}}]},
+                     "$.overrides[0].match.tags", "valid dictionary", id="tags-not-an-object"),
+        pytest.param({"version": 1, "overrides": [{"match": {"tags": {"team": "x" * 257}}}]},
+                     "$.overrides[0].match.tags.team", "at most 256", id="tag-value-too-long"),
+        pytest.param({"version": 1, "overrides": [{"match": {"labels": {"team": "llm"}}}]},
+                     "$.overrides[0].match.labels", "Extra inputs", id="unknown-selector"),
     ],
 )
 def test_invalid_rules_name_the_json_path(document, path, fragment):
@@ -144,3 +159,69 @@ def test_per_cluster_overrides(cluster, taint_enabled, taint_grace, required, de
 )
 def test_group_selector_globs(selector, group, instance_type, matches):
     assert GroupSelector.model_validate(selector).matches(group, instance_type) is matches
+
+
+# --- selecting clusters by tag ---------------------------------------------------------------------
+
+TAGGED = {
+    "version": 1,
+    "overrides": [
+        {"match": {"tags": {"team": "llm"}}, "policies": {"degraded-group": {"severity": "info"}}},
+        {"match": {"cluster": "prod-*", "tags": {"team": "llm", "tier": "gold"}},
+         "policies": {"degraded-group": {"grace": "1m"}, "cluster-health": {"enabled": False}}},
+        {"match": {"cluster": "prod-*"}, "policies": {"degraded-group": {"target_shortfall_ratio": 0.5}}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "tags", "severity", "grace", "cluster_health", "ratio"),
+    [
+        pytest.param("dev-1", {"team": "llm"}, Severity.INFO, timedelta(minutes=5), True, 0.1, id="tag-only-selector"),
+        pytest.param("dev-1", {"team": "llm", "cost": "x"}, Severity.INFO, timedelta(minutes=5), True, 0.1, id="other-tags-do-not-matter"),
+        pytest.param("dev-1", {"team": "LLM"}, None, timedelta(minutes=5), True, 0.1, id="values-are-case-sensitive"),
+        pytest.param("dev-1", {"Team": "llm"}, None, timedelta(minutes=5), True, 0.1, id="keys-are-case-sensitive"),
+        pytest.param("dev-1", {}, None, timedelta(minutes=5), True, 0.1, id="untagged"),
+        pytest.param("dev-1", None, None, timedelta(minutes=5), True, 0.1, id="tags-unknown-as-untagged"),
+        pytest.param("prod-1", {"team": "llm"}, Severity.INFO, timedelta(minutes=5), True, 0.5, id="not-every-tag"),
+        pytest.param("prod-1", {"team": "llm", "tier": "gold"}, Severity.INFO, timedelta(minutes=1), False, 0.5,
+                     id="every-tag-and-the-name-glob"),
+        pytest.param("dev-1", {"team": "llm", "tier": "gold"}, Severity.INFO, timedelta(minutes=5), True, 0.1,
+                     id="every-tag-but-not-the-name-glob"),
+        pytest.param("prod-1", None, None, timedelta(minutes=5), True, 0.5, id="name-glob-form-still-works"),
+    ],
+)
+def test_overrides_select_clusters_by_tag(cluster, tags, severity, grace, cluster_health, ratio):
+    rules = load_rules(TAGGED)
+    assert rules.selects_by_tags is True
+    for policies in (rules.for_cluster(cluster, tags), rules.for_tags(tags).for_cluster(cluster)):
+        assert policies.degraded_group.severity == severity
+        assert policies.degraded_group.grace == grace
+        assert policies.cluster_health.enabled is cluster_health
+        assert policies.degraded_group.target_shortfall_ratio == ratio
+
+
+def test_for_tags_resolves_tag_selectors_and_keeps_name_globs():
+    rules = load_rules(TAGGED)
+    bound = rules.for_tags({"team": "llm", "tier": "gold"})
+    assert [(o.match.cluster, o.match.tags) for o in bound.overrides] == [("*", {}), ("prod-*", {}), ("prod-*", {})]
+    assert bound.selects_by_tags is False
+    assert [o.match.cluster for o in rules.for_tags(None).overrides] == ["prod-*"]
+    assert [o.match.cluster for o in rules.for_tags({"team": "llm"}).overrides] == ["*", "prod-*"]
+    # the rules themselves are unchanged, and rules without tag selectors are returned as they are
+    assert rules == load_rules(TAGGED)
+    assert DEFAULT_RULES.for_tags({"team": "llm"}) is DEFAULT_RULES
+    # an override's settings keep only what it set (lists replaced, other keys inherited)
+    assert bound.for_cluster("prod-1").degraded_group.remediation == DEFAULT_RULES.policies.degraded_group.remediation
+
+
+def test_schema_shows_the_tag_selector():
+    schema = rules_schema()
+    match = schema["$defs"]["ClusterMatch"]["properties"]
+    assert set(match) == {"cluster", "tags"}
+    assert match["tags"]["type"] == "object"
+    assert match["tags"]["additionalProperties"] == {"type": "string", "maxLength": 256}
+    assert "exactly this value" in match["tags"]["description"]
+    jsonschema.Draft202012Validator(schema).validate(TAGGED)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({"version": 1, "overrides": [{"match": {"tags": {"team": 1}}}]})

@@ -549,3 +549,115 @@ def test_invalid_url_refused_without_echoing_it(url):
 
 def test_repr_hides_the_url(slack_sink):  # noqa: F811
     assert "XXXX" not in repr(SlackSender(slack_sink.url))
+
+
+# -- injection through every untrusted field ------------------------------------------------
+#
+# Everything below comes from event data or cluster state (names, FailureMessage, event
+# descriptions, health reasons, image ids, alarm names, remediation lines built from node ids).
+# Each field gets each payload; the properties: no control sequence, no extra line, no escape
+# from a code span, no control character, and Slack's limits hold however long the value.
+
+def _untrusted(field: str, value: str) -> Notification:
+    """A notification carrying `value` in `field` (any field a finding or message can carry)."""
+    details: dict[str, Any] = {"status": "Degraded"}
+    kwargs: dict[str, Any] = {}
+    cluster, region, actions = CLUSTER, "us-west-2", ()
+    direct = {"summary": "summary", "instance_group": "group", "node": "node"}
+    detail_keys = {"status", "group_status", "instance_status", "health_status", "software_update_status",
+                   "failure_message", "message", "reason", "event_description", "description", "recommendation",
+                   "guidance", "repair_action", "node_recovery", "critical_after", "instance_type",
+                   "current_image_id", "desired_image_id", "shortfall_ratio", "current_count", "target_state_count"}
+    if field == "cluster":
+        cluster = value
+    elif field == "region":
+        region = value
+    elif field == "action":
+        actions = (f"would reboot {value} (dry run)",)
+    elif field in direct:
+        kwargs[direct[field]] = value
+    elif field in detail_keys:
+        details[field] = value
+    elif field in ("triggered_alarms", "auto_rollback_alarms"):
+        details[field] = [value, "ok-alarm"]
+    elif field in ("counts_key", "counts_value"):
+        details["counts"] = {value: 1} if field == "counts_key" else {"current": value}
+    elif field in ("cluster_event", "cluster_event_level"):
+        key = "level" if field == "cluster_event_level" else "description"
+        details["cluster_event"] = {"description": "d", "failure_message": value, key: value}
+    elif field in ("taint", "label"):
+        kind = "taints" if field == "taint" else "labels"
+        details[kind] = ({"missing": [value], "changed": [{"key": value, "current": value, "desired": value}]}
+                         if kind == "taints" else {"missing": {value: value}, "changed": {value: {"current": value, "desired": value}}})
+    elif field in ("extra_key", "extra_value"):
+        details[value if field == "extra_key" else "future_evidence"] = "v" if field == "extra_key" else value
+    else:  # pragma: no cover - a typo in the table below
+        raise AssertionError(field)
+    untrusted = item(cluster=cluster, details=details, **kwargs).model_copy(update={"actions": actions})
+    return note(untrusted, cluster=cluster, region=region)
+
+
+UNTRUSTED_FIELDS = [
+    "cluster", "region", "summary", "instance_group", "node", "action", "status", "group_status", "instance_status",
+    "health_status", "software_update_status", "failure_message", "message", "reason", "event_description",
+    "description", "recommendation", "guidance", "repair_action", "node_recovery", "critical_after", "instance_type",
+    "current_image_id", "desired_image_id", "shortfall_ratio", "current_count", "target_state_count",
+    "triggered_alarms", "auto_rollback_alarms", "counts_key", "counts_value", "cluster_event", "cluster_event_level",
+    "taint", "label", "extra_key", "extra_value",
+]
+INJECTIONS = PAYLOADS + [
+    "<!everyone> <!subteam^S123|team>", "<mailto:a@evil.example|mail>", "@channel @here",
+    "`<!channel>`", "x` <!here> `y", "```\n<!channel>\n```",  # out of a code span
+    "ok\n• *RESOLVED* · all clear\n> quoted", "a\r\nb\u2028c\u2029d\x85e",  # new lines that pretend
+    "\x00\x07\x1b[31mred\x1b[0m\x7f\x9b", "\u202eevil\u202c \u2066x\u2069", "*bold* _it_ ~strike~ :rotating_light:",
+]
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _texts(payload: dict[str, Any]) -> list[str]:
+    """Every text Slack shows: mrkdwn texts, the header and button labels."""
+    texts = mrkdwn_texts(payload)
+    for block in payload["blocks"]:
+        if block["type"] == "header":
+            texts.append(block["text"]["text"])
+        elif block["type"] == "actions":
+            texts.extend(e["text"]["text"] for e in block["elements"])
+    return texts
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("field", UNTRUSTED_FIELDS)
+def test_no_field_can_inject(field, payload):
+    rendered = render(_untrusted(field, payload))
+    benign = render(_untrusted(field, "plain"))
+    serialized = json.dumps(rendered, ensure_ascii=False)
+    assert "<" not in serialized and ">" not in serialized  # no control sequence: <!..>, <@..>, <http..|..>
+    # a word joiner defuses bare mentions where Slack parses them (plain_text, the header, never does)
+    assert not [t for t in mrkdwn_texts(rendered) if "@channel" in t or "@here" in t]
+    # no extra lines: a field's text cannot add a bullet, a "resolved" line or a quote
+    assert [t.count("\n") for t in _texts(rendered)] == [t.count("\n") for t in _texts(benign)]
+    # no way out of a code span: as many backticks in the blocks' mrkdwn as with a harmless value, unless
+    # the field is free text (where a backtick is only formatting, as in the fallback text; the header is plain)
+    if field not in ("summary", "failure_message", "message", "reason", "event_description", "description",
+                     "recommendation", "guidance", "action", "cluster_event", "cluster_event_level", "extra_key",
+                     "extra_value", "shortfall_ratio", "current_count", "target_state_count", "counts_key",
+                     "counts_value"):
+        assert [t.count("`") for t in mrkdwn_texts(rendered)[1:]] == [t.count("`") for t in mrkdwn_texts(benign)[1:]]
+    assert not [t for t in _texts(rendered) if _CONTROL.search(t)], "control or bidi characters reach Slack"
+
+
+@pytest.mark.parametrize("field", UNTRUSTED_FIELDS)
+def test_any_field_however_long_keeps_slacks_limits(field):
+    rendered = render(_untrusted(field, "&<" * 50_000))  # grows fourfold when escaped
+    blocks = rendered["blocks"]
+    assert len(blocks) <= 50 and len(rendered["text"]) <= 3000
+    for block in blocks:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        elif block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        elif block["type"] == "context":
+            assert all(len(e["text"]) <= 3000 for e in block["elements"])
+        elif block["type"] == "actions":
+            assert all(len(e["url"]) <= 3000 for e in block["elements"])
+    assert len(json.dumps(rendered).encode()) < 40_000  # one finding: far below what Slack accepts

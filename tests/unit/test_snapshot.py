@@ -308,3 +308,77 @@ def test_snapshot_is_frozen():
     snapshot = ClusterSnapshot.from_describe_cluster(slurm_response())
     with pytest.raises(ValidationError, match="frozen"):
         snapshot.name = "other"  # type: ignore[misc]
+
+
+# --- restricted instance groups and AutoScaling -------------------------------------------------
+
+
+def eks_with_rig_and_autoscaling() -> dict[str, Any]:
+    response = boto3_response()
+    response["RestrictedInstanceGroups"] = [{
+        "CurrentCount": 6, "TargetCount": 8, "InstanceGroupName": "nova-p5", "InstanceType": "ml.p5.48xlarge",
+        "ExecutionRole": "arn:aws:iam::111122223333:role/HyperPodExec", "ThreadsPerCore": 1, "Status": "Degraded",
+        "TrainingPlanStatus": "NotApplicable", "OnStartDeepHealthChecks": ["InstanceStress"],
+        "ScheduledUpdateConfig": {"ScheduleExpression": "cron(0 4 ? * SAT *)", "DeploymentConfig": deployment("rig-health")},
+        "EnvironmentConfig": {"FSxLustreConfig": {"SizeInGiB": 1200, "PerUnitStorageThroughput": 250},
+                              "S3OutputPath": "s3://bucket/out/"},
+    }]
+    response["RestrictedInstanceGroupsConfig"] = {"SharedEnvironmentConfig": {"CurrentFSxLustreConfig": {"SizeInGiB": 1200}}}
+    response["AutoScaling"] = {"Mode": "Enable", "AutoScalerType": "Karpenter", "Status": "Failed",
+                               "FailureMessage": "CRD installation failed"}
+    return response
+
+
+def test_restricted_instance_groups_are_parsed_apart_from_instance_groups():
+    snapshot = ClusterSnapshot.from_describe_cluster(eks_with_rig_and_autoscaling())
+    assert [g.name for g in snapshot.instance_groups] == ["gpu-workers", "controller"]
+    [rig] = snapshot.restricted_instance_groups
+    assert (rig.name, rig.status, rig.current_count, rig.target_count, rig.min_count) == ("nova-p5", "Degraded", 6, 8, None)
+    assert (rig.instance_type, rig.restricted, rig.kubernetes_config, rig.software_update_status) == (
+        "ml.p5.48xlarge", True, None, None)
+    assert rig.auto_rollback_alarms == ["rig-health"]
+    assert [(g.name, g.restricted) for g in snapshot.all_groups] == [
+        ("gpu-workers", False), ("controller", False), ("nova-p5", True)]
+    assert snapshot.group("nova-p5") is None  # group() finds instance groups: the ones the other policies judge
+
+
+def test_autoscaling_is_parsed():
+    scaling = ClusterSnapshot.from_describe_cluster(eks_with_rig_and_autoscaling()).auto_scaling
+    assert (scaling.mode, scaling.auto_scaler_type, scaling.status, scaling.failure_message) == (
+        "Enable", "Karpenter", "Failed", "CRD installation failed")
+
+
+@pytest.mark.parametrize("members, restricted, autoscaling", [
+    pytest.param({}, (), None, id="absent"),
+    pytest.param({"RestrictedInstanceGroups": None, "AutoScaling": None}, (), None, id="null"),
+    pytest.param({"RestrictedInstanceGroups": [], "AutoScaling": {}}, (), (None, None, None, None), id="empty"),
+    pytest.param({"AutoScaling": {"Status": "Rebalancing", "Brand": "new"}}, (), (None, None, "Rebalancing", None),
+                 id="unknown-status-kept-unknown-member-ignored"),
+    pytest.param({"RestrictedInstanceGroups": [{"InstanceGroupName": "r", "ActiveOperations": None,
+                                                "ScheduledUpdateConfig": {"ScheduleExpression": "x", "DeploymentConfig": None}}]},
+                 ("r",), None, id="restricted-group-with-nulls"),
+])
+def test_new_members_are_tolerant(members, restricted, autoscaling):
+    snapshot = ClusterSnapshot.from_describe_cluster({**slurm_response(), **members})
+    assert tuple(g.name for g in snapshot.restricted_instance_groups) == restricted
+    scaling = snapshot.auto_scaling
+    assert (None if scaling is None else (scaling.mode, scaling.auto_scaler_type, scaling.status, scaling.failure_message)) == autoscaling
+    for group in snapshot.restricted_instance_groups:
+        assert (group.auto_rollback_alarms, group.scaling, group.active_operations) == ([], False, {})
+
+
+@pytest.mark.parametrize("config, expected", [
+    pytest.param({"AutoRollbackConfiguration": None}, [], id="alarms-null"),
+    pytest.param({"AutoRollbackConfiguration": [], "RollingUpdatePolicy": None}, [], id="alarms-empty"),
+    pytest.param({"AutoRollbackConfiguration": [{"AlarmName": "a", "Extra": 1}]}, ["a"], id="unknown-alarm-member"),
+])
+def test_deployment_config_tolerates_nulls(config, expected):
+    group = {"InstanceGroupName": "g", "ActiveSoftwareUpdateConfig": config, "ActiveOperations": None}
+    snapshot = ClusterSnapshot.from_describe_cluster({"ClusterName": "c", "InstanceGroups": [group]})
+    assert snapshot.group("g").auto_rollback_alarms == expected
+    assert snapshot.group("g").active_operations == {}
+
+
+def test_a_restricted_group_without_a_name_is_an_error_with_its_path():
+    with pytest.raises(InvalidSnapshotError, match=r"RestrictedInstanceGroups\.0\.InstanceGroupName: Field required"):
+        ClusterSnapshot.from_describe_cluster({"ClusterName": "c", "RestrictedInstanceGroups": [{"Status": "Failed"}]})

@@ -1,59 +1,51 @@
 """EventBridge -> Lambda: evaluate one HyperPod event. Thin: Powertools around service.handle_event.
 
-Environment: TABLE_NAME, TOPIC_ARN, RULES_PATH (/hyperpod-guard/rules), RULES_MAX_AGE (60),
-IDEMPOTENCY_TTL (3600), HYPERPOD_GUARD_TRACING (false), POWERTOOLS_LOG_LEVEL.
+Environment: TABLE_NAME, TOPIC_ARN, RULES_PATH (/hyperpod-guard/rules), RULES_MAX_AGE (60), TAGS_MAX_AGE (300),
+HYPERPOD_GUARD_TRACING (false), POWERTOOLS_LOG_LEVEL.
 Bad events are logged, counted and dropped (the function returns normally); AWS errors raise
 so that Lambda retries and the on-failure destination keeps the event.
+
+Duplicates (EventBridge and HyperPod both deliver at least once, and a storm repeats one
+condition under many event ids) need no idempotency record here: the ledger's conditional
+writes make a second evaluation of the same state a read with nothing to send. That keeps an
+event at one DynamoDB call when nothing changed (benchmarks/: aws_calls_per_state_event).
+
+Importing this module loads Powertools' Logger and Metrics only; the pipeline (boto3,
+pydantic models, policies) loads with the first event, so a cold start's init phase stays
+close to a bare `import boto3` (benchmarks/: cold_import_ratio).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from .. import aws_clients, clock
-from ..ledger_store import TTL_ATTRIBUTE
-from ..service import Runtime, handle_event, new_token
+from .. import aws_clients
 from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ..service import Runtime
 
 logger = make_logger()
 metrics = make_metrics("evaluator")
-#: duplicates of an event id within this window return the first result (EventBridge and
-#: HyperPod both deliver at least once)
-IDEMPOTENCY = IdempotencyConfig(
-    event_key_jmespath="id", raise_on_no_idempotency_key=False,
-    expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL", "3600")),
-)
 
 
 @functools.cache
 def runtime() -> Runtime:
+    from ..service import Runtime
+
     return Runtime.from_env()
 
 
-@functools.cache
-def _idempotent_process():
-    # Built on first use, not at import: the table and endpoint come from the environment.
-    persistence = DynamoDBPersistenceLayer(
-        table_name=os.environ["TABLE_NAME"], key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
-        expiry_attr=TTL_ATTRIBUTE, boto3_client=aws_clients.client("dynamodb"),
-    )
-    return idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=IDEMPOTENCY)(process)
-
-
-aws_clients.on_reset(runtime.cache_clear)
-aws_clients.on_reset(_idempotent_process.cache_clear)
+aws_clients.on_reset(runtime.cache_clear)  # tests point the clients elsewhere
 
 
 def process(event: dict[str, Any], token: str) -> dict[str, Any]:
+    from .. import clock
+    from ..service import handle_event
+
     result = handle_event(event, runtime(), clock.now(), token)
     count(metrics, "Events", DetailType=result.detail_type[:250])
     if result.invalid:
@@ -85,10 +77,11 @@ def process(event: dict[str, Any], token: str) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 @capture_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    count(metrics, "Invocations")  # also when idempotency answers a duplicate from the ledger table
+    count(metrics, "Invocations")
     if not isinstance(event, dict):  # not even an EventBridge event: count and drop
         logger.warning("dropping invalid event", extra={"reason": f"event is a {type(event).__name__}"})
         count(metrics, "InvalidEvents")
         return {"invalid": "not an object"}
-    IDEMPOTENCY.register_lambda_context(context)
-    return _idempotent_process()(event=event, token=new_token(context.aws_request_id))
+    from ..service import new_token
+
+    return process(event, new_token(context.aws_request_id))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from ..alerting import Outcome
+if TYPE_CHECKING:
+    from ..alerting import Outcome
 
 NAMESPACE = "HyperPodGuard"
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,10 +11,16 @@ Environment:
 - SLACK_SECRET_MAX_AGE   seconds the secret stays cached in the container (default 300)
 - SLACK_MAX_ATTEMPTS     POST attempts per message (default 4)
 - SLACK_TIMEOUT          seconds per POST (default 5)
+- TABLE_NAME             the ledger table, which also keeps Powertools' idempotency records
+- IDEMPOTENCY_TTL        seconds a delivered message id is remembered (default 86400)
+
+SNS delivers at least once and Lambda retries a failed invocation: a message id that was
+already posted is answered from its idempotency record instead of posting it again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -23,9 +29,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from .. import aws_clients
+from ..ledger_store import TTL_ATTRIBUTE
 from ..notify.message import Notification
 from ..notify.slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
 
@@ -39,6 +48,18 @@ _STALE_WEBHOOK = {403, 404, 410}
 
 # resolved at call time, so tests can replace it
 sleep = time.sleep
+
+
+def _answered_again(response: Any, _record: Any) -> Any:
+    logger.info("SNS message already delivered to Slack; not posting it again")
+    metrics.add_metric(name="SlackDuplicatesSkipped", unit=MetricUnit.Count, value=1)
+    return response
+
+
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="message_id", raise_on_no_idempotency_key=True, response_hook=_answered_again,
+    expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL", "86400")),
+)
 
 
 class SlackNotConfiguredError(RuntimeError):
@@ -137,12 +158,13 @@ def _parse(record: Any) -> tuple[str, Notification | None]:
     return message_id, None
 
 
-def _deliver(notification: Notification, secret: str, url: str, deadline: float | None) -> tuple[str, int]:
-    """Send; when Slack says the webhook is gone, try once more if the secret now holds another one."""
+def _deliver(notification: Notification, secret: str, url: str, deadline: float | None) -> int:
+    """Send (returns the attempts); when Slack says the webhook is gone, try once more if the
+    secret now holds another one."""
     sender = _sender(url, deadline)
     try:
         sender.send(render(notification))
-        return url, sender.attempts
+        return sender.attempts
     except SlackPermanentError as exc:
         if exc.status not in _STALE_WEBHOOK:
             raise
@@ -153,7 +175,41 @@ def _deliver(notification: Notification, secret: str, url: str, deadline: float 
                     extra={"status": exc.status})
         sender = _sender(fresh, deadline)
         sender.send(render(notification))
-        return fresh, sender.attempts + exc.attempts
+        return sender.attempts + exc.attempts
+
+
+def _post(message: dict[str, str], notification: Notification, secret: str, deadline: float | None) -> dict[str, int]:
+    """Post one SNS message (keyed by `message["message_id"]`); the result is what its
+    idempotency record keeps, so never the webhook URL."""
+    url = configured_url(secret)  # cached by Powertools Parameters; a rotation refreshes it
+    try:
+        attempts = _deliver(notification, secret, url, deadline)
+    except SlackError as exc:
+        metrics.add_metric(name="SlackDeliveryFailed", unit=MetricUnit.Count, value=1)
+        logger.error(f"Slack delivery failed: {exc}", extra={
+            "message_id": message["message_id"], "cluster": notification.cluster, "status": exc.status,
+            "attempts": exc.attempts,
+        })
+        raise
+    metrics.add_metric(name="SlackMessagesSent", unit=MetricUnit.Count, value=1)
+    logger.info("Sent to Slack", extra={
+        "message_id": message["message_id"], "cluster": notification.cluster, "items": len(notification.items),
+        "status": notification.status, "attempts": attempts,
+    })
+    return {"attempts": attempts}
+
+
+@functools.cache
+def _post_once() -> Any:
+    # Built on first use, not at import: the table and endpoint come from the environment.
+    persistence = DynamoDBPersistenceLayer(
+        table_name=os.environ["TABLE_NAME"], key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
+        expiry_attr=TTL_ATTRIBUTE, boto3_client=aws_clients.client("dynamodb"),
+    )
+    return idempotent_function(data_keyword_argument="message", persistence_store=persistence, config=IDEMPOTENCY)(_post)
+
+
+aws_clients.on_reset(_post_once.cache_clear)
 
 
 @metrics.log_metrics
@@ -167,27 +223,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         records = []
         _drop("unknown", "the event has no SNS Records")
     metrics.add_metric(name="NotificationsReceived", unit=MetricUnit.Count, value=len(records))
-    url: str | None = None
+    IDEMPOTENCY.register_lambda_context(context)
     sent = dropped = 0
     for record in records:
         message_id, notification = _parse(record)
         if notification is None:
             dropped += 1
             continue
-        url = url or configured_url(secret)
-        try:
-            url, attempts = _deliver(notification, secret, url, deadline)
-        except SlackError as exc:
-            metrics.add_metric(name="SlackDeliveryFailed", unit=MetricUnit.Count, value=1)
-            logger.error(f"Slack delivery failed: {exc}", extra={
-                "message_id": message_id, "cluster": notification.cluster, "status": exc.status,
-                "attempts": exc.attempts,
-            })
-            raise
-        metrics.add_metric(name="SlackMessagesSent", unit=MetricUnit.Count, value=1)
-        logger.info("Sent to Slack", extra={
-            "message_id": message_id, "cluster": notification.cluster, "items": len(notification.items),
-            "status": notification.status, "attempts": attempts,
-        })
+        _post_once()(message={"message_id": message_id}, notification=notification, secret=secret, deadline=deadline)
         sent += 1
     return {"sent": sent, "dropped": dropped}

@@ -3,6 +3,12 @@
 Published to SNS as JSON (the body), with message attributes for subscription filter
 policies, a Subject of at most 100 characters and a plain-text rendering for email.
 The Slack notifier reads the same JSON back (`Notification.model_validate_json`).
+
+SNS allows 10 message attributes per message; we use at most five. The cluster's tags (known
+when the rules select clusters by tag) travel as ONE attribute, `tags`, a String.Array of
+"key=value" strings, rather than one attribute per tag: a cluster may carry 50 tags, and tag
+keys may hold characters (`:`, `/`, spaces) that attribute names may not. A filter policy
+`{"tags": ["team=llm"]}` matches any message whose array holds that element.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ Reason = Literal["first", "repeat", "escalated", "resolved", "remediated"]
 Status = Literal["firing", "resolved"]
 
 SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"
+ATTRIBUTE_LIMIT = 10  # SNS: message attributes per message
 MESSAGE_VERSION = 1
 
 
@@ -72,6 +79,8 @@ class Notification(BaseModel):
     region: str | None = None
     sent_at: Timestamp = None
     items: tuple[NotificationItem, ...] = Field(min_length=1)
+    #: the cluster's tags when they were read (None: not read, or unreadable)
+    tags: dict[str, str] | None = None
 
     @property
     def firing(self) -> list[NotificationItem]:
@@ -106,8 +115,9 @@ class Notification(BaseModel):
             summary = self.items[0].finding.summary
             extra = len(self.items) - 1
         tail = f" (+{extra} more)" if extra else ""
-        text = " ".join((head + summary).split())  # one line, no control characters
-        text = text.encode("ascii", "replace").decode("ascii")
+        text = " ".join((head + summary).split())  # one line
+        # SNS refuses a Subject with anything but printable ASCII (a control character too)
+        text = "".join(c if " " <= c <= "~" else "?" for c in text)
         if len(text) + len(tail) > SUBJECT_LIMIT:
             text = text[: SUBJECT_LIMIT - len(tail) - 3] + "..."
         return text + tail
@@ -115,6 +125,8 @@ class Notification(BaseModel):
     def text(self) -> str:
         """Plain text for email subscribers."""
         lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")]
+        if self.tags:
+            lines.append("tags: " + ", ".join(self.tag_pairs))
         for label, items in (("FIRING", self.firing), ("RESOLVED", self.resolved)):
             if items:
                 lines.append("")
@@ -132,14 +144,21 @@ class Notification(BaseModel):
         data.update(status=self.status, severity=self.severity.value, subject=self.subject, text=self.text())
         return json_dumps(data)
 
+    @property
+    def tag_pairs(self) -> list[str]:
+        return [f"{key}={value}" for key, value in sorted((self.tags or {}).items())]
+
     def attributes(self) -> dict[str, dict[str, str]]:
-        """SNS message attributes, for subscription filter policies."""
-        return {
+        """SNS message attributes, for subscription filter policies (see the module's docstring)."""
+        attributes = {
             "severity": {"DataType": "String", "StringValue": self.severity.value},
             "cluster": {"DataType": "String", "StringValue": self.cluster},
             "policy": {"DataType": "String.Array", "StringValue": json_dumps(self.policies)},
             "status": {"DataType": "String", "StringValue": self.status},
         }
+        if self.tags:  # SNS refuses an attribute with an empty value
+            attributes["tags"] = {"DataType": "String.Array", "StringValue": json_dumps(self.tag_pairs)}
+        return attributes
 
 
 def json_dumps(data: Any) -> str:

@@ -65,8 +65,13 @@ def escape_mrkdwn(text: Any) -> str:
     return _BROADCAST.sub(lambda m: "@" + _WORD_JOINER + m.group(1), text)
 
 
+#: not text: C0/C1 control characters, and bidi overrides/isolates, with which a value could
+#: reorder what Slack shows around it ("Trojan Source")
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
+    return " ".join(_NOT_TEXT.sub(" ", str(text)).split())
 
 
 def _clip(text: str, limit: int) -> str:
@@ -174,7 +179,7 @@ def _drift_lines(kind: str, drift: Any) -> list[str]:
 def _counts_line(counts: Any) -> str | None:
     if not isinstance(counts, Mapping) or not counts:
         return None
-    parts = [f"{escape_mrkdwn(v)} {escape_mrkdwn(k)}" for k, v in counts.items()]
+    parts = [f"{_text(v, 40)} {_text(k, 40)}" for k, v in counts.items()]
     return "nodes: " + " · ".join(parts)
 
 

@@ -32,9 +32,9 @@ class Policy:
 
 
 def _load() -> dict[str, Policy]:
-    from . import degraded_group, failed_rollback, taint_drift, unhealthy_node
+    from . import cluster_health, degraded_group, failed_rollback, taint_drift, unhealthy_node
 
-    modules = (taint_drift, degraded_group, failed_rollback, unhealthy_node)
+    modules = (taint_drift, degraded_group, failed_rollback, unhealthy_node, cluster_health)
     return {m.POLICY.name: m.POLICY for m in modules}
 
 

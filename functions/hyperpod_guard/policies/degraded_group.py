@@ -6,6 +6,10 @@
   scaling operation runs);
 - no count findings while the group is Creating or Deleting: then a gap is expected;
 - cluster `Failed` -> critical, cluster-level.
+Restricted instance groups (`RestrictedInstanceGroups`) are judged the same way; their findings
+say so (summary "Restricted instance group X ...", details `"restricted": true`) and their
+conditions are prefixed `restricted-`, so that a restricted group and an instance group of the
+same name never share a fingerprint.
 Failure messages from the snapshot and from an Error-level Cluster Event go into details.
 """
 
@@ -24,6 +28,8 @@ from . import Policy
 NAME = "degraded-group"
 _GAP_EXPECTED = frozenset({GroupStatus.CREATING, GroupStatus.DELETING})
 _STATUS_SEVERITY = {GroupStatus.DEGRADED: Severity.WARNING, GroupStatus.FAILED: Severity.CRITICAL}
+#: condition prefix of a restricted instance group's findings (the condition is in the fingerprint)
+RESTRICTED = "restricted-"
 
 
 def _event_evidence(event: HyperPodEvent | None, group: str | None) -> dict[str, Any]:
@@ -47,33 +53,36 @@ def _counts(group: InstanceGroup) -> dict[str, Any]:
 def _group_findings(
     snapshot: ClusterSnapshot, group: InstanceGroup, event: HyperPodEvent | None, settings: DegradedGroupSettings
 ) -> list[Finding]:
-    evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
+    label = f"{'Restricted instance' if group.restricted else 'Instance'} group {group.name}"
 
     def finding(severity: Severity, condition: str, summary: str, **extra: Any) -> Finding:
+        # evidence built only for a finding: most groups of a large cluster have none
+        evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
+        if group.restricted:
+            evidence["restricted"] = True
         return Finding(policy=NAME, severity=severity, cluster=snapshot.name, instance_group=group.name,
-                       condition=condition, summary=summary, details={**evidence, **extra})
+                       condition=(RESTRICTED if group.restricted else "") + condition, summary=summary,
+                       details={**evidence, **extra})
 
     findings = []
     current, target, minimum = group.current_count, group.target_count, group.min_count
     if group.status in _STATUS_SEVERITY:
         nodes = f" ({current}/{target} nodes)" if current is not None and target is not None else ""
         findings.append(finding(
-            _STATUS_SEVERITY[group.status], f"status-{group.status.lower()}",
-            f"Instance group {group.name} is {group.status}{nodes}",
+            _STATUS_SEVERITY[group.status], f"status-{group.status.lower()}", f"{label} is {group.status}{nodes}",
         ))
     if current is None or group.status in _GAP_EXPECTED:
         return findings
     if minimum is not None and current < minimum:
         findings.append(finding(
-            Severity.CRITICAL, "below-min",
-            f"Instance group {group.name} has {current} nodes, below its minimum of {minimum}",
+            Severity.CRITICAL, "below-min", f"{label} has {current} nodes, below its minimum of {minimum}",
         ))
     elif target and not group.scaling:
         shortfall = (target - current) / target
         if shortfall > settings.target_shortfall_ratio:
             findings.append(finding(
                 Severity.WARNING, "below-target",
-                f"Instance group {group.name} has {current} of {target} target nodes ({shortfall:.0%} short)",
+                f"{label} has {current} of {target} target nodes ({shortfall:.0%} short)",
                 shortfall_ratio=round(shortfall, 4), threshold_ratio=settings.target_shortfall_ratio,
             ))
     return findings
@@ -89,9 +98,12 @@ def evaluate(
             summary=f"Cluster {snapshot.name} is Failed" + (f": {snapshot.failure_message}" if snapshot.failure_message else ""),
             details={"status": snapshot.status, "failure_message": snapshot.failure_message, **_event_evidence(event, None)},
         ))
-    for group in snapshot.instance_groups:
+    for group in snapshot.all_groups:
         findings.extend(_group_findings(snapshot, group, event, settings))
     return findings
 
 
-POLICY = Policy(NAME, "Instance groups Degraded/Failed or short of target/min capacity; cluster Failed.", evaluate)
+POLICY = Policy(
+    NAME, "Instance groups (and restricted instance groups) Degraded/Failed or short of target/min capacity; "
+    "cluster Failed.", evaluate,
+)

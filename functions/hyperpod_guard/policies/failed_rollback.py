@@ -48,8 +48,15 @@ def _image_details(group: InstanceGroup) -> dict[str, Any]:
     return {k: v for k, v in details.items() if v not in (None, [])}
 
 
+_ROLLBACK_STATUSES = frozenset({
+    SoftwareUpdateStatus.FAILED, SoftwareUpdateStatus.ROLLBACK_COMPLETE, SoftwareUpdateStatus.ROLLBACK_IN_PROGRESS,
+})
+
+
 def _state_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: FailedRollbackSettings) -> list[Finding]:
     status = group.software_update_status
+    if status not in _ROLLBACK_STATUSES:  # most groups: nothing to build
+        return []
     base = {"policy": NAME, "cluster": snapshot.name, "instance_group": group.name}
     details = {**_image_details(group), "guidance": GUIDANCE}
     if status == SoftwareUpdateStatus.FAILED:

@@ -69,37 +69,52 @@ def _by_key(taints: Iterable[Taint], ignored: Callable[[str], bool]) -> dict[str
     return grouped
 
 
+def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, str]]]:
+    grouped: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
+    for taint in taints:
+        grouped[taint.key].add((taint.value, taint.effect))
+    return grouped
+
+
+def _texts(key: str, values: set[tuple[str | None, str]]) -> list[str]:
+    """As str(Taint) renders them, sorted."""
+    return sorted(f"{key}={value or ''}:{effect}" for value, effect in values)
+
+
 def _render(taints: set[Taint]) -> str:
     return ", ".join(sorted(str(t) for t in taints))
 
 
-def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift:
-    """Current (on the nodes) vs desired (declared), as (Key, Value, Effect) sets and label maps."""
+def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift | None:
+    """Current (on the nodes) vs desired (declared), as (Key, Value, Effect) sets and label maps.
+
+    Equal lists short-cut, and taints are compared as (value, effect) tuples per key (hashed in
+    C): a large cluster has thousands of taints and labels and a handful of differences."""
     drift = Drift()
-    # Identical lists cannot drift, whatever is ignored: the common case, and the cheap one.
-    same_taints = actual.current_taints == actual.desired_taints
-    current = {} if same_taints else _by_key(actual.current_taints, ignored)
-    desired = {} if same_taints else _by_key(actual.desired_taints, ignored)
-    for key in sorted(current.keys() | desired.keys()):
-        have, want = current.get(key, set()), desired.get(key, set())
-        if have == want:
-            continue
-        if not have:
-            drift.taints_missing.extend(sorted(str(t) for t in want))
-        elif not want:
-            drift.taints_unexpected.extend(sorted(str(t) for t in have))
-        else:
-            drift.taints_changed.append({"key": key, "current": _render(have), "desired": _render(want)})
-    if actual.current_labels == actual.desired_labels:
+    if actual.current_taints != actual.desired_taints:
+        current, desired = _values_by_key(actual.current_taints), _values_by_key(actual.desired_taints)
+        for key in sorted(current.keys() | desired.keys()):
+            have, want = current.get(key), desired.get(key)
+            if have == want or ignored(key):
+                continue
+            if not have:
+                drift.taints_missing.extend(_texts(key, want))
+            elif not want:
+                drift.taints_unexpected.extend(_texts(key, have))
+            else:
+                drift.taints_changed.append({"key": key, "current": ", ".join(_texts(key, have)),
+                                             "desired": ", ".join(_texts(key, want))})
+    have_labels, want_labels = actual.current_labels, actual.desired_labels
+    if have_labels == want_labels:
         return drift
-    have_labels = {k: v for k, v in actual.current_labels.items() if not ignored(k)}
-    want_labels = {k: v for k, v in actual.desired_labels.items() if not ignored(k)}
-    for key in sorted(have_labels.keys() | want_labels.keys()):
+    for key in sorted({key for key, _ in have_labels.items() ^ want_labels.items()}):
+        if ignored(key):
+            continue
         if key not in have_labels:
             drift.labels_missing[key] = want_labels[key]
         elif key not in want_labels:
             drift.labels_unexpected[key] = have_labels[key]
-        elif have_labels[key] != want_labels[key]:
+        else:
             drift.labels_changed[key] = {"current": have_labels[key], "desired": want_labels[key]}
     return drift
 

@@ -91,7 +91,8 @@ def update_cluster_request(snapshot: ClusterSnapshot, group_name: str, policies:
 def _nodes_for(record: AlertRecord, snapshot: ClusterSnapshot) -> list[str]:
     if record.policy == "unhealthy-node" and record.node:
         return [record.node]
-    if record.policy == "degraded-group":
+    # not a restricted group's: SageMaker runs those, and they may share a name with an instance group
+    if record.policy == "degraded-group" and not record.condition.startswith("restricted-"):
         return sorted(n.instance_id for n in snapshot.nodes
                       if n.status == "Failure" and n.instance_group_name == record.instance_group)
     return []
