@@ -21,7 +21,7 @@ FUNCTIONS = REPO / "functions"
 #: what the functions import besides boto3 (pinned like requirements-dev.lock)
 LAMBDA_REQUIREMENTS = ("aws-lambda-powertools[parser]==3.37.0", "pydantic==2.14.3")
 #: the command line (cli*, scenarios) and the moto-based stand-ins (local/) are not Lambda code
-EXCLUDE = ("__pycache__", "*.pyc", "*.egg-info", "local", ".pytest_cache", "cli.py", "cli_*.py", "scenarios.py")
+EXCLUDE = ("__pycache__", "*.pyc", "*.egg-info", "local", ".pytest_cache", "cli.py", "cli_*.py", "scenarios.py", "redrive.py")
 
 
 @jsii.implements(cdk.ILocalBundling)

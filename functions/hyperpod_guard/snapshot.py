@@ -11,7 +11,7 @@ AWS adds tomorrow is kept, not rejected. The constants below are the values we a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_pascal
@@ -113,6 +113,11 @@ class ScheduledUpdateConfig(ApiModel):
     deployment_config: DeploymentConfig | None = None
 
 
+#: a node count as DescribeCluster gives it (the API allows 0..6758 per group; generous bound):
+#: anything else is a malformed document, not arithmetic for the policies to overflow on
+NodeCount = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
 class InstanceGroup(ApiModel):
     #: restricted instance groups (RestrictedInstanceGroups) are the subclass below
     restricted: ClassVar[bool] = False
@@ -120,16 +125,16 @@ class InstanceGroup(ApiModel):
     name: str = Field(alias="InstanceGroupName")
     instance_type: str | None = None
     status: str | None = None
-    current_count: int | None = None
-    target_count: int | None = None
-    min_count: int | None = None
+    current_count: NodeCount | None = None
+    target_count: NodeCount | None = None
+    min_count: NodeCount | None = None
     execution_role: str | None = None
     kubernetes_config: KubernetesConfig | None = None
     software_update_status: str | None = None
     current_image_id: str | None = None
     desired_image_id: str | None = None
     image_version_status: str | None = None
-    target_state_count: int | None = None
+    target_state_count: NodeCount | None = None
     #: e.g. {"Scaling": 1} while a scaling operation runs
     active_operations: dict[str, int] = Field(default_factory=dict)
     active_software_update_config: DeploymentConfig | None = None

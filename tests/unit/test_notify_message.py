@@ -48,3 +48,50 @@ def test_tags_in_body_and_text_and_back():
     assert message.text().splitlines()[:2] == ["hyperpod-guard: cluster burst-infer (us-west-2)", "tags: env=prod, team=llm"]
     assert Notification.model_validate_json(message.body()).tags == {"team": "llm", "env": "prod"}  # the Slack notifier's read
     assert "tags:" not in notification(None).text() and json.loads(notification(None).body())["tags"] is None
+
+
+# --- a notification too large for one SNS message ------------------------------------------------
+
+def many(count: int, detail_chars: int = 1500) -> Notification:
+    items = tuple(NotificationItem(reason="first", finding=FindingPayload(
+        policy="taint-drift", severity="warning", cluster="big", instance_group=f"group-{i}",
+        fingerprint=f"{i:020d}", condition="current-vs-desired", summary=f"Nodes of instance group group-{i} drift",
+        details={"evidence": "x" * detail_chars},
+    )) for i in range(count))
+    return Notification(cluster="big", region="us-west-2", items=items)
+
+
+def test_a_small_notification_is_one_message() -> None:
+    small = many(3)
+    assert small.split() == [small] and small.part is None
+
+
+def test_hundreds_of_findings_go_as_numbered_parts_that_each_fit_sns() -> None:
+    big = many(400)
+    assert len(big.body().encode()) > 256 * 1024  # one message would be refused by SNS
+    parts = big.split()
+    assert len(parts) > 1
+    assert [p.part for p in parts] == list(range(1, len(parts) + 1)) and {p.parts for p in parts} == {len(parts)}
+    assert all(len(p.body().encode()) <= 240 * 1024 for p in parts)
+    assert [i for p in parts for i in p.items] == list(big.items)  # nothing lost, order kept
+    assert parts[0].subject.endswith(f"[1/{len(parts)}]") and len(parts[0].subject) < 100
+    assert f"part 2 of {len(parts)}" in parts[1].text().splitlines()[0]
+    assert Notification.model_validate_json(parts[1].body()).part == 2  # the Slack notifier reads it back
+
+
+def test_publisher_sends_every_part() -> None:
+    from hyperpod_guard.notify.sns import SnsPublisher
+
+    class Sns:
+        def __init__(self) -> None:
+            self.messages: list[dict] = []
+
+        def publish(self, **kwargs) -> dict:
+            self.messages.append(kwargs)
+            return {"MessageId": f"m-{len(self.messages)}"}
+
+    sns = Sns()
+    big = many(400)
+    assert SnsPublisher("arn:aws:sns:us-west-2:123456789012:t", sns).publish(big) == "m-1"
+    assert len(sns.messages) == len(big.split()) > 1
+    assert sum(len(json.loads(m["Message"])["items"]) for m in sns.messages) == 400

@@ -28,6 +28,8 @@ Status = Literal["firing", "resolved"]
 
 SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"
 ATTRIBUTE_LIMIT = 10  # SNS: message attributes per message
+#: SNS takes 256 KiB per message, attributes included: the body keeps clear of it
+BODY_BUDGET = 240 * 1024
 MESSAGE_VERSION = 1
 
 
@@ -81,6 +83,26 @@ class Notification(BaseModel):
     items: tuple[NotificationItem, ...] = Field(min_length=1)
     #: the cluster's tags when they were read (None: not read, or unreadable)
     tags: dict[str, str] | None = None
+    #: set when one notification was too large for one SNS message: this is part `part` of `parts`
+    part: int | None = None
+    parts: int | None = None
+
+    def split(self, budget: int = BODY_BUDGET) -> list[Notification]:
+        """This notification as SNS messages whose bodies fit `budget` bytes: itself, unless a
+        cluster has hundreds of findings at once (each item's texts are already cut to 2,000
+        characters, so one item always fits). Items keep their order across the parts."""
+        chunks = self._chunks(self.items, budget)
+        if len(chunks) == 1:
+            return [self]
+        return [self.model_copy(update={"items": chunk, "part": n, "parts": len(chunks)})
+                for n, chunk in enumerate(chunks, start=1)]
+
+    def _chunks(self, items: tuple[NotificationItem, ...], budget: int) -> list[tuple[NotificationItem, ...]]:
+        candidate = self.model_copy(update={"items": items})
+        if len(items) == 1 or len(candidate.body().encode()) <= budget:
+            return [items]
+        half = len(items) // 2
+        return self._chunks(items[:half], budget) + self._chunks(items[half:], budget)
 
     @property
     def firing(self) -> list[NotificationItem]:
@@ -115,6 +137,8 @@ class Notification(BaseModel):
             summary = self.items[0].finding.summary
             extra = len(self.items) - 1
         tail = f" (+{extra} more)" if extra else ""
+        if self.parts:
+            tail += f" [{self.part}/{self.parts}]"
         text = " ".join((head + summary).split())  # one line
         # SNS refuses a Subject with anything but printable ASCII (a control character too)
         text = "".join(c if " " <= c <= "~" else "?" for c in text)
@@ -124,7 +148,8 @@ class Notification(BaseModel):
 
     def text(self) -> str:
         """Plain text for email subscribers."""
-        lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")]
+        lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")
+                 + (f", part {self.part} of {self.parts}" if self.parts else "")]
         if self.tags:
             lines.append("tags: " + ", ".join(self.tag_pairs))
         for label, items in (("FIRING", self.firing), ("RESOLVED", self.resolved)):
