@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from .errors import HyperPodGuardError
 
@@ -27,6 +27,11 @@ def aws_errors(service: str, hint: str = "") -> Iterator[None]:
         yield
     except ClientError as exc:
         raise AwsUnavailable(f"{service} refused the request: {' '.join(str(exc).split())}{hint}") from None
+    except NoRegionError:
+        raise AwsUnavailable(f"cannot reach {service}: no AWS region; pass --region or set AWS_REGION") from None
+    except NoCredentialsError:
+        raise AwsUnavailable(f"cannot reach {service}: no AWS credentials; pass --profile, set AWS_PROFILE or "
+                             "the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY pair") from None
     except BotoCoreError as exc:
         raise AwsUnavailable(f"cannot reach {service}: {' '.join(str(exc).split())}") from None
 

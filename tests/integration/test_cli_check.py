@@ -257,12 +257,12 @@ def no_credentials(tmp_path) -> dict[str, str]:
 
 def test_no_credentials_is_one_line(no_credentials):
     result = run(no_credentials, "--cluster", "any", "--region", REGION)
-    assert_one_line_error(result, "cannot reach SageMaker: Unable to locate credentials")
+    assert_one_line_error(result, "cannot reach SageMaker: no AWS credentials; pass --profile, set AWS_PROFILE or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY pair")
 
 
 def test_no_region_is_one_line(no_credentials):
     result = run(no_credentials, "--cluster", "any")
-    assert_one_line_error(result, "cannot reach SageMaker: You must specify a region.")
+    assert_one_line_error(result, "cannot reach SageMaker: no AWS region; pass --region or set AWS_REGION")
 
 
 def test_an_unknown_profile_is_one_line(no_credentials):

@@ -214,11 +214,11 @@ def test_only_list_and_describe_calls_and_list_tags_only_for_tag_rules(env, tmp_
 
 
 def test_no_credentials_is_one_line(no_credentials):
-    assert_one_line_error(run(no_credentials, "--region", REGION), "cannot reach SageMaker: Unable to locate credentials")
+    assert_one_line_error(run(no_credentials, "--region", REGION), "cannot reach SageMaker: no AWS credentials; pass --profile, set AWS_PROFILE or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY pair")
 
 
 def test_no_region_is_one_line(no_credentials):
-    assert_one_line_error(run(no_credentials), "cannot reach SageMaker: You must specify a region.")
+    assert_one_line_error(run(no_credentials), "cannot reach SageMaker: no AWS region; pass --region or set AWS_REGION")
 
 
 @ACCESS_DENIED_SHAPE

@@ -198,8 +198,8 @@ def test_a_path_without_a_leading_slash_is_bad_input(env, tmp_path):
 
 def test_without_credentials_push_is_one_error_line(env, tmp_path):
     env = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    assert_one_line_error(run(env, "push", write(tmp_path, SMALL)), "cannot reach SSM: Unable to locate credentials")
-    assert_one_line_error(run(env, "show"), "cannot reach SSM: Unable to locate credentials")
+    assert_one_line_error(run(env, "push", write(tmp_path, SMALL)), "cannot reach SSM: no AWS credentials; pass --profile, set AWS_PROFILE or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY pair")
+    assert_one_line_error(run(env, "show"), "cannot reach SSM: no AWS credentials; pass --profile, set AWS_PROFILE or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY pair")
 
 
 def test_an_unknown_profile_is_one_error_line(env, tmp_path):

@@ -560,7 +560,8 @@ def _assert_parses_or_rejects(raw: Any) -> None:
             assert moment is None or moment.utcoffset().total_seconds() == 0
 
 
-FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=600, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
