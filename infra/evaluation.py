@@ -52,6 +52,8 @@ class Evaluation(Construct):
         environment = {
             "TABLE_NAME": self.table.table_name, "TOPIC_ARN": topic.topic_arn, "RULES_PATH": config.rules_path,
             "RULES_MAX_AGE": "60", "TAGS_MAX_AGE": "300",
+            # seeded rules that vanish are an alert; unseeded, an empty path means the defaults
+            "RULES_REQUIRED": "true" if config.seed_rules else "false",
         }
         self.failures = secure_queue(self, "EvaluatorFailures", config=config, name="evaluator-failures")
         self.evaluator = python_function(

@@ -176,17 +176,22 @@ class RulesStore:
     used (`parameters.get_parameters`), whose cache `parameters.clear_caches()` clears.
     """
 
-    def __init__(self, path: str = DEFAULT_RULES_PATH, max_age: int = DEFAULT_MAX_AGE, *, provider: SSMProvider | None = None):
+    def __init__(self, path: str = DEFAULT_RULES_PATH, max_age: int = DEFAULT_MAX_AGE, *,
+                 provider: SSMProvider | None = None, required: bool = False):
         self.path = normalise_path(path)
         self.max_age = max_age
         self._provider = provider
+        #: an empty path is an error (the stack seeded rules there, so they were deleted), not
+        #: a choice to run on the defaults (`seedRules: false` before the first `rules push`)
+        self.required = required
         self._last_good: LoadedRules | None = None
         # validation is skipped when the raw parameters are those of the previous load
         self._previous: tuple[dict[str, str], LoadedRules] | None = None
 
     @classmethod
     def from_env(cls, *, provider: SSMProvider | None = None) -> RulesStore:
-        """RULES_PATH (default /hyperpod-guard/rules) and RULES_MAX_AGE (seconds, default 60)."""
+        """RULES_PATH (default /hyperpod-guard/rules), RULES_MAX_AGE (seconds, default 60) and
+        RULES_REQUIRED (true: no parameters under the path is an error; default false)."""
         raw_age = os.environ.get("RULES_MAX_AGE", "").strip() or str(DEFAULT_MAX_AGE)
         try:
             max_age = int(raw_age)
@@ -194,7 +199,9 @@ class RulesStore:
                 raise ValueError
         except ValueError:
             raise ValueError(f"RULES_MAX_AGE must be a whole number of seconds >= 0, got {raw_age!r}") from None
-        return cls(os.environ.get("RULES_PATH", "").strip() or DEFAULT_RULES_PATH, max_age, provider=provider)
+        required = os.environ.get("RULES_REQUIRED", "false").strip().lower() == "true"
+        return cls(os.environ.get("RULES_PATH", "").strip() or DEFAULT_RULES_PATH, max_age, provider=provider,
+                   required=required)
 
     def _fetch(self, force_fetch: bool) -> dict[str, str]:
         options: dict[str, Any] = {"recursive": True, "decrypt": True, "max_age": self.max_age, "force_fetch": force_fetch}
@@ -221,9 +228,12 @@ class RulesStore:
         return loaded
 
     def _evaluate(self, values: dict[str, str]) -> LoadedRules:
-        if not values:
+        if not values and not self.required:
             return LoadedRules(rules=DEFAULT_RULES, source="defaults")
         try:
+            if not values:
+                raise InvalidRulesError(f"no rules parameters under {self.path} (the stack seeded them: "
+                                        "were they deleted? `hyperpod-guard rules push FILE` puts rules back)")
             _, rules = rules_from_parameters(values, self.path)
         except InvalidRulesError as exc:
             error = _one_line(str(exc))

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,13 @@ def test_evaluation_environment(template: dict[str, Any], name: str) -> None:
     assert env["TOPIC_ARN"] == {"Ref": alerts}
     assert env["RULES_PATH"] == RULES_PATH
     assert env["TAGS_MAX_AGE"] == "300"
+    assert env["RULES_REQUIRED"] == "true"  # the stack seeds the rules: their absence is an alert
     assert "SLACK_WEBHOOK_SECRET" not in env
+
+
+def test_unseeded_rules_are_not_required(synth: Callable[..., dict[str, Any]]) -> None:
+    env = function(synth(seedRules=False), "evaluator")[1]["Environment"]["Variables"]
+    assert env["RULES_REQUIRED"] == "false"
 
 
 def test_notifier_reads_the_created_secret(template: dict[str, Any]) -> None:

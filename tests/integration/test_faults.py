@@ -385,3 +385,30 @@ def test_missing_rules_mean_the_defaults_and_no_alert(stack, runtime):
     result = handle_event(degraded("rules-g"), runtime, T0 + timedelta(minutes=1), new_token())
     assert result.rules_error is None and result.outcomes[-1].notification is None  # default 5m grace
     assert delivered(stack) == []
+
+
+def test_seeded_rules_deleted_keep_the_last_good_and_raise_one_rules_invalid_alert(stack, runtime):
+    """The stack seeds the rules and sets RULES_REQUIRED=true: an empty path then means the
+    parameters were deleted, which is an alert, not a quiet switch to the defaults."""
+    runtime.rules.required = True
+    put_rules(json.dumps(FAST))
+    handle_event(degraded("rules-h"), runtime, T0, new_token())
+    boto3.client("ssm").delete_parameter(Name="/hyperpod-guard/rules/00")
+    delivered(stack)
+    for minute, name in enumerate(("rules-i", "rules-j"), start=1):
+        result = handle_event(degraded(name), runtime, T0 + timedelta(minutes=minute), new_token())
+        assert result.rules_error and "no rules parameters under /hyperpod-guard/rules" in result.rules_error
+        assert result.outcomes[-1].notification is not None  # the last good rules' 0s grace still applies
+    assert Counter(m["message"]["cluster"] for m in delivered(stack)) == {"_hyperpod-guard": 1, "rules-i": 1,
+                                                                           "rules-j": 1}
+
+
+def test_rules_required_comes_from_the_environment(monkeypatch):
+    from hyperpod_guard.rules_store import RulesStore
+
+    monkeypatch.setenv("RULES_REQUIRED", "true")
+    assert RulesStore.from_env().required is True
+    monkeypatch.setenv("RULES_REQUIRED", "false")
+    assert RulesStore.from_env().required is False
+    monkeypatch.delenv("RULES_REQUIRED")
+    assert RulesStore.from_env().required is False
