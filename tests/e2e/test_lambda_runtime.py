@@ -43,6 +43,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from hyperpod_guard.local.provision import Resources, delivered
+from hyperpod_guard.rules_store import push_rules
 from hyperpod_guard.local.slack_sink import SlackSink
 from infra.bundling import EXCLUDE, LAMBDA_REQUIREMENTS, copy_package
 from tests.conftest import ACCOUNT, REGION
@@ -300,7 +301,16 @@ class Lambdas:
 
 
 @pytest.fixture
-def lambdas(asset: Path, deps: Path, synthesised: Synthesised, stack: Resources,
+def seeded(stack: Resources) -> Resources:
+    """The rules the stack seeds (its default rulesFile), as it seeds them: the template tells
+    the functions RULES_REQUIRED=true, so an empty rules path would be a rules-invalid alert."""
+    document = json.loads((REPO / "rules" / "defaults.json").read_text())
+    push_rules(document, stack.rules_path, ssm=boto3.client("ssm"))
+    return stack
+
+
+@pytest.fixture
+def lambdas(asset: Path, deps: Path, synthesised: Synthesised, seeded: Resources,
             tmp_path: Path) -> Iterator[Lambdas]:
     runtimes = Lambdas(asset, deps, synthesised, os.environ["AWS_ENDPOINT_URL"], tmp_path)
     try:
