@@ -55,11 +55,14 @@ def _group_findings(
 ) -> list[Finding]:
     label = f"{'Restricted instance' if group.restricted else 'Instance'} group {group.name}"
 
+    evidence: dict[str, Any] | None = None
+
     def finding(severity: Severity, condition: str, summary: str, **extra: Any) -> Finding:
-        # evidence built only for a finding: most groups of a large cluster have none
-        evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
-        if group.restricted:
-            evidence["restricted"] = True
+        nonlocal evidence
+        if evidence is None:  # built with the first finding, once: most groups of a large cluster have none
+            evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
+            if group.restricted:
+                evidence["restricted"] = True
         return Finding(policy=NAME, severity=severity, cluster=snapshot.name, instance_group=group.name,
                        condition=(RESTRICTED if group.restricted else "") + condition, summary=summary,
                        details={**evidence, **extra})

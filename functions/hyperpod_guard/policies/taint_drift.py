@@ -61,14 +61,6 @@ class Drift:
         }
 
 
-def _by_key(taints: Iterable[Taint], ignored: Callable[[str], bool]) -> dict[str, set[Taint]]:
-    grouped: dict[str, set[Taint]] = defaultdict(set)
-    for taint in taints:
-        if not ignored(taint.key):
-            grouped[taint.key].add(taint)
-    return grouped
-
-
 def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, str]]]:
     grouped: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
     for taint in taints:
@@ -79,10 +71,6 @@ def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, s
 def _texts(key: str, values: set[tuple[str | None, str]]) -> list[str]:
     """As str(Taint) renders them, sorted."""
     return sorted(f"{key}={value or ''}:{effect}" for value, effect in values)
-
-
-def _render(taints: set[Taint]) -> str:
-    return ", ".join(sorted(str(t) for t in taints))
 
 
 def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift | None:
@@ -122,16 +110,17 @@ def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift |
 def check_required(declared: KubernetesConfig, requirements: Iterable[Requirement]) -> Drift:
     """What the declared (desired) state lacks or contradicts among the required entries."""
     drift = Drift()
-    declared_taints = _by_key(declared.desired_taints, lambda _key: False)
+    declared_taints = _values_by_key(declared.desired_taints)
     requirements = list(requirements)
     # overlapping selectors may require the same taint twice: report it once
     wanted = dict.fromkeys(Taint(Key=t.key, Value=t.value, Effect=t.effect) for r in requirements for t in r.taints)
     for want in wanted:
-        have = declared_taints.get(want.key, set())
+        have = declared_taints.get(want.key)
         if not have:
             drift.taints_missing.append(str(want))
-        elif want not in have:
-            drift.taints_changed.append({"key": want.key, "declared": _render(have), "required": str(want)})
+        elif (want.value, want.effect) not in have:
+            drift.taints_changed.append({"key": want.key, "declared": ", ".join(_texts(want.key, have)),
+                                         "required": str(want)})
     for requirement in requirements:
         for key, value in requirement.labels.items():
             if key not in declared.desired_labels:
