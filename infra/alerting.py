@@ -64,7 +64,9 @@ class Alerting(Construct):
             self, "SlackNotifier", config=config, name="slack-notifier",
             handler="hyperpod_guard.handlers.slack_notifier.handler",
             description="hyperpod-guard: renders alert messages and posts them to Slack",
-            # measured: ~55 MB peak RSS; the time is Slack's retries (Retry-After capped at 30 s), hence 90 s
+            # measured: ~55 MB peak RSS. 90 s: 4 POSTs of up to 15 s each (SLACK_TIMEOUT) + backoff (≤ 5.25 s)
+            # or a Retry-After (capped at 30 s), then 10 s kept back to record the delivery; the
+            # idempotency record's in-progress lock lasts until this timeout (docs/reliability.md)
             memory_mb=256, timeout=Duration.seconds(90),
             environment={"SLACK_WEBHOOK_SECRET": self.slack_secret.secret_name},
         )

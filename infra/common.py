@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -13,6 +13,12 @@ from .config import Config
 
 #: the newest Python runtime aws-cdk-lib 2.275 offers (cdk-nag L1 insists on the latest)
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+def event_accounts(config: Config) -> list[str]:
+    """The accounts whose HyperPod events are believed (the rule's pattern, the functions' EVENT_ACCOUNTS):
+    this deployment's own, then the `eventAccounts` allow-list."""
+    return [Aws.ACCOUNT_ID, *config.event_accounts]
 
 
 def secure_queue(scope: Construct, id: str, *, config: Config, name: str) -> sqs.Queue:

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 30,
     "seedRules": True,
     "rulesFile": "rules/defaults.json",
+    "eventAccounts": [],
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -77,6 +78,9 @@ class Config:
     log_retention_days: int = 30
     seed_rules: bool = True
     rules_file: str = DEFAULTS["rulesFile"]
+    #: other accounts whose HyperPod events the rule and the evaluator accept (the seam of a later
+    #: multi-account mode; empty: this deployment's own account only)
+    event_accounts: list[str] = field(default_factory=list)
 
     @property
     def rules_path(self) -> str:
@@ -103,6 +107,7 @@ class Config:
             log_retention_days=_int("logRetentionDays", get("logRetentionDays")),
             seed_rules=_bool("seedRules", get("seedRules")),
             rules_file=str(get("rulesFile")),
+            event_accounts=list(dict.fromkeys(_list(get("eventAccounts")))),  # dict: drop repeats, keep order
         )
         config.validate()
         return config
@@ -122,5 +127,9 @@ class Config:
         for address in self.emails + self.ops_emails:
             if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
                 raise ConfigError(f"context 'emails'/'opsEmails': not an email address: {address!r}")
+        bad = [account for account in self.event_accounts if not re.fullmatch(r"\d{12}", account)]
+        if bad:
+            raise ConfigError(f"context 'eventAccounts' takes 12-digit AWS account ids (JSON list or comma-separated), "
+                              f"got {bad}")
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")

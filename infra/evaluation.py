@@ -16,11 +16,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from hyperpod_guard import naming
-from hyperpod_guard.ledger_store import OPEN_INDEX, TTL_ATTRIBUTE
+from hyperpod_guard import ledger_store, naming
+from hyperpod_guard.events import EVENT_ACCOUNTS_ENV
+from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, TTL_ATTRIBUTE
+from hyperpod_guard.remediation import store as remediation_store
 from hyperpod_guard.rules_store import plan_parts
 
-from .common import python_function, secure_queue
+from .common import event_accounts, python_function, secure_queue
 from .config import Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +31,9 @@ SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", 
                   "sagemaker:ListTags")
 #: granted only with -c remediation=true
 SAGEMAKER_REMEDIATE = ("sagemaker:UpdateCluster", "sagemaker:BatchRebootClusterNodes", "sagemaker:BatchReplaceClusterNodes")
+#: what the evaluator and the sweep call on the ledger table: declared next to the calls (dry runs
+#: use the remediation store too, so it is granted with or without -c remediation=true)
+TABLE_ACTIONS = tuple(sorted({*ledger_store.TABLE_ACTIONS, *remediation_store.TABLE_ACTIONS}))
 
 
 class Evaluation(Construct):
@@ -54,6 +59,8 @@ class Evaluation(Construct):
             "RULES_MAX_AGE": "60", "TAGS_MAX_AGE": "300",
             # seeded rules that vanish are an alert; unseeded, an empty path means the defaults
             "RULES_REQUIRED": "true" if config.seed_rules else "false",
+            # the evaluator ignores events of other accounts (and regions) than these, as the rule does
+            EVENT_ACCOUNTS_ENV: ",".join(event_accounts(config)),
         }
         self.failures = secure_queue(self, "EvaluatorFailures", config=config, name="evaluator-failures")
         self.evaluator = python_function(
@@ -80,6 +87,10 @@ class Evaluation(Construct):
         )
         for function in (self.evaluator, self.sweep):
             self._grant(function, config, topic, key)
+        # only the sweep lists the open alerts (the clusters that may have been deleted)
+        self.sweep.add_to_role_policy(iam.PolicyStatement(
+            actions=list(OPEN_INDEX_ACTIONS), resources=[f"{self.table.table_arn}/index/{OPEN_INDEX}"],
+        ))
 
     def _seed_rules(self, config: Config) -> list[ssm.StringParameter]:
         document = json.loads((REPO / config.rules_file).read_text())
@@ -92,7 +103,8 @@ class Evaluation(Construct):
         ]
 
     def _grant(self, function, config: Config, topic: sns.ITopic, key: kms.IKey) -> None:
-        self.table.grant_read_write_data(function)
+        # not table.grantReadWriteData: it adds Scan, BatchWriteItem, DeleteItem, streams... never called
+        function.add_to_role_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn]))
         # not topic.grantPublish: it grants kms:GenerateDataKey* (a wildcard action) for the key
         function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]))
         function.add_to_role_policy(iam.PolicyStatement(

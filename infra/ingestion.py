@@ -10,11 +10,13 @@ from constructs import Construct
 
 from hyperpod_guard.events import DETAIL_TYPES, SOURCE
 
-from .common import secure_queue
+from .common import event_accounts, secure_queue
 from .config import Config
 
-#: all three HyperPod detail-types; the evaluator filters in code (EventBridge cannot match
-#: fields inside arrays of objects such as InstanceGroups[].Status reliably)
+#: Which events: all three HyperPod detail-types; the evaluator filters in code (EventBridge cannot
+#: match fields inside arrays of objects such as InstanceGroups[].Status reliably). The rule adds from
+#: whom, `account`: this deployment's own and the `eventAccounts` allow-list (common.event_accounts),
+#: so that a bus policy admitting other accounts does not make their clusters' events ours.
 EVENT_PATTERN = {"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}
 
 
@@ -25,7 +27,9 @@ class Ingestion(Construct):
         self.rule = events.Rule(
             self, "HyperPodEvents", rule_name=f"{config.prefix}-hyperpod-events",
             description="hyperpod-guard: SageMaker HyperPod state change, node health and cluster events",
-            event_pattern=events.EventPattern(source=EVENT_PATTERN["source"], detail_type=EVENT_PATTERN["detail-type"]),
+            event_pattern=events.EventPattern(
+                source=EVENT_PATTERN["source"], detail_type=EVENT_PATTERN["detail-type"], account=event_accounts(config),
+            ),
             targets=[targets.LambdaFunction(
                 evaluator, dead_letter_queue=self.dlq, retry_attempts=8, max_event_age=Duration.hours(6),
             )],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_iam as iam
 from constructs import Construct
+
+from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK
 
 from .alerting import Alerting
 from .config import Config
@@ -37,10 +40,15 @@ class HyperPodGuardStack(Stack):
 
     def _remember_deliveries(self, notifier) -> None:
         """The Slack notifier keeps Powertools idempotency records (one per SNS message id) in the
-        ledger table, so that a redelivered message is not posted twice: item access only."""
+        ledger table, so that a redelivered message is not posted twice: the item calls Powertools
+        makes, on its own records only (partition key IDEMPOTENCY), never on the alerts."""
         table = self.evaluation.table
         notifier.add_environment("TABLE_NAME", table.table_name)
-        table.grant(notifier, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        notifier.add_to_role_policy(iam.PolicyStatement(
+            actions=list(IDEMPOTENCY_ACTIONS), resources=[table.table_arn],
+            # ForAllValues: every partition key the request touches must be IDEMPOTENCY
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [IDEMPOTENCY_PK]}},
+        ))
 
     def _acknowledge(self) -> None:
         """cdk-nag findings we accept, each with its reason."""
@@ -53,9 +61,6 @@ class HyperPodGuardStack(Stack):
             "sagemaker:ListClusters has no resource-level permissions; KMS key policies name the key itself as '*'.")
         ack(self, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
             "HyperPod cluster ARNs carry a generated cluster id, not the name: clusters of this account and region only.")
-        ledger = self.resolve(self.get_logical_id(self.evaluation.table.node.default_child))
-        ack(self, f"AwsSolutions-IAM5[Resource::<{ledger}.Arn>/index/*]",
-            "Granted by table.grantReadWriteData: the ledger's own indexes (the sweep queries the `open` index).")
         ack(self, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{self.config.rules_path}/*]",
             "The rules are every parameter under the rules path (several parameters, merged).")
         ack(self, "AwsSolutions-SMG4",

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from hyperpod_guard.freshness import ReportMark
 from hyperpod_guard.ledger import CLAIM_LEASE, AlertRecord, Decision
-from hyperpod_guard.ledger_store import to_item
+from hyperpod_guard.ledger_store import ClusterLedger, mark_to_item, to_item
 from hyperpod_guard.rules import DEFAULT_RULES
 from hyperpod_guard.rules_store import LoadedRules
 
@@ -73,6 +75,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], AlertRecord] = {}
+        self.marks: dict[tuple[str, str], ReportMark] = {}
 
     @staticmethod
     def _check(record: AlertRecord) -> None:
@@ -88,13 +91,21 @@ class Ledger:
             raise refuse("Query", "ValidationException", "key size exceeded")
         return {fp: r for (c, fp), r in self.records.items() if c == cluster}
 
-    def commit(self, decisions: list[Decision], token: str, now: datetime) -> list[AlertRecord]:
+    def load_cluster(self, cluster: str) -> ClusterLedger:
+        return ClusterLedger(self.load(cluster), {key: m for (c, key), m in self.marks.items() if c == cluster})
+
+    def commit(self, decisions: list[Decision], token: str, now: datetime,
+               marks: Sequence[ReportMark] = ()) -> list[AlertRecord]:
         written = [replace(d.record, version=d.record.version + 1,
                            **({"claim_token": token, "claim_until": now + CLAIM_LEASE} if d.notify else {}))
                    for d in decisions if d.changed]
         for record in written:
             self._check(record)
+        for mark in marks:
+            if utf8(mark_to_item(mark, now)["sk"]["S"]) > SK_LIMIT:
+                raise refuse("TransactWriteItems", "ValidationException", "key size exceeded")
         self.records.update({(r.cluster, r.fingerprint): r for r in written})
+        self.marks.update({(m.cluster, m.key): replace(m, version=m.version + 1) for m in marks})
         return written
 
     def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None:

@@ -1,27 +1,33 @@
 """From an evaluation to alerts: silences, inhibition, scoped resolution, the ledger, one message.
 
-`plan()` is pure: given the evaluation, what it looked at (its Scope), the ledger's records
-of the cluster, the rules and the time, it returns a Decision per record. `reconcile()` runs
-it against the ledger store (retrying on write conflicts), publishes one notification for
-the cluster if anything is to be sent, and confirms or releases the claims.
+`plan()` is pure: given the evaluation, what it looked at (its Scope), the ledger's records and
+report marks of the cluster, the event's report, the rules and the time, it returns a Decision per
+record: a stale report's text is dropped, a report the state contradicts resolves, one problem
+is one alert (`fold`). `reconcile()` runs it against the ledger store (retrying on write
+conflicts), lets remediation act on what this evaluation observed, publishes one notification
+for the cluster if anything is to be sent, and confirms or releases the claims.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import Evaluation
 from .findings import Finding, Severity
 from .ledger import AlertRecord, AlertState, Decision, Timing, carry, clear, observe
-from .ledger_store import LedgerConflict
+from .freshness import Report, ReportMark, advance, stale
+from .ledger_store import ClusterLedger, LedgerConflict
 from .notify.message import FindingPayload, Notification, NotificationItem
 from .policies import REGISTRY
 from .rules import Policies, Rules, Silence, glob_match
 from .timeutil import format_duration, isoformat
+
+if TYPE_CHECKING:
+    from .remediation.executor import ActionReport
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +35,8 @@ logger = logging.getLogger(__name__)
 #: valid HyperPod cluster name (those are [a-zA-Z0-9-]), so it can never collide with one.
 SYSTEM_CLUSTER = "_hyperpod-guard"
 RULES_INVALID = "rules-invalid"
-#: Findings from an event's text (origin "event") cannot be cleared by a re-read; without
-#: news for this long they are considered over.
+#: Findings from an event's text (origin "event") are not seen again by a re-read (only a node
+#: gone or relaunched since contradicts them); without a new report for this long they are over.
 EVENT_FINDING_TTL = timedelta(hours=24)
 #: cluster-level conditions that make the cluster's group and node findings noise
 INHIBITING_CONDITIONS = frozenset({"cluster-failed", "cluster-rolling-back"})
@@ -52,11 +58,30 @@ class Scope:
     cluster_gone: bool = False
     #: no DescribeCluster behind the evaluation: nothing can be resolved by absence
     partial: bool = False
+    #: launch times of the nodes read: a report older than its node's launch is about a replaced instance
+    launched: Mapping[str, datetime] = field(default_factory=dict)
 
     def covers(self, record: AlertRecord) -> bool:
         if self.partial or record.policy not in self.policies:
             return False
         return record.node is None or self.all_nodes or record.node in self.nodes
+
+    def replaced_since(self, node: str | None, reported_at: datetime | None) -> str | None:
+        """Why a report about `node` made at `reported_at` is about an instance that is gone."""
+        launched = self.launched.get(node) if node else None
+        if launched is None or reported_at is None or launched <= reported_at:
+            return None
+        return f"node {node} was launched at {isoformat(launched)}, after the report of {isoformat(reported_at)}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one evaluation changes in the ledger: a decision per alert, and the report marks to store."""
+
+    decisions: list[Decision]
+    marks: list[ReportMark] = field(default_factory=list)
+    #: the event's report is older than one already applied: why (its text changed nothing)
+    stale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,7 @@ class Outcome:
     decisions: list[Decision]
     notification: Notification | None = None
     message_id: str | None = None
+    stale: str | None = None
 
     @property
     def suppressed(self) -> list[Decision]:
@@ -73,8 +99,9 @@ class Outcome:
 
 
 class Store(Protocol):
-    def load(self, cluster: str) -> dict[str, AlertRecord]: ...
-    def commit(self, decisions: list[Decision], token: str, now: datetime) -> list[AlertRecord]: ...
+    def load_cluster(self, cluster: str) -> ClusterLedger: ...
+    def commit(self, decisions: list[Decision], token: str, now: datetime,
+               marks: Sequence[ReportMark] = ()) -> list[AlertRecord]: ...
     def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None: ...
     def release(self, records: list[AlertRecord], token: str) -> None: ...
 
@@ -109,46 +136,159 @@ def muted_reason(record: AlertRecord | Finding, rules: Rules, inhibitors: list[F
     return None
 
 
-def _clear_reason(record: AlertRecord, evaluation: Evaluation, scope: Scope, now: datetime) -> str | None:
+def _clear_reason(record: AlertRecord, scope: Scope, now: datetime, resolved: Mapping[str, str]) -> str | None:
+    """Why an open alert that this evaluation did not see is over, or None (carry it)."""
     if scope.cluster_gone:
         return "the cluster no longer exists"
     if record.node and (record.node in scope.gone_nodes or (scope.all_nodes and record.node not in scope.nodes)):
         return f"node {record.node} no longer exists"
-    if record.fingerprint in evaluation.resolved:
-        return "reported healthy again"
+    if record.fingerprint in resolved:
+        return resolved[record.fingerprint]
     if record.origin == "state" and scope.covers(record):
         return "the condition cleared"
-    if record.origin == "event" and now - record.last_seen >= EVENT_FINDING_TTL:
-        return f"not reported again for {format_duration(EVENT_FINDING_TTL)}"
+    if record.origin == "event":
+        replaced = scope.replaced_since(record.node, record.reported_at)
+        if replaced:
+            return replaced
+        if now - record.last_seen >= EVENT_FINDING_TTL:
+            return f"not reported again for {format_duration(EVENT_FINDING_TTL)}"
     return None
 
 
+# --- one problem, one alert -----------------------------------------------------------------
+
+#: policies in the order they lead a problem, causes before their effects: a rolled-back update
+#: or a failing node explains a Degraded group
+LEAD_ORDER = ("failed-rollback", "unhealthy-node", "degraded-group", "cluster-health", "taint-drift")
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A finding of this evaluation, or an open alert carried over, as a candidate to lead its problem."""
+
+    fingerprint: str
+    policy: str
+    condition: str
+    severity: Severity
+    origin: str
+    summary: str
+    #: its alert was notified and is still firing: the page people already have leads on a tie
+    paged: bool
+
+    def lead_key(self) -> tuple[Any, ...]:
+        precedence = REGISTRY[self.policy].precedence if self.policy in REGISTRY else ()
+        return (-self.severity.rank, not self.paged, self.origin != "state",
+                LEAD_ORDER.index(self.policy) if self.policy in LEAD_ORDER else len(LEAD_ORDER),
+                precedence.index(self.condition) if self.condition in precedence else len(precedence), self.condition)
+
+
+def _problem_key(item: AlertRecord | Finding) -> tuple[str | None, str | None, str]:
+    # a node's findings are the node's whatever its group (which may be unknown); a group's are the group's
+    return (item.node, None if item.node else item.instance_group, item.problem)
+
+
+def fold(findings: list[Finding], carried: list[AlertRecord], records: Mapping[str, AlertRecord],
+         now: datetime) -> tuple[list[Finding], dict[str, _Member]]:
+    """One problem, one alert: among the findings (and the still-open alerts carried over) of one
+    scope and problem, the greatest leads; the other findings are folded into its details
+    (`also`) and inhibited. Returns the findings (leaders with their folded evidence) and, per
+    inhibited fingerprint, its leader."""
+    groups: dict[tuple[str | None, str | None, str], list[tuple[_Member, Finding | None]]] = {}
+    for finding in findings:
+        record = records.get(finding.fingerprint)
+        severity = finding.severity_at(record.first_seen, now) if record and record.open else finding.severity
+        member = _Member(finding.fingerprint, finding.policy, finding.condition, severity, finding.origin,
+                         finding.summary, _paged(record))
+        groups.setdefault(_problem_key(finding), []).append((member, finding))
+    for record in carried:
+        key = _problem_key(record)
+        if key in groups and record.state is AlertState.FIRING:
+            groups[key].append((_Member(record.fingerprint, record.policy, record.condition, record.severity,
+                                        record.origin, record.summary, _paged(record)), None))
+    out: list[Finding] = []
+    inhibited: dict[str, _Member] = {}
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(members[0][1])  # type: ignore[arg-type]
+            continue
+        members.sort(key=lambda pair: pair[0].lead_key())
+        (leader, leading), rest = members[0], members[1:]
+        folded = [{"policy": m.policy, "condition": m.condition, "severity": m.severity.value, "summary": m.summary}
+                  for m, finding in rest if finding is not None]
+        if leading is not None:
+            out.append(replace(leading, details={**leading.details, "also": folded}) if folded else leading)
+        for member, finding in rest:
+            if finding is not None:
+                out.append(finding)
+                inhibited[member.fingerprint] = leader
+    return out, inhibited
+
+
+def _paged(record: AlertRecord | None) -> bool:
+    return record is not None and record.state is AlertState.FIRING and record.last_notified is not None
+
+
 def plan(
-    evaluation: Evaluation, scope: Scope, records: dict[str, AlertRecord], rules: Rules, now: datetime, token: str,
-) -> list[Decision]:
+    evaluation: Evaluation, scope: Scope, ledger: ClusterLedger, rules: Rules, now: datetime, token: str,
+    report: Report | None = None,
+) -> Plan:
+    """Decide every alert of the cluster from this evaluation: pure (the ledger as read, the time)."""
+    records = ledger.records
     policies = rules.for_cluster(evaluation.cluster)
+    mark = ledger.marks.get(report.key) if report else None
+    stale_why = stale(report, mark) if report else None
+    findings, resolved = evaluation.findings, {fp: "reported healthy again" for fp in evaluation.resolved}
+    if stale_why:  # an old report's text changes nothing; the state read now still counts
+        findings, resolved = [f for f in findings if f.origin == "state"], {}
+    reported_at = report.time if report else None
+    kept: list[Finding] = []
+    for finding in findings:
+        replaced = scope.replaced_since(finding.node, reported_at) if finding.origin == "event" else None
+        if replaced:  # the report is about an instance that was replaced since: it resolves, not pages
+            resolved[finding.fingerprint] = replaced
+        else:
+            kept.append(finding)
     inhibitors = [
-        f for f in evaluation.findings
+        f for f in kept
         if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS and not (f.instance_group or f.node)
     ]
-    decisions: list[Decision] = []
-    seen: set[str] = set()
-    for finding in evaluation.findings:
-        seen.add(finding.fingerprint)
-        decisions.append(observe(
-            records.get(finding.fingerprint), finding, timing(policies, finding.policy), now,
-            muted=muted_reason(finding, rules, inhibitors, now), token=token,
-        ))
+    seen = {f.fingerprint for f in kept}
+    clearing: dict[str, str] = {}
+    carried: list[AlertRecord] = []
     for fingerprint, record in records.items():
         if fingerprint in seen or not record.open:
             continue
-        why = _clear_reason(record, evaluation, scope, now)
+        why = _clear_reason(record, scope, now, resolved)
         if why is None:
-            decisions.append(carry(record, now, token=token))
+            carried.append(record)
         else:
-            muted = muted_reason(record, rules, inhibitors, now)
-            decisions.append(clear(record, timing(policies, record.policy), now, why, muted=muted, token=token))
-    return decisions
+            clearing[fingerprint] = why
+    led, leaders = fold(kept, carried, records, now)
+    observed_at = {f.fingerprint: (reported_at or now) if f.origin == "event" else now for f in kept}
+    for fingerprint, leader in leaders.items():  # what the problem's other findings saw, its leader saw
+        observed_at[leader.fingerprint] = max(observed_at[fingerprint],
+                                               observed_at.get(leader.fingerprint, observed_at[fingerprint]))
+    decisions: list[Decision] = []
+    for finding in led:
+        muted = muted_reason(finding, rules, inhibitors, now)
+        if muted is None and finding.fingerprint in leaders:
+            leader = leaders[finding.fingerprint]
+            muted = f"inhibited: part of {leader.policy}/{leader.condition}: {leader.summary}"
+        decision = observe(records.get(finding.fingerprint), finding, timing(policies, finding.policy), now,
+                           muted=muted, token=token,
+                           reported_at=reported_at if finding.origin == "event" else None)
+        decisions.append(replace(decision, observed_at=observed_at[finding.fingerprint]))
+    for record in carried:
+        decisions.append(replace(carry(record, now, token=token), observed_at=observed_at.get(record.fingerprint)))
+    for fingerprint, why in clearing.items():
+        record = records[fingerprint]
+        muted = muted_reason(record, rules, inhibitors, now)
+        decisions.append(clear(record, timing(policies, record.policy), now, why, muted=muted, token=token))
+    marks = []
+    if report and not stale_why:
+        advanced = advance(report, mark, evaluation.cluster)
+        marks = [advanced] if advanced else []
+    return Plan(decisions, marks, stale_why)
 
 
 def payload(record: AlertRecord) -> FindingPayload:
@@ -177,19 +317,20 @@ def build_notification(
                         tags=dict(tags) if tags is not None else None)
 
 
-Remediate = Callable[[list[AlertRecord]], dict[str, list[str]]]
+#: the remediation stage: given the firing alerts observed now, what it did per fingerprint
+Remediate = Callable[[list[Decision]], "Mapping[str, ActionReport]"]
 
 
 def reconcile(
     evaluation: Evaluation, scope: Scope, rules: Rules, now: datetime, store: Store, publisher: Publisher, *,
-    token: str, region: str | None = None, cluster_arn: str | None = None, remediate: Remediate | None = None,
-    tags: Mapping[str, str] | None = None,
+    token: str, report: Report | None = None, region: str | None = None, cluster_arn: str | None = None,
+    remediate: Remediate | None = None, tags: Mapping[str, str] | None = None,
 ) -> Outcome:
     for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-        records = store.load(evaluation.cluster)
-        decisions = plan(evaluation, scope, records, rules, now, token)
+        planned = plan(evaluation, scope, store.load_cluster(evaluation.cluster), rules, now, token, report)
+        decisions = planned.decisions
         try:
-            written = store.commit(decisions, token, now)
+            written = store.commit(decisions, token, now, planned.marks)
             break
         except LedgerConflict:
             if attempt == _COMMIT_ATTEMPTS:
@@ -198,15 +339,17 @@ def reconcile(
     by_fingerprint = {r.fingerprint: r for r in written}
     claimed = [by_fingerprint[d.record.fingerprint] for d in decisions if d.notify]
     notified: list[tuple[str, AlertRecord]] = [(d.notify.value, by_fingerprint[d.record.fingerprint]) for d in decisions if d.notify]
-    # remediation runs after the ledger decided what is firing (opt-in; see remediation/)
-    firing = [d.record for d in decisions if d.record.state is AlertState.FIRING and not d.muted]
-    actions = remediate(firing) if remediate and firing else {}
-    # an action (or dry run) is news of its own; a skip is only mentioned in a message already due
+    # remediation runs after the ledger decided what is firing (opt-in; see remediation/), and
+    # only on what this evaluation observed: a carried alert is not evidence of anything now
+    firing = [d for d in decisions if d.record.state is AlertState.FIRING and not d.muted and d.observed_at]
+    reports = remediate(firing) if remediate and firing else {}
+    # an action is news of its own when the executor says it is due (first time, then at most
+    # once per repeat interval); anything else is only mentioned in a message already due
     quiet = {d.record.fingerprint: d.record for d in decisions if not d.notify}
-    notified += [("remediated", quiet[fp]) for fp, lines in actions.items()
-                 if fp in quiet and any(not line.startswith("skipped") for line in lines)]
+    notified += [("remediated", quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
     if not notified:
-        return Outcome(evaluation.cluster, decisions)
+        return Outcome(evaluation.cluster, decisions, stale=planned.stale)
+    actions = {fp: list(done.lines) for fp, done in reports.items()}
     notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn,
                                       actions=actions, tags=tags)
     try:
@@ -215,7 +358,7 @@ def reconcile(
         store.release(claimed, token)  # a retry of this event sends what is owed, once
         raise
     store.confirm(claimed, token, now)
-    return Outcome(evaluation.cluster, decisions, notification, message_id)
+    return Outcome(evaluation.cluster, decisions, notification, message_id, stale=planned.stale)
 
 
 def rules_invalid_finding(error: str, source: str) -> Finding:

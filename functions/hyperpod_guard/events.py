@@ -155,6 +155,40 @@ class IgnoredEvent:
     reason: str
 
 
+#: The environment variable the stack sets on the evaluator and the sweep: the accounts whose events are
+#: believed, comma-separated (the deployment's own account, then the `eventAccounts` allow-list).
+EVENT_ACCOUNTS_ENV = "EVENT_ACCOUNTS"
+
+
+def event_accounts(value: str | None) -> frozenset[str] | None:
+    """EVENT_ACCOUNTS' value as a set of account ids; None when the variable is not set."""
+    if value is None:
+        return None
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def foreign_origin(account: str, region: str, *, accounts: frozenset[str] | None, own_region: str | None) -> str | None:
+    """Why an event is not this deployment's to evaluate (the reason for IgnoredEvents), or None.
+
+    A cluster name is unique only within one account and region: an event from elsewhere would be
+    evaluated against a local cluster that merely has the same name. `accounts` None means EVENT_ACCOUNTS
+    is not set (the CLI, the demo and tests replay sample events from many accounts and regions): no
+    check. Otherwise the event's account must be one of `accounts` and its region `own_region`; an empty
+    account or region fails, since EventBridge always sets both (an empty `accounts` believes nothing).
+    """
+    if accounts is None:
+        return None
+    if not account:
+        return "event names no account (EventBridge always sets one): not believed"
+    if account not in accounts:
+        return f"event from account {account!r}, which is neither this deployment's nor allowed ({EVENT_ACCOUNTS_ENV})"
+    if not region:
+        return "event names no region (EventBridge always sets one): not believed"
+    if region != own_region:
+        return f"event from region {region!r}, not this function's region {own_region!r}"
+    return None
+
+
 def _lone_surrogate(raw: Mapping[str, Any]) -> bool:
     """A string holding half a UTF-16 pair (JSON "\\ud800") cannot be encoded as UTF-8: no ledger
     item or SNS message could carry it, so evaluating the event would fail on every retry."""

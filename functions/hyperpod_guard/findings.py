@@ -28,6 +28,12 @@ _RANK = {"critical": 3, "warning": 2, "info": 1}
 #: so whoever keeps alert state must not resolve them just because a later read lacks them.
 Origin = Literal["state", "event"]
 
+#: what a finding is a symptom of, across policies. Findings of one scope (the cluster, one
+#: instance group or one node) and one problem are ONE alert: a Failed group short of nodes, a
+#: group rolled back and therefore Degraded, a node reported Unhealthy and seen in Failure. The
+#: greatest leads; the others are folded into its details and inhibited (alerting.fold).
+HEALTH, CONFIGURATION, AUTOSCALING = "health", "configuration", "autoscaling"
+
 
 def fingerprint(policy: str, cluster: str, instance_group: str | None, node: str | None, condition: str) -> str:
     """Stable across evaluations of the same problem: scope and condition only, never counts
@@ -59,6 +65,8 @@ class Finding:
     node: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     origin: Origin = "state"
+    #: HEALTH, CONFIGURATION, AUTOSCALING, ...: see above
+    problem: str = HEALTH
     escalation: Escalation | None = None
     #: how long the problem must persist before it fires (the rule's `grace`); set by the registry
     grace: timedelta = timedelta(0)

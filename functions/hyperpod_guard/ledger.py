@@ -73,7 +73,11 @@ class AlertRecord:
     instance_group: str | None = None
     node: str | None = None
     origin: str = "state"
+    #: findings of one scope and one problem are one alert (see alerting.fold)
+    problem: str = "health"
     details: dict[str, Any] = field(default_factory=dict)
+    #: event-origin alerts: when the newest report of the problem was made (the event's time)
+    reported_at: datetime | None = None
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
     last_notified: datetime | None = None
@@ -100,7 +104,7 @@ class AlertRecord:
             fingerprint=finding.fingerprint, cluster=finding.cluster, policy=finding.policy,
             condition=finding.condition, state=AlertState.PENDING, severity=finding.severity,
             summary=bounded(finding.summary), first_seen=now, last_seen=now, instance_group=bounded(finding.instance_group),
-            node=bounded(finding.node), origin=finding.origin, details=bounded(finding.details),
+            node=bounded(finding.node), origin=finding.origin, problem=finding.problem, details=bounded(finding.details),
         )
 
 
@@ -127,6 +131,9 @@ class Decision:
     changed: bool = True
     #: silenced or inhibited: nothing is sent, and remediation leaves it alone
     muted: bool = False
+    #: the problem was observed in this evaluation: when (the report's time for an event's
+    #: text, the read's for state); None when the record was only carried or cleared
+    observed_at: datetime | None = None
 
 
 def _since(now: datetime, then: datetime) -> str:
@@ -145,11 +152,12 @@ def _owed_or(record: AlertRecord, wanted: Reason | None, token: str, now: dateti
 
 def observe(
     record: AlertRecord | None, finding: Finding, timing: Timing, now: datetime, *,
-    muted: str | None = None, token: str = "",
+    muted: str | None = None, token: str = "", reported_at: datetime | None = None,
 ) -> Decision:
     """The finding was seen in this evaluation. `muted` (a silence or an inhibition, in
-    words) keeps the state moving but sends nothing."""
-    decision = _observe(record, finding, timing, now, muted=muted, token=token)
+    words) keeps the state moving but sends nothing. `reported_at`: the time of the event
+    that reported it (event-origin findings)."""
+    decision = _observe(record, finding, timing, now, muted=muted, token=token, reported_at=reported_at)
     if (
         record is not None and decision.notify is None and now - record.last_seen < LAST_SEEN_RESOLUTION
         and replace(decision.record, last_seen=record.last_seen, reason=record.reason) == record
@@ -161,15 +169,22 @@ def observe(
 
 def _observe(
     record: AlertRecord | None, finding: Finding, timing: Timing, now: datetime, *, muted: str | None, token: str,
+    reported_at: datetime | None,
 ) -> Decision:
     if record is None:
         record = AlertRecord.start(finding, now)
-    elif record.state is AlertState.RESOLVED:  # back again: a new episode (its first supersedes an owed resolved)
+    elif record.state is AlertState.RESOLVED and record.owed is Reason.RESOLVED and not record.claimed_by_other(token, now):
+        # back before its resolved was sent: nobody heard it end, so the episode goes on
+        record = replace(record, state=AlertState.FIRING, resolved_at=None, owed=None)
+    elif record.state is AlertState.RESOLVED:  # back again: a new episode
         record = replace(AlertRecord.start(finding, now), version=record.version,
                          claim_token=record.claim_token, claim_until=record.claim_until)
     severity = finding.severity_at(record.first_seen, now)
+    if reported_at and record.reported_at and record.reported_at > reported_at:
+        reported_at = record.reported_at
     updated = replace(record, severity=severity, summary=bounded(finding.summary), details=bounded(finding.details),
-                      last_seen=now, instance_group=bounded(finding.instance_group) or record.instance_group)
+                      last_seen=now, instance_group=bounded(finding.instance_group) or record.instance_group,
+                      reported_at=reported_at or record.reported_at)
     if updated.state is AlertState.PENDING:
         if now - updated.first_seen < timing.grace:
             why = f"pending: {_since(now, updated.first_seen)} of {format_duration(timing.grace)} grace"
@@ -204,7 +219,12 @@ def _with_notification(record: AlertRecord, wanted: Reason | None, why: str, tok
 def clear(
     record: AlertRecord, timing: Timing, now: datetime, why: str, *, muted: str | None = None, token: str = "",
 ) -> Decision:
-    """The problem is gone (not seen where it was looked for, an event said so, or it expired)."""
+    """The problem is gone (not seen where it was looked for, an event said so, or it expired).
+
+    A resolved is owed to every firing that was notified, silenced or inhibited since or not:
+    it is sent now, when the problem clears, so that no page stays open and a recurrence
+    starts a new episode (firing, resolved, firing). `muted` only keeps an alert that was
+    never notified quiet."""
     if record.state is AlertState.RESOLVED:
         return carry(record, now, token=token)
     resolved = replace(record, state=AlertState.RESOLVED, resolved_at=now)
@@ -213,11 +233,14 @@ def clear(
         return Decision(replace(resolved, owed=None, reason=text), None, text)
     # a first notification another invocation is sending right now counts as notified
     being_sent = record.owed is not None and record.claimed_by_other(token, now)
-    if muted or not timing.notify_on_resolve or (record.last_notified is None and not being_sent):
-        because = muted or ("resolve notifications are off" if not timing.notify_on_resolve else "it was never notified")
+    if not timing.notify_on_resolve or (record.last_notified is None and not being_sent):
+        because = "resolve notifications are off" if not timing.notify_on_resolve else "it was never notified"
+        if muted and record.last_notified is None:
+            because = f"{because} ({muted})"
         text = f"resolved: {why}; not notified: {because}"
         return Decision(replace(resolved, owed=None, reason=text), None, text)
-    return _with_notification(resolved, Reason.RESOLVED, f"resolved: {why}", token, now)
+    note = f" (notified before; {muted})" if muted else ""
+    return _with_notification(resolved, Reason.RESOLVED, f"resolved: {why}{note}", token, now)
 
 
 def carry(record: AlertRecord, now: datetime, *, token: str = "") -> Decision:

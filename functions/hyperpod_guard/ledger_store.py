@@ -5,30 +5,57 @@ Single-table layout (keys are strings):
 | item          | pk                  | sk                     | notes                                   |
 |---------------|---------------------|------------------------|-----------------------------------------|
 | alert         | `CLUSTER#<cluster>` | `ALERT#<fingerprint>`  | one per problem; `version` for optimistic concurrency |
+| report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`      | the newest event report applied per kind and scope (freshness.py) |
 | idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`    | written by Powertools Idempotency        |
 
 GSI `open` (sparse): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present only
 while an alert is pending, firing or owes a notification: the sweep finds clusters with
 open alerts (e.g. clusters that were deleted) with one Query. TTL attribute `expires_at`:
-resolved alerts are kept RESOLVED_RETENTION, idempotency records as Powertools sets them.
+resolved alerts are kept RESOLVED_RETENTION, report marks MARK_RETENTION, idempotency records
+as Powertools sets them. Alerts and marks share the `ALERT` prefix: one Query reads both.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import replace
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .findings import Severity
+from .freshness import ReportMark
 from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, Decision, Reason
 from .timeutil import isoformat, parse_timestamp
 
 OPEN_INDEX = "open"
 _TRANSACTION_LIMIT = 100
+_ALERT, _MARK = "ALERT#", "ALERTMARK#"
+#: a report mark outlives what can replay its event: SQS keeps a dead letter at most 14 days
+MARK_RETENTION = timedelta(days=15)
+#: The IAM actions LedgerStore's calls need on the table (the stack grants exactly these; a test
+#: records the calls on moto and compares). TransactWriteItems has no action of its own: IAM
+#: authorises each item, Put as PutItem, Update as UpdateItem, ConditionCheck as ConditionCheckItem.
+TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
+#: ... and on the `open` index (open_clusters, which only the sweep calls)
+OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
+#: The partition key of the Slack notifier's idempotency records; the stack confines the notifier's
+#: table access to it (dynamodb:LeadingKeys), so that it can neither read nor change alerts.
+IDEMPOTENCY_PK = "IDEMPOTENCY"
+#: What Powertools' DynamoDBPersistenceLayer (handlers/slack_notifier.py) calls on those records: put,
+#: update, delete, and get when a refused put does not return the record. Declared here, not in the
+#: handler, because infra imports it and must not import a handler (its Powertools Logger binds stdout).
+IDEMPOTENCY_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+
+
+@dataclass(frozen=True)
+class ClusterLedger:
+    """What the ledger knows of one cluster: its alerts and its report marks, by fingerprint / key."""
+
+    records: dict[str, AlertRecord] = field(default_factory=dict)
+    marks: dict[str, ReportMark] = field(default_factory=dict)
 
 
 class LedgerConflict(Exception):
@@ -36,7 +63,7 @@ class LedgerConflict(Exception):
 
 
 def alert_key(cluster: str, fingerprint: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": f"ALERT#{fingerprint}"}}
+    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": f"{_ALERT}{fingerprint}"}}
 
 
 def _s(value: str | None) -> dict[str, Any]:
@@ -53,7 +80,8 @@ def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
         "fingerprint": _s(record.fingerprint), "cluster": _s(record.cluster), "policy": _s(record.policy),
         "condition": _s(record.condition), "state": _s(record.state.value), "severity": _s(record.severity.value),
         "summary": _s(record.summary), "instance_group": _s(record.instance_group), "node": _s(record.node),
-        "origin": _s(record.origin), "details_json": _s(json.dumps(record.details, ensure_ascii=False, default=str)),
+        "origin": _s(record.origin), "problem": _s(record.problem), "reported_at": _t(record.reported_at),
+        "details_json": _s(json.dumps(record.details, ensure_ascii=False, default=str)),
         "first_seen": _t(record.first_seen), "last_seen": _t(record.last_seen), "fired_at": _t(record.fired_at),
         "resolved_at": _t(record.resolved_at), "last_notified": _t(record.last_notified),
         "notified_severity": _s(record.notified_severity.value if record.notified_severity else None),
@@ -84,12 +112,26 @@ def from_item(item: dict[str, Any]) -> AlertRecord:
         condition=_get(item, "condition"), state=AlertState(_get(item, "state")), severity=Severity(_get(item, "severity")),
         summary=_get(item, "summary") or "", first_seen=when("first_seen"), last_seen=when("last_seen"),  # type: ignore[arg-type]
         instance_group=_get(item, "instance_group"), node=_get(item, "node"), origin=_get(item, "origin") or "state",
+        problem=_get(item, "problem") or "health", reported_at=when("reported_at"),
         details=json.loads(_get(item, "details_json") or "{}"), fired_at=when("fired_at"),
         resolved_at=when("resolved_at"), last_notified=when("last_notified"),
         notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
         claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",
         version=int(_get(item, "version") or 0),
     )
+
+
+def mark_to_item(mark: ReportMark, now: datetime) -> dict[str, dict[str, Any]]:
+    return {
+        "pk": {"S": f"CLUSTER#{mark.cluster}"}, "sk": {"S": f"{_MARK}{mark.key}"}, "cluster": _s(mark.cluster),
+        "key": _s(mark.key), "time": _t(mark.time), "event_id": _s(mark.event_id), "version": {"N": str(mark.version)},
+        "expires_at": {"N": str(int((now + MARK_RETENTION).timestamp()))},
+    }
+
+
+def mark_from_item(item: dict[str, Any]) -> ReportMark:
+    return ReportMark(cluster=_get(item, "cluster"), key=_get(item, "key"), time=parse_timestamp(_get(item, "time")),  # type: ignore[arg-type]
+                      event_id=_get(item, "event_id") or "", version=int(_get(item, "version") or 0))
 
 
 class LedgerStore:
@@ -99,17 +141,25 @@ class LedgerStore:
 
     def load(self, cluster: str) -> dict[str, AlertRecord]:
         """Every alert record of a cluster (open and recently resolved), by fingerprint."""
-        records: dict[str, AlertRecord] = {}
+        return self.load_cluster(cluster).records
+
+    def load_cluster(self, cluster: str) -> ClusterLedger:
+        """A cluster's alert records and report marks, with one (paginated) consistent Query."""
+        ledger = ClusterLedger()
         paginator = self.dynamodb.get_paginator("query")
         for page in paginator.paginate(
             TableName=self.table_name, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :alert)",
-            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":alert": {"S": "ALERT#"}},
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":alert": {"S": "ALERT"}},
         ):
             for item in page["Items"]:
-                record = from_item(item)
-                records[record.fingerprint] = record
-        return records
+                if item["sk"]["S"].startswith(_MARK):
+                    mark = mark_from_item(item)
+                    ledger.marks[mark.key] = mark
+                else:
+                    record = from_item(item)
+                    ledger.records[record.fingerprint] = record
+        return ledger
 
     def open_clusters(self) -> set[str]:
         """Clusters that have pending or firing alerts, or notifications still owed."""
@@ -123,10 +173,11 @@ class LedgerStore:
             clusters.update(_get(item, "open_sk").rsplit("#", 1)[0] for item in page["Items"])
         return clusters
 
-    def commit(self, decisions: Iterable[Decision], token: str, now: datetime) -> list[AlertRecord]:
-        """Write every changed record, each on the condition that nobody wrote it since we
-        read it; records to notify about get this invocation's claim. Returns what was
-        written (with claims and new versions). Raises LedgerConflict."""
+    def commit(self, decisions: Iterable[Decision], token: str, now: datetime,
+               marks: Sequence[ReportMark] = ()) -> list[AlertRecord]:
+        """Write every changed record and report mark, each on the condition that nobody wrote
+        it since we read it; records to notify about get this invocation's claim. Returns what
+        was written (with claims and new versions). Raises LedgerConflict."""
         written: list[AlertRecord] = []
         for decision in decisions:
             if not decision.changed:
@@ -135,18 +186,22 @@ class LedgerStore:
             if decision.notify:
                 record = replace(record, claim_token=token, claim_until=now + CLAIM_LEASE)
             written.append(replace(record, version=record.version + 1))
-        for start in range(0, len(written), _TRANSACTION_LIMIT):
-            self._transact([self._conditional_put(r) for r in written[start:start + _TRANSACTION_LIMIT]])
+        # marks first: a transaction that advances a mark also holds the alerts it decided
+        puts = [self._conditional_put(mark_to_item(replace(m, version=m.version + 1), now)) for m in marks]
+        puts += [self._conditional_put(to_item(r)) for r in written]
+        for start in range(0, len(puts), _TRANSACTION_LIMIT):
+            self._transact(puts[start:start + _TRANSACTION_LIMIT])
         return written
 
-    def _conditional_put(self, record: AlertRecord) -> dict[str, Any]:
-        put: dict[str, Any] = {"TableName": self.table_name, "Item": to_item(record)}
-        if record.version == 1:
+    def _conditional_put(self, item: dict[str, Any]) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table_name, "Item": item}
+        version = int(item["version"]["N"])
+        if version == 1:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put["ConditionExpression"] = "#v = :v"
             put["ExpressionAttributeNames"] = {"#v": "version"}
-            put["ExpressionAttributeValues"] = {":v": {"N": str(record.version - 1)}}
+            put["ExpressionAttributeValues"] = {":v": {"N": str(version - 1)}}
         return {"Put": put}
 
     def _transact(self, items: list[dict[str, Any]]) -> None:

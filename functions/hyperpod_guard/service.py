@@ -16,11 +16,20 @@ from datetime import datetime
 from typing import Any
 
 from . import aws_clients
-from .alerting import SYSTEM_CLUSTER, Outcome, Scope, reconcile, rules_evaluation
+from .alerting import SYSTEM_CLUSTER, Outcome, Remediate, Scope, reconcile, rules_evaluation
 from .cluster_reader import ClusterReader, TagCache, TagsUnavailable
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
-from .events import HyperPodEvent, IgnoredEvent, NodeHealthEvent, parse_event
+from .freshness import report_of
+from .events import (
+    EVENT_ACCOUNTS_ENV,
+    HyperPodEvent,
+    IgnoredEvent,
+    NodeHealthEvent,
+    event_accounts,
+    foreign_origin,
+    parse_event,
+)
 from .ledger_store import LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
@@ -43,6 +52,8 @@ class Runtime:
     sweep_concurrency: int = 8
     #: cluster tags, read only when the rules select clusters by tag (TAGS_MAX_AGE)
     tags: TagCache | None = None
+    #: the accounts whose events are believed (EVENT_ACCOUNTS); None: no account/region check (local runs)
+    event_accounts: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.tags is None:
@@ -59,6 +70,7 @@ class Runtime:
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             sweep_concurrency=int(os.environ.get("SWEEP_CONCURRENCY", "8")),
             tags=TagCache.from_env(reader),
+            event_accounts=event_accounts(os.environ.get(EVENT_ACCOUNTS_ENV)),
         )
 
 
@@ -75,6 +87,8 @@ class EventResult:
     finding_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     outcomes: list[Outcome] = field(default_factory=list)
     rules_error: str | None = None
+    #: the event's report was older than one already applied: why (its text changed no alert)
+    stale: str | None = None
 
 
 def new_token(request_id: str | None = None) -> str:
@@ -118,12 +132,13 @@ def evaluate_cluster(
     scope = Scope(
         cluster, enabled_policies(rules, cluster), nodes=frozenset(n.instance_id for n in nodes),
         all_nodes=all_nodes, gone_nodes=gone_nodes,
+        launched={n.instance_id: n.launch_time for n in nodes if n.launch_time},
     )
     if gone_nodes and not all_nodes:
         # the event is about a node that was already replaced: its problem is over
         evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in gone_nodes], evaluation.resolved)
     outcome = reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
-                        region=runtime.region, cluster_arn=snapshot.arn, tags=tags,
+                        report=report_of(event, now), region=runtime.region, cluster_arn=snapshot.arn, tags=tags,
                         remediate=_remediation(runtime, snapshot, rules, now, token))
     return evaluation, outcome
 
@@ -152,7 +167,7 @@ def _count_tags_unavailable() -> None:
         pass
 
 
-def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str):
+def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str) -> Remediate | None:
     """The remediation step for reconcile, when any policy of this cluster has it enabled."""
     policies = rules.for_cluster(snapshot.name)
     if not any(policies.for_policy(name).remediation.enabled  # type: ignore[attr-defined]
@@ -187,6 +202,10 @@ def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> Event
         return EventResult(str(detail_type), invalid=str(exc))
     if isinstance(event, IgnoredEvent):
         return EventResult(event.detail_type, ignored=event.reason)
+    # before the rules or the cluster are read: another account's cluster of the same name is not ours
+    foreign = foreign_origin(event.account, event.region, accounts=runtime.event_accounts, own_region=runtime.region)
+    if foreign:
+        return EventResult(event.detail_type, cluster=event.cluster_name, ignored=foreign)
     loaded, rules_outcome = check_rules(runtime, now, token)
     result = EventResult(event.detail_type, cluster=event.cluster_name, rules_error=loaded.error)
     if rules_outcome:
@@ -199,6 +218,7 @@ def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> Event
     result.findings = len(evaluation.findings)
     result.finding_counts.update((f.policy, f.severity.value) for f in evaluation.findings)
     result.outcomes.append(outcome)
+    result.stale = outcome.stale
     return result
 
 

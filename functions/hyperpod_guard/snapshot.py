@@ -188,6 +188,8 @@ class Node(ApiModel):
     instance_group_name: str | None = None
     instance_type: str | None = None
     instance_status: InstanceStatus | None = None
+    #: when this instance was launched: a report older than that is about its predecessor
+    launch_time: Timestamp = None
     kubernetes_config: KubernetesConfig | None = None
 
     @property

@@ -175,7 +175,7 @@ def _refs(template: dict[str, Any]) -> dict[str, str]:
     provision() made under the stack's names."""
     sns, secrets = boto3.client("sns"), boto3.client("secretsmanager")
     topics = {arn.rsplit(":", 1)[1]: arn for arn in (t["TopicArn"] for t in sns.list_topics()["Topics"])}
-    refs = {}
+    refs = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}  # moto's account
     for logical_id, resource in template["Resources"].items():
         p = resource.get("Properties", {})
         if resource["Type"] == "AWS::DynamoDB::Table":
@@ -321,12 +321,18 @@ def lambdas(asset: Path, deps: Path, synthesised: Synthesised, seeded: Resources
         assert not list(asset.rglob("__pycache__")), "the runtime wrote into the (read-only in Lambda) asset"
 
 
+def delivered_here(event: dict[str, Any]) -> dict[str, Any]:
+    """The sample event as EventBridge delivers it to this deployment: from its account and region
+    (the evaluator ignores others: EVENT_ACCOUNTS, AWS_REGION)."""
+    return {**event, "account": ACCOUNT, "region": REGION}
+
+
 def node_scenario() -> dict[str, Any]:
     """unhealthy-node-no-repair (grace 0: fires on the first evaluation), its node served."""
     event, snapshot = scenario("unhealthy-node-no-repair")
     serve(snapshot, nodes=[{"InstanceId": event["detail"]["InstanceId"], "InstanceGroupName": "p5-train",
                             "InstanceType": "ml.p5.48xlarge", "InstanceStatus": {"Status": "Running"}}])
-    return event
+    return delivered_here(event)
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -369,6 +375,7 @@ def test_evaluator_cold_then_warm_redelivery_alerts_once(lambdas: Lambdas, stack
     started = time.monotonic()
     evaluator = lambdas.start("evaluator")
     event, snapshot = scenario("degraded-group-failed")
+    event = delivered_here(event)
     serve(snapshot)
     first = evaluator.invoke(event)
     cold = time.monotonic() - started
@@ -425,6 +432,7 @@ def test_malformed_events_are_answered_not_retried(lambdas: Lambdas, stack: Reso
 def test_aws_failure_is_an_error_post_so_lambda_retries(lambdas: Lambdas, stack: Resources) -> None:
     evaluator = lambdas.start("evaluator", TABLE_NAME="no-such-table")
     event, snapshot = scenario("degraded-group-failed")
+    event = delivered_here(event)
     serve(snapshot)
     kind, payload = evaluator.invoke(event)
     assert kind == "error", evaluator.diagnostics()

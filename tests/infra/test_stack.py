@@ -25,7 +25,7 @@ from moto.events.models import EventPattern
 
 from hyperpod_guard.events import DETAIL_TYPES, SOURCE
 from hyperpod_guard.findings import Severity
-from hyperpod_guard.ledger_store import TABLE_DEFINITION, TTL_ATTRIBUTE
+from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK, TABLE_DEFINITION, TTL_ATTRIBUTE
 from hyperpod_guard.rules_store import plan_parts
 from infra.bundling import EXCLUDE, FUNCTIONS
 from infra.config import DEFAULTS, ConfigError
@@ -201,6 +201,7 @@ def test_evaluation_environment(template: dict[str, Any], name: str) -> None:
     assert env["RULES_PATH"] == RULES_PATH
     assert env["TAGS_MAX_AGE"] == "300"
     assert env["RULES_REQUIRED"] == "true"  # the stack seeds the rules: their absence is an alert
+    assert env["EVENT_ACCOUNTS"] == ACCOUNT  # events of this account only (the rule's pattern, too)
     assert "SLACK_WEBHOOK_SECRET" not in env
 
 
@@ -221,11 +222,14 @@ def test_notifier_reads_the_created_secret(template: dict[str, Any]) -> None:
 def test_notifier_keeps_idempotency_records_in_the_ledger_with_item_access_only(template: dict[str, Any]) -> None:
     table, _ = find(template, "AWS::DynamoDB::Table", TableName=f"{PREFIX}-ledger")
     assert function(template, "slack-notifier")[1]["Environment"]["Variables"]["TABLE_NAME"] == {"Ref": table}
-    on_table = [s for s in function_statements(template, "slack-notifier")
-                if {"Fn::GetAtt": [table, "Arn"]} in as_list(s["Resource"])]
-    assert len(on_table) == 1 and on_table[0]["Effect"] == "Allow"
-    assert sorted(as_list(on_table[0]["Action"])) == [
+    dynamodb = [s for s in function_statements(template, "slack-notifier")
+                if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert len(dynamodb) == 1 and dynamodb[0]["Effect"] == "Allow"
+    assert dynamodb[0]["Resource"] == {"Fn::GetAtt": [table, "Arn"]}  # the table's items, no index
+    assert sorted(as_list(dynamodb[0]["Action"])) == sorted(IDEMPOTENCY_ACTIONS) == [
         "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # its own records only: never the alerts in the same table
+    assert dynamodb[0]["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [IDEMPOTENCY_PK]}}
 
 
 @pytest.mark.parametrize(("name", "failure_queue"), [("evaluator", "evaluator-failures"), ("slack-notifier", "slack-dlq")])
@@ -252,7 +256,8 @@ def test_event_rule(template: dict[str, Any]) -> None:
     expected = {"source": ["aws.sagemaker"], "detail-type": [
         "SageMaker HyperPod Cluster State Change", "SageMaker HyperPod Cluster Node Health Event",
         "SageMaker HyperPod Cluster Event"]}
-    assert rule["EventPattern"] == expected == EVENT_PATTERN == {"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}
+    assert EVENT_PATTERN == expected == {"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}
+    assert rule["EventPattern"] == {**EVENT_PATTERN, "account": [ACCOUNT]}  # this deployment's events only
     assert rule["State"] == "ENABLED"
     evaluator, _ = function(template, "evaluator")
     dlq, _ = queue(template, "events-dlq")
@@ -274,13 +279,33 @@ def test_sample_events_cover_both_outcomes() -> None:
     assert len(EVENT_DIRS) - len(ignored) >= 10
 
 
+def rule_pattern(template: dict[str, Any], account: str) -> EventPattern:
+    """The rule's pattern as deployed in `account` (AWS::AccountId resolved), for moto's matcher."""
+    pattern = hyperpod_rule(template)[1]["EventPattern"]
+    return EventPattern.load(json.dumps({k: evaluate(v, {"AWS::AccountId": account}) for k, v in pattern.items()}))
+
+
 @pytest.mark.parametrize("scenario", EVENT_DIRS, ids=lambda d: d.name)
 def test_event_pattern_matches_sample_event(template: dict[str, Any], scenario: Path) -> None:
-    """moto's EventBridge matcher: the HyperPod events reach the evaluator, the others do not."""
-    pattern = EventPattern.load(json.dumps(hyperpod_rule(template)[1]["EventPattern"]))
+    """moto's EventBridge matcher: the HyperPod events reach the evaluator, the others do not; and
+    only when they come from the account the stack is deployed in."""
     event = json.loads((scenario / "event.json").read_text())  # the full envelope, "account" included
     expected = not json.loads((scenario / "expected.json").read_text()).get("ignored", False)
-    assert pattern.matches_event(event) is expected
+    assert rule_pattern(template, event["account"]).matches_event(event) is expected
+    assert rule_pattern(template, "999988887777").matches_event(event) is False
+
+
+def test_event_accounts_allow_list(synth: Callable[..., dict[str, Any]]) -> None:
+    """`eventAccounts`: the seam of a multi-account mode. The rule and EVENT_ACCOUNTS name this account, then these."""
+    template = synth(eventAccounts="111122223333, 444455556666,111122223333")
+    assert hyperpod_rule(template)[1]["EventPattern"]["account"] == [ACCOUNT, "111122223333", "444455556666"]
+    for name in ("evaluator", "sweep"):
+        env = function(template, name)[1]["Environment"]["Variables"]
+        assert evaluate(env["EVENT_ACCOUNTS"], {"AWS::AccountId": "123456789012"}) == (
+            "123456789012,111122223333,444455556666")
+    event = json.loads((REPO / "events/degraded-group-failed/event.json").read_text())  # from 111122223333
+    assert rule_pattern(template, "123456789012").matches_event(event)
+    assert "EVENT_ACCOUNTS" not in function(template, "slack-notifier")[1]["Environment"]["Variables"]
 
 
 def test_sweep_schedule(template: dict[str, Any]) -> None:
@@ -545,6 +570,8 @@ def test_log_level(synth) -> None:
     ({"chatbotSlackWorkspaceId": "T0123ABCD"}, "chatbotSlackChannelId"),
     ({"chatbotSlackChannelId": "C0123ABCD"}, "chatbotSlackWorkspaceId"),
     ({"slack": "maybe"}, "'slack'"),
+    ({"eventAccounts": "12345678901"}, "'eventAccounts'"),
+    ({"eventAccounts": ["111122223333", "arn:aws:iam::444455556666:root"]}, "'eventAccounts'"),
 ], ids=lambda v: v if isinstance(v, str) else json.dumps(v))
 def test_invalid_context(tmp_path: Path, context: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as raised:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from hyperpod_guard.ledger_store import create_table
 from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem
 from hyperpod_guard.notify.slack import SlackDeliveryError, SlackPermanentError, render
+from tests.integration.test_faults import Faults, attempts, backoff  # noqa: F401 (backoff: fixture)
 from tests.slack_sink import slack_sink  # noqa: F401
 
 SECRET = "hyperpod-guard/slack-webhook"
@@ -328,3 +331,141 @@ def test_sns_body_with_extra_fields_round_trips(env, secrets, slack_sink):  # no
     assert {"status", "severity", "subject", "text"} <= body.keys()
     handler(sns_event(json.dumps(body)), FakeContext())
     assert slack_sink.payloads == [render(message)]
+
+
+# --- at least once: what is left, and what is not ------------------------------------------------
+
+TABLE = "hyperpod-guard-ledger"
+
+
+def idempotency_item() -> dict[str, Any]:
+    (item,) = boto3.client("dynamodb", region_name="us-west-2").scan(TableName=TABLE)["Items"]
+    return item
+
+
+@pytest.mark.parametrize(("code", "times"), [
+    ("AccessDeniedException", 1),  # not retryable (e.g. a grant narrowed too far)
+    ("ProvisionedThroughputExceededException", None),  # throttled past botocore's attempts
+], ids=["not-retryable", "throttled-past-retries"])
+def test_slack_accepted_but_recording_it_failed_returns_and_a_retry_posts_only_after_the_lock(
+        env, secrets, slack_sink, output, backoff, code, times):  # noqa: F811
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    faults = Faults("dynamodb").fail("UpdateItem", code, times=times or attempts("dynamodb"))
+    event = sns_event(notification().body())
+    started_ms = time.time() * 1000
+
+    # Slack accepted it, recording that failed: no exception, so Lambda does not retry it
+    assert handler(event, FakeContext()) == {"sent": 1, "dropped": 0}
+    assert len(slack_sink.requests) == 1 and faults.failed["UpdateItem"] == (times or attempts("dynamodb"))
+    logs, metrics = records(output.readouterr().out)
+    assert metrics == {"NotificationsReceived": 1, "SlackMessagesSent": 1, "SlackRecordFailed": 1}
+    (error,) = [r for r in logs if r["level"] == "ERROR"]
+    assert error["message"].startswith("Posted to Slack, but recording SNS message 95df01b4-ee98-5cb9-9903-4c221d41eb50 "
+                                       "as delivered failed: Failed to update record state to success")
+    assert code in error["message"] and error["message_id"] == "95df01b4-ee98-5cb9-9903-4c221d41eb50"
+
+    # the record stays INPROGRESS, locked until the invocation's own timeout (its remaining time)
+    item = idempotency_item()
+    assert item["status"]["S"] == "INPROGRESS"
+    locked_until = int(item["in_progress_expiration"]["N"])
+    assert started_ms + 29_000 < locked_until <= time.time() * 1000 + 30_000
+
+    # a redelivery meanwhile (SNS duplicate, redrive) posts nothing: it raises, for a later retry
+    with pytest.raises(IdempotencyAlreadyInProgressError):
+        handler(event, FakeContext())
+    assert len(slack_sink.requests) == 1
+
+    # the remaining at-least-once window: once the lock has lapsed, a redelivery posts it again
+    boto3.client("dynamodb", region_name="us-west-2").update_item(
+        TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
+        UpdateExpression="SET in_progress_expiration = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time() * 1000) - 1)}})
+    assert handler(event, FakeContext())["sent"] == 1
+    assert len(slack_sink.requests) == 2
+    assert idempotency_item()["status"]["S"] == "COMPLETED"
+    handler(event, FakeContext())  # and then it is remembered
+    assert len(slack_sink.requests) == 2
+
+
+def test_a_failure_after_slack_accepted_cannot_make_the_retry_post_again(env, secrets, slack_sink, monkeypatch):  # noqa: F811
+    # reporting the delivery (here its metric) fails after Slack's 2xx: the success is already
+    # recorded, so Lambda's retry is answered from the record instead of posting again
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    metrics = notifier().metrics
+    add_metric = metrics.add_metric
+
+    def failing(*, name: str, **kwargs: Any) -> None:
+        if name == "SlackMessagesSent":
+            raise RuntimeError("metrics broke")
+        add_metric(name=name, **kwargs)
+
+    monkeypatch.setattr(metrics, "add_metric", failing)
+    event = sns_event(notification().body())
+    with pytest.raises(RuntimeError, match="metrics broke"):
+        handler(event, FakeContext())
+    monkeypatch.setattr(metrics, "add_metric", add_metric)
+    assert handler(event, FakeContext())["sent"] == 1  # Lambda's retry
+    assert len(slack_sink.requests) == 1
+    assert idempotency_item()["status"]["S"] == "COMPLETED"
+
+
+def test_default_timeout_waits_for_a_slow_slack(env, secrets, slack_sink, monkeypatch):  # noqa: F811
+    # the old 5 s made a Slack answering in 6 s post twice; the notifier now waits 15 s
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    from hyperpod_guard.notify import slack
+
+    timeouts: list[float] = []
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(request: urllib.request.Request, *, timeout: float) -> Any:
+        timeouts.append(timeout)
+        return real_urlopen(request, timeout=timeout)
+
+    monkeypatch.setattr(slack.urllib.request, "urlopen", urlopen)
+    monkeypatch.delenv("SLACK_TIMEOUT", raising=False)
+    assert handler(sns_event(notification().body()), FakeContext())["sent"] == 1
+    assert timeouts == [15.0]
+
+
+def test_slack_slower_than_the_old_timeout_is_posted_once(env, secrets, slack_sink, output, monkeypatch):  # noqa: F811
+    # scaled down: the timeout 1 s stands for 15 s, Slack's 0.3 s for an answer in 6 s (margin for a busy machine)
+    monkeypatch.setenv("SLACK_TIMEOUT", "1")
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    slack_sink.respond(200, "ok", delay=0.3)
+    assert handler(sns_event(notification().body()), FakeContext())["sent"] == 1
+    assert len(slack_sink.requests) == 1
+    _, metrics = records(output.readouterr().out)
+    assert metrics == {"NotificationsReceived": 1, "SlackMessagesSent": 1}
+
+
+def test_an_answer_after_the_timeout_is_retried_and_counted_as_a_possible_duplicate(
+        env, secrets, slack_sink, output, monkeypatch):  # noqa: F811
+    # Slack received the POST but answered after the timeout: retried (the alert is not lost),
+    # and Slack may now show it twice: counted and logged, not hidden
+    monkeypatch.setenv("SLACK_TIMEOUT", "0.2")
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    slack_sink.respond(200, "ok", delay=0.6)
+    assert handler(sns_event(notification().body()), FakeContext())["sent"] == 1
+    assert len(slack_sink.requests) == 2
+    logs, metrics = records(output.readouterr().out)
+    assert metrics == {"NotificationsReceived": 1, "SlackMessagesSent": 1, "SlackPossibleDuplicate": 1}
+    (warning,) = [r for r in logs if r["level"] == "WARNING"]
+    assert warning["message"] == ("Slack webhook received attempt 1 but did not answer (timed out); "
+                                  "if Slack posted it, the retry posts it again")
+    assert [r["attempts"] for r in logs if r["message"] == "Sent to Slack"] == [2]
+
+
+def test_slack_unreachable_is_retried_without_a_possible_duplicate(env, secrets, output):
+    # nothing reached Slack (connection refused): retrying cannot post twice
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secrets.create_secret(Name=SECRET, SecretString=f"http://127.0.0.1:{port}/services/T000/B000/XXXX")
+    with pytest.raises(SlackDeliveryError, match="after 2 attempts: ConnectionRefusedError"):
+        handler(sns_event(notification().body()), FakeContext())
+    _, metrics = records(output.readouterr().out)
+    assert metrics == {"NotificationsReceived": 1, "SlackDeliveryFailed": 1}

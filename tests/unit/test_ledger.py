@@ -278,13 +278,29 @@ def test_muted_moves_the_state_but_sends_nothing_until_the_silence_ends():
     assert result.record.reason == "firing: notified 10m ago, next repeat in 3h50m"
 
 
-def test_muted_when_resolving_sends_no_resolved_message():
+def test_a_notified_alert_that_clears_while_silenced_still_gets_its_resolved():
+    """Issue 14, item 3: a silence added after the page must not swallow its resolved."""
     result = replay([
         Step(0, True, FIRING, FIRST),
-        Step(30, "resolve", RESOLVED, None, why=f"resolved: gone; not notified: {SILENCE}", muted=SILENCE),
+        Step(20, True, FIRING, None, muted=SILENCE),
+        Step(30, "resolve", RESOLVED, RESOLVE, why=f"resolved: gone (notified before; {SILENCE})", muted=SILENCE),
+        Step(40, True, FIRING, None, muted=SILENCE),  # back within the silence: a new episode, quiet
+        Step(50, "resolve", RESOLVED, None, muted=SILENCE),
+    ])
+    assert result.sent == [(0, FIRST), (30, RESOLVE)]
+    assert result.record.owed is None
+
+
+def test_back_before_its_resolved_was_sent_the_episode_goes_on():
+    """A resolved that could not be published yet is dropped when the problem returns: nobody
+    heard it end, so there is no new first either (never firing, firing)."""
+    result = replay([
+        Step(0, True, FIRING, FIRST),
+        Step(30, "resolve", RESOLVED, RESOLVE, send="fail"),
+        Step(31, True, FIRING, None),
     ])
     assert result.sent == [(0, FIRST)]
-    assert result.record.owed is None
+    assert result.record.owed is None and result.record.first_seen == T0
 
 
 def test_never_notified_then_cleared_sends_no_resolved_message():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -531,6 +533,125 @@ def test_connection_refused_is_retried_and_has_no_url():
     assert str(caught.value) == ("Slack webhook: delivery failed after 3 attempts: "
                                  "ConnectionRefusedError: Connection refused")
     assert_no_url(caught.value, url)
+
+
+class Unanswered(list):
+    """The sender's on_unanswered calls: (attempt, reason)."""
+
+    def __call__(self, attempt: int, reason: str) -> None:
+        self.append((attempt, reason))
+
+
+class RawServer:
+    """A webhook that misbehaves once it has read a whole request: `answer(conn, stop)` decides
+    (the local sink can only answer late, not drop the connection or stall in the body)."""
+
+    def __init__(self, answer: Callable[[socket.socket, threading.Event], None]):
+        self.requests = 0
+        self._answer = answer
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/services/T000/B000/XXXX"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests += 1
+                self._answer(conn, self._stop)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(answer: Callable[[socket.socket, threading.Event], None]) -> RawServer:
+        servers.append(RawServer(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_default_timeout_leaves_slack_time_to_answer():
+    # a request Slack received but answered after the timeout is retried: a possible duplicate
+    assert SlackSender("https://hooks.slack.com/services/T000/B000/XXXX").timeout == 15.0
+
+
+def test_slow_answer_within_the_timeout_is_posted_once(slack_sink):  # noqa: F811
+    slack_sink.respond(200, "ok", delay=0.3)
+    s = sender(slack_sink.url, Sleeps(), timeout=1.0)
+    s.send(PAYLOAD)
+    assert len(slack_sink.requests) == 1 and s.attempts == 1
+
+
+def test_an_answer_after_the_timeout_is_retried_and_reported_as_possibly_posted(slack_sink):  # noqa: F811
+    # Slack received the request (the sink recorded it) but answered after 0.2 s: the retry
+    # is needed (no alert is lost) and may show the message twice, so it is reported
+    slack_sink.respond(200, "ok", delay=0.6)
+    unanswered = Unanswered()
+    sleeps = Sleeps()
+    s = sender(slack_sink.url, sleeps, timeout=0.2, on_unanswered=unanswered)
+    s.send(PAYLOAD)
+    assert len(slack_sink.requests) == 2 and sleeps == [0.5]
+    assert s.unanswered == 1 and unanswered == [(1, "timed out")]
+
+
+def test_connection_closed_after_the_request_is_a_possible_duplicate(raw_server):
+    server = raw_server(lambda conn, stop: None)  # reads the request, closes without a status line
+    unanswered = Unanswered()
+    s = sender(server.url, Sleeps(), max_attempts=2, on_unanswered=unanswered)
+    with pytest.raises(SlackDeliveryError) as caught:
+        s.send(PAYLOAD)
+    assert server.requests == 2 and s.unanswered == 2
+    assert unanswered == [(1, "RemoteDisconnected"), (2, "RemoteDisconnected")]
+    assert_no_url(caught.value, server.url)
+
+
+def test_connection_refused_is_retried_freely_not_a_possible_duplicate():
+    with socket.socket() as sock:  # a port nobody listens on: nothing reached Slack
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    unanswered = Unanswered()
+    s = sender(f"http://127.0.0.1:{port}/services/T000/B000/XXXX", Sleeps(), max_attempts=3,
+               on_unanswered=unanswered)
+    with pytest.raises(SlackDeliveryError):
+        s.send(PAYLOAD)
+    assert s.attempts == 3 and s.unanswered == 0 and unanswered == []
+
+
+def test_a_2xx_whose_body_is_lost_is_delivered_not_retried(raw_server):
+    def ok_then_stall(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nok")
+        stop.wait(1.0)  # the rest of the body never comes
+
+    server = raw_server(ok_then_stall)
+    s = sender(server.url, Sleeps(), timeout=0.2, max_attempts=2)
+    s.send(PAYLOAD)  # Slack said 200: it is posted, whatever happens to the body
+    assert server.requests == 1 and s.attempts == 1 and s.unanswered == 0
 
 
 @pytest.mark.parametrize("url", [

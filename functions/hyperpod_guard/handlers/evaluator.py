@@ -1,7 +1,8 @@
 """EventBridge -> Lambda: evaluate one HyperPod event. Thin: Powertools around service.handle_event.
 
 Environment: TABLE_NAME, TOPIC_ARN, RULES_PATH (/hyperpod-guard/rules), RULES_MAX_AGE (60), TAGS_MAX_AGE (300),
-HYPERPOD_GUARD_TRACING (false), POWERTOOLS_LOG_LEVEL.
+HYPERPOD_GUARD_TRACING (false), POWERTOOLS_LOG_LEVEL, EVENT_ACCOUNTS (the accounts whose events are believed;
+unset: no account/region check). Events from another account or region are logged and counted as ignored.
 Bad events are logged, counted and dropped (the function returns normally); AWS errors raise
 so that Lambda retries and the on-failure destination keeps the event.
 
@@ -53,9 +54,13 @@ def process(event: dict[str, Any], token: str) -> dict[str, Any]:
         count(metrics, "InvalidEvents")
         return {"invalid": result.invalid}
     if result.ignored:
-        logger.info("ignoring event", extra={"reason": result.ignored, "detail_type": result.detail_type})
+        logger.info("ignoring event", extra={"reason": result.ignored, "detail_type": result.detail_type,
+                                             "cluster": result.cluster})
         count(metrics, "IgnoredEvents")
         return {"ignored": result.ignored}
+    if result.stale:
+        logger.info("stale event: its text changes no alert", extra={"reason": result.stale, "cluster": result.cluster})
+        count(metrics, "StaleEvents")
     if result.rules_error:
         logger.error("rules are invalid; evaluating with fallback rules", extra={"reason": result.rules_error})
         count(metrics, "RulesErrors")

@@ -10,12 +10,18 @@ Environment:
                          (the bare https URL, or JSON {"url": ...} / {"webhook_url": ...})
 - SLACK_SECRET_MAX_AGE   seconds the secret stays cached in the container (default 300)
 - SLACK_MAX_ATTEMPTS     POST attempts per message (default 4)
-- SLACK_TIMEOUT          seconds per POST (default 5)
+- SLACK_TIMEOUT          seconds per POST (default 15: see notify/slack.py DEFAULT_TIMEOUT)
 - TABLE_NAME             the ledger table, which also keeps Powertools' idempotency records
 - IDEMPOTENCY_TTL        seconds a delivered message id is remembered (default 86400)
 
 SNS delivers at least once and Lambda retries a failed invocation: a message id that was
 already posted is answered from its idempotency record instead of posting it again.
+
+Once Slack has accepted a message, the invocation must not fail (Lambda's retry would post it
+again): nothing but recording the success runs between Slack's 2xx and that record; reporting
+the delivery (log line, metric) comes after it; and when the record cannot be written, that is
+logged and counted (`SlackRecordFailed`) and the invocation succeeds. What is left of
+at-least-once is in docs/reliability.md (Faults).
 """
 
 from __future__ import annotations
@@ -24,25 +30,29 @@ import functools
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from .. import aws_clients
-from ..ledger_store import TTL_ATTRIBUTE
+from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
 from ..notify.message import Notification
-from ..notify.slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
+from ..notify.slack import DEFAULT_TIMEOUT, SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
 
 logger = Logger(service="hyperpod-guard")
 metrics = Metrics(namespace="HyperPodGuard", service="slack-notifier")
 
-#: time kept back from the Lambda timeout for logging, metrics and the error path
-SAFETY_MARGIN_S = 2.0
+#: time kept back from the Lambda timeout after the last POST: recording the delivery (one
+#: UpdateItem, ~10 ms, more while botocore backs off from throttling) must finish before Lambda
+#: stops the invocation, or its retry posts again; then logging, metrics, the error path
+SAFETY_MARGIN_S = 10.0
 #: Slack answers these when the webhook was revoked or its channel is gone: maybe the secret was rotated
 _STALE_WEBHOOK = {403, 404, 410}
 
@@ -60,6 +70,17 @@ IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="message_id", raise_on_no_idempotency_key=True, response_hook=_answered_again,
     expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL", "86400")),
 )
+
+
+@dataclass
+class Delivery:
+    """What posting one message did, readable after Powertools raised on recording it."""
+
+    attempts: int = 0  # 0: not posted by this invocation
+
+    @property
+    def posted(self) -> bool:
+        return self.attempts > 0
 
 
 class SlackNotConfiguredError(RuntimeError):
@@ -124,13 +145,21 @@ def _deadline(context: LambdaContext) -> float | None:
     return time.monotonic() + max(remaining_ms / 1000 - SAFETY_MARGIN_S, 0.0)
 
 
+def _unanswered(attempt: int, reason: str) -> None:
+    # retried all the same (an alert is never dropped for this): Slack may show it twice
+    logger.warning(f"Slack webhook received attempt {attempt} but did not answer ({reason}); "
+                   "if Slack posted it, the retry posts it again", extra={"attempt": attempt})
+    metrics.add_metric(name="SlackPossibleDuplicate", unit=MetricUnit.Count, value=1)
+
+
 def _sender(url: str, deadline: float | None) -> SlackSender:
     return SlackSender(
         url,
-        timeout=float(os.environ.get("SLACK_TIMEOUT", "5")),
+        timeout=float(os.environ.get("SLACK_TIMEOUT", DEFAULT_TIMEOUT)),
         max_attempts=int(os.environ.get("SLACK_MAX_ATTEMPTS", "4")),
         sleep=lambda seconds: sleep(seconds),
         deadline=deadline,
+        on_unanswered=_unanswered,
     )
 
 
@@ -178,9 +207,11 @@ def _deliver(notification: Notification, secret: str, url: str, deadline: float 
         return sender.attempts + exc.attempts
 
 
-def _post(message: dict[str, str], notification: Notification, secret: str, deadline: float | None) -> dict[str, int]:
+def _post(message: dict[str, str], notification: Notification, secret: str, deadline: float | None,
+          delivery: Delivery) -> dict[str, int]:
     """Post one SNS message (keyed by `message["message_id"]`); the result is what its
-    idempotency record keeps, so never the webhook URL."""
+    idempotency record keeps, so never the webhook URL. Raises only before Slack accepted it:
+    an exception from here makes Powertools delete the record, and Lambda's retry post again."""
     url = configured_url(secret)  # cached by Powertools Parameters; a rotation refreshes it
     try:
         attempts = _deliver(notification, secret, url, deadline)
@@ -191,19 +222,32 @@ def _post(message: dict[str, str], notification: Notification, secret: str, dead
             "attempts": exc.attempts,
         })
         raise
+    # Slack accepted it: nothing else may run before Powertools records the success
+    delivery.attempts = attempts
+    return {"attempts": attempts}
+
+
+def _sent(message_id: str, notification: Notification, delivery: Delivery) -> None:
     metrics.add_metric(name="SlackMessagesSent", unit=MetricUnit.Count, value=1)
     logger.info("Sent to Slack", extra={
-        "message_id": message["message_id"], "cluster": notification.cluster, "items": len(notification.items),
-        "status": notification.status, "attempts": attempts,
+        "message_id": message_id, "cluster": notification.cluster, "items": len(notification.items),
+        "status": notification.status, "attempts": delivery.attempts,
     })
-    return {"attempts": attempts}
+
+
+def _record_failed(message_id: str, exc: IdempotencyPersistenceLayerError) -> None:
+    # Not raised: Lambda's retry would post again. The record stays INPROGRESS until this
+    # invocation's timeout; a redelivery of the message after that posts it a second time.
+    logger.error(f"Posted to Slack, but recording SNS message {message_id} as delivered failed: {exc}",
+                 extra={"message_id": message_id})
+    metrics.add_metric(name="SlackRecordFailed", unit=MetricUnit.Count, value=1)
 
 
 @functools.cache
 def _post_once() -> Any:
     # Built on first use, not at import: the table and endpoint come from the environment.
     persistence = DynamoDBPersistenceLayer(
-        table_name=os.environ["TABLE_NAME"], key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
+        table_name=os.environ["TABLE_NAME"], key_attr="pk", sort_key_attr="sk", static_pk_value=IDEMPOTENCY_PK,
         expiry_attr=TTL_ATTRIBUTE, boto3_client=aws_clients.client("dynamodb"),
     )
     return idempotent_function(data_keyword_argument="message", persistence_store=persistence, config=IDEMPOTENCY)(_post)
@@ -230,6 +274,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         if notification is None:
             dropped += 1
             continue
-        _post_once()(message={"message_id": message_id}, notification=notification, secret=secret, deadline=deadline)
+        delivery = Delivery()
+        try:
+            _post_once()(message={"message_id": message_id}, notification=notification, secret=secret,
+                         deadline=deadline, delivery=delivery)
+        except IdempotencyPersistenceLayerError as exc:
+            if not delivery.posted:  # nothing posted: raise, so the retry does
+                raise
+            _record_failed(message_id, exc)  # save_success failed after Slack's 2xx
+        if delivery.posted:
+            _sent(message_id, notification, delivery)
         sent += 1
     return {"sent": sent, "dropped": dropped}

@@ -342,7 +342,8 @@ def run(output: Path) -> int:
 
 def _ledger_dump(stage: Stage) -> list[dict[str, Any]]:
     items = aws_clients.client("dynamodb").scan(TableName=stage.resources.table_name)["Items"]
-    rows = [{k: next(iter(v.values())) for k, v in item.items()} for item in items if item["pk"]["S"].startswith("CLUSTER#")]
+    rows = [{k: next(iter(v.values())) for k, v in item.items()} for item in items
+            if item["pk"]["S"].startswith("CLUSTER#") and item["sk"]["S"].startswith("ALERT#")]  # alerts, not report marks
     return sorted(rows, key=lambda r: (r["cluster"], r["policy"], r["condition"]))
 
 

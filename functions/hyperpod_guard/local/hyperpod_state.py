@@ -37,11 +37,13 @@ def _with_datetimes(value: Any) -> Any:
 
 
 class InjectedNode:
-    def __init__(self, details: dict[str, Any]):
+    def __init__(self, details: dict[str, Any], launched: datetime):
         self.details = _with_datetimes(details)
         self.instance_id = details["InstanceId"]
         self.instance_group_name = details.get("InstanceGroupName", "")
-        self.launch_time = self.details.get("LaunchTime") or datetime.now(timezone.utc)
+        # a node without a LaunchTime of its own was launched with its cluster: never "after" a report
+        # of a simulated clock (a launch time of now would say every node was replaced since)
+        self.launch_time = self.details.setdefault("LaunchTime", launched)
 
     def describe(self) -> dict[str, Any]:
         return copy.deepcopy(self.details)
@@ -82,7 +84,7 @@ def put_cluster(snapshot: dict[str, Any], *, region: str, nodes: list[dict[str, 
     snapshot = {k: v for k, v in snapshot.items() if k not in ("Nodes", "ResponseMetadata")}
     cluster = InjectedCluster(snapshot, account, region)
     for details in nodes or []:
-        cluster.nodes[details["InstanceId"]] = InjectedNode(details)
+        cluster.nodes[details["InstanceId"]] = InjectedNode(details, cluster.creation_time)
     _backend(account, region).clusters[cluster.cluster_name] = cluster
     return cluster
 

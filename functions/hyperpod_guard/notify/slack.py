@@ -236,6 +236,11 @@ def detail_lines(details: Mapping[str, Any]) -> list[str]:
     if line := _cluster_event_line(details.get("cluster_event")):
         lines.append(line)
     used.add("cluster_event")
+    # the same problem's lesser findings, folded into this alert (alerting.fold)
+    for entry in details.get("also") or []:
+        if isinstance(entry, dict) and entry.get("summary"):
+            lines.append(f"also: {_text(entry['summary'])} ({_text(entry.get('severity') or '?', 10)})")
+    used.add("also")
     for key, label in _TEXT_KEYS:
         if details.get(key):
             lines.append(f"{label}: {_text(details[key])}")
@@ -376,6 +381,12 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 #: the least time worth starting a request with
 MIN_ATTEMPT_TIME = 0.05
+#: seconds per request. Slack's incoming webhooks answer in well under a second, with spikes of
+#: several seconds during its incidents; a request Slack received but answered after our timeout
+#: is retried and may be posted twice, so the timeout is long (3x a 5 s spike) and a request still
+#: unanswered after it is most likely lost. Four attempts of 15 s plus backoff (at most 5.25 s)
+#: fit the notifier's 90 s Lambda timeout with 10 s kept back to record the delivery.
+DEFAULT_TIMEOUT = 15.0
 
 
 def valid_webhook_url(url: str) -> bool:
@@ -400,6 +411,26 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _maybe_delivered(exc: BaseException) -> bool:
+    """Whether Slack may have received the whole request although the attempt failed.
+
+    urllib raises URLError when connecting, the TLS handshake or sending the request fails:
+    Slack has no complete request then, and retrying is safe. What fails later (a timeout
+    waiting for the answer, the connection reset or closed before a status line) happened
+    after the request was sent: Slack may have posted it, and a retry may post it twice.
+    """
+    return not isinstance(exc, urllib.error.URLError | ValueError)
+
+
+def _body(response: Any) -> str:
+    """The start of the answer's body, or "" when it is lost on the way: the status line has
+    already said what Slack did (a 2xx whose body times out was posted; retrying would repeat it)."""
+    try:
+        return response.read(1000).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value) if value is not None else None
@@ -415,18 +446,24 @@ class SlackSender:
     backoff with jitter. Other 4xx: SlackPermanentError at once. All within `max_attempts` and,
     when given, before `deadline` (a `time.monotonic()` value, e.g. the Lambda's remaining time
     minus a margin).
+
+    A failure before the request was sent (connection refused, connect timeout) is retried
+    freely. One after it (no answer within `timeout`, the connection dropped) is retried too,
+    so that no alert is lost, but Slack may have posted it: `on_unanswered(attempt, reason)`
+    is called for each, before any retry, and `unanswered` counts them.
     """
 
     def __init__(
         self,
         webhook_url: str,
         *,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
         max_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        on_unanswered: Callable[[int, str], None] | None = None,
     ):
         if not valid_webhook_url(webhook_url):
             raise SlackPermanentError("Slack webhook URL is not an https URL")
@@ -437,8 +474,11 @@ class SlackSender:
         self.deadline = deadline
         self._clock = clock
         self._jitter = jitter
+        self._on_unanswered = on_unanswered
         #: attempts the last send() made
         self.attempts = 0
+        #: attempts of the last send() that Slack may have posted without answering
+        self.unanswered = 0
 
     def __repr__(self) -> str:  # never the URL
         return f"SlackSender(timeout={self.timeout}, max_attempts={self.max_attempts})"
@@ -453,7 +493,7 @@ class SlackSender:
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-                return response.status, response.headers, response.read(1000).decode("utf-8", "replace")
+                return response.status, response.headers, _body(response)
         except urllib.error.HTTPError as exc:
             try:
                 text = exc.read(1000).decode("utf-8", "replace") if exc.fp else ""
@@ -467,7 +507,7 @@ class SlackSender:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         last = "no attempt made"
         status: int | None = None
-        self.attempts = 0
+        self.attempts = self.unanswered = 0
         for attempt in range(1, self.max_attempts + 1):
             remaining = self._remaining()
             if remaining is not None and remaining < MIN_ATTEMPT_TIME:
@@ -480,6 +520,10 @@ class SlackSender:
                 status, headers, text = self._post(body, timeout)
             except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, timeouts, resets
                 status, last = None, _reason(exc)
+                if _maybe_delivered(exc):
+                    self.unanswered += 1
+                    if self._on_unanswered is not None:
+                        self._on_unanswered(attempt, last)
             else:
                 if 200 <= status < 300:
                     return

@@ -29,6 +29,9 @@ class Policy:
     evaluate: Evaluate
     #: fingerprints that the event explicitly reports as fixed
     resolves: Resolves | None = None
+    #: its conditions, causes before their effects: of two equally severe findings of one scope
+    #: and problem, the earlier leads the alert (alerting.fold), e.g. a Failed group before its shortfall
+    precedence: tuple[str, ...] = ()
 
 
 def _load() -> dict[str, Policy]:

@@ -109,4 +109,7 @@ def evaluate(
 POLICY = Policy(
     NAME, "Instance groups (and restricted instance groups) Degraded/Failed or short of target/min capacity; "
     "cluster Failed.", evaluate,
+    # a group's status explains its shortfall
+    precedence=tuple(prefix + c for prefix in ("", RESTRICTED)
+                     for c in ("cluster-failed", "status-failed", "status-degraded", "below-min", "below-target")),
 )

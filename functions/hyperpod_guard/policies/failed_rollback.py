@@ -133,4 +133,5 @@ def evaluate(
     return findings
 
 
-POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.", evaluate)
+POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.", evaluate,
+                precedence=("cluster-rolling-back", ROLLBACK_FAILED, ROLLED_BACK, IN_PROGRESS))

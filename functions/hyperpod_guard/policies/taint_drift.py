@@ -22,7 +22,7 @@ from typing import Any
 
 from ..cluster_events import Kind, classify
 from ..events import HyperPodEvent
-from ..findings import Finding, Severity
+from ..findings import CONFIGURATION, Finding, Severity
 from ..rules import Requirement, TaintDriftSettings
 from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
 from . import Policy
@@ -148,7 +148,7 @@ def _group_findings(
         if drift:
             missing, unexpected, changed = drift.counts
             findings.append(Finding(
-                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
                 condition="current-vs-desired",
                 summary=(f"Nodes of instance group {group.name} do not carry the declared taints/labels "
                          f"({missing} missing, {unexpected} unexpected, {changed} changed)"),
@@ -160,7 +160,7 @@ def _group_findings(
         if drift:
             missing, _, changed = drift.counts
             findings.append(Finding(
-                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
                 condition="required",
                 summary=(f"Instance group {group.name} does not declare the required taints/labels "
                          f"({missing} missing, {changed} conflicting)"),
@@ -182,7 +182,7 @@ def evaluate(
         findings.append(Finding(
             policy=NAME, severity=Severity.WARNING, cluster=snapshot.name,
             instance_group=classified.instance_group, node=classified.instance_id,
-            condition=Kind.K8S_CONFIG_UPDATE_FAILED.value, origin="event",
+            condition=Kind.K8S_CONFIG_UPDATE_FAILED.value, origin="event", problem=CONFIGURATION,
             summary=f"HyperPod failed to apply taints/labels to node {classified.instance_id} ({classified.instance_group})",
             details={"event_description": classified.description},
         ))

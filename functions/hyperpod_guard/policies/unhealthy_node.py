@@ -66,4 +66,5 @@ def resolves(snapshot: ClusterSnapshot, event: HyperPodEvent | None) -> list[str
     return []
 
 
-POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", evaluate, resolves)
+POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", evaluate, resolves,
+                precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report

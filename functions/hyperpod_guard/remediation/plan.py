@@ -5,8 +5,9 @@
   group's name, ExecutionRole and InstanceType kept and InstanceCount = TargetCount (never
   scale). Current-vs-desired drift is HyperPod's to reconcile: never "fixed".
 - unhealthy-node / degraded-group: BatchReboot/ReplaceClusterNodes for the node reported
-  unhealthy, or the group's nodes in `Failure`, at most 25 per call; only when the cluster's
-  NodeRecovery is None or the alert has lasted `after` (HyperPod's own repair goes first).
+  unhealthy (only when this evaluation read it, and it is Running or in Failure), or the group's
+  nodes in `Failure`, at most 25 per call; only when the cluster's NodeRecovery is None or the
+  alert has lasted `after` (HyperPod's own repair goes first).
 - failed-rollback: nothing automatic (the alert carries guidance).
 """
 
@@ -88,9 +89,15 @@ def update_cluster_request(snapshot: ClusterSnapshot, group_name: str, policies:
     return {"ClusterName": snapshot.name, "InstanceGroups": [spec]}
 
 
+#: node statuses an action may start from; in the others (Pending, ShuttingDown, SystemUpdating,
+#: DeepHealthCheckInProgress, NotFound, unknown) HyperPod is already working on the node, or it is gone
+ACTIONABLE = frozenset({"Running", "Failure"})
+
+
 def _nodes_for(record: AlertRecord, snapshot: ClusterSnapshot) -> list[str]:
     if record.policy == "unhealthy-node" and record.node:
-        return [record.node]
+        # only a node read in this evaluation: an action rests on what the API says now
+        return [record.node] if snapshot.node(record.node) else []
     # not a restricted group's: SageMaker runs those, and they may share a name with an instance group
     if record.policy == "degraded-group" and not record.condition.startswith("restricted-"):
         return sorted(n.instance_id for n in snapshot.nodes
@@ -102,9 +109,11 @@ def _node_action(record: AlertRecord, snapshot: ClusterSnapshot, settings: NodeR
                  planned_nodes: set[str]) -> Planned | None:
     # a node named by several alerts (its own unhealthy-node, its group's status and count
     # alerts) is acted on once per plan, by the first of them
-    nodes = [n for n in _nodes_for(record, snapshot) if n not in planned_nodes]
+    candidates = [n for n in _nodes_for(record, snapshot) if n not in planned_nodes]
+    nodes = [n for n in candidates if snapshot.node(n).status in ACTIONABLE]  # type: ignore[union-attr]
     if not nodes:
-        return None
+        busy = ", ".join(f"{n} is {snapshot.node(n).status}" for n in candidates)  # type: ignore[union-attr]
+        return Skip(record.fingerprint, f"{busy}: HyperPod is working on it") if busy else None
     recovery_off = (snapshot.node_recovery or "").lower() == "none"
     if not recovery_off and now - record.first_seen < settings.after:
         return Skip(record.fingerprint, f"waiting: HyperPod's automatic repair gets {format_duration(settings.after)} first")

@@ -1,0 +1,282 @@
+"""DynamoDB least privilege from reality (issue 14, item 8).
+
+Each function's representative workload runs through its real Lambda handler on moto, while a
+botocore hook on the functions' DynamoDB client records the IAM action (and resource) every call
+needs. The synthesised template must grant each role exactly those: a grant nothing calls fails the
+test, and so does a call the role could not make in AWS (AccessDenied).
+
+If this fails after a code change, the message names the role, the action and the resource. Declare
+the action next to the call; infra grants what is declared there:
+- evaluator and sweep: `ledger_store.TABLE_ACTIONS`, `remediation.store.TABLE_ACTIONS` (table) and
+  `ledger_store.OPEN_INDEX_ACTIONS` (the `open` index; the sweep only);
+- Slack notifier: `ledger_store.IDEMPOTENCY_ACTIONS`, on its own records (`IDEMPOTENCY_PK`) only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from fnmatch import fnmatch
+from typing import Any
+
+import boto3
+import pytest
+
+from hyperpod_guard.local.hyperpod_state import delete_cluster
+from hyperpod_guard.local.lambda_context import LambdaContext
+from hyperpod_guard.local.provision import Resources, delivered
+from hyperpod_guard.notify.slack import SlackError
+from tests.conftest import REGION
+from tests.integration.test_remediation import REBOOT, FakeHyperPod
+from tests.runtime_fixtures import scenario, serve, stack  # noqa: F401
+from tests.slack_sink import slack_sink  # noqa: F401
+
+from .test_stack import PREFIX, as_list, find, function_statements
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+#: TransactWriteItems / TransactGetItems have no IAM action of their own: each item is authorised as this
+ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+#: what the notifier's grant must be confined by (its idempotency records' partition key)
+LEADING_KEYS = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["IDEMPOTENCY"]}}
+RULES = {
+    "version": 1,
+    "policies": {
+        "unhealthy-node": {"remediation": {"enabled": True, "dry_run": False, "action": "reboot"}},
+        "degraded-group": {"grace": "0s", "remediation": {"enabled": True, "dry_run": False, "action": "reboot"}},
+    },
+    "remediation_budget": {"max_nodes_per_hour": 10, "max_group_percent": 100},
+}
+
+Need = tuple[str, str]  # (resource: "table" | "index/<name>", action)
+
+
+def needs(operation: str, params: dict[str, Any]) -> list[tuple[Need, str | None]]:
+    """What one DynamoDB call needs from IAM: ((resource, action), partition key or None) per item."""
+    if operation in ("TransactWriteItems", "TransactGetItems"):
+        out = []
+        for item in params["TransactItems"]:
+            ((kind, body),) = item.items()
+            out.append((("table", f"dynamodb:{ITEM_ACTIONS[kind]}"), _pk(body)))
+        return out
+    resource = f"index/{params['IndexName']}" if params.get("IndexName") else "table"
+    return [((resource, f"dynamodb:{operation}"), _pk(params))]
+
+
+def _pk(body: dict[str, Any]) -> str | None:
+    key = body.get("Key") or body.get("Item") or {}
+    return key.get("pk", {}).get("S")
+
+
+class Recorder:
+    """Records, per role, what the DynamoDB calls made on `client` need."""
+
+    def __init__(self, client: Any, table: str):
+        self.client, self.table = client, table
+        self.role: str | None = None
+        self.needed: dict[str, set[Need]] = defaultdict(set)
+        self.partition_keys: dict[str, set[str | None]] = defaultdict(set)
+        self._lock = threading.Lock()  # the sweep calls from a thread pool
+        client.meta.events.register("provide-client-params.dynamodb", self._record)
+
+    @contextmanager
+    def acting(self, role: str) -> Iterator[None]:
+        self.role = role
+        try:
+            yield
+        finally:
+            self.role = None
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        assert self.role, f"DynamoDB {model.name} outside a workload: record it under a role"
+        tables = {item[kind]["TableName"] for item in params.get("TransactItems", []) for kind in item}
+        assert tables | ({params["TableName"]} if "TableName" in params else set()) == {self.table}, params
+        with self._lock:
+            for need, pk in needs(model.name, params):
+                self.needed[self.role].add(need)
+                self.partition_keys[self.role].add(pk)
+
+
+# --- the template side ------------------------------------------------------------------------------
+
+
+def granted(template: dict[str, Any], function: str) -> dict[Need, list[Any]]:
+    """The (resource, action) pairs the function's role is allowed on the ledger, with their conditions."""
+    table, _ = find(template, "AWS::DynamoDB::Table", TableName=f"{PREFIX}-ledger")
+    arn = {"Fn::GetAtt": [table, "Arn"]}
+    out: dict[Need, list[Any]] = defaultdict(list)
+    for statement in function_statements(template, function):
+        actions = [a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")]
+        if not actions:
+            continue
+        assert statement["Effect"] == "Allow", statement
+        for resource in as_list(statement["Resource"]):
+            if resource == arn:
+                label = "table"
+            else:
+                parts = resource.get("Fn::Join", ["", []])[1] if isinstance(resource, dict) else []
+                assert len(parts) == 2 and parts[0] == arn and parts[1].startswith("/index/"), (
+                    f"{function}: DynamoDB granted on {resource}, not the ledger table or one of its indexes")
+                label = parts[1].removeprefix("/")
+            for action in actions:
+                out[(label, action)].append(statement.get("Condition"))
+    return out
+
+
+def compare(role: str, needed: set[Need], grants: dict[Need, list[Any]]) -> list[str]:
+    """Problems: grants no call uses, calls no grant allows (a grant `index/*` covers `index/open`)."""
+    def covers(grant: Need, need: Need) -> bool:
+        return grant[1] == need[1] and fnmatch(need[0], grant[0])
+
+    unused = sorted(g for g in grants if not any(covers(g, n) for n in needed))
+    missing = sorted(n for n in needed if not any(covers(g, n) for g in grants))
+    wild = sorted(g for g in grants if "*" in g[0] and g not in unused)  # used, but wider than the call
+    return ([f"{role}: granted {a} on {r}, which its code never calls: remove it" for r, a in unused]
+            + [f"{role}: calls {a} on {r}, which is not granted (AccessDenied in AWS): declare it" for r, a in missing]
+            + [f"{role}: {a} granted on {r}: name the index" for r, a in wild])
+
+
+# --- the workloads --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorder(stack: Resources) -> Recorder:  # noqa: F811
+    from hyperpod_guard import aws_clients
+
+    return Recorder(aws_clients.client("dynamodb"), stack.table_name)  # the client every handler uses
+
+
+@pytest.fixture
+def clock() -> Iterator[list[datetime]]:
+    """The handlers' clock, advanced by the test: now[0]."""
+    from hyperpod_guard import clock as clock_module
+
+    now = [T0]
+    clock_module.use(lambda: now[0])
+    try:
+        yield now
+    finally:
+        clock_module.use(None)
+
+
+def put_rules(rules: dict[str, Any] | str) -> None:
+    value = rules if isinstance(rules, str) else json.dumps(rules)
+    boto3.client("ssm").put_parameter(Name=f"/{PREFIX}/rules/00", Type="String", Value=value, Overwrite=True)
+
+
+def node_event(status: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """unhealthy-node-no-repair's Node Health event with `status`, its cluster without automatic repair."""
+    event, snapshot = scenario("unhealthy-node-no-repair")
+    event["detail"]["HealthSummary"]["HealthStatus"] = status
+    snapshot["NodeRecovery"] = "None"
+    return event, snapshot
+
+
+def node(instance_id: str, group: str, status: str) -> dict[str, Any]:
+    return {"InstanceId": instance_id, "InstanceGroupName": group, "InstanceType": "ml.p5.48xlarge",
+            "InstanceStatus": {"Status": status}}
+
+
+def evaluator_and_sweep_workload(recorder: Recorder, clock: list[datetime], hyperpod: FakeHyperPod) -> None:
+    """Node Health and State Change events with live remediation (notify, claim, budget, act, audit,
+    back off, refund), an invalid-rules alert, a resolve; then sweeps (open index, deleted cluster)."""
+    from hyperpod_guard.handlers import evaluator, sweep
+
+    def evaluate(event: dict[str, Any], minutes: float) -> dict[str, Any]:
+        clock[0] = T0 + timedelta(minutes=minutes)
+        with recorder.acting("evaluator"):
+            return evaluator.handler(copy.deepcopy(event), LambdaContext())
+
+    put_rules(RULES)
+    unhealthy, snapshot = node_event("Unhealthy")
+    failing = unhealthy["detail"]["InstanceId"]
+    serve(snapshot, nodes=[node(failing, "p5-train", "Failure"), node("i-0aaaaaaaaaaaaaaa1", "p5-train", "Failure")])
+    assert evaluate(unhealthy, 0)["notifications"] >= 1  # pages and reboots
+    assert REBOOT in [op for op, _ in hyperpod.take()]
+
+    refused = copy.deepcopy(unhealthy)
+    refused["detail"]["InstanceId"] = "i-0aaaaaaaaaaaaaaa1"
+    hyperpod.fail(REBOOT, "ValidationException")  # refused: the budget is given back, the action backs off
+    evaluate(refused, 1)
+    assert REBOOT in [op for op, _ in hyperpod.take()]
+
+    state_change, degraded = scenario("degraded-group-failed")
+    degraded["NodeRecovery"] = "None"
+    serve(degraded, nodes=[node("i-0bbbbbbbbbbbbbbb1", "gpu-workers", "Failure")])
+    assert evaluate(state_change, 2)["findings"] >= 1
+
+    put_rules('{"version": 1, "policies": {"degraded-group": {"grace": "soon"}}}')  # rules-invalid alert
+    evaluate(state_change, 3)
+    put_rules(RULES)
+    healthy, _ = node_event("Healthy")
+    evaluate(healthy, 4)  # resolves the first node's alert
+
+    delete_cluster(unhealthy["detail"]["ClusterName"], region=REGION)  # its open alerts resolve at the sweep
+    for minutes in (10, 70):  # the second one after the budget window, the back-off and the action's hour
+        clock[0] = T0 + timedelta(minutes=minutes)
+        with recorder.acting("sweep"):
+            sweep.handler({}, LambdaContext(function_name=f"{PREFIX}-sweep"))
+    hyperpod.take()
+    assert evaluator.runtime().ledger.dynamodb is recorder.client is sweep.runtime().ledger.dynamodb
+
+
+def notifier_workload(recorder: Recorder, stack: Resources, sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """What SNS delivered above, through the Slack notifier: post, a redelivery (answered from its record,
+    also as Powertools does it when a refused put returns no record: GetItem), and a Slack outage (the
+    record is deleted so that Lambda's retry posts)."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from hyperpod_guard.handlers import slack_notifier
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=sink.url)
+    monkeypatch.setattr(slack_notifier, "sleep", lambda seconds: None)
+    monkeypatch.setenv("SLACK_MAX_ATTEMPTS", "1")
+    messages = delivered(stack)
+    assert len(messages) >= 3, "the evaluator workload should have notified"
+
+    def notify(message: dict[str, Any]) -> None:
+        with recorder.acting("slack-notifier"):
+            slack_notifier.handler(message["sns_event"], LambdaContext(function_name=f"{PREFIX}-slack-notifier"))
+
+    notify(messages[0])
+    notify(messages[0])  # redelivered: PutItem refused, the record comes back with the refusal
+    with pytest.MonkeyPatch.context() as old_boto3:  # ... and when the refusal does not carry it (GetItem)
+        old_boto3.setattr(DynamoDBPersistenceLayer, "boto3_supports_condition_check_failure", staticmethod(lambda _: False))
+        slack_notifier._post_once.cache_clear()
+        notify(messages[0])
+    slack_notifier._post_once.cache_clear()
+    sink.respond(500, "internal_error", times=1)
+    with pytest.raises(SlackError):
+        notify(messages[1])  # Slack down: Powertools deletes the in-progress record
+    notify(messages[1])  # Lambda's retry
+    for message in messages[2:]:
+        notify(message)
+    assert len(sink.requests) == len(messages) + 1  # each once, plus the failed attempt
+
+
+def test_each_role_is_granted_exactly_the_dynamodb_actions_its_code_calls(
+    template, stack, recorder, clock, slack_sink, monkeypatch,  # noqa: F811
+):
+    from hyperpod_guard import aws_clients
+
+    evaluator_and_sweep_workload(recorder, clock, FakeHyperPod(aws_clients.client("sagemaker")))
+    notifier_workload(recorder, stack, slack_sink, monkeypatch)
+
+    problems = []
+    for role in ("evaluator", "sweep", "slack-notifier"):
+        assert recorder.needed[role], f"{role}: the workload made no DynamoDB call"
+        grants = granted(template, role)
+        problems += compare(role, recorder.needed[role], grants)
+        if role == "slack-notifier":  # confined to its own records, and its calls stay inside them
+            problems += [f"slack-notifier: {a} on {r} is not confined to the IDEMPOTENCY records (LeadingKeys)"
+                         for (r, a), conditions in sorted(grants.items()) if conditions != [LEADING_KEYS]]
+            assert recorder.partition_keys[role] == {"IDEMPOTENCY"}
+        else:
+            problems += [f"{role}: {a} on {r} has a condition" for (r, a), c in sorted(grants.items()) if c != [None]]
+    print("recorded:", {role: sorted(needed) for role, needed in recorder.needed.items()})
+    assert problems == [], "\n".join(problems)
