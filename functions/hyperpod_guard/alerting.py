@@ -279,7 +279,10 @@ def plan(
                            reported_at=reported_at if finding.origin == "event" else None)
         decisions.append(replace(decision, observed_at=observed_at[finding.fingerprint]))
     for record in carried:
-        decisions.append(replace(carry(record, now, token=token), observed_at=observed_at.get(record.fingerprint)))
+        decision = replace(carry(record, now, token=token), observed_at=observed_at.get(record.fingerprint))
+        if decision.observed_at and muted_reason(record, rules, inhibitors, now):
+            decision = replace(decision, muted=True)  # it leads what was seen now, silenced: remediation leaves it alone
+        decisions.append(decision)
     for fingerprint, why in clearing.items():
         record = records[fingerprint]
         muted = muted_reason(record, rules, inhibitors, now)

@@ -64,9 +64,12 @@ def reasons(stack) -> list[tuple[str, str]]:
     return [(i["reason"], i["finding"]["condition"]) for m in delivered(stack) for i in m["message"]["items"]]
 
 
-def remediation(action: str = "reboot") -> None:
-    put_rules({"version": 1, "policies": {"unhealthy-node": {
-        "remediation": {"enabled": True, "dry_run": False, "action": action}}}})
+def remediation(action: str = "reboot", *, silenced_until: datetime | None = None) -> None:
+    rules: dict[str, Any] = {"version": 1, "policies": {"unhealthy-node": {
+        "remediation": {"enabled": True, "dry_run": False, "action": action}}}}
+    if silenced_until:
+        rules["silences"] = [{"matchers": {"cluster": CLUSTER}, "until": isoformat(silenced_until), "comment": "maintenance"}]
+    put_rules(rules)
 
 
 # --- item 1: one report, one action -----------------------------------------------------------------
@@ -196,3 +199,30 @@ def test_a_page_that_clears_during_a_silence_gets_its_resolved_and_a_recurrence_
     assert reasons(stack) == []
     sweep(runtime, at(125), new_token())  # the silence is over, the problem is not: it pages
     assert reasons(stack) == [("first", "instance-failure")]
+
+
+def test_a_late_report_made_before_the_nodes_last_action_does_not_act_again(stack, runtime, hyperpod):
+    """Found by the lifecycle model: the node was rebooted for its Failure; a report the health agent
+    made before that reboot arrives late, about the same node: no second reboot on old news."""
+    remediation()
+    serve_node("Failure")
+    sweep(runtime, at(0), new_token())
+    assert hyperpod.take() == [(REBOOT, {"ClusterName": CLUSTER, "NodeIds": [NODE]})]
+    serve_node("Running")
+    deliver(runtime, health("Unhealthy", -10), 240)  # made 10 minutes before the reboot
+    assert hyperpod.take() == []
+    deliver(runtime, health("Unhealthy", 250), 250)  # a report after the reboot is news
+    assert hyperpod.take() == [(REBOOT, {"ClusterName": CLUSTER, "NodeIds": [NODE]})]
+
+
+def test_a_silenced_alert_is_not_remediated_when_the_state_confirms_it(stack, runtime, hyperpod):
+    """Found by the lifecycle model: the Unhealthy page leads its node's problem; a silence comes; the node
+    is then seen in Failure (a new observation for the page it leads): still no action while silenced."""
+    remediation()
+    serve_node("Running")
+    deliver(runtime, health("Unhealthy", 0), 0)
+    assert len(hyperpod.take()) == 1
+    remediation(silenced_until=at(24 * 60))
+    serve_node("Failure")
+    sweep(runtime, at(120), new_token())
+    assert hyperpod.take() == []

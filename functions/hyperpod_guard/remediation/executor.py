@@ -68,11 +68,19 @@ class Remediator:
         policies = rules.for_cluster(snapshot.name)
         observed = {d.record.fingerprint: d for d in firing if d.observed_at}
         reports: dict[str, ActionReport] = {}
-        for planned in plan(snapshot, [d.record for d in observed.values()], policies, now):
+        planned_all = plan(snapshot, [d.record for d in observed.values()], policies, now)
+        # a node acted on since the observation (through this alert or another) is not acted on again for it
+        acted = self.store.node_actions(snapshot.name) if any(isinstance(p, Action) and p.nodes for p in planned_all) else {}
+        for planned in planned_all:
             if isinstance(planned, Skip):  # nothing done: mentioned only in a message already due
                 reports[planned.fingerprint] = ActionReport((f"skipped: {planned.reason}",))
                 continue
             decision = observed[planned.fingerprint]
+            seen = decision.observed_at
+            fresh = planned.without([n for n in planned.nodes if seen and acted.get(n) and acted[n] >= seen])
+            if fresh is None:
+                continue  # every node was acted on after this observation
+            planned = fresh
             attempt = self.store.claim(snapshot.name, planned.fingerprint, now, decision.observed_at)  # type: ignore[arg-type]
             if attempt is None:
                 continue  # in backoff, another invocation is acting on it, or this observation was acted on
@@ -125,7 +133,10 @@ class Remediator:
                              f"{format_duration(backoff(failures))})", now + backoff(failures), failures, acted=False)
             response.pop("ResponseMetadata", None)
             self.store.audit(snapshot.name, now, **audit, dry_run="false", request=request, response=response)
-            done.extend(response.get("Successful", request.get("NodeIds", [])))
+            successful = response.get("Successful", request.get("NodeIds", []))
+            if action.nodes:  # at once: a later batch of this action may fail
+                self.store.acted_on_nodes(snapshot.name, successful, now)
+            done.extend(successful)
             failed = response.get("Failed", [])
             if failed:
                 logger.warning("remediation: %s failed for %s", action.operation, failed)

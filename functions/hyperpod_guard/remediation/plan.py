@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,16 @@ class Action:
     requests: tuple[dict[str, Any], ...]
     dry_run: bool
     nodes: tuple[str, ...] = ()
+
+    def without(self, nodes: Collection[str]) -> Action | None:
+        """This node action minus `nodes` (None when none is left)."""
+        kept = tuple(n for n in self.nodes if n not in nodes)
+        if kept == self.nodes:
+            return self
+        if not kept:
+            return None
+        requests = tuple({"ClusterName": self.cluster, "NodeIds": chunk} for chunk in chunks(list(kept)))
+        return replace(self, nodes=kept, requests=requests)
 
     def describe(self) -> str:
         if self.kind == "update-cluster":

@@ -5,6 +5,7 @@
 | backoff  | `CLUSTER#<cluster>` | `REMEDIATION#<fingerprint>`         |
 | budget   | `CLUSTER#<cluster>` | `BUDGET` / `BUDGET#<group>`         |
 | audit    | `CLUSTER#<cluster>` | `AUDIT#<time>#<id>`                 |
+| node     | `CLUSTER#<cluster>` | `NODEACTION#<node>`: when it was last rebooted/replaced |
 
 A budget item holds the takes of the last 60 minutes (`takes`: id, at, nodes) and a `version`
 that changes on every write: a take reads the cluster's and the group's item, checks the sum,
@@ -28,6 +29,9 @@ from botocore.exceptions import ClientError
 from ..timeutil import isoformat, parse_timestamp
 
 AUDIT_RETENTION = timedelta(days=90)
+#: a node's last action is remembered as long as a report can be replayed (SQS keeps 14 days)
+NODE_ACTION_RETENTION = timedelta(days=15)
+_NODE_ACTION = "NODEACTION#"
 #: how long one invocation holds the right to act on an alert
 ATTEMPT_LEASE = timedelta(minutes=10)
 #: a budget counts the nodes acted on in the last BUDGET_WINDOW (sliding, not per clock hour)
@@ -237,6 +241,23 @@ class RemediationStore:
                 return False
             raise
         return True
+
+    def node_actions(self, cluster: str) -> dict[str, datetime]:
+        """When each node of the cluster was last rebooted or replaced, by node id (one Query)."""
+        response = self.dynamodb.query(
+            TableName=self.table_name, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :node)",
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":node": {"S": _NODE_ACTION}},
+        )
+        return {item["sk"]["S"][len(_NODE_ACTION):]: parse_timestamp(item["at"]["S"])  # type: ignore[misc]
+                for item in response["Items"]}
+
+    def acted_on_nodes(self, cluster: str, nodes: list[str], now: datetime) -> None:
+        """Remember that `nodes` were acted on at `now`: a report made before that is not a reason to act again."""
+        expires = {"N": str(int((now + NODE_ACTION_RETENTION).timestamp()))}
+        for node in nodes:
+            self.dynamodb.put_item(TableName=self.table_name, Item={
+                **_key(cluster, f"{_NODE_ACTION}{node}"), "at": {"S": isoformat(now)}, "expires_at": expires})
 
     def audit(self, cluster: str, now: datetime, **record: Any) -> None:
         """One audit record: who, what, when, the request and the response (or the error)."""
