@@ -1,0 +1,296 @@
+"""Harness for the alert-lifecycle model test (tests/integration/test_lifecycle_model.py).
+
+`Pipeline` is what one Lambda container holds (a `Runtime` built from the environment) plus the
+stand-ins around it, all on the moto server the suite already runs:
+
+- HyperPod state: `ClusterState` is served with `put_cluster`, so DescribeCluster,
+  DescribeClusterNode and ListClusterNodes answer from it;
+- remediation: BatchReboot/ReplaceClusterNodes are answered (success) and recorded by a botocore
+  `before-call` hook on the runtime's own SageMaker client (moto lacks them);
+- SNS refusing a message: a `before-call` hook on the runtime's SNS client answers the next
+  Publish with an AWS error (nothing reaches the topic), as a disabled KMS key would;
+- what SNS accepted: every Publish of the runtime's SNS client that SNS answered with success (a
+  botocore `after-call` hook; cheaper per step than reading the SQS subscription, which `drain()`
+  reads at the end of a timeline to check that the two agree);
+- rules (silences included) pushed to SSM (`RULES_MAX_AGE=0`: every evaluation reads them).
+
+Nothing here decides what is right: the model and its invariants live in the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+from hyperpod_guard import aws_clients
+from hyperpod_guard.ledger import AlertRecord
+from hyperpod_guard.local.hyperpod_state import put_cluster
+from hyperpod_guard.local.provision import Resources, provision
+from hyperpod_guard.service import EventResult, Runtime, SweepResult, handle_event, new_token, sweep
+from hyperpod_guard.timeutil import isoformat
+from tests.conftest import ACCOUNT, REGION
+from tests.runtime_fixtures import scenario
+
+CLUSTER, GROUP, TARGET = "batch-infer", "g5-batch", 4
+CLUSTER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+#: the model's names for the two nodes it follows, and their instance ids
+NODES: dict[str, str] = {"n1": "i-0e4d3c2b1a0f9e8d7", "n2": "i-0d3c2b1a0f9e8d7c6"}
+NODE_NAMES: dict[str, str] = {instance: name for name, instance in NODES.items()}
+REBOOT, REPLACE = "BatchRebootClusterNodes", "BatchReplaceClusterNodes"
+NODE_HEALTH = "SageMaker HyperPod Cluster Node Health Event"
+STATE_CHANGE = "SageMaker HyperPod Cluster State Change"
+CLUSTER_EVENT = "SageMaker HyperPod Cluster Event"
+
+
+def short(text: str) -> str:
+    """Instance ids replaced by the model's node names (n1, n2), for timelines a person reads."""
+    for instance, name in NODE_NAMES.items():
+        text = text.replace(instance, name)
+    return text
+
+
+# --- HyperPod state ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterState:
+    """What HyperPod reports now: the cluster of scenario node-failure-recovery-none (NodeRecovery
+    None, one instance group of TargetCount 4) with two nodes the model follows."""
+
+    node_status: dict[str, str] = field(default_factory=lambda: {name: "Running" for name in NODES})
+    group_status: str = "InService"
+    group_current: int = TARGET
+
+    def describe_cluster(self) -> dict[str, Any]:
+        """The DescribeCluster document (also a State Change event's detail)."""
+        _, snapshot = scenario("node-failure-recovery-none")
+        assert snapshot is not None
+        snapshot.pop("Nodes", None)
+        snapshot["ClusterArn"] = CLUSTER_ARN
+        (group,) = snapshot["InstanceGroups"]
+        group.update(Status=self.group_status, CurrentCount=self.group_current, TargetCount=TARGET)
+        return snapshot
+
+    def node_documents(self) -> list[dict[str, Any]]:
+        return [{"InstanceId": NODES[name], "InstanceGroupName": GROUP, "InstanceType": "ml.g5.12xlarge",
+                 "LaunchTime": "2026-10-02T11:04:51Z", "InstanceStatus": {"Status": status}}
+                for name, status in sorted(self.node_status.items())]
+
+
+# --- EventBridge events -----------------------------------------------------------------------------
+
+
+def _envelope(detail_type: str, detail: dict[str, Any], event_id: str, time: datetime) -> dict[str, Any]:
+    """From this deployment's account and region (only those are ours to evaluate)."""
+    return {"version": "0", "id": event_id, "detail-type": detail_type, "source": "aws.sagemaker",
+            "account": ACCOUNT, "time": isoformat(time), "region": REGION, "resources": [CLUSTER_ARN],
+            "detail": detail}
+
+
+def node_health_event(node: str, healthy: bool, event_id: str, time: datetime) -> dict[str, Any]:
+    """HyperPod's health agent about `node` (a model name); nothing repairs it automatically."""
+    summary = ({"HealthStatus": "Healthy", "HealthStatusReason": "Node passed health checks"} if healthy else
+               {"HealthStatus": "Unhealthy", "RepairAction": "None", "Recommendation": "Please Replace the Faulty Node.",
+                "HealthStatusReason": "HyperPod Health Monitoring Agent detected fault type NvidiaErrorTerminate."})
+    return _envelope(NODE_HEALTH, {"ClusterName": CLUSTER, "ClusterArn": CLUSTER_ARN, "InstanceId": NODES[node],
+                                   "HealthSummary": summary}, event_id, time)
+
+
+def state_change_event(state: ClusterState, event_id: str, time: datetime) -> dict[str, Any]:
+    return _envelope(STATE_CHANGE, state.describe_cluster(), event_id, time)
+
+
+def cluster_event(event_id: str, time: datetime) -> dict[str, Any]:
+    """An Error-level Cluster Event about the group (capacity): evidence, not a finding of its own."""
+    details = {"EventId": event_id, "ClusterArn": CLUSTER_ARN, "ClusterName": CLUSTER, "InstanceGroupName": GROUP,
+               "ResourceType": "InstanceGroup", "EventTime": int(time.timestamp() * 1000), "EventLevel": "Error",
+               "Description": f"Failed to provision EC2 Instance in Cluster {CLUSTER} and IG {GROUP}",
+               "EventDetails": {"EventMetadata": {"InstanceGroup": {
+                   "FailureMessage": "We currently do not have sufficient capacity to launch new ml.g5.12xlarge instances."}}}}
+    return _envelope(CLUSTER_EVENT, {"EventDetails": details}, event_id, time)
+
+
+# --- what came out ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One item of a message SNS accepted."""
+
+    at: datetime
+    reason: str
+    fingerprint: str
+    policy: str
+    condition: str
+    instance_group: str | None
+    node: str | None
+    actions: tuple[str, ...]
+
+    @property
+    def scope(self) -> str:
+        if self.node:
+            return NODE_NAMES.get(self.node, self.node)
+        return self.instance_group or "cluster"
+
+    @property
+    def alert(self) -> str:
+        return f"{self.policy}/{self.condition} {self.scope}"
+
+    @property
+    def reports_action(self) -> bool:
+        """It tells of an action taken (or tried), not of one skipped."""
+        return any(not line.startswith("skipped") for line in self.actions)
+
+    def __str__(self) -> str:
+        actions = f"  [{short('; '.join(self.actions))}]" if self.actions else ""
+        return f"{self.reason:<10} {self.alert}{actions}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One remediation request the HyperPod API received."""
+
+    operation: str
+    nodes: tuple[str, ...]  # model names
+
+    def __str__(self) -> str:
+        return f"{self.operation} {', '.join(self.nodes)}"
+
+
+# --- the pipeline ---------------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """The evaluator and the sweep (service.handle_event / service.sweep) on moto, reset per example.
+
+    The runtime's boto3 clients are the process-wide ones (hyperpod_guard.aws_clients), as in a
+    warm Lambda container; the hooks are registered on them once."""
+
+    def __init__(self, moto_url: str, setenv: Callable[[str, str], None]):
+        self.moto_url = moto_url
+        self.setenv = setenv  # monkeypatch.setenv: the functions' environment, restored after the test
+        self.calls: list[Call] = []
+        self.accepted: list[dict[str, Any]] = []  # message bodies SNS accepted, not yet taken
+        self.published = 0  # ... and how many in this timeline
+        self._publishing: dict[str, Any] | None = None
+        self._refuse_publish = 0
+        self.sqs = boto3.client("sqs")
+        self.ssm = boto3.client("ssm")
+        sagemaker = aws_clients.client("sagemaker")
+        for operation in (REBOOT, REPLACE):
+            sagemaker.meta.events.register(f"before-call.sagemaker.{operation}", self._remediation_call)
+        sns = aws_clients.client("sns")
+        sns.meta.events.register("before-call.sns.Publish", self._publish)
+        sns.meta.events.register("after-call.sns.Publish", self._published)
+        self.resources: Resources | None = None
+        self.runtime: Runtime | None = None
+
+    # per example ----------------------------------------------------------------------------------------
+
+    def reset(self, state: ClusterState, rules: dict[str, Any]) -> None:
+        """A clean account (moto reset), the stack's resources, a new container's Runtime."""
+        request = urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+        self.resources = provision()
+        for key, value in self.resources.environment().items():
+            self.setenv(key, value)
+        self.setenv("RULES_MAX_AGE", "0")  # rules change between steps
+        self.runtime = Runtime.from_env()
+        assert self.runtime.publisher.sns is aws_clients.client("sns"), "the hooks must be on the runtime's clients"
+        assert self.runtime.reader.sagemaker is aws_clients.client("sagemaker"), "the hooks must be on the runtime's clients"
+        self.calls.clear()
+        self.accepted.clear()
+        self.published = 0
+        self._refuse_publish = 0
+        self.serve(state)
+        self.push_rules(rules)
+
+    def serve(self, state: ClusterState) -> None:
+        put_cluster(state.describe_cluster(), region=REGION, nodes=state.node_documents())
+
+    def push_rules(self, rules: dict[str, Any]) -> None:
+        assert self.resources is not None
+        self.ssm.put_parameter(Name=f"{self.resources.rules_path}/00", Type="String", Value=json.dumps(rules),
+                               Overwrite=True)
+
+    # invocations ------------------------------------------------------------------------------------------
+
+    def handle(self, raw: dict[str, Any], now: datetime) -> EventResult:
+        assert self.runtime is not None
+        return handle_event(copy.deepcopy(raw), self.runtime, now, new_token())
+
+    def sweep(self, now: datetime) -> SweepResult:
+        assert self.runtime is not None
+        return sweep(self.runtime, now, new_token())
+
+    def refuse_next_publish(self) -> None:
+        self._refuse_publish = 1
+
+    def heal(self) -> bool:
+        """Stop refusing; True if a Publish was refused since refuse_next_publish()."""
+        refused, self._refuse_publish = self._refuse_publish == 0, 0
+        return refused
+
+    # observations -----------------------------------------------------------------------------------------
+
+    def take_sent(self, now: datetime) -> list[Sent]:
+        """Items of every message SNS accepted since the last call."""
+        out = [Sent(now, item["reason"], item["finding"]["fingerprint"], item["finding"]["policy"],
+                    item["finding"].get("condition", ""), item["finding"].get("instance_group"),
+                    item["finding"].get("node"), tuple(item.get("actions", ())))
+               for body in self.accepted for item in body["items"]]
+        self.accepted.clear()
+        return out
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The message bodies the topic's SQS subscription received (removed from the queue)."""
+        assert self.resources is not None
+        bodies: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(QueueUrl=self.resources.queue_url, MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=0).get("Messages", []):
+            for message in batch:
+                bodies.append(json.loads(json.loads(message["Body"])["Message"]))
+                self.sqs.delete_message(QueueUrl=self.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
+
+    def take_calls(self) -> list[Call]:
+        calls, self.calls = self.calls, []
+        return calls
+
+    def ledger(self) -> dict[str, AlertRecord]:
+        assert self.runtime is not None
+        return self.runtime.ledger.load(CLUSTER)
+
+    # hooks --------------------------------------------------------------------------------------------------
+
+    def _remediation_call(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        body = json.loads(params["body"])
+        self.calls.append(Call(model.name, tuple(NODE_NAMES.get(n, n) for n in body["NodeIds"])))
+        return AWSResponse(params["url"], 200, {}, None), {"Successful": body["NodeIds"], "Failed": [],
+                                                           "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def _publish(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        body = params["body"]  # the query protocol's parameters (a dict until botocore url-encodes them)
+        message = body["Message"] if isinstance(body, dict) else urllib.parse.parse_qs(body)["Message"][0]
+        self._publishing = json.loads(message)
+        if not self._refuse_publish:
+            return None
+        self._refuse_publish -= 1
+        error = {"Error": {"Code": "KMSDisabled", "Message": "the topic's key is disabled (injected)"},
+                 "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse(params["url"], 400, {}, None), error
+
+    def _published(self, http_response: Any, **_: Any) -> None:
+        message, self._publishing = self._publishing, None
+        if message is not None and http_response.status_code < 300:
+            self.accepted.append(message)
+            self.published += 1
