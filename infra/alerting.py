@@ -13,6 +13,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from hyperpod_guard import naming
+from hyperpod_guard.constants import SLACK_WEBHOOK_SECRET
 
 from .common import python_function, secure_queue
 from .config import Config
@@ -68,7 +69,7 @@ class Alerting(Construct):
             # or a Retry-After (capped at 30 s), then 10 s kept back to record the delivery; the
             # idempotency record's in-progress lock lasts until this timeout (docs/reliability.md)
             memory_mb=256, timeout=Duration.seconds(90),
-            environment={"SLACK_WEBHOOK_SECRET": self.slack_secret.secret_name},
+            environment={SLACK_WEBHOOK_SECRET.name: self.slack_secret.secret_name},
         )
         self.slack_secret.grant_read(self.notifier)
         # SNS -> Lambda is asynchronous: Lambda retries twice, then the failure destination keeps it

@@ -1,8 +1,10 @@
 """The Lambda asset, built without Docker: the `hyperpod_guard` package plus its runtime
 dependencies installed by pip for the Lambda platform (arm64, the function's Python).
 
-boto3 is left out: every Lambda Python runtime ships it. So are the local stand-ins
-(`hyperpod_guard/local`, moto-based) and caches.
+boto3 is left out: every Lambda Python runtime ships it. So are two subpackages, as whole
+directories: the command line (`hyperpod_guard/cli`) and the moto-based stand-ins and demo
+(`hyperpod_guard/local`); every other module of the package ships, whatever its name. No runtime
+module imports them (tests/infra/test_stack.py::test_asset_carries_the_runtime_package_and_not_cli_or_local).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -18,10 +21,16 @@ from aws_cdk import aws_lambda as lambda_
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS = REPO / "functions"
+PACKAGE = FUNCTIONS / "hyperpod_guard"
 #: what the functions import besides boto3 (pinned like requirements-dev.lock)
 LAMBDA_REQUIREMENTS = ("aws-lambda-powertools[parser]==3.37.0", "pydantic==2.14.3")
-#: the command line (cli*, scenarios) and the moto-based stand-ins (local/) are not Lambda code
-EXCLUDE = ("__pycache__", "*.pyc", "*.egg-info", "local", ".pytest_cache", "cli.py", "cli_*.py", "scenarios.py", "redrive.py")
+#: subpackages of hyperpod_guard that are not Lambda code: the command line and the local stand-ins
+NOT_SHIPPED = ("cli", "local")
+#: what a developer's tree holds besides the sources, at any depth
+CACHES = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+#: CDK's exclude globs, relative to functions/ (the asset's source, which it fingerprints): a
+#: pattern with a slash is anchored, so only the package's own cli/ and local/ are left out
+EXCLUDE = (*CACHES, *(f"{PACKAGE.name}/{name}" for name in NOT_SHIPPED))
 
 
 @jsii.implements(cdk.ILocalBundling)
@@ -43,10 +52,23 @@ class PipLocalBundling:
         return True  # done: CDK never starts Docker
 
 
-def copy_package(output_dir: Path) -> Path:
+def left_out(package: Path) -> Callable[[str, list[str]], set[str]]:
+    """shutil.copytree's `ignore` for `package`: caches anywhere, NOT_SHIPPED at its top level."""
+    caches = shutil.ignore_patterns(*CACHES)
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        ignored = set(caches(directory, names))
+        if Path(directory).resolve() == package.resolve():
+            ignored.update(name for name in names if name in NOT_SHIPPED)
+        return ignored
+
+    return ignore
+
+
+def copy_package(output_dir: Path, package: Path = PACKAGE) -> Path:
     """Copy the `hyperpod_guard` package as the asset carries it (the end-to-end tests run this copy)."""
     target = output_dir / "hyperpod_guard"
-    shutil.copytree(FUNCTIONS / "hyperpod_guard", target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*EXCLUDE))
+    shutil.copytree(package, target, dirs_exist_ok=True, ignore=left_out(package))
     return target
 
 

@@ -17,10 +17,10 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from hyperpod_guard import ledger_store, naming
-from hyperpod_guard.events import EVENT_ACCOUNTS_ENV
 from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, TTL_ATTRIBUTE
 from hyperpod_guard.remediation import store as remediation_store
 from hyperpod_guard.rules_store import plan_parts
+from hyperpod_guard.settings import EvaluatorSettings, SweepSettings
 
 from .common import event_accounts, python_function, secure_queue
 from .config import Config
@@ -54,14 +54,15 @@ class Evaluation(Construct):
             sort_key=dynamodb.Attribute(name="open_sk", type=dynamodb.AttributeType.STRING),
         )
         self.rules_parameters = self._seed_rules(config) if config.seed_rules else []
-        environment = {
-            "TABLE_NAME": self.table.table_name, "TOPIC_ARN": topic.topic_arn, "RULES_PATH": config.rules_path,
-            "RULES_MAX_AGE": "60", "TAGS_MAX_AGE": "300",
+        # the functions' own settings (hyperpod_guard.settings); the others keep their defaults there
+        values: dict[str, str | bool] = {
+            "table_name": self.table.table_name, "topic_arn": topic.topic_arn, "rules_path": config.rules_path,
             # seeded rules that vanish are an alert; unseeded, an empty path means the defaults
-            "RULES_REQUIRED": "true" if config.seed_rules else "false",
+            "rules_required": config.seed_rules,
             # the evaluator ignores events of other accounts (and regions) than these, as the rule does
-            EVENT_ACCOUNTS_ENV: ",".join(event_accounts(config)),
+            "event_accounts": ",".join(event_accounts(config)),
         }
+        environment = EvaluatorSettings.environment(**values)
         self.failures = secure_queue(self, "EvaluatorFailures", config=config, name="evaluator-failures")
         self.evaluator = python_function(
             self, "Evaluator", config=config, name="evaluator", handler="hyperpod_guard.handlers.evaluator.handler",
@@ -77,7 +78,7 @@ class Evaluation(Construct):
         self.sweep = python_function(
             self, "Sweep", config=config, name="sweep", handler="hyperpod_guard.handlers.sweep.handler",
             description="hyperpod-guard: re-evaluates every cluster on a schedule",
-            memory_mb=512, timeout=Duration.minutes(5), environment={**environment, "SWEEP_CONCURRENCY": "8"},
+            memory_mb=512, timeout=Duration.minutes(5), environment=SweepSettings.environment(**values),
         )
         self.schedule = events.Rule(
             self, "SweepSchedule", rule_name=f"{config.prefix}-sweep",

@@ -12,18 +12,26 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from hyperpod_guard.constants import NAMESPACE, Dimension, Metric, Service
+
 from .config import Config
 
-NAMESPACE = "HyperPodGuard"
 FIVE_MINUTES = Duration.minutes(5)
 
 
-def _search(metric: str, dimensions: str, label: str) -> cloudwatch.MathExpression:
+def _search(metric: Metric, dimensions: tuple[Dimension, ...], label: str) -> cloudwatch.MathExpression:
     """Every dimension value of an EMF metric, one line each (EMF dimensions are not known in advance)."""
+    schema = ",".join((NAMESPACE, *dimensions))
     return cloudwatch.MathExpression(
-        expression=f"SEARCH('{{{NAMESPACE},{dimensions}}} MetricName=\"{metric}\"', 'Sum', 300)",
+        expression=f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', 300)",
         label=label, period=FIVE_MINUTES, using_metrics={},
     )
+
+
+def _count(metric: Metric, service: Service) -> cloudwatch.Metric:
+    """A function's count (Powertools adds the `service` dimension to every metric)."""
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=metric.value,
+                             dimensions_map={Dimension.SERVICE.value: service.value}, statistic="Sum", period=FIVE_MINUTES)
 
 
 class Monitoring(Construct):
@@ -66,19 +74,20 @@ class Monitoring(Construct):
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}")
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="HyperPod events by detail-type", left=[_search("Events", "DetailType,service", "events")], width=12),
-            cloudwatch.GraphWidget(title="Findings by policy and severity", left=[_search("Findings", "Policy,Severity,service", "findings")], width=12),
+            cloudwatch.GraphWidget(title="HyperPod events by detail-type", width=12, left=[
+                _search(Metric.EVENTS, (Dimension.DETAIL_TYPE, Dimension.SERVICE), "events")]),
+            cloudwatch.GraphWidget(title="Findings by policy and severity", width=12, left=[
+                _search(Metric.FINDINGS, (Dimension.POLICY, Dimension.SEVERITY, Dimension.SERVICE), "findings")]),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Notifications", width=12, left=[
-                cloudwatch.Metric(namespace=NAMESPACE, metric_name=m, dimensions_map={"service": s}, statistic="Sum", period=FIVE_MINUTES)
-                for m, s in (("Notifications", "evaluator"), ("Notifications", "sweep"), ("SlackMessagesSent", "slack-notifier"),
-                             ("SuppressedAlerts", "evaluator"))
+                _count(Metric.NOTIFICATIONS, Service.EVALUATOR), _count(Metric.NOTIFICATIONS, Service.SWEEP),
+                _count(Metric.SLACK_MESSAGES_SENT, Service.SLACK_NOTIFIER), _count(Metric.SUPPRESSED_ALERTS, Service.EVALUATOR),
             ]),
             cloudwatch.GraphWidget(title="Errors", width=12, left=[
                 *(f.metric_errors(period=FIVE_MINUTES, label=f"{n} errors") for n, f in functions.items()),
-                *(cloudwatch.Metric(namespace=NAMESPACE, metric_name=m, dimensions_map={"service": s}, statistic="Sum", period=FIVE_MINUTES)
-                  for m, s in (("InvalidEvents", "evaluator"), ("RulesErrors", "evaluator"), ("SlackDeliveryFailed", "slack-notifier"))),
+                _count(Metric.INVALID_EVENTS, Service.EVALUATOR), _count(Metric.RULES_ERRORS, Service.EVALUATOR),
+                _count(Metric.SLACK_DELIVERY_FAILED, Service.SLACK_NOTIFIER),
             ]),
         )
         self.dashboard.add_widgets(

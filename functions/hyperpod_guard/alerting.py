@@ -1,35 +1,29 @@
 """From an evaluation to alerts: silences, inhibition, scoped resolution, the ledger, one message.
 
-`plan()` is pure: given the evaluation, what it looked at (its Scope), the ledger's records and
-report marks of the cluster, the event's report, the rules and the time, it returns a Decision per
-record: a stale report's text is dropped, a report the state contradicts resolves, one problem
-is one alert (`fold`). `reconcile()` runs it against the ledger store (retrying on write
-conflicts), lets remediation act on what this evaluation observed, publishes one notification
-for the cluster if anything is to be sent, and confirms or releases the claims.
+Everything here is pure. `plan()`: given the evaluation, what it looked at (its Scope), the
+ledger's records and report marks of the cluster, the event's report, the cluster's rules and
+the time, it returns a Decision per record: a stale report's text is dropped, a report the
+state contradicts resolves, one problem is one alert (`fold`), silences and inhibition mute
+(`muted_reason`). `build_notification()` makes the one message. pipeline.py runs them against
+the ledger, remediation and SNS, stage by stage.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from .engine import Evaluation
 from .findings import Finding, Severity
 from .ledger import AlertRecord, AlertState, Decision, Timing, carry, clear, observe
 from .freshness import Report, ReportMark, advance, stale
-from .ledger_store import ClusterLedger, LedgerConflict
+from .ledger_store import ClusterLedger
 from .notify.message import FindingPayload, Notification, NotificationItem
 from .policies import REGISTRY
-from .rules import Policies, Rules, Silence, glob_match
+from .rules import ClusterRules, Policies, Rules, Silence, glob_match
 from .timeutil import format_duration, isoformat
-
-if TYPE_CHECKING:
-    from .remediation.executor import ActionReport
-
-logger = logging.getLogger(__name__)
 
 #: The pseudo-cluster that holds alerts about hyperpod-guard itself (invalid rules). Not a
 #: valid HyperPod cluster name (those are [a-zA-Z0-9-]), so it can never collide with one.
@@ -40,7 +34,6 @@ RULES_INVALID = "rules-invalid"
 EVENT_FINDING_TTL = timedelta(hours=24)
 #: cluster-level conditions that make the cluster's group and node findings noise
 INHIBITING_CONDITIONS = frozenset({"cluster-failed", "cluster-rolling-back"})
-_COMMIT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -56,13 +49,11 @@ class Scope:
     #: nodes known to no longer exist (with `all_nodes`, every node not in `nodes` is gone too)
     gone_nodes: frozenset[str] = frozenset()
     cluster_gone: bool = False
-    #: no DescribeCluster behind the evaluation: nothing can be resolved by absence
-    partial: bool = False
     #: launch times of the nodes read: a report older than its node's launch is about a replaced instance
     launched: Mapping[str, datetime] = field(default_factory=dict)
 
     def covers(self, record: AlertRecord) -> bool:
-        if self.partial or record.policy not in self.policies:
+        if record.policy not in self.policies:
             return False
         return record.node is None or self.all_nodes or record.node in self.nodes
 
@@ -98,18 +89,6 @@ class Outcome:
                 and ("silenced" in d.why or "inhibited" in d.why)]
 
 
-class Store(Protocol):
-    def load_cluster(self, cluster: str) -> ClusterLedger: ...
-    def commit(self, decisions: list[Decision], token: str, now: datetime,
-               marks: Sequence[ReportMark] = ()) -> list[AlertRecord]: ...
-    def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None: ...
-    def release(self, records: list[AlertRecord], token: str) -> None: ...
-
-
-class Publisher(Protocol):
-    def publish(self, notification: Notification) -> str: ...
-
-
 def timing(policies: Policies, policy: str) -> Timing:
     if policy not in REGISTRY:
         return Timing()  # e.g. rules-invalid: fire at once, repeat every 4h
@@ -125,7 +104,9 @@ def _silence_matches(silence: Silence, record: AlertRecord | Finding, now: datet
     ))
 
 
-def muted_reason(record: AlertRecord | Finding, rules: Rules, inhibitors: list[Finding], now: datetime) -> str | None:
+def muted_reason(record: AlertRecord | Finding, rules: ClusterRules | Rules, inhibitors: list[Finding],
+                 now: datetime) -> str | None:
+    """Why an alert sends nothing now: a silence that matches it, or a cluster-level inhibitor."""
     for silence in rules.silences:
         if _silence_matches(silence, record, now):
             note = f": {silence.comment}" if silence.comment else ""
@@ -229,12 +210,12 @@ def _paged(record: AlertRecord | None) -> bool:
 
 
 def plan(
-    evaluation: Evaluation, scope: Scope, ledger: ClusterLedger, rules: Rules, now: datetime, token: str,
+    evaluation: Evaluation, scope: Scope, ledger: ClusterLedger, rules: ClusterRules, now: datetime, token: str,
     report: Report | None = None,
 ) -> Plan:
     """Decide every alert of the cluster from this evaluation: pure (the ledger as read, the time)."""
     records = ledger.records
-    policies = rules.for_cluster(evaluation.cluster)
+    policies = rules.policies
     mark = ledger.marks.get(report.key) if report else None
     stale_why = stale(report, mark) if report else None
     findings, resolved = evaluation.findings, {fp: "reported healthy again" for fp in evaluation.resolved}
@@ -320,50 +301,6 @@ def build_notification(
                         tags=dict(tags) if tags is not None else None)
 
 
-#: the remediation stage: given the firing alerts observed now, what it did per fingerprint
-Remediate = Callable[[list[Decision]], "Mapping[str, ActionReport]"]
-
-
-def reconcile(
-    evaluation: Evaluation, scope: Scope, rules: Rules, now: datetime, store: Store, publisher: Publisher, *,
-    token: str, report: Report | None = None, region: str | None = None, cluster_arn: str | None = None,
-    remediate: Remediate | None = None, tags: Mapping[str, str] | None = None,
-) -> Outcome:
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
-        planned = plan(evaluation, scope, store.load_cluster(evaluation.cluster), rules, now, token, report)
-        decisions = planned.decisions
-        try:
-            written = store.commit(decisions, token, now, planned.marks)
-            break
-        except LedgerConflict:
-            if attempt == _COMMIT_ATTEMPTS:
-                raise
-            logger.info("ledger write conflict for %s, re-reading (attempt %d)", evaluation.cluster, attempt)
-    by_fingerprint = {r.fingerprint: r for r in written}
-    claimed = [by_fingerprint[d.record.fingerprint] for d in decisions if d.notify]
-    notified: list[tuple[str, AlertRecord]] = [(d.notify.value, by_fingerprint[d.record.fingerprint]) for d in decisions if d.notify]
-    # remediation runs after the ledger decided what is firing (opt-in; see remediation/), and
-    # only on what this evaluation observed: a carried alert is not evidence of anything now
-    firing = [d for d in decisions if d.record.state is AlertState.FIRING and not d.muted and d.observed_at]
-    reports = remediate(firing) if remediate and firing else {}
-    # an action is news of its own when the executor says it is due (first time, then at most
-    # once per repeat interval); anything else is only mentioned in a message already due
-    quiet = {d.record.fingerprint: d.record for d in decisions if not d.notify}
-    notified += [("remediated", quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
-    if not notified:
-        return Outcome(evaluation.cluster, decisions, stale=planned.stale)
-    actions = {fp: list(done.lines) for fp, done in reports.items()}
-    notification = build_notification(evaluation.cluster, notified, now, region=region, cluster_arn=cluster_arn,
-                                      actions=actions, tags=tags)
-    try:
-        message_id = publisher.publish(notification)
-    except Exception:
-        store.release(claimed, token)  # a retry of this event sends what is owed, once
-        raise
-    store.confirm(claimed, token, now)
-    return Outcome(evaluation.cluster, decisions, notification, message_id, stale=planned.stale)
-
-
 def rules_invalid_finding(error: str, source: str) -> Finding:
     fallback = "the last good rules" if source == "last-good" else "the default rules"
     return Finding(
@@ -377,16 +314,3 @@ def rules_evaluation(error: str | None, source: str) -> tuple[Evaluation, Scope]
     """The system's own alert: present while the rules are invalid, resolved once they are valid."""
     findings = [rules_invalid_finding(error, source)] if error else []
     return Evaluation(SYSTEM_CLUSTER, findings), Scope(SYSTEM_CLUSTER, frozenset({RULES_INVALID}))
-
-
-def summarize(outcome: Outcome) -> dict[str, Any]:
-    """A compact, loggable account of what happened."""
-    return {
-        "cluster": outcome.cluster,
-        "decisions": [
-            {"fingerprint": d.record.fingerprint, "policy": d.record.policy, "state": d.record.state.value,
-             "notify": d.notify.value if d.notify else None, "why": d.why}
-            for d in outcome.decisions if d.changed or d.notify
-        ],
-        "message_id": outcome.message_id,
-    }

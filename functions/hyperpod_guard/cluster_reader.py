@@ -9,7 +9,6 @@ exception: they only select rules, so a failure to read them must not stop an ev
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import HyperPodGuardError
+from .constants import TAGS_MAX_AGE
 from .snapshot import ClusterSnapshot, Node
 
 DEFAULT_TAGS_MAX_AGE = 300.0
@@ -102,14 +102,7 @@ class TagCache:
     @classmethod
     def from_env(cls, reader: ClusterReader) -> TagCache:
         """TAGS_MAX_AGE: seconds to keep a cluster's tags (default 300)."""
-        raw = os.environ.get("TAGS_MAX_AGE", "").strip() or str(DEFAULT_TAGS_MAX_AGE)
-        try:
-            max_age = float(raw)
-            if not max_age >= 0:  # also refuses NaN
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"TAGS_MAX_AGE must be a number of seconds >= 0, got {raw!r}") from None
-        return cls(reader, max_age)
+        return cls(reader, TAGS_MAX_AGE.read())
 
     def get(self, arn: str) -> dict[str, str]:
         now = self._clock()

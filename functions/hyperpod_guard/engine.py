@@ -10,7 +10,7 @@ from .errors import InvalidSnapshotError
 from .events import HyperPodEvent, StateChangeEvent
 from .findings import Finding
 from .policies import REGISTRY
-from .rules import Rules
+from .rules import ClusterRules, Rules
 from .snapshot import ClusterSnapshot
 
 
@@ -29,8 +29,10 @@ def _order(finding: Finding) -> tuple[Any, ...]:
     return (-finding.severity.rank, finding.policy, finding.instance_group or "", finding.node or "", finding.condition)
 
 
-def evaluate(snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: Rules, now: datetime) -> Evaluation:
-    policies = rules.for_cluster(snapshot.name)
+def evaluate(snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: ClusterRules | Rules, now: datetime) -> Evaluation:
+    """Every enabled policy on the snapshot. The pipeline passes the cluster's rules, resolved
+    once; the CLI may pass the whole rules document (resolved here by the cluster's name)."""
+    policies = (rules if isinstance(rules, ClusterRules) else rules.resolve(snapshot.name)).policies
     findings: list[Finding] = []
     resolved: list[str] = []
     for policy in REGISTRY.values():

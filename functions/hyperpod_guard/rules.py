@@ -9,205 +9,61 @@ silently ignored is worse than a loud one.
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import json
-import re
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
 
 from .errors import InvalidRulesError
-from .findings import Severity
-from .timeutil import Duration, Timestamp
+from .policies import REGISTRY
+from .policies.cluster_health import ClusterHealthSettings
+from .policies.degraded_group import DegradedGroupSettings
+from .policies.failed_rollback import FailedRollbackSettings
+from .policies.taint_drift import GroupSelector, Requirement, RequiredTaint, TaintDriftSettings
+from .policies.unhealthy_node import UnhealthyNodeSettings
+from .policy_settings import (
+    MANAGED_KEY_PREFIXES,
+    NodeRemediation,
+    PolicySettings,
+    Remediation,
+    RulesModel,
+    TaintEffect,
+    glob_match,
+    has_prefix,
+)
+from .timeutil import Timestamp
+
+#: the names other modules (and tests) import from here, now owned by policy_settings and the policies
+__all__ = [
+    "MANAGED_KEY_PREFIXES", "ClusterHealthSettings", "DegradedGroupSettings", "FailedRollbackSettings", "GroupSelector",
+    "NodeRemediation", "PolicySettings", "Remediation", "Requirement", "RequiredTaint", "TaintDriftSettings",
+    "TaintEffect", "UnhealthyNodeSettings", "glob_match", "has_prefix",
+]
 
 SCHEMA_ID = "https://github.com/hyperpod-guard/hyperpod-guard/rules.schema.json"
 
-#: Prefixes that HyperPod, EKS, Kubernetes and Karpenter write themselves (e.g. HyperPod's
-#: `sagemaker.amazonaws.com/node-health-status` taint during deep health checks). Drift in
-#: them is not the user's drift, and users may not set them.
-MANAGED_KEY_PREFIXES = (
-    "kubernetes.io/",
-    "k8s.io/",
-    "sagemaker.amazonaws.com/",
-    "eks.amazonaws.com/",
-    "k8s.aws/",
-    "karpenter.sh/",
-)
-
-TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+# --- per-policy settings: each policy module owns its model (e.g. policies/taint_drift.py TaintDriftSettings) ----
 
 
-class RulesModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+def _policies_model() -> type[RulesModel]:
+    """`Policies`: one field per registered policy (its name as the key, its Settings model),
+    in registry order: the rules' schema follows the registry, so they cannot disagree."""
+    fields: dict[str, Any] = {
+        policy.name.replace("-", "_"): (policy.settings, Field(default_factory=policy.settings, alias=policy.name))
+        for policy in REGISTRY.values()
+    }
+    return create_model("Policies", __base__=_PoliciesBase, **fields)
 
 
-def has_prefix(key: str, prefixes: tuple[str, ...]) -> bool:
-    """True when `key` starts with one of `prefixes`, or lives in a subdomain of a domain
-    prefix: Kubernetes reserves `*.kubernetes.io/` and `*.k8s.io/` too (e.g.
-    `node.kubernetes.io/unschedulable`, `topology.kubernetes.io/zone`)."""
-    pattern = _prefix_pattern(prefixes)
-    return pattern is not None and pattern.match(key) is not None
-
-
-@functools.lru_cache(maxsize=64)
-def _prefix_pattern(prefixes: tuple[str, ...]) -> re.Pattern[str] | None:
-    # One compiled alternation instead of a loop per key: taint drift asks this for every
-    # label and taint of every group (15k times for a 256-group cluster).
-    if not prefixes:
-        return None
-    alternatives = [re.escape(p) for p in prefixes]
-    domains = [re.escape(p[:-1]) for p in prefixes if p.endswith("/")]
-    if domains:  # "<anything without a slash>.<domain>/"
-        alternatives.append(r"[^/]*\.(?:" + "|".join(domains) + ")/")
-    return re.compile("|".join(alternatives))
-
-
-def glob_match(pattern: str, value: str | None) -> bool:
-    """Case-sensitive shell glob ('*', '?', '[ab]'); None never matches anything but '*'."""
-    return pattern == "*" or (value is not None and fnmatch.fnmatchcase(value, pattern))
-
-
-# --- per-policy settings -------------------------------------------------------------
-
-
-class PolicySettings(RulesModel):
-    enabled: bool = True
-    severity: Severity | None = Field(
-        default=None, description="Override the severity of every finding of this policy."
-    )
-    grace: Duration = Field(
-        default=timedelta(0),
-        description="How long a finding must persist before it fires (Prometheus' `for`).",
-    )
-    repeat_interval: Duration = Field(
-        default=timedelta(hours=4), description="Re-notify a still-firing alert this often."
-    )
-    notify_on_resolve: bool = True
-
-
-class GroupSelector(RulesModel):
-    instance_group: str = Field(default="*", description="Glob on the instance group name.")
-    instance_type: str = Field(default="*", description="Glob on the instance type, e.g. 'ml.p5.*'.")
-
-    def matches(self, group_name: str, instance_type: str | None) -> bool:
-        return glob_match(self.instance_group, group_name) and glob_match(self.instance_type, instance_type)
-
-
-class RequiredTaint(RulesModel):
-    key: str = Field(min_length=1, max_length=317)
-    value: str | None = Field(default=None, max_length=63)
-    effect: TaintEffect
-
-
-class Requirement(RulesModel):
-    """Taints and labels that every instance group matching `match` must declare."""
-
-    match: GroupSelector = Field(default_factory=GroupSelector)
-    taints: tuple[RequiredTaint, ...] = ()
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _no_managed_keys(self) -> Requirement:
-        keys = [t.key for t in self.taints] + list(self.labels)
-        managed = [k for k in keys if has_prefix(k, MANAGED_KEY_PREFIXES)]
-        if managed:
-            raise ValueError(f"keys with a HyperPod/Kubernetes-managed prefix cannot be required: {', '.join(managed)}")
-        return self
-
-
-class Remediation(RulesModel):
-    """Opt-in, and a dry run until you say otherwise: the exact request is logged, audited and
-    reported, and nothing is sent."""
-
-    enabled: bool = False
-    dry_run: bool = Field(default=True, description="Log, audit and report the exact request; send nothing.")
-
-
-class TaintRemediation(Remediation):
-    """Re-assert the taints/labels the rules require with UpdateCluster (declared state only)."""
-
-
-class NodeRemediation(Remediation):
-    """Reboot or replace nodes in Failure or reported unhealthy (BatchReboot/ReplaceClusterNodes)."""
-
-    action: Literal["reboot", "replace"] = "reboot"
-    after: Duration = Field(
-        default=timedelta(minutes=30),
-        description="When the cluster's NodeRecovery is Automatic, give HyperPod's own repair this long first.",
-    )
-
-
-class TaintDriftSettings(PolicySettings):
-    grace: Duration = timedelta(minutes=15)
-    check_current_vs_desired: bool = Field(
-        default=True, description="Alert when nodes do not carry what the instance group declares."
-    )
-    ignore_key_prefixes: tuple[str, ...] = Field(
-        default=MANAGED_KEY_PREFIXES,
-        description="Keys starting with these are never drift. Replaces the default list: "
-        "keep the HyperPod/Kubernetes-managed prefixes in it when adding your own.",
-    )
-    required: tuple[Requirement, ...] = ()
-    remediation: TaintRemediation = Field(default_factory=TaintRemediation)
-
-    def ignored(self, key: str) -> bool:
-        return has_prefix(key, self.ignore_key_prefixes)
-
-
-class DegradedGroupSettings(PolicySettings):
-    grace: Duration = timedelta(minutes=5)
-    target_shortfall_ratio: float = Field(
-        default=0.1,
-        ge=0,
-        le=1,
-        description="Alert when CurrentCount is below TargetCount by more than this share of TargetCount.",
-    )
-    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
-
-
-class FailedRollbackSettings(PolicySettings):
-    rollback_stuck_after: Duration = Field(
-        default=timedelta(hours=1),
-        description="A rollback still in progress after this long becomes critical.",
-    )
-
-
-class UnhealthyNodeSettings(PolicySettings):
-    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
-
-
-class ClusterHealthSettings(PolicySettings):
-    check_autoscaling: bool = Field(
-        default=True, description="Alert when the cluster's AutoScaling status is Failed (critical)."
-    )
-    check_failure_message: bool = Field(
-        default=True,
-        description="Alert (warning) on a cluster FailureMessage while the cluster is not Failed or RollingBack "
-        "(those are reported by degraded-group and failed-rollback, with the message).",
-    )
-
-
-class Policies(RulesModel):
-    taint_drift: TaintDriftSettings = Field(default_factory=TaintDriftSettings, alias="taint-drift")
-    degraded_group: DegradedGroupSettings = Field(default_factory=DegradedGroupSettings, alias="degraded-group")
-    failed_rollback: FailedRollbackSettings = Field(default_factory=FailedRollbackSettings, alias="failed-rollback")
-    unhealthy_node: UnhealthyNodeSettings = Field(default_factory=UnhealthyNodeSettings, alias="unhealthy-node")
-    cluster_health: ClusterHealthSettings = Field(default_factory=ClusterHealthSettings, alias="cluster-health")
-
+class _PoliciesBase(RulesModel):
     def for_policy(self, name: str) -> PolicySettings:
-        return getattr(self, name.replace("-", "_"))
+        return getattr(self, name.replace("-", "_"))  # type: ignore[no-any-return]
 
+
+Policies = _policies_model()
 
 # --- where rules apply -------------------------------------------------------------------
 
@@ -318,6 +174,36 @@ class Rules(RulesModel):
         for override in matching:
             _deep_update(merged, override.policies.model_dump(by_alias=True, exclude_unset=True))
         return Policies.model_validate(merged)
+
+
+    def resolve(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> ClusterRules:
+        """The rules as they apply to one cluster (its name and, when read, its tags): resolved
+        once per evaluation and handed to every later step, so none can miss an override."""
+        return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name), self.silences,
+                            self.remediation_budget, dict(tags) if tags is not None else None)
+
+
+@dataclass(frozen=True)
+class ClusterRules:
+    """One cluster's effective rules: its policies' settings with every matching override laid
+    over them, the silences and the remediation budget."""
+
+    cluster: str
+    policies: Policies
+    silences: tuple[Silence, ...] = ()
+    remediation_budget: RemediationBudget = field(default_factory=RemediationBudget)
+    #: the cluster's tags, when the rules select by tag (None: not read)
+    tags: Mapping[str, str] | None = None
+
+    @property
+    def remediates(self) -> bool:
+        """Whether any policy of this cluster has remediation enabled (only then is it loaded)."""
+        remediations = (getattr(getattr(self.policies, name), "remediation", None) for name in Policies.model_fields)
+        return any(r is not None and r.enabled for r in remediations)
+
+    def enabled(self, names: Iterable[str]) -> frozenset[str]:
+        """Which of `names` (policy names) are enabled for this cluster."""
+        return frozenset(name for name in names if self.policies.for_policy(name).enabled)
 
 
 def _deep_update(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:

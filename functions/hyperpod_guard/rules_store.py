@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +24,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import naming
+from .constants import RULES_MAX_AGE, RULES_PATH, RULES_REQUIRED
 from .errors import InvalidRulesError
 from .rules import DEFAULT_RULES, Rules, json_path, load_rules
 
@@ -192,16 +192,7 @@ class RulesStore:
     def from_env(cls, *, provider: SSMProvider | None = None) -> RulesStore:
         """RULES_PATH (default /hyperpod-guard/rules), RULES_MAX_AGE (seconds, default 60) and
         RULES_REQUIRED (true: no parameters under the path is an error; default false)."""
-        raw_age = os.environ.get("RULES_MAX_AGE", "").strip() or str(DEFAULT_MAX_AGE)
-        try:
-            max_age = int(raw_age)
-            if max_age < 0:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"RULES_MAX_AGE must be a whole number of seconds >= 0, got {raw_age!r}") from None
-        required = os.environ.get("RULES_REQUIRED", "false").strip().lower() == "true"
-        return cls(os.environ.get("RULES_PATH", "").strip() or DEFAULT_RULES_PATH, max_age, provider=provider,
-                   required=required)
+        return cls(RULES_PATH.read(), RULES_MAX_AGE.read(), provider=provider, required=RULES_REQUIRED.read())
 
     def _fetch(self, force_fetch: bool) -> dict[str, str]:
         options: dict[str, Any] = {"recursive": True, "decrypt": True, "max_age": self.max_age, "force_fetch": force_fetch}

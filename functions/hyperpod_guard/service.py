@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from . import aws_clients
-from .alerting import SYSTEM_CLUSTER, Outcome, Remediate, Scope, reconcile, rules_evaluation
+from . import pipeline
+from .alerting import SYSTEM_CLUSTER, Outcome, Scope, rules_evaluation
 from .cluster_reader import ClusterReader, TagCache, TagsUnavailable
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
@@ -33,9 +34,9 @@ from .events import (
 from .ledger_store import LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
-from .rules import Rules
+from .rules import ClusterRules, Rules
 from .rules_store import LoadedRules, RulesStore
-from .snapshot import ClusterSnapshot
+from .snapshot import ClusterSnapshot, Node
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +61,24 @@ class Runtime:
             self.tags = TagCache(self.reader)
 
     @classmethod
-    def from_env(cls) -> Runtime:
+    def from_env(cls, settings: EvaluatorSettings | None = None) -> Runtime:
+        """The runtime a handler builds from its settings (default: the sweep's, from os.environ)."""
+        from .constants import SWEEP_CONCURRENCY
+        from .settings import EvaluatorSettings, SweepSettings
+
+        if settings is None:
+            settings = SweepSettings.from_env()
         reader = ClusterReader(aws_clients.client("sagemaker"))
         return cls(
             reader=reader,
-            ledger=LedgerStore(os.environ["TABLE_NAME"], aws_clients.client("dynamodb")),
-            publisher=SnsPublisher(os.environ["TOPIC_ARN"], aws_clients.client("sns")),
-            rules=RulesStore.from_env(),
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            sweep_concurrency=int(os.environ.get("SWEEP_CONCURRENCY", "8")),
-            tags=TagCache.from_env(reader),
-            event_accounts=event_accounts(os.environ.get(EVENT_ACCOUNTS_ENV)),
+            ledger=LedgerStore(settings.table_name, aws_clients.client("dynamodb")),
+            publisher=SnsPublisher(settings.topic_arn, aws_clients.client("sns")),
+            rules=RulesStore(settings.rules_path, settings.rules_max_age, required=settings.rules_required),
+            region=settings.region,
+            sweep_concurrency=(settings.sweep_concurrency if isinstance(settings, SweepSettings)
+                               else SWEEP_CONCURRENCY.default_value),
+            tags=TagCache(reader, settings.tags_max_age),
+            event_accounts=event_accounts(settings.event_accounts),
         )
 
 
@@ -96,11 +104,6 @@ def new_token(request_id: str | None = None) -> str:
     return f"{request_id or 'local'}:{uuid.uuid4().hex[:8]}"
 
 
-def enabled_policies(rules: Rules, cluster: str) -> frozenset[str]:
-    policies = rules.for_cluster(cluster)
-    return frozenset(name for name in REGISTRY if policies.for_policy(name).enabled)
-
-
 def check_rules(runtime: Runtime, now: datetime, token: str, *, always: bool = False) -> tuple[LoadedRules, Outcome | None]:
     """Load the rules; while they are invalid keep one rules-invalid alert firing. `always`
     (the sweep) also lets the alert resolve once the rules are valid again."""
@@ -108,39 +111,40 @@ def check_rules(runtime: Runtime, now: datetime, token: str, *, always: bool = F
     if not (loaded.error or always):
         return loaded, None
     evaluation, scope = rules_evaluation(loaded.error, loaded.source)
-    outcome = reconcile(evaluation, scope, loaded.rules, now, runtime.ledger, runtime.publisher,
-                        token=token, region=runtime.region)
+    outcome = pipeline.reconcile(evaluation, scope, loaded.rules.resolve(SYSTEM_CLUSTER), now, runtime.ledger,
+                                 runtime.publisher, token=token, region=runtime.region)
     return loaded, outcome
 
 
 def evaluate_cluster(
-    runtime: Runtime, cluster: str, event: HyperPodEvent | None, rules: Rules, now: datetime, token: str, *,
+    runtime: Runtime, cluster: str, event: HyperPodEvent | None, all_rules: Rules, now: datetime, token: str, *,
     list_nodes: bool = False,
 ) -> tuple[Evaluation, Outcome]:
-    """Re-read the cluster (events are hints), evaluate, and reconcile the ledger."""
-    snapshot = runtime.reader.describe(cluster)
+    """One cluster, from what the API says now (events are hints) to what people are told."""
+    snapshot = runtime.reader.describe(cluster)                                          # read the cluster
     if snapshot is None:
-        gone = Evaluation(cluster, [])
-        scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
-        return gone, reconcile(gone, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
-                               region=runtime.region)
-    tags = cluster_tags(runtime, snapshot, rules)
-    rules = rules.for_tags(tags)  # from here on, tag-selected overrides are resolved for this cluster
-    nodes, all_nodes, gone_nodes = _read_nodes(runtime, snapshot, event, list_nodes)
-    snapshot = snapshot.model_copy(update={"nodes": tuple(nodes)})
-    evaluation = evaluate(snapshot, event, rules, now)
-    scope = Scope(
-        cluster, enabled_policies(rules, cluster), nodes=frozenset(n.instance_id for n in nodes),
-        all_nodes=all_nodes, gone_nodes=gone_nodes,
-        launched={n.instance_id: n.launch_time for n in nodes if n.launch_time},
-    )
-    if gone_nodes and not all_nodes:
+        return _gone(runtime, cluster, all_rules, now, token)
+    rules = all_rules.resolve(cluster, cluster_tags(runtime, snapshot, all_rules))      # its rules, once
+    snapshot, scope = _read_nodes(runtime, snapshot, event, rules, list_nodes)           # its nodes
+    evaluation = evaluate(snapshot, event, rules, now)                                   # policies (pure)
+    if scope.gone_nodes and not scope.all_nodes:
         # the event is about a node that was already replaced: its problem is over
-        evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in gone_nodes], evaluation.resolved)
-    outcome = reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
-                        report=report_of(event, now), region=runtime.region, cluster_arn=snapshot.arn, tags=tags,
-                        remediate=_remediation(runtime, snapshot, rules, now, token))
-    return evaluation, outcome
+        evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in scope.gone_nodes],
+                                evaluation.resolved)
+    committed = pipeline.decide_and_commit(runtime.ledger, evaluation, scope, rules, now, token,
+                                           report_of(event, now))                       # the ledger decides
+    reports = pipeline.remediate(_remediator(runtime, snapshot, rules, now, token), committed)  # opt-in actions
+    notification = pipeline.compose(committed, reports, now, region=runtime.region, cluster_arn=snapshot.arn,
+                                    tags=rules.tags)                                     # one message
+    return evaluation, pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
+
+
+def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: str) -> tuple[Evaluation, Outcome]:
+    """DescribeCluster says the cluster does not exist: every alert of it is over."""
+    gone = Evaluation(cluster, [])
+    scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
+    return gone, pipeline.reconcile(gone, scope, rules.resolve(cluster), now, runtime.ledger, runtime.publisher,
+                                    token=token, region=runtime.region)
 
 
 def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules) -> dict[str, str] | None:
@@ -162,16 +166,17 @@ def _count_tags_unavailable() -> None:
     """EMF metric `TagsUnavailable`, so a missing sagemaker:ListTags grant shows on a dashboard."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "HyperPodGuard")
-    with single_metric(name="TagsUnavailable", unit=MetricUnit.Count, value=1, namespace=namespace):
+    from .constants import NAMESPACE, Metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
+    with single_metric(name=Metric.TAGS_UNAVAILABLE, unit=MetricUnit.Count, value=1, namespace=namespace):
         pass
 
 
-def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str) -> Remediate | None:
-    """The remediation step for reconcile, when any policy of this cluster has it enabled."""
-    policies = rules.for_cluster(snapshot.name)
-    if not any(policies.for_policy(name).remediation.enabled  # type: ignore[attr-defined]
-               for name in ("taint-drift", "degraded-group", "unhealthy-node")):
+def _remediator(runtime: Runtime, snapshot: ClusterSnapshot, rules: ClusterRules, now: datetime,
+                token: str) -> pipeline.Remediate | None:
+    """The remediation stage, when any policy of this cluster has it enabled."""
+    if not rules.remediates:
         return None
     from .remediation.executor import Remediator
     from .remediation.store import RemediationStore
@@ -181,16 +186,21 @@ def _remediation(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now:
     return lambda firing: remediator.run(snapshot, firing, rules, now)
 
 
-def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, list_all: bool):
-    """The nodes to evaluate: all of them for the sweep, the event's node for a Node Health event."""
-    if list_all:  # every node listed: an alert's node that is not among them is gone (see Scope)
-        return runtime.reader.list_nodes(snapshot.name) or [], True, frozenset()
-    if isinstance(event, NodeHealthEvent) and event.detail.instance_id:
+def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: ClusterRules,
+                list_all: bool) -> tuple[ClusterSnapshot, Scope]:
+    """The nodes to evaluate (all of them for the sweep, the event's node for a Node Health
+    event), in the snapshot, and what the evaluation looked at (see Scope)."""
+    nodes: list[Node] = []
+    gone: frozenset[str] = frozenset()
+    if list_all:  # every node listed: an alert's node that is not among them is gone
+        nodes = runtime.reader.list_nodes(snapshot.name) or []
+    elif isinstance(event, NodeHealthEvent) and event.detail.instance_id:
         node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
-        if node is None:
-            return [], False, frozenset({event.detail.instance_id})
-        return [node], False, frozenset()
-    return [], False, frozenset()
+        nodes, gone = ([node], gone) if node else ([], frozenset({event.detail.instance_id}))
+    scope = Scope(snapshot.name, rules.enabled(REGISTRY), nodes=frozenset(n.instance_id for n in nodes),
+                  all_nodes=list_all, gone_nodes=gone,
+                  launched={n.instance_id: n.launch_time for n in nodes if n.launch_time})
+    return snapshot.model_copy(update={"nodes": tuple(nodes)}), scope
 
 
 def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> EventResult:

@@ -45,7 +45,7 @@ from packaging.requirements import Requirement
 from hyperpod_guard.local.provision import Resources, delivered
 from hyperpod_guard.rules_store import push_rules
 from hyperpod_guard.local.slack_sink import SlackSink
-from infra.bundling import EXCLUDE, LAMBDA_REQUIREMENTS, copy_package
+from infra.bundling import CACHES, LAMBDA_REQUIREMENTS, NOT_SHIPPED, copy_package
 from tests.conftest import ACCOUNT, REGION
 from tests.e2e.runtime_api import RuntimeAPI, RuntimeProcessGone
 from tests.runtime_fixtures import scenario, serve, stack  # noqa: F401
@@ -71,10 +71,11 @@ def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert package == root / "hyperpod_guard"
     files = [p.relative_to(root) for p in root.rglob("*")]
     assert not (package / "local").exists(), "the moto-based stand-ins must not ship"
+    assert not (package / "cli").exists(), "the command line must not ship"
     assert not [f for f in files if "__pycache__" in f.parts or f.suffix == ".pyc" or f.name.endswith(".egg-info")]
     assert (package / "handlers" / "evaluator.py").is_file() and (package / "handlers" / "slack_notifier.py").is_file()
     assert (package / "py.typed").is_file()
-    assert set(EXCLUDE) >= {"local", "__pycache__"}
+    assert set(NOT_SHIPPED) >= {"local", "cli"} and "__pycache__" in CACHES
     return root
 
 
@@ -479,6 +480,16 @@ def test_slack_notifier_delivers_once_and_reports_slack_outage_as_error(lambdas:
         assert len(failed) == 1 and failed[0]["cold_start"] is False and failed[0]["attempts"] == 2, failed
     finally:
         sink.stop()
+
+
+def test_the_command_line_is_not_in_the_asset(lambdas: Lambdas) -> None:
+    """A handler string into hyperpod_guard.cli fails at init, as it would in Lambda."""
+    broken = lambdas.start("evaluator", handler="hyperpod_guard.cli.main")
+    error = broken.api.wait_init_error(timeout=PROCESS_TIMEOUT, alive=broken.alive)
+    assert error and error["errorType"] == "Runtime.ImportModuleError", broken.diagnostics()
+    assert "hyperpod_guard.cli" in error["errorMessage"]
+    broken.process.wait(timeout=PROCESS_TIMEOUT)
+    assert broken.process.returncode != 0
 
 
 def test_the_local_stand_ins_are_not_in_the_asset(lambdas: Lambdas) -> None:

@@ -232,9 +232,10 @@ def notifier_workload(recorder: Recorder, stack: Resources, sink: Any, monkeypat
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from hyperpod_guard.handlers import slack_notifier
+    from hyperpod_guard.notify import delivery
 
     boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=sink.url)
-    monkeypatch.setattr(slack_notifier, "sleep", lambda seconds: None)
+    monkeypatch.setattr(delivery, "sleep", lambda seconds: None)
     monkeypatch.setenv("SLACK_MAX_ATTEMPTS", "1")
     messages = delivered(stack)
     assert len(messages) >= 3, "the evaluator workload should have notified"
@@ -247,9 +248,9 @@ def notifier_workload(recorder: Recorder, stack: Resources, sink: Any, monkeypat
     notify(messages[0])  # redelivered: PutItem refused, the record comes back with the refusal
     with pytest.MonkeyPatch.context() as old_boto3:  # ... and when the refusal does not carry it (GetItem)
         old_boto3.setattr(DynamoDBPersistenceLayer, "boto3_supports_condition_check_failure", staticmethod(lambda _: False))
-        slack_notifier._post_once.cache_clear()
+        slack_notifier.slack.reset()
         notify(messages[0])
-    slack_notifier._post_once.cache_clear()
+    slack_notifier.slack.reset()
     sink.respond(500, "internal_error", times=1)
     with pytest.raises(SlackError):
         notify(messages[1])  # Slack down: Powertools deletes the in-progress record

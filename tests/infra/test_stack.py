@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
@@ -27,10 +28,12 @@ from hyperpod_guard.events import DETAIL_TYPES, SOURCE
 from hyperpod_guard.findings import Severity
 from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK, TABLE_DEFINITION, TTL_ATTRIBUTE
 from hyperpod_guard.rules_store import plan_parts
-from infra.bundling import EXCLUDE, FUNCTIONS
+from infra.bundling import EXCLUDE, FUNCTIONS, NOT_SHIPPED, PACKAGE, copy_package
 from infra.config import DEFAULTS, ConfigError
 from infra.evaluation import SAGEMAKER_READ, SAGEMAKER_REMEDIATE
 from infra.ingestion import EVENT_PATTERN
+
+from tests import import_graph
 
 from .conftest import CDK_JSON_CONTEXT, REPO, make_stack
 
@@ -634,11 +637,12 @@ def test_asset_copy_excludes_local_and_caches(tmp_path: Path) -> None:
     (source / ".pytest_cache").mkdir(exist_ok=True)
     assert (source / "local" / "__init__.py").exists()
 
-    target = tmp_path / "asset" / "hyperpod_guard"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*EXCLUDE))
+    assert (source / "cli" / "__init__.py").exists()
+
+    target = copy_package(tmp_path / "asset", source)
 
     copied = {p.relative_to(target).as_posix() for p in target.rglob("*")}
-    assert not [p for p in copied if re.search(r"(^|/)(local|__pycache__|\.pytest_cache)(/|$)", p)]
+    assert not [p for p in copied if re.search(r"(^|/)(cli|local|__pycache__|\.pytest_cache)(/|$)", p)]
     assert not [p for p in copied if p.endswith(".pyc")]
     for handler in ("evaluator", "sweep", "slack_notifier"):
         assert f"handlers/{handler}.py" in copied
@@ -649,3 +653,69 @@ def test_asset_copy_excludes_local_and_caches(tmp_path: Path) -> None:
         names = [a.name for n in imports for a in n.names] + [n.module or "" for n in imports if isinstance(n, ast.ImportFrom)]
         assert not [n for n in names if n == "local" or n.endswith(".local") or n.startswith("local.")
                     or "hyperpod_guard.local" in n], module
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+
+
+def _runtime(name: str) -> bool:
+    """A module of the runtime package: anything but hyperpod_guard.cli* and hyperpod_guard.local*."""
+    return name.split(".")[1:2] not in ([n] for n in NOT_SHIPPED)
+
+
+def test_asset_carries_the_runtime_package_and_not_cli_or_local(tmp_path: Path) -> None:
+    """Exactly the runtime package: every file outside cli/ and local/, nothing under them; and no
+    module it carries imports them, even in a function (tests/import_graph.py)."""
+    assert set(NOT_SHIPPED) == {"cli", "local"}
+    target = copy_package(tmp_path / "asset")
+    assert _files(target) == {f for f in _files(PACKAGE) if f.split("/")[0] not in NOT_SHIPPED}
+    shipped, everything = import_graph.modules(target), import_graph.modules(PACKAGE)
+    assert set(shipped) == {name for name in everything if _runtime(name)}
+    assert {"hyperpod_guard.handlers.evaluator", "hyperpod_guard.handlers.sweep",
+            "hyperpod_guard.handlers.slack_notifier", "hyperpod_guard.policies"} <= set(shipped)
+    assert [name for name in everything if not _runtime(name)], "the cli and local packages exist"
+    # what a shipped module imports is shipped: the handlers' import closure stays in the asset
+    graph = import_graph.build(PACKAGE)
+    leaks = {name: sorted(graph[name] - set(shipped)) for name in shipped if graph[name] - set(shipped)}
+    assert not leaks, f"runtime modules importing the command line or the stand-ins: {leaks}"
+    handlers = [name for name in shipped if name.startswith("hyperpod_guard.handlers.")]
+    assert import_graph.reachable(graph, handlers) <= set(shipped)
+
+
+def test_asset_is_chosen_by_package_not_by_file_name(tmp_path: Path) -> None:
+    """A file added under cli/ or local/ stays out; a runtime module named like the command line
+    ships (a nested `cli`, a `cli_*.py`, `scenarios.py`, `redrive.py`)."""
+    source = tmp_path / "src" / "hyperpod_guard"
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"))
+    added_out = ["cli/new_command.py", "cli/more/__init__.py", "local/extra.py"]
+    added_in = ["cli_helpers.py", "scenarios.py", "redrive.py", "notify/local.py", "handlers/cli/__init__.py"]
+    for name in added_out + added_in:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("")
+    copied = _files(copy_package(tmp_path / "asset", source))
+    assert set(added_in) <= copied
+    assert not set(added_out) & copied
+    assert not [f for f in copied if f.split("/")[0] in NOT_SHIPPED]
+
+
+def test_asset_hash_ignores_cli_and_local(tmp_path: Path) -> None:
+    """CDK fingerprints functions/ with EXCLUDE: a change to the command line or the stand-ins does
+    not change the functions' asset (no redeploy); a change to the runtime does."""
+    functions = tmp_path / "functions"
+    shutil.copytree(PACKAGE, functions / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def fingerprint() -> str:
+        return cdk.FileSystem.fingerprint(str(functions), exclude=list(EXCLUDE))
+
+    before = fingerprint()
+    for name in ("cli/common.py", "local/demo.py"):
+        with (functions / PACKAGE.name / name).open("a") as file:
+            file.write("# changed\n")
+    (functions / PACKAGE.name / "cli" / "new_command.py").write_text("")
+    (functions / PACKAGE.name / "__pycache__").mkdir()
+    (functions / PACKAGE.name / "__pycache__" / "engine.cpython-314.pyc").write_bytes(b"")
+    assert fingerprint() == before
+    (functions / PACKAGE.name / "handlers" / "cli.py").write_text("")
+    assert fingerprint() != before

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from hyperpod_guard.cli import load_rules_file, render_text
+from hyperpod_guard.cli.common import load_rules_file, render_text
+from hyperpod_guard.cli.scenarios import EXPECTED_KEYS
 from hyperpod_guard.engine import evaluate
 from hyperpod_guard.local.hyperpod_state import ACCOUNT, put_cluster
-from hyperpod_guard.scenarios import EXPECTED_KEYS
 from hyperpod_guard.snapshot import ClusterSnapshot
 from tests.conftest import EVENTS, REGION
 from tests.integration.test_cli_rules import aws_env

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from hyperpod_guard.cli_clusters import Progress
+from hyperpod_guard.cli.clusters import Progress
 from hyperpod_guard.local.hyperpod_state import ACCOUNT, put_cluster
 from tests.conftest import REGION
 from tests.integration.test_cli_check import (  # noqa: F401 (fixtures)

@@ -307,10 +307,11 @@ def three_alerts(stack, runtime) -> list[dict[str, Any]]:
 
 def test_slack_down_for_a_while_then_every_alert_delivered_exactly_once(stack, runtime, slack_sink, monkeypatch):  # noqa: F811
     from hyperpod_guard.handlers import slack_notifier
+    from hyperpod_guard.notify import delivery
 
     boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=slack_sink.url)
     monkeypatch.setenv("SLACK_MAX_ATTEMPTS", "2")
-    monkeypatch.setattr(slack_notifier, "sleep", lambda seconds: None)
+    monkeypatch.setattr(delivery, "sleep", lambda seconds: None)
     messages = three_alerts(stack, runtime)
     outage = 8  # answers: 503 for the first 8 POSTs (two attempts per invocation)
     slack_sink.respond(503, "service unavailable", times=outage)

@@ -18,10 +18,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from hyperpod_guard import cli_redrive
 from hyperpod_guard.cli import main
+from hyperpod_guard.cli import redrive as cli_redrive
+from hyperpod_guard.cli.dlq import Kind, Outcome, ReplayFailed, lambda_invoker, parse_message, redrive
 from hyperpod_guard.local.provision import delivered
-from hyperpod_guard.redrive import Kind, Outcome, ReplayFailed, lambda_invoker, parse_message, redrive
 from tests.lambda_output import lambda_output
 from tests.runtime_fixtures import LambdaContext, scenario, serve, stack  # noqa: F401
 from tests.slack_sink import slack_sink  # noqa: F401
@@ -315,9 +315,10 @@ def test_cli_after_a_long_slack_outage_delivers_each_alert_once(stack, slack_sin
     """Slack was down past Lambda's retries: the notifier's failures sit in its DLQ (both shapes);
     once Slack is back, a redrive delivers each exactly once, even a message parked twice."""
     from hyperpod_guard.handlers import slack_notifier
+    from hyperpod_guard.notify import delivery
 
     boto3.client("secretsmanager").put_secret_value(SecretId=stack.slack_secret, SecretString=slack_sink.url)
-    monkeypatch.setattr(slack_notifier, "sleep", lambda seconds: None)
+    monkeypatch.setattr(delivery, "sleep", lambda seconds: None)
     dlq = boto3.client("sqs").create_queue(QueueName="hyperpod-guard-slack-dlq")["QueueUrl"]
     body = json.dumps({"cluster": "ml-prod", "items": [{"reason": "first", "finding": {
         "policy": "degraded-group", "severity": "critical", "cluster": "ml-prod", "fingerprint": "0123456789abcdef0123",

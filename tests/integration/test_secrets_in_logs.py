@@ -45,11 +45,12 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 
 def test_the_webhook_url_appears_in_no_log_metric_error_message_or_item(stack, slack_sink, debug_logs, monkeypatch):  # noqa: F811
     from hyperpod_guard.handlers import evaluator, slack_notifier, sweep
+    from hyperpod_guard.notify import delivery
 
     from aws_lambda_powertools.utilities import parameters
 
     monkeypatch.setenv("SLACK_MAX_ATTEMPTS", "2")
-    monkeypatch.setattr(slack_notifier, "sleep", lambda seconds: None)
+    monkeypatch.setattr(delivery, "sleep", lambda seconds: None)
     host = slack_sink.url.split("/services/")[0]
     url = f"{host}/services/{TEAM}/{CHANNEL}/{TOKEN}"
     secrets = boto3.client("secretsmanager")

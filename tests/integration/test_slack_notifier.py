@@ -15,6 +15,8 @@ import boto3
 import pytest
 
 from hyperpod_guard.ledger_store import create_table
+from hyperpod_guard.notify import delivery
+from hyperpod_guard.notify.delivery import SlackNotConfiguredError
 from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem
 from hyperpod_guard.notify.slack import SlackDeliveryError, SlackPermanentError, render
 from tests.integration.test_faults import Faults, attempts, backoff  # noqa: F401 (backoff: fixture)
@@ -95,7 +97,7 @@ def env(aws: str, monkeypatch: pytest.MonkeyPatch) -> Sleeps:
     monkeypatch.setenv("TABLE_NAME", "hyperpod-guard-ledger")
     create_table(boto3.client("dynamodb", region_name="us-west-2"), "hyperpod-guard-ledger")
     sleeps = Sleeps()
-    monkeypatch.setattr(notifier(), "sleep", sleeps)
+    monkeypatch.setattr(delivery, "sleep", sleeps)
     return sleeps
 
 
@@ -211,7 +213,7 @@ def test_secret_as_binary(env, secrets, slack_sink):  # noqa: F811
 ])
 def test_empty_or_placeholder_secret_raises_and_posts_nothing(env, secrets, slack_sink, output, value):  # noqa: F811
     secrets.create_secret(Name=SECRET, **({"SecretString": value} if value is not None else {}))
-    with pytest.raises(notifier().SlackNotConfiguredError) as caught:
+    with pytest.raises(SlackNotConfiguredError) as caught:
         handler(sns_event(notification().body()), FakeContext())
     message = f"Slack webhook secret {SECRET} is empty: put the webhook URL into it"
     assert str(caught.value) == message
@@ -223,7 +225,7 @@ def test_empty_or_placeholder_secret_raises_and_posts_nothing(env, secrets, slac
 
 def test_filled_in_secret_is_picked_up_at_once(env, secrets, slack_sink):  # noqa: F811
     secrets.create_secret(Name=SECRET, SecretString="REPLACE_ME")
-    with pytest.raises(notifier().SlackNotConfiguredError):
+    with pytest.raises(SlackNotConfiguredError):
         handler(sns_event(notification().body()), FakeContext())
     secrets.put_secret_value(SecretId=SECRET, SecretString=slack_sink.url)
     # the unusable value is not kept for SLACK_SECRET_MAX_AGE: the retry delivers

@@ -20,7 +20,7 @@ from hyperpod_guard.rules import Rules
 T0 = datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
 CRIT, WARN = Severity.CRITICAL, Severity.WARNING
 ALL = frozenset(POLICY_NAMES)
-RULES = Rules.model_validate({"version": 1, "policies": {p: {"grace": "0s"} for p in POLICY_NAMES}})
+RULES = Rules.model_validate({"version": 1, "policies": {p: {"grace": "0s"} for p in POLICY_NAMES}}).resolve("c")
 
 
 def f(policy: str, condition: str, severity: Severity = WARN, *, group: str | None = "g", node: str | None = None,
@@ -114,7 +114,7 @@ def test_a_stale_report_neither_pages_nor_resolves(report_at, notified):
     (Scope("c", ALL, nodes=frozenset({"i-1"})), "i-2", False),  # Node Health read one node: others untouched
     (Scope("c", ALL, all_nodes=True), "i-2", True),             # the sweep listed every node: i-2 is gone
     (Scope("c", ALL, cluster_gone=True), "i-2", True),
-    (Scope("c", ALL, partial=True, nodes=frozenset({"i-1"})), "i-1", False),
+    (Scope("c", frozenset({"degraded-group"}), nodes=frozenset({"i-1"})), "i-1", False),  # its policy was not evaluated
 ])
 def test_scoped_resolution(scope, record_node, cleared):
     record = paged(replace(FAILURE, node=record_node))

@@ -17,7 +17,8 @@ from hypothesis import event as note
 from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
-from hyperpod_guard.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from hyperpod_guard.cli import main
+from hyperpod_guard.cli.common import EXIT_BAD_INPUT, EXIT_OK
 from tests.fuzzing import SCENARIOS, any_event, json_values, mutated_event, paths
 
 NOW = "2026-11-26T12:00:00Z"

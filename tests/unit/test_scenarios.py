@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from hyperpod_guard.cli import evaluate_files
+from hyperpod_guard.cli.evaluate import evaluate_files
+from hyperpod_guard.cli.scenarios import EXPECTED_KEYS, Scenario, load_scenarios
 from hyperpod_guard.policies import POLICY_NAMES
-from hyperpod_guard.scenarios import EXPECTED_KEYS, Scenario, load_scenarios
 from hyperpod_guard.timeutil import isoformat
 from tests.conftest import REPO as REPO_ROOT
 

@@ -1,10 +1,11 @@
 """EventBridge -> Lambda: evaluate one HyperPod event. Thin: Powertools around service.handle_event.
 
-Environment: TABLE_NAME, TOPIC_ARN, RULES_PATH (/hyperpod-guard/rules), RULES_MAX_AGE (60), TAGS_MAX_AGE (300),
-HYPERPOD_GUARD_TRACING (false), POWERTOOLS_LOG_LEVEL, EVENT_ACCOUNTS (the accounts whose events are believed;
-unset: no account/region check). Events from another account or region are logged and counted as ignored.
-Bad events are logged, counted and dropped (the function returns normally); AWS errors raise
-so that Lambda retries and the on-failure destination keeps the event.
+Environment (settings.EvaluatorSettings, read with the first event; settings.Observability at import): TABLE_NAME,
+TOPIC_ARN, RULES_PATH (/hyperpod-guard/rules), RULES_MAX_AGE (60), TAGS_MAX_AGE (300), HYPERPOD_GUARD_TRACING (false),
+POWERTOOLS_LOG_LEVEL, EVENT_ACCOUNTS (the accounts whose events are believed; unset: no account/region check).
+Events from another account or region are logged and counted as ignored. Bad events are logged, counted and
+dropped (the function returns normally); AWS errors raise so that Lambda retries and the on-failure
+destination keeps the event.
 
 Duplicates (EventBridge and HyperPod both deliver at least once, and a storm repeats one
 condition under many event ids) need no idempotency record here: the ledger's conditional
@@ -22,6 +23,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from .. import aws_clients
+from ..constants import Dimension, Metric, Service
 from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
 
 if TYPE_CHECKING:
@@ -30,14 +32,15 @@ if TYPE_CHECKING:
     from ..service import Runtime
 
 logger = make_logger()
-metrics = make_metrics("evaluator")
+metrics = make_metrics(Service.EVALUATOR)
 
 
 @functools.cache
 def runtime() -> Runtime:
     from ..service import Runtime
+    from ..settings import EvaluatorSettings
 
-    return Runtime.from_env()
+    return Runtime.from_env(EvaluatorSettings.from_env())
 
 
 aws_clients.on_reset(runtime.cache_clear)  # tests point the clients elsewhere
@@ -48,22 +51,22 @@ def process(event: dict[str, Any], token: str) -> dict[str, Any]:
     from ..service import handle_event
 
     result = handle_event(event, runtime(), clock.now(), token)
-    count(metrics, "Events", DetailType=result.detail_type[:250])
+    count(metrics, Metric.EVENTS, dimensions={Dimension.DETAIL_TYPE: result.detail_type[:250]})
     if result.invalid:
         logger.warning("dropping invalid event", extra={"reason": result.invalid})
-        count(metrics, "InvalidEvents")
+        count(metrics, Metric.INVALID_EVENTS)
         return {"invalid": result.invalid}
     if result.ignored:
         logger.info("ignoring event", extra={"reason": result.ignored, "detail_type": result.detail_type,
                                              "cluster": result.cluster})
-        count(metrics, "IgnoredEvents")
+        count(metrics, Metric.IGNORED_EVENTS)
         return {"ignored": result.ignored}
     if result.stale:
         logger.info("stale event: its text changes no alert", extra={"reason": result.stale, "cluster": result.cluster})
-        count(metrics, "StaleEvents")
+        count(metrics, Metric.STALE_EVENTS)
     if result.rules_error:
         logger.error("rules are invalid; evaluating with fallback rules", extra={"reason": result.rules_error})
-        count(metrics, "RulesErrors")
+        count(metrics, Metric.RULES_ERRORS)
     for outcome in result.outcomes:
         for decision in outcome.decisions:
             if decision.changed or decision.notify:
@@ -73,7 +76,7 @@ def process(event: dict[str, Any], token: str) -> dict[str, Any]:
                     "fingerprint": decision.record.fingerprint,
                 })
     for (policy, severity), n in sorted(result.finding_counts.items()):
-        count(metrics, "Findings", n, Policy=policy, Severity=severity)
+        count(metrics, Metric.FINDINGS, n, {Dimension.POLICY: policy, Dimension.SEVERITY: severity})
     totals = record_outcomes(metrics, result.outcomes)
     return {"cluster": result.cluster, "findings": result.findings, **totals}
 
@@ -82,10 +85,10 @@ def process(event: dict[str, Any], token: str) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 @capture_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    count(metrics, "Invocations")
+    count(metrics, Metric.INVOCATIONS)
     if not isinstance(event, dict):  # not even an EventBridge event: count and drop
         logger.warning("dropping invalid event", extra={"reason": f"event is a {type(event).__name__}"})
-        count(metrics, "InvalidEvents")
+        count(metrics, Metric.INVALID_EVENTS)
         return {"invalid": "not an object"}
     from ..service import new_token
 

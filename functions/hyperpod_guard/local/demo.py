@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import aws_clients, clock
-from ..cli import EXIT_OK, EXIT_PROBLEMS, evaluate_files, table
+from ..cli.common import EXIT_OK, EXIT_PROBLEMS, table
+from ..cli.evaluate import evaluate_files
+from ..cli.scenarios import default_events_dir, load_scenarios
 from ..errors import HyperPodGuardError
 from ..events import IgnoredEvent
-from ..scenarios import default_events_dir, load_scenarios
 from ..timeutil import isoformat
 from . import moto_server, slack_html
 from .hyperpod_state import put_cluster

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
 from .message import Notification, NotificationItem
 
 # Block Kit limits (https://api.slack.com/reference/block-kit)
@@ -385,8 +386,8 @@ MIN_ATTEMPT_TIME = 0.05
 #: several seconds during its incidents; a request Slack received but answered after our timeout
 #: is retried and may be posted twice, so the timeout is long (3x a 5 s spike) and a request still
 #: unanswered after it is most likely lost. Four attempts of 15 s plus backoff (at most 5.25 s)
-#: fit the notifier's 90 s Lambda timeout with 10 s kept back to record the delivery.
-DEFAULT_TIMEOUT = 15.0
+#: fit the notifier's 90 s Lambda timeout with 10 s kept back to record the delivery. (SLACK_TIMEOUT's default)
+DEFAULT_TIMEOUT: float = SLACK_TIMEOUT.default_value
 
 
 def valid_webhook_url(url: str) -> bool:
@@ -458,7 +459,7 @@ class SlackSender:
         webhook_url: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        max_attempts: int = 4,
+        max_attempts: int = SLACK_MAX_ATTEMPTS.default_value,
         sleep: Callable[[float], None] = time.sleep,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,

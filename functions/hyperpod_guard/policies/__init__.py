@@ -4,34 +4,16 @@
 
 with no I/O, clock or environment. A policy may also say which findings an event
 explicitly clears (`resolves`), e.g. a node reported healthy again.
-Adding a policy = a module here + its settings class in rules.py + a table of tests.
+A policy module owns its settings model (a PolicySettings): rules.py assembles the
+rules' `policies` from this registry. Adding a policy = a module here (registered in `_load`) + its
+table of tests + a scenario in events/.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from .base import Evaluate, Policy, Resolves
 
-from ..events import HyperPodEvent
-from ..findings import Finding
-from ..snapshot import ClusterSnapshot
-
-Evaluate = Callable[[ClusterSnapshot, HyperPodEvent | None, Any, datetime], list[Finding]]
-Resolves = Callable[[ClusterSnapshot, HyperPodEvent | None], list[str]]
-
-
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    description: str
-    evaluate: Evaluate
-    #: fingerprints that the event explicitly reports as fixed
-    resolves: Resolves | None = None
-    #: its conditions, causes before their effects: of two equally severe findings of one scope
-    #: and problem, the earlier leads the alert (alerting.fold), e.g. a Failed group before its shortfall
-    precedence: tuple[str, ...] = ()
+__all__ = ["Evaluate", "Policy", "Resolves", "REGISTRY", "POLICY_NAMES"]
 
 
 def _load() -> dict[str, Policy]:

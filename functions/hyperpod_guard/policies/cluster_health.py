@@ -17,16 +17,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from ..events import HyperPodEvent
 from ..findings import AUTOSCALING, Finding, Severity
-from ..rules import ClusterHealthSettings
+from ..policy_settings import PolicySettings
 from ..snapshot import AutoScalingStatus, ClusterSnapshot, ClusterStatus
-from . import Policy
+from .base import Policy
 
 NAME = "cluster-health"
 AUTOSCALING_FAILED, FAILURE_MESSAGE = "autoscaling-failed", "failure-message"
 #: cluster statuses whose own finding (another policy's) already carries the FailureMessage
 _REPORTED_ELSEWHERE = frozenset({ClusterStatus.FAILED, ClusterStatus.ROLLING_BACK})
+
+
+class ClusterHealthSettings(PolicySettings):
+    check_autoscaling: bool = Field(
+        default=True, description="Alert when the cluster's AutoScaling status is Failed (critical)."
+    )
+    check_failure_message: bool = Field(
+        default=True,
+        description="Alert (warning) on a cluster FailureMessage while the cluster is not Failed or RollingBack "
+        "(those are reported by degraded-group and failed-rollback, with the message).",
+    )
 
 
 def _message(text: str | None) -> str | None:
@@ -71,4 +84,5 @@ def evaluate(
     return [finding for finding in (autoscaling, failure) if finding is not None]
 
 
-POLICY = Policy(NAME, "Cluster-level conditions: AutoScaling Failed; a FailureMessage on a cluster that is not Failed.", evaluate)
+POLICY = Policy(NAME, "Cluster-level conditions: AutoScaling Failed; a FailureMessage on a cluster that is not Failed.",
+                ClusterHealthSettings, evaluate)

@@ -15,21 +15,35 @@ Failure messages from the snapshot and from an Error-level Cluster Event go into
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import Field
 
 from ..events import ClusterEvent, HyperPodEvent
 from ..findings import Finding, Severity
-from ..rules import DegradedGroupSettings
+from ..policy_settings import NodeRemediation, PolicySettings
+from ..timeutil import Duration
 from ..snapshot import ClusterSnapshot, ClusterStatus, GroupStatus, InstanceGroup
 from ..timeutil import isoformat
-from . import Policy
+from .base import Policy
 
 NAME = "degraded-group"
 _GAP_EXPECTED = frozenset({GroupStatus.CREATING, GroupStatus.DELETING})
 _STATUS_SEVERITY = {GroupStatus.DEGRADED: Severity.WARNING, GroupStatus.FAILED: Severity.CRITICAL}
 #: condition prefix of a restricted instance group's findings (the condition is in the fingerprint)
 RESTRICTED = "restricted-"
+
+
+class DegradedGroupSettings(PolicySettings):
+    grace: Duration = timedelta(minutes=5)
+    target_shortfall_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Alert when CurrentCount is below TargetCount by more than this share of TargetCount.",
+    )
+    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
 def _event_evidence(event: HyperPodEvent | None, group: str | None) -> dict[str, Any]:
@@ -108,7 +122,7 @@ def evaluate(
 
 POLICY = Policy(
     NAME, "Instance groups (and restricted instance groups) Degraded/Failed or short of target/min capacity; "
-    "cluster Failed.", evaluate,
+    "cluster Failed.", DegradedGroupSettings, evaluate,
     # a group's status explains its shortfall
     precedence=tuple(prefix + c for prefix in ("", RESTRICTED)
                      for c in ("cluster-failed", "status-failed", "status-degraded", "below-min", "below-target")),

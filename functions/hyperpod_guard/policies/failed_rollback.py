@@ -14,16 +14,19 @@ a fresh read cannot say where the group's update is (otherwise the state speaks)
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import Field
 
 from ..cluster_events import Classified, Kind, classify
 from ..events import HyperPodEvent
 from ..findings import Escalation, Finding, Severity
-from ..rules import FailedRollbackSettings
+from ..policy_settings import PolicySettings
+from ..timeutil import Duration
 from ..snapshot import ClusterSnapshot, ClusterStatus, InstanceGroup, SoftwareUpdateStatus
 from ..timeutil import format_duration
-from . import Policy
+from .base import Policy
 
 NAME = "failed-rollback"
 GUIDANCE = (
@@ -34,6 +37,13 @@ GUIDANCE = (
 # condition names are shared by state and event findings of the same problem, so that a
 # Cluster Event and the next DescribeCluster agree on one fingerprint
 ROLLBACK_FAILED, ROLLED_BACK, IN_PROGRESS = "rollback-failed", "rolled-back", "rollback-in-progress"
+
+
+class FailedRollbackSettings(PolicySettings):
+    rollback_stuck_after: Duration = Field(
+        default=timedelta(hours=1),
+        description="A rollback still in progress after this long becomes critical.",
+    )
 
 
 def _image_details(group: InstanceGroup) -> dict[str, Any]:
@@ -133,5 +143,5 @@ def evaluate(
     return findings
 
 
-POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.", evaluate,
+POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.", FailedRollbackSettings, evaluate,
                 precedence=("cluster-rolling-back", ROLLBACK_FAILED, ROLLED_BACK, IN_PROGRESS))

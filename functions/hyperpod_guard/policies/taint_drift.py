@@ -17,17 +17,71 @@ import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import Field, model_validator
 
 from ..cluster_events import Kind, classify
 from ..events import HyperPodEvent
 from ..findings import CONFIGURATION, Finding, Severity
-from ..rules import Requirement, TaintDriftSettings
+from ..policy_settings import MANAGED_KEY_PREFIXES, PolicySettings, Remediation, RulesModel, TaintEffect, glob_match, has_prefix
 from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
-from . import Policy
+from ..timeutil import Duration
+from .base import Policy
 
 NAME = "taint-drift"
+
+
+class GroupSelector(RulesModel):
+    instance_group: str = Field(default="*", description="Glob on the instance group name.")
+    instance_type: str = Field(default="*", description="Glob on the instance type, e.g. 'ml.p5.*'.")
+
+    def matches(self, group_name: str, instance_type: str | None) -> bool:
+        return glob_match(self.instance_group, group_name) and glob_match(self.instance_type, instance_type)
+
+
+class RequiredTaint(RulesModel):
+    key: str = Field(min_length=1, max_length=317)
+    value: str | None = Field(default=None, max_length=63)
+    effect: TaintEffect
+
+
+class Requirement(RulesModel):
+    """Taints and labels that every instance group matching `match` must declare."""
+
+    match: GroupSelector = Field(default_factory=GroupSelector)
+    taints: tuple[RequiredTaint, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_managed_keys(self) -> Requirement:
+        keys = [t.key for t in self.taints] + list(self.labels)
+        managed = [k for k in keys if has_prefix(k, MANAGED_KEY_PREFIXES)]
+        if managed:
+            raise ValueError(f"keys with a HyperPod/Kubernetes-managed prefix cannot be required: {', '.join(managed)}")
+        return self
+
+
+class TaintRemediation(Remediation):
+    """Re-assert the taints/labels the rules require with UpdateCluster (declared state only)."""
+
+
+class TaintDriftSettings(PolicySettings):
+    grace: Duration = timedelta(minutes=15)
+    check_current_vs_desired: bool = Field(
+        default=True, description="Alert when nodes do not carry what the instance group declares."
+    )
+    ignore_key_prefixes: tuple[str, ...] = Field(
+        default=MANAGED_KEY_PREFIXES,
+        description="Keys starting with these are never drift. Replaces the default list: "
+        "keep the HyperPod/Kubernetes-managed prefixes in it when adding your own.",
+    )
+    required: tuple[Requirement, ...] = ()
+    remediation: TaintRemediation = Field(default_factory=TaintRemediation)
+
+    def ignored(self, key: str) -> bool:
+        return has_prefix(key, self.ignore_key_prefixes)
 
 
 @dataclass
@@ -189,4 +243,4 @@ def evaluate(
     return findings
 
 
-POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", evaluate)
+POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings, evaluate)

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from ..events import HyperPodEvent, NodeHealthEvent
 from ..findings import Finding, Severity, fingerprint
-from ..rules import UnhealthyNodeSettings
+from ..policy_settings import NodeRemediation, PolicySettings
 from ..snapshot import ClusterSnapshot
-from . import Policy
+from .base import Policy
 
 NAME = "unhealthy-node"
 UNHEALTHY, INSTANCE_FAILURE = "unhealthy", "instance-failure"
+
+
+class UnhealthyNodeSettings(PolicySettings):
+    remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
 def _no_auto_repair(value: str | None) -> bool:
@@ -66,5 +72,5 @@ def resolves(snapshot: ClusterSnapshot, event: HyperPodEvent | None) -> list[str
     return []
 
 
-POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", evaluate, resolves,
+POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", UnhealthyNodeSettings, evaluate, resolves,
                 precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report

@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..ledger import Decision
-from ..rules import Rules
+from ..rules import ClusterRules
 from ..snapshot import ClusterSnapshot
 from ..timeutil import format_duration
 from .plan import Action, Skip, plan
@@ -63,9 +63,9 @@ class Remediator:
         self.store = store
         self.actor = actor
 
-    def run(self, snapshot: ClusterSnapshot, firing: list[Decision], rules: Rules, now: datetime) -> dict[str, ActionReport]:
+    def run(self, snapshot: ClusterSnapshot, firing: list[Decision], rules: ClusterRules, now: datetime) -> dict[str, ActionReport]:
         """Act on the firing alerts this evaluation observed (`firing`: decisions with `observed_at`)."""
-        policies = rules.for_cluster(snapshot.name)
+        policies = rules.policies
         observed = {d.record.fingerprint: d for d in firing if d.observed_at}
         reports: dict[str, ActionReport] = {}
         planned_all = plan(snapshot, [d.record for d in observed.values()], policies, now)
@@ -92,7 +92,7 @@ class Remediator:
             reports[planned.fingerprint] = ActionReport((done.line,), news)
         return reports
 
-    def _act(self, snapshot: ClusterSnapshot, action: Action, rules: Rules, now: datetime, failures: int) -> _Done:
+    def _act(self, snapshot: ClusterSnapshot, action: Action, rules: ClusterRules, now: datetime, failures: int) -> _Done:
         audit = {"fingerprint": action.fingerprint, "policy": action.policy, "action": action.kind,
                  "operation": action.operation, "actor": self.actor, "instance_group": action.instance_group}
         if action.dry_run:

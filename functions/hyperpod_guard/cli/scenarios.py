@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engine import Evaluation
-from .events import IgnoredEvent
-from .timeutil import parse_timestamp
+from ..engine import Evaluation
+from ..events import IgnoredEvent
+from ..timeutil import parse_timestamp
 
 #: finding fields an expectation pins (summary and details are for people, not for matching)
 EXPECTED_KEYS = ("policy", "severity", "instance_group", "node", "condition")
 
 
 def default_events_dir() -> Path:
-    """The repository's events/ (the package lives in <repo>/functions/hyperpod_guard)."""
-    return Path(__file__).resolve().parents[2] / "events"
+    """The repository's events/ (this module is <repo>/functions/hyperpod_guard/cli/scenarios.py)."""
+    return Path(__file__).resolve().parents[3] / "events"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`hyperpod-guard redrive --queue URL`: replay what a dead-letter queue keeps (see redrive.py).
+"""`hyperpod-guard redrive --queue URL`: replay what a dead-letter queue keeps (see dlq.py).
 
 Exit codes as the rest of the CLI: 0 every message received was replayed (or, with --dry-run,
 would be); 1 some were left in the queue (unknown, another stack's, or the function failed);
@@ -13,10 +13,9 @@ from typing import Any
 
 from botocore.config import Config
 
-from . import naming
-from .cli import EXIT_OK, EXIT_PROBLEMS, BadInput
-from .cli_aws import add_aws_options, aws_client, aws_errors
-from .redrive import Invoker, lambda_invoker, redrive
+from .. import naming
+from .common import EXIT_OK, EXIT_PROBLEMS, BadInput, add_aws_options, aws_client, aws_errors
+from .dlq import Invoker, lambda_invoker, redrive
 
 #: a replay waits for the function: longer than the notifier's 90 s timeout; no retry of a
 #: timed-out invoke (the function may have run; the message stays and the next redrive retries)
@@ -25,11 +24,7 @@ INVOKE_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, co
 
 def make_invoker(args: argparse.Namespace) -> Invoker:
     """lambda:Invoke with the caller's credentials (replaced in tests, where moto cannot run Lambda)."""
-    import boto3
-
-    with aws_errors("Lambda"):
-        session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
-        return lambda_invoker(session.client("lambda", config=INVOKE_CONFIG))
+    return lambda_invoker(aws_client(args, "lambda", "Lambda", INVOKE_CONFIG))
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:

@@ -14,12 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-from .cli import EXIT_OK, EXIT_PROBLEMS, BadInput
-from .cli_aws import add_aws_options, aws_client, aws_errors
-from .errors import InvalidRulesError
-from .rules import DEFAULT_RULES
-from .rules_store import (
+from ..errors import InvalidRulesError
+from ..rules import DEFAULT_RULES
+from ..rules_store import (
     DEFAULT_RULES_PATH,
     SSM_STANDARD_LIMIT,
     list_parameters,
@@ -28,16 +25,9 @@ from .rules_store import (
     push_rules,
     rules_from_parameters,
 )
+from .common import EXIT_OK, EXIT_PROBLEMS, BadInput, add_aws_options, aws_client, aws_errors, print_problems, read_text
 
 PATH_ENV = "HYPERPOD_GUARD_RULES_PATH"
-#: a person is waiting: fewer retries than the Lambda functions use
-
-
-def print_problems(label: str, problems: list[tuple[str, str]]) -> None:
-    """The problem listing `validate` prints: a count, then `  <JSON path>: <message>` each."""
-    print(f"{label}: {len(problems)} problem(s)")
-    for path, message in problems:
-        print(f"  {path}: {message}")
 
 
 def _ssm_client(args: argparse.Namespace) -> Any:
@@ -54,10 +44,7 @@ def _path(args: argparse.Namespace) -> str:
 
 def _read_document(file: str) -> Any:
     """The file's JSON; not JSON is a problem of the rules (exit 1, as `validate` says)."""
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read rules file {file!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = read_text(file, "rules")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -1,7 +1,7 @@
 """`hyperpod-guard clusters`: every HyperPod cluster of a region at a glance, read-only.
 
 ListClusters (every page), then per cluster what `check` does without the nodes: DescribeCluster
-(cli_check.read_cluster) and the policies and rules the evaluator uses (engine.evaluate). One
+(check.read_cluster) and the policies and rules the evaluator uses (engine.evaluate). One
 row per cluster: status, orchestrator, instance groups InService over all groups (restricted
 instance groups included) and the findings an evaluation finds now. Nothing is written: no
 ledger, no alerts, only List*/Describe* calls, and ListTags when the rules select clusters by
@@ -24,14 +24,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from .cli import EXIT_OK, BadInput, load_rules_file, table
-from .cli_aws import add_aws_options, aws_client, aws_errors
-from .cli_check import read_cluster, read_tags
-from .cluster_reader import ClusterReader
-from .engine import evaluate
-from .findings import Severity
-from .rules import Rules
-from .snapshot import ClusterSnapshot, GroupStatus
+from ..cluster_reader import ClusterReader
+from ..engine import evaluate
+from ..findings import Severity
+from ..rules import Rules
+from ..snapshot import ClusterSnapshot, GroupStatus
+from .check import read_cluster, read_tags
+from .common import (
+    EXIT_OK,
+    BadInput,
+    add_aws_options,
+    add_format_option,
+    add_rules_option,
+    aws_client,
+    aws_errors,
+    load_rules_file,
+    table,
+)
 
 #: DescribeCluster calls in flight at once: enough to list a region quickly, far below throttling
 WORKERS = 8
@@ -215,6 +224,6 @@ def add_clusters_command(commands: Any) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_aws_options(clusters)
-    clusters.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
-    clusters.add_argument("--rules", metavar="FILE", help="rules JSON; default: the built-in defaults")
+    add_format_option(clusters, ("table", "json"), "table")
+    add_rules_option(clusters)
     clusters.set_defaults(run=cmd_clusters)

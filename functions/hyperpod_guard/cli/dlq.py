@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import naming
+from .. import naming
 
 #: how long a received message stays hidden while it is replayed (the notifier may take 90 s)
 VISIBILITY_TIMEOUT = 300

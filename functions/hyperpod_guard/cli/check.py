@@ -17,12 +17,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .cli import EXIT_OK, BadInput, load_rules_file, render_json, render_text
-from .cli_aws import add_aws_options, aws_client, aws_errors
-from .cluster_reader import ClusterReader
-from .engine import evaluate
-from .rules import Rules
-from .snapshot import ClusterSnapshot
+from ..cluster_reader import ClusterReader
+from ..engine import evaluate
+from ..rules import Rules
+from ..snapshot import ClusterSnapshot
+from .common import (
+    EXIT_OK,
+    BadInput,
+    add_aws_options,
+    add_format_option,
+    add_rules_option,
+    aws_client,
+    aws_errors,
+    load_rules_file,
+    render_json,
+    render_text,
+)
 
 
 def _sagemaker_client(args: argparse.Namespace) -> Any:
@@ -94,8 +104,8 @@ def add_check_command(commands: Any) -> None:
     )
     check.add_argument("--cluster", required=True, metavar="NAME", help="cluster name or ARN")
     add_aws_options(check)
-    check.add_argument("--rules", metavar="FILE", help="rules JSON; default: the built-in defaults")
-    check.add_argument("--format", choices=("json", "text"), default="text", help="output format (default: text)")
+    add_rules_option(check)
+    add_format_option(check, ("json", "text"), "text")
     check.add_argument("--nodes", action=argparse.BooleanOptionalAction, default=True,
                        help="list the nodes too, so nodes in Failure are found (default: --nodes)")
     check.set_defaults(run=cmd_check)

@@ -1,0 +1,205 @@
+"""Names the functions and infra/ share: the environment variables (name, default, how to read them)
+and the metrics (namespace, names, dimensions). infra/ imports them to write the functions'
+environment and to draw the dashboard; tests check that both sides agree
+(tests/unit/test_settings.py, tests/unit/test_metric_names.py, tests/infra/test_dashboard_metrics.py).
+
+Each variable is declared once below as a `Var`. An unset or blank variable means its default; a
+required one (no default) that is missing raises `MissingSetting`; a malformed value raises
+ValueError naming the variable and the value. `Var.read` is the only place the functions read
+os.environ: settings.py builds each function's typed model from these; handlers/observability.py
+reads the three Powertools ones when a handler is imported. POWERTOOLS_LOG_LEVEL is Powertools' own.
+
+Standard library only, and nothing built at import beyond a few enums: the evaluator handler imports
+this at cold start (benchmarks/: cold_import_ratio), the models (dataclasses) with its first event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from . import naming
+
+# -- metrics -----------------------------------------------------------------------------------------
+
+#: every metric's namespace (the stack also sets it as POWERTOOLS_METRICS_NAMESPACE)
+NAMESPACE = "HyperPodGuard"
+
+
+class Metric(StrEnum):
+    """Metric names, all counts."""
+
+    # the evaluator
+    INVOCATIONS = "Invocations"
+    EVENTS = "Events"  # by DetailType
+    INVALID_EVENTS = "InvalidEvents"
+    IGNORED_EVENTS = "IgnoredEvents"
+    STALE_EVENTS = "StaleEvents"
+    FINDINGS = "Findings"  # by Policy, Severity
+    TAGS_UNAVAILABLE = "TagsUnavailable"
+    # the evaluator and the sweep
+    RULES_ERRORS = "RulesErrors"
+    NOTIFICATIONS = "Notifications"
+    NOTIFIED_FINDINGS = "NotifiedFindings"
+    SUPPRESSED_ALERTS = "SuppressedAlerts"
+    # the sweep
+    SWEEP_RUNS = "SweepRuns"
+    SWEEP_CLUSTERS = "SweepClusters"
+    SWEEP_GONE_CLUSTERS = "SweepGoneClusters"
+    SWEEP_ERRORS = "SweepErrors"
+    # the Slack notifier
+    NOTIFICATIONS_RECEIVED = "NotificationsReceived"
+    INVALID_NOTIFICATION = "InvalidNotification"
+    SLACK_MESSAGES_SENT = "SlackMessagesSent"
+    SLACK_DUPLICATES_SKIPPED = "SlackDuplicatesSkipped"
+    SLACK_DELIVERY_FAILED = "SlackDeliveryFailed"
+    SLACK_NOT_CONFIGURED = "SlackNotConfigured"
+    SLACK_RECORD_FAILED = "SlackRecordFailed"
+    SLACK_POSSIBLE_DUPLICATE = "SlackPossibleDuplicate"
+
+
+class Dimension(StrEnum):
+    DETAIL_TYPE = "DetailType"
+    POLICY = "Policy"
+    SEVERITY = "Severity"
+    #: Powertools' default dimension: the `service` a handler's Metrics was created with
+    SERVICE = "service"
+
+
+class Service(StrEnum):
+    """The `service` dimension of each function's metrics."""
+
+    EVALUATOR = "evaluator"
+    SWEEP = "sweep"
+    SLACK_NOTIFIER = "slack-notifier"
+
+
+# -- environment variables -------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class MissingSetting(KeyError):
+    """A required environment variable is not set."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Var(Generic[T]):
+    """One environment variable: its name, its default as the environment spells it (what infra
+    writes; None: none), what a valid value is (for the error message) and how to read one.
+
+    Without a value or a default, a `required` variable raises MissingSetting and another reads None.
+    `fallback`: a second variable read when `name` is unset or blank. `blank_is_value`: a blank value
+    is a value, not the default (EVENT_ACCOUNTS="" believes no account).
+    """
+
+    __slots__ = ("name", "parse", "default", "expects", "required", "fallback", "blank_is_value")
+
+    def __init__(self, name: str, parse: Callable[[str], T], default: str | None = None, expects: str = "valid", *,
+                 required: bool = False, fallback: str | None = None, blank_is_value: bool = False):
+        self.name = name
+        self.parse = parse
+        self.default = default
+        self.expects = expects
+        self.required = required
+        self.fallback = fallback
+        self.blank_is_value = blank_is_value
+
+    def __repr__(self) -> str:
+        return f"Var({self.name!r}, default={self.default!r})"
+
+    def read(self, environ: Mapping[str, str] | None = None) -> T:
+        environ = os.environ if environ is None else environ
+        for name in (self.name, self.fallback):
+            raw = environ.get(name) if name else None
+            if raw is not None and (raw.strip() or self.blank_is_value):
+                return self._parse(raw.strip())
+        if self.default is not None:
+            return self._parse(self.default)
+        if self.required:
+            raise MissingSetting(f"{self.name} is not set")
+        return None  # type: ignore[return-value]  # an optional Var is declared as Var[X | None]
+
+    @property
+    def default_value(self) -> T:
+        if self.default is None:
+            raise MissingSetting(f"{self.name} has no default")
+        return self._parse(self.default)
+
+    def _parse(self, raw: str) -> T:
+        try:
+            return self.parse(raw)
+        except ValueError:
+            raise ValueError(f"{self.name} must be {self.expects}, got {raw!r}") from None
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _flag(raw: str) -> bool:
+    return raw.lower() == "true"
+
+
+def _whole(raw: str) -> int:
+    return int(raw)
+
+
+def _seconds(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _number(raw: str) -> float:
+    return float(raw)
+
+
+def _float_seconds(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:  # also refuses NaN
+        raise ValueError
+    return value
+
+
+# Powertools and tracing (every function)
+SERVICE_NAME: Var[str] = Var("POWERTOOLS_SERVICE_NAME", _text, naming.DEFAULT_PREFIX)
+METRICS_NAMESPACE: Var[str] = Var("POWERTOOLS_METRICS_NAMESPACE", _text, NAMESPACE)
+#: Tracer imports aws_xray_sdk and patches botocore at init: off unless "true" (handlers/observability.py)
+TRACING: Var[bool] = Var("HYPERPOD_GUARD_TRACING", _flag, "false")
+
+# the evaluator and the sweep
+TABLE_NAME: Var[str] = Var("TABLE_NAME", _text, required=True)
+TOPIC_ARN: Var[str] = Var("TOPIC_ARN", _text, required=True)
+RULES_PATH: Var[str] = Var("RULES_PATH", _text, naming.rules_path())
+#: seconds the rules stay cached in the container
+RULES_MAX_AGE: Var[int] = Var("RULES_MAX_AGE", _seconds, "60", "a whole number of seconds >= 0")
+#: "true": no parameters under RULES_PATH is an error (the stack seeded them), not the defaults
+RULES_REQUIRED: Var[bool] = Var("RULES_REQUIRED", _flag, "false")
+#: seconds a cluster's tags stay cached (read only when the rules select clusters by tag)
+TAGS_MAX_AGE: Var[float] = Var("TAGS_MAX_AGE", _float_seconds, "300", "a number of seconds >= 0")
+#: comma-separated accounts whose events are believed (events.event_accounts parses it); unset: no check
+EVENT_ACCOUNTS: Var[str | None] = Var("EVENT_ACCOUNTS", _text, blank_is_value=True)
+#: set by Lambda
+REGION: Var[str | None] = Var("AWS_REGION", _text, fallback="AWS_DEFAULT_REGION")
+#: clusters the sweep evaluates at once
+SWEEP_CONCURRENCY: Var[int] = Var("SWEEP_CONCURRENCY", _whole, "8", "a whole number")
+
+# the Slack notifier
+#: name or ARN of the Secrets Manager secret holding the webhook URL
+SLACK_WEBHOOK_SECRET: Var[str] = Var("SLACK_WEBHOOK_SECRET", _text, required=True)
+#: seconds the secret stays cached in the container
+SLACK_SECRET_MAX_AGE: Var[int] = Var("SLACK_SECRET_MAX_AGE", _whole, "300", "a whole number of seconds")
+#: seconds per POST (why 15: notify/slack.py DEFAULT_TIMEOUT)
+SLACK_TIMEOUT: Var[float] = Var("SLACK_TIMEOUT", _number, "15", "a number of seconds")
+#: POST attempts per message
+SLACK_MAX_ATTEMPTS: Var[int] = Var("SLACK_MAX_ATTEMPTS", _whole, "4", "a whole number")
+#: seconds a delivered SNS message id is remembered (its idempotency record)
+IDEMPOTENCY_TTL: Var[int] = Var("IDEMPOTENCY_TTL", _whole, "86400", "a whole number of seconds")
+#: set by Lambda; the idempotency records' keys start with it (notify/delivery.py)
+FUNCTION_NAME: Var[str | None] = Var("AWS_LAMBDA_FUNCTION_NAME", _text)

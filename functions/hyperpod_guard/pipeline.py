@@ -1,0 +1,133 @@
+"""The notification pipeline, stage by stage (Alertmanager's notify.go: dedup, retry, set-notifies).
+
+    decide_and_commit ─► remediate ─► compose ─► deliver (publish ─► confirm | release)
+
+The order is what makes every notification go out once, whatever fails and however many
+Lambdas run at once:
+1. decide_and_commit: plan against the ledger as read now and write every decision on
+   condition that nobody wrote since (re-read and re-plan on a conflict); a notification to
+   send is written first, as *owed*, with this invocation's claim.
+2. remediate: act on the firing alerts this evaluation observed (opt-in; budgeted, audited).
+3. compose: one message for the cluster (pure).
+4. deliver: publish it; only once SNS accepted it is it confirmed as sent; if publishing
+   fails the claims are released and the error raised, so Lambda's retry sends what is owed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from .alerting import Outcome, Scope, build_notification, plan
+from .engine import Evaluation
+from .freshness import Report, ReportMark
+from .ledger import AlertRecord, AlertState, Decision
+from .ledger_store import ClusterLedger, LedgerConflict
+from .notify.message import Notification
+from .rules import ClusterRules
+
+if TYPE_CHECKING:
+    from .remediation.executor import ActionReport
+
+logger = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 5
+
+
+class Store(Protocol):
+    def load_cluster(self, cluster: str) -> ClusterLedger: ...
+    def commit(self, decisions: list[Decision], token: str, now: datetime,
+               marks: Sequence[ReportMark] = ()) -> list[AlertRecord]: ...
+    def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None: ...
+    def release(self, records: list[AlertRecord], token: str) -> None: ...
+
+
+class Publisher(Protocol):
+    def publish(self, notification: Notification) -> str: ...
+
+
+#: the remediation stage: given the firing alerts observed now, what it did per fingerprint
+Remediate = Callable[[list[Decision]], "Mapping[str, ActionReport]"]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The decisions of one evaluation, as written to the ledger."""
+
+    cluster: str
+    decisions: list[Decision]
+    #: the records written, with this invocation's claims and their new versions, by fingerprint
+    written: dict[str, AlertRecord]
+    stale: str | None = None
+
+    @property
+    def claimed(self) -> list[AlertRecord]:
+        """The records whose notification this invocation must send (and then confirm or release)."""
+        return [self.written[d.record.fingerprint] for d in self.decisions if d.notify]
+
+    @property
+    def observed_firing(self) -> list[Decision]:
+        """What remediation may act on: firing, not muted, and observed by this evaluation (a
+        carried alert is not evidence of anything now)."""
+        return [d for d in self.decisions if d.record.state is AlertState.FIRING and not d.muted and d.observed_at]
+
+
+def decide_and_commit(store: Store, evaluation: Evaluation, scope: Scope, rules: ClusterRules, now: datetime,
+                      token: str, report: Report | None = None) -> Committed:
+    """Plan against the ledger as read now and write it, retrying on a concurrent write."""
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        planned = plan(evaluation, scope, store.load_cluster(evaluation.cluster), rules, now, token, report)
+        try:
+            written = store.commit(planned.decisions, token, now, planned.marks)
+        except LedgerConflict:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            logger.info("ledger write conflict for %s, re-reading (attempt %d)", evaluation.cluster, attempt)
+            continue
+        return Committed(evaluation.cluster, planned.decisions, {r.fingerprint: r for r in written}, planned.stale)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def remediate(remediator: Remediate | None, committed: Committed) -> Mapping[str, ActionReport]:
+    """Opt-in remediation of what this evaluation observed firing (see remediation/)."""
+    firing = committed.observed_firing
+    return remediator(firing) if remediator and firing else {}
+
+
+def compose(committed: Committed, reports: Mapping[str, ActionReport], now: datetime, *, region: str | None = None,
+            cluster_arn: str | None = None, tags: Mapping[str, str] | None = None) -> Notification | None:
+    """The cluster's one message, or None when nothing is to be sent. An action is news of its
+    own when remediation says it is due; otherwise it is only mentioned in a message already due."""
+    notified = [(d.notify.value, committed.written[d.record.fingerprint]) for d in committed.decisions if d.notify]
+    quiet = {d.record.fingerprint: d.record for d in committed.decisions if not d.notify}
+    notified += [("remediated", quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
+    if not notified:
+        return None
+    actions = {fp: list(done.lines) for fp, done in reports.items()}
+    return build_notification(committed.cluster, notified, now, region=region, cluster_arn=cluster_arn,
+                              actions=actions, tags=tags)
+
+
+def deliver(publisher: Publisher, store: Store, committed: Committed, notification: Notification | None,
+            token: str, now: datetime) -> Outcome:
+    """Publish, then confirm the claims; release them (and raise) when SNS refused."""
+    if notification is None:
+        return Outcome(committed.cluster, committed.decisions, stale=committed.stale)
+    try:
+        message_id = publisher.publish(notification)
+    except Exception:
+        store.release(committed.claimed, token)  # a retry of this event sends what is owed, once
+        raise
+    store.confirm(committed.claimed, token, now)
+    return Outcome(committed.cluster, committed.decisions, notification, message_id, stale=committed.stale)
+
+
+def reconcile(evaluation: Evaluation, scope: Scope, rules: ClusterRules, now: datetime, store: Store,
+              publisher: Publisher, *, token: str, region: str | None = None) -> Outcome:
+    """Every stage but remediation, for evaluations that cannot act (the rules-invalid alert,
+    a cluster that is gone)."""
+    committed = decide_and_commit(store, evaluation, scope, rules, now, token)
+    return deliver(publisher, store, committed, compose(committed, {}, now, region=region), token, now)

@@ -1,0 +1,99 @@
+"""Each function's environment as one typed model, built from os.environ with `from_env()` (the
+variables, their names and defaults are declared once, in constants.py). infra/ writes a function's
+environment with `environment()`, so a default changed there changes the stack too.
+
+| function       | model                                                  | read                                     |
+|----------------|--------------------------------------------------------|------------------------------------------|
+| evaluator      | `EvaluatorSettings`                                    | with the first event (`Runtime.from_env`)|
+| sweep          | `SweepSettings`: the evaluator's + `SWEEP_CONCURRENCY` | with the first run                       |
+| Slack notifier | `SlackNotifierSettings`                                | per invocation (a few lookups)           |
+| all three      | the Powertools variables (`constants.SERVICE_NAME`, ...) | at import (handlers/observability.py)  |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+from .constants import (
+    EVENT_ACCOUNTS,
+    FUNCTION_NAME,
+    IDEMPOTENCY_TTL,
+    REGION,
+    RULES_MAX_AGE,
+    RULES_PATH,
+    RULES_REQUIRED,
+    SLACK_MAX_ATTEMPTS,
+    SLACK_SECRET_MAX_AGE,
+    SLACK_TIMEOUT,
+    SLACK_WEBHOOK_SECRET,
+    SWEEP_CONCURRENCY,
+    TABLE_NAME,
+    TAGS_MAX_AGE,
+    TOPIC_ARN,
+    Var,
+)
+
+
+def _env(var: Var[Any]) -> Any:
+    """A model field read from `var`."""
+    return field(metadata={"var": var})
+
+
+class _Settings:
+    @classmethod
+    def variables(cls) -> dict[str, Var[Any]]:
+        """Field name -> its variable, in declaration order."""
+        return {f.name: f.metadata["var"] for f in fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The model from `environ` (default: os.environ)."""
+        return cls(**{name: var.read(environ) for name, var in cls.variables().items()})
+
+    @classmethod
+    def environment(cls, **values: str | bool) -> dict[str, str]:
+        """What infra sets on the function: `values` by field name (a bool as "true"/"false") and
+        every default, under the variables' names. A variable with neither is left out."""
+        variables = cls.variables()
+        unknown = values.keys() - variables.keys()
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        environment = {}
+        for name, var in variables.items():
+            if name in values:
+                value = values[name]
+                environment[var.name] = ("true" if value else "false") if isinstance(value, bool) else value
+            elif var.default is not None:
+                environment[var.name] = var.default
+        return environment
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings(_Settings):
+    table_name: str = _env(TABLE_NAME)
+    topic_arn: str = _env(TOPIC_ARN)
+    rules_path: str = _env(RULES_PATH)
+    rules_max_age: int = _env(RULES_MAX_AGE)
+    rules_required: bool = _env(RULES_REQUIRED)
+    tags_max_age: float = _env(TAGS_MAX_AGE)
+    event_accounts: str | None = _env(EVENT_ACCOUNTS)
+    region: str | None = _env(REGION)
+
+
+@dataclass(frozen=True)
+class SweepSettings(EvaluatorSettings):
+    sweep_concurrency: int = _env(SWEEP_CONCURRENCY)
+
+
+@dataclass(frozen=True)
+class SlackNotifierSettings(_Settings):
+    webhook_secret: str = _env(SLACK_WEBHOOK_SECRET)
+    secret_max_age: int = _env(SLACK_SECRET_MAX_AGE)
+    timeout: float = _env(SLACK_TIMEOUT)
+    max_attempts: int = _env(SLACK_MAX_ATTEMPTS)
+    #: the ledger table, which also keeps Powertools' idempotency records
+    table_name: str = _env(TABLE_NAME)
+    idempotency_ttl: int = _env(IDEMPOTENCY_TTL)
+    function_name: str | None = _env(FUNCTION_NAME)

@@ -1,0 +1,80 @@
+"""Every metric the dashboard and the alarms read in our namespace is one the functions emit, under
+the dimensions they emit it with: a renamed metric fails here instead of leaving an empty graph."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hyperpod_guard.constants import NAMESPACE, Dimension, Metric, Service
+from tests.unit.test_metric_names import emitted_by
+
+from .test_stack import resources
+
+#: dashboard SEARCH('{Namespace,Dim1,Dim2} MetricName="Name"', ...)
+_SEARCH = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\} MetricName=\"(?P<metric>[^\"]+)\"")
+
+
+def _text(value: Any) -> str:
+    """A template string, its tokens (Ref, GetAtt) as a placeholder."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_text(part) for part in parts)
+    return "TOKEN"
+
+
+def read_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str] | None]]:
+    """(namespace, metric, dimensions) of every metric the dashboards and alarms read; the dimensions
+    of a SEARCH are its schema's names, each mapped to "*"."""
+    found: list[tuple[str, str, dict[str, str] | None]] = []
+    for dashboard in resources(template, "AWS::CloudWatch::Dashboard").values():
+        body = json.loads(_text(dashboard["Properties"]["DashboardBody"]))
+        for widget in body["widgets"]:
+            for line in widget.get("properties", {}).get("metrics", []):
+                if isinstance(line[0], dict):  # an expression
+                    match = _SEARCH.search(line[0].get("expression", ""))
+                    assert match, f"an expression the test cannot read: {line[0]}"
+                    namespace, *dimensions = match["schema"].split(",")
+                    found.append((namespace, match["metric"], dict.fromkeys(dimensions, "*")))
+                else:
+                    namespace, metric, *rest = [part for part in line if not isinstance(part, dict)]
+                    found.append((namespace, metric, dict(zip(rest[::2], rest[1::2], strict=True))))
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        if "MetricName" in properties:
+            dimensions = {d["Name"]: _text(d["Value"]) for d in properties.get("Dimensions", [])}
+            found.append((properties["Namespace"], properties["MetricName"], dimensions))
+        for query in properties.get("Metrics", []):
+            stat = query.get("MetricStat", {}).get("Metric")
+            if stat:
+                dimensions = {d["Name"]: _text(d["Value"]) for d in stat.get("Dimensions", [])}
+                found.append((stat["Namespace"], stat["MetricName"], dimensions))
+            assert "Expression" not in query or NAMESPACE not in query["Expression"], "read this expression too"
+    return found
+
+
+def test_the_dashboard_and_alarms_read_only_metrics_the_functions_emit(template: dict[str, Any]) -> None:
+    ours = [(metric, dimensions) for namespace, metric, dimensions in read_metrics(template) if namespace == NAMESPACE]
+    assert len(ours) >= 9  # the two searches and seven counts the dashboard shows today: the test reads them
+    for metric, dimensions in ours:
+        assert metric in set(Metric), f"{metric} is no hyperpod_guard.constants.Metric"
+        dimensions = dict(dimensions or {})
+        service = dimensions.pop(Dimension.SERVICE, None)
+        assert service is not None, f"{metric}: every function's metric carries its service"
+        services = list(Service) if service == "*" else [Service(service)]
+        # a graph shows a metric only under exactly the dimensions it is emitted with
+        emitted = [emitted_by(s).get(Metric(metric), set()) for s in services]
+        assert any(frozenset(dimensions) in sets for sets in emitted), (
+            f"{metric} {sorted(dimensions)} is not emitted by {service} (it is: {emitted})")
+
+
+def test_every_other_namespace_is_aws(template: dict[str, Any]) -> None:
+    assert {namespace for namespace, _, _ in read_metrics(template)} == {NAMESPACE, "AWS/Lambda", "AWS/SQS"}
+
+
+def test_the_functions_emit_into_the_dashboards_namespace(template: dict[str, Any]) -> None:
+    functions = resources(template, "AWS::Lambda::Function").values()
+    assert {f["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] for f in functions} == {NAMESPACE}
