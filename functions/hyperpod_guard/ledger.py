@@ -1,10 +1,10 @@
 """The alert ledger: per fingerprint, pending -> firing -> resolved, and whether to notify.
 
-`decide()` is the whole notification policy as one pure function, in the spirit of
-Alertmanager's dedup stage: given what the ledger knew, what this evaluation saw and the
-time, it returns the new record and why to notify (first / repeat / escalated / resolved)
-or not. `Ledger` stores records in DynamoDB with conditional writes, so concurrent
-evaluations agree on exactly one notification.
+`observe()` (seen now), `clear()` (gone) and `carry()` (neither) are the whole notification
+policy as pure functions, in the spirit of Alertmanager's dedup stage: given what the ledger
+knew, what this evaluation saw and the time, they return the new record and why to notify
+(first / repeat / escalated / resolved) or not. `ledger_store.LedgerStore` stores records in
+DynamoDB with conditional writes, so concurrent evaluations agree on exactly one notification.
 
 Sending is at-least-once-safe without duplicates: a decision to notify is written first as
 an *owed* notification with a short claim (lease) by the invocation that will send it; the
