@@ -214,41 +214,15 @@ def plan(
     report: Report | None = None,
 ) -> Plan:
     """Decide every alert of the cluster from this evaluation: pure (the ledger as read, the time)."""
-    records = ledger.records
-    policies = rules.policies
+    records, policies = ledger.records, rules.policies
     mark = ledger.marks.get(report.key) if report else None
     stale_why = stale(report, mark) if report else None
-    findings, resolved = evaluation.findings, {fp: "reported healthy again" for fp in evaluation.resolved}
-    if stale_why:  # an old report's text changes nothing; the state read now still counts
-        findings, resolved = [f for f in findings if f.origin == "state"], {}
-    reported_at = report.time if report else None
-    kept: list[Finding] = []
-    for finding in findings:
-        replaced = scope.replaced_since(finding.node, reported_at) if finding.origin == "event" else None
-        if replaced:  # the report is about an instance that was replaced since: it resolves, not pages
-            resolved[finding.fingerprint] = replaced
-        else:
-            kept.append(finding)
-    inhibitors = [
-        f for f in kept
-        if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS and not (f.instance_group or f.node)
-    ]
-    seen = {f.fingerprint for f in kept}
-    clearing: dict[str, str] = {}
-    carried: list[AlertRecord] = []
-    for fingerprint, record in records.items():
-        if fingerprint in seen or not record.open:
-            continue
-        why = _clear_reason(record, scope, now, resolved)
-        if why is None:
-            carried.append(record)
-        else:
-            clearing[fingerprint] = why
-    led, leaders = fold(kept, carried, records, now)
-    observed_at = {f.fingerprint: (reported_at or now) if f.origin == "event" else now for f in kept}
-    for fingerprint, leader in leaders.items():  # what the problem's other findings saw, its leader saw
-        observed_at[leader.fingerprint] = max(observed_at[fingerprint],
-                                               observed_at.get(leader.fingerprint, observed_at[fingerprint]))
+    findings, resolved = _believed(evaluation, scope, report if not stale_why else None, bool(stale_why))
+    inhibitors = [f for f in findings if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS
+                  and not (f.instance_group or f.node)]
+    carried, clearing = _unseen(records, {f.fingerprint for f in findings}, scope, now, resolved)
+    led, leaders = fold(findings, carried, records, now)
+    observed_at = _observations(findings, leaders, report.time if report else None, now)
     decisions: list[Decision] = []
     for finding in led:
         muted = muted_reason(finding, rules, inhibitors, now)
@@ -257,7 +231,7 @@ def plan(
             muted = f"inhibited: part of {leader.policy}/{leader.condition}: {leader.summary}"
         decision = observe(records.get(finding.fingerprint), finding, timing(policies, finding.policy), now,
                            muted=muted, token=token,
-                           reported_at=reported_at if finding.origin == "event" else None)
+                           reported_at=report.time if report and finding.origin == "event" else None)
         decisions.append(replace(decision, observed_at=observed_at[finding.fingerprint]))
     for record in carried:
         decision = replace(carry(record, now, token=token), observed_at=observed_at.get(record.fingerprint))
@@ -266,13 +240,55 @@ def plan(
         decisions.append(decision)
     for fingerprint, why in clearing.items():
         record = records[fingerprint]
-        muted = muted_reason(record, rules, inhibitors, now)
-        decisions.append(clear(record, timing(policies, record.policy), now, why, muted=muted, token=token))
-    marks = []
-    if report and not stale_why:
-        advanced = advance(report, mark, evaluation.cluster)
-        marks = [advanced] if advanced else []
-    return Plan(decisions, marks, stale_why)
+        decisions.append(clear(record, timing(policies, record.policy), now, why,
+                               muted=muted_reason(record, rules, inhibitors, now), token=token))
+    advanced = advance(report, mark, evaluation.cluster) if report and not stale_why else None
+    return Plan(decisions, [advanced] if advanced else [], stale_why)
+
+
+def _believed(evaluation: Evaluation, scope: Scope, report: Report | None,
+              stale_report: bool) -> tuple[list[Finding], dict[str, str]]:
+    """The findings to observe, and the fingerprints to resolve (why). A stale report's text
+    changes nothing (the state read now still counts); a report about a node launched after it
+    was made is about a replaced instance: it resolves instead of paging."""
+    if stale_report:
+        return [f for f in evaluation.findings if f.origin == "state"], {}
+    resolved = {fp: "reported healthy again" for fp in evaluation.resolved}
+    kept: list[Finding] = []
+    for finding in evaluation.findings:
+        replaced = scope.replaced_since(finding.node, report.time if report else None) if finding.origin == "event" else None
+        if replaced:
+            resolved[finding.fingerprint] = replaced
+        else:
+            kept.append(finding)
+    return kept, resolved
+
+
+def _unseen(records: Mapping[str, AlertRecord], seen: set[str], scope: Scope, now: datetime,
+            resolved: Mapping[str, str]) -> tuple[list[AlertRecord], dict[str, str]]:
+    """The open alerts this evaluation did not see: those carried over, and those that are over (why)."""
+    carried: list[AlertRecord] = []
+    clearing: dict[str, str] = {}
+    for fingerprint, record in records.items():
+        if fingerprint in seen or not record.open:
+            continue
+        why = _clear_reason(record, scope, now, resolved)
+        if why is None:
+            carried.append(record)
+        else:
+            clearing[fingerprint] = why
+    return carried, clearing
+
+
+def _observations(findings: list[Finding], leaders: Mapping[str, _Member], reported_at: datetime | None,
+                  now: datetime) -> dict[str, datetime]:
+    """When each problem was observed: the report's time for an event's text, now for state; a
+    leader saw what the findings it leads saw (remediation acts on it)."""
+    observed_at = {f.fingerprint: (reported_at or now) if f.origin == "event" else now for f in findings}
+    for fingerprint, leader in leaders.items():
+        observed_at[leader.fingerprint] = max(observed_at[fingerprint],
+                                               observed_at.get(leader.fingerprint, observed_at[fingerprint]))
+    return observed_at
 
 
 def payload(record: AlertRecord) -> FindingPayload:

@@ -44,7 +44,7 @@ OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
 #: The partition key of the Slack notifier's idempotency records; the stack confines the notifier's
 #: table access to it (dynamodb:LeadingKeys), so that it can neither read nor change alerts.
 IDEMPOTENCY_PK = "IDEMPOTENCY"
-#: What Powertools' DynamoDBPersistenceLayer (handlers/slack_notifier.py) calls on those records: put,
+#: What Powertools' DynamoDBPersistenceLayer (notify/delivery.py) calls on those records: put,
 #: update, delete, and get when a refused put does not return the record. Declared here, not in the
 #: handler, because infra imports it and must not import a handler (its Powertools Logger binds stdout).
 IDEMPOTENCY_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")

@@ -23,7 +23,6 @@ from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
 from .freshness import report_of
 from .events import (
-    EVENT_ACCOUNTS_ENV,
     HyperPodEvent,
     IgnoredEvent,
     NodeHealthEvent,
@@ -36,6 +35,8 @@ from .notify.sns import SnsPublisher
 from .policies import REGISTRY
 from .rules import ClusterRules, Rules
 from .rules_store import LoadedRules, RulesStore
+from .constants import SWEEP_CONCURRENCY
+from .settings import EvaluatorSettings, SweepSettings
 from .snapshot import ClusterSnapshot, Node
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,6 @@ class Runtime:
     @classmethod
     def from_env(cls, settings: EvaluatorSettings | None = None) -> Runtime:
         """The runtime a handler builds from its settings (default: the sweep's, from os.environ)."""
-        from .constants import SWEEP_CONCURRENCY
-        from .settings import EvaluatorSettings, SweepSettings
-
         if settings is None:
             settings = SweepSettings.from_env()
         reader = ClusterReader(aws_clients.client("sagemaker"))
