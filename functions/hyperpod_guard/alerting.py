@@ -217,7 +217,7 @@ def plan(
     records, policies = ledger.records, rules.policies
     mark = ledger.marks.get(report.key) if report else None
     stale_why = stale(report, mark) if report else None
-    findings, resolved = _believed(evaluation, scope, report if not stale_why else None, bool(stale_why))
+    findings, resolved = _believed(evaluation, scope, report, bool(stale_why))
     inhibitors = [f for f in findings if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS
                   and not (f.instance_group or f.node)]
     carried, clearing = _unseen(records, {f.fingerprint for f in findings}, scope, now, resolved)

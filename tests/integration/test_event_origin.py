@@ -7,8 +7,6 @@ and IgnoredEvents counts it.
 from __future__ import annotations
 
 import copy
-import json
-import sys
 from typing import Any
 
 import boto3
@@ -16,6 +14,7 @@ import pytest
 
 from hyperpod_guard.local.provision import delivered
 from tests.conftest import ACCOUNT, REGION
+from tests.lambda_output import lambda_output, split
 from tests.runtime_fixtures import LambdaContext, scenario, serve, stack  # noqa: F401
 
 OTHER = "444455556666"  # the account the sample event comes from
@@ -42,49 +41,23 @@ def unhealthy_node(account: str, region: str) -> dict[str, Any]:
     return event
 
 
-class _CurrentStdout:
-    """Writes to whatever sys.stdout is at the time (capsys swaps it per test)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture
-def capsys(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
-    """Powertools' log handler keeps the stdout of the first Logger created: route it to whatever
-    stdout is current. Left so afterwards: the stream it had may be a closed capture by then."""
-    from hyperpod_guard.handlers import evaluator
-
-    evaluator.logger.registered_handler.stream = _CurrentStdout()  # not setStream(): it flushes the old stream
-    return capsys
-
-
-def invoke(event: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], list[dict], dict]:
+def invoke(event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
     """(the handler's answer, its log lines, its EMF metrics by name)."""
     from hyperpod_guard.handlers import evaluator
 
-    capsys.readouterr()
-    answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    metrics: dict[str, float] = {}
-    for line in (line for line in lines if "_aws" in line):
-        for definition in line["_aws"]["CloudWatchMetrics"]:
-            for metric in definition["Metrics"]:
-                value = line[metric["Name"]]
-                metrics[metric["Name"]] = metrics.get(metric["Name"], 0) + (sum(value) if isinstance(value, list) else value)
-    return answer, [line for line in lines if "_aws" not in line], metrics
+    with lambda_output() as output:
+        answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
+    logs, metrics = split(output.getvalue())
+    return answer, logs, metrics
 
 
 def ledger_items(table: str) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").scan(TableName=table)["Items"]
 
 
-def test_the_same_event_from_this_account_pages(deployed, capsys):
+def test_the_same_event_from_this_account_pages(deployed):
     """The control: from our own account and region the event pages at once."""
-    answer, _, metrics = invoke(unhealthy_node(ACCOUNT, REGION), capsys)
+    answer, _, metrics = invoke(unhealthy_node(ACCOUNT, REGION))
     assert answer["notifications"] == 1 and metrics.get("IgnoredEvents") is None
     (message,) = delivered(deployed)
     assert message["attributes"]["severity"] == "critical"
@@ -95,9 +68,9 @@ def test_the_same_event_from_this_account_pages(deployed, capsys):
     pytest.param(ACCOUNT, "us-east-1", "event from region 'us-east-1'", id="another region"),
     pytest.param("", REGION, "names no account", id="no account"),
 ])
-def test_an_event_from_elsewhere_is_ignored_before_anything_is_read(deployed, capsys, account, region, why):
+def test_an_event_from_elsewhere_is_ignored_before_anything_is_read(deployed, account, region, why):
     event = unhealthy_node(account, region)
-    answer, logs, metrics = invoke(event, capsys)
+    answer, logs, metrics = invoke(event)
     assert why in answer.get("ignored", ""), answer
     assert metrics["IgnoredEvents"] == 1 and metrics.get("Notifications") is None
     (line,) = [line for line in logs if line.get("message") == "ignoring event"]
@@ -106,7 +79,7 @@ def test_an_event_from_elsewhere_is_ignored_before_anything_is_read(deployed, ca
     assert ledger_items(deployed.table_name) == []  # not even the rules-invalid or a pending record
 
 
-def test_without_event_accounts_local_runs_believe_any_account(stack, capsys):  # noqa: F811
+def test_without_event_accounts_local_runs_believe_any_account(stack):  # noqa: F811
     """The CLI, the demo and the other tests replay sample events from many accounts: no check."""
-    answer, _, _ = invoke(unhealthy_node(OTHER, "us-east-1"), capsys)
+    answer, _, _ = invoke(unhealthy_node(OTHER, "us-east-1"))
     assert answer["notifications"] == 1
