@@ -41,9 +41,9 @@ BUDGET_WINDOW = timedelta(minutes=60)
 BUDGET_ATTEMPTS = 10
 #: The IAM actions RemediationStore's calls from the functions need on the table (the stack grants
 #: exactly these; a test records the calls on moto and compares). Transactions are authorised per
-#: item: TransactGetItems' Get as GetItem, TransactWriteItems' Update as UpdateItem. audits() (a
-#: Query) serves tests and operators, not the functions.
-TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+#: item: TransactGetItems' Get as GetItem, TransactWriteItems' Update as UpdateItem; node_actions()
+#: is a Query (audits(), also a Query, serves tests and operators, not the functions).
+TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 
 
 @dataclass(frozen=True)
