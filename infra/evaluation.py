@@ -11,6 +11,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
@@ -18,6 +19,7 @@ from constructs import Construct
 
 from hyperpod_guard import ledger_store, naming
 from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, TTL_ATTRIBUTE
+from hyperpod_guard.remediation import actions as remediation_actions
 from hyperpod_guard.remediation import store as remediation_store
 from hyperpod_guard.rules_store import plan_parts
 from hyperpod_guard.settings import EvaluatorSettings, SweepSettings
@@ -30,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes",
                   "sagemaker:ListTags")
 #: granted only with -c remediation=true
-SAGEMAKER_REMEDIATE = ("sagemaker:UpdateCluster", "sagemaker:BatchRebootClusterNodes", "sagemaker:BatchReplaceClusterNodes")
+SAGEMAKER_REMEDIATE = tuple(f"sagemaker:{operation}" for operation in remediation_actions.API_OPERATIONS)
 #: what the evaluator and the sweep call on the ledger table: declared next to the calls (dry runs
 #: use the remediation store too, so it is granted with or without -c remediation=true)
 TABLE_ACTIONS = tuple(sorted({*ledger_store.TABLE_ACTIONS, *remediation_store.TABLE_ACTIONS}))
@@ -103,7 +105,7 @@ class Evaluation(Construct):
             for index, (name, value) in enumerate(plan_parts(document, config.rules_path))
         ]
 
-    def _grant(self, function, config: Config, topic: sns.ITopic, key: kms.IKey) -> None:
+    def _grant(self, function: lambda_.Function, config: Config, topic: sns.ITopic, key: kms.IKey) -> None:
         # not table.grantReadWriteData: it adds Scan, BatchWriteItem, DeleteItem, streams... never called
         function.add_to_role_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn]))
         # not topic.grantPublish: it grants kms:GenerateDataKey* (a wildcard action) for the key

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .engine import Evaluation
-from .findings import Finding, Severity
+from .findings import Finding, FindingFields, Severity
 from .ledger import AlertRecord, AlertState, Decision, Timing, carry, clear, observe
 from .freshness import Report, ReportMark, advance, stale
 from .ledger_store import ClusterLedger
@@ -96,7 +96,7 @@ def timing(policies: Policies, policy: str) -> Timing:
     return Timing(settings.grace, settings.repeat_interval, settings.notify_on_resolve)
 
 
-def _silence_matches(silence: Silence, record: AlertRecord | Finding, now: datetime) -> bool:
+def _silence_matches(silence: Silence, record: FindingFields, now: datetime) -> bool:
     m = silence.matchers
     return bool(silence.until and silence.until > now) and all((
         glob_match(m.cluster, record.cluster), glob_match(m.policy, record.policy),
@@ -104,7 +104,7 @@ def _silence_matches(silence: Silence, record: AlertRecord | Finding, now: datet
     ))
 
 
-def muted_reason(record: AlertRecord | Finding, rules: ClusterRules | Rules, inhibitors: list[Finding],
+def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors: list[Finding],
                  now: datetime) -> str | None:
     """Why an alert sends nothing now: a silence that matches it, or a cluster-level inhibitor."""
     for silence in rules.silences:
@@ -291,14 +291,6 @@ def _observations(findings: list[Finding], leaders: Mapping[str, _Member], repor
     return observed_at
 
 
-def payload(record: AlertRecord) -> FindingPayload:
-    return FindingPayload(
-        policy=record.policy, severity=record.severity, cluster=record.cluster, instance_group=record.instance_group,
-        node=record.node, fingerprint=record.fingerprint, condition=record.condition, summary=record.summary,
-        details=record.details, origin=record.origin,
-    )
-
-
 def build_notification(
     cluster: str, notified: list[tuple[str, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
@@ -309,7 +301,7 @@ def build_notification(
     actions = actions or {}
     ordered = sorted(notified, key=lambda pair: (pair[0] == "resolved", -pair[1].severity.rank, pair[1].policy))
     items = tuple(
-        NotificationItem(reason=reason, finding=payload(record), first_seen=record.first_seen,
+        NotificationItem(reason=reason, finding=FindingPayload.of(record), first_seen=record.first_seen,
                          actions=tuple(actions.get(record.fingerprint, ())))
         for reason, record in ordered
     )

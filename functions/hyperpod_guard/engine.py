@@ -36,7 +36,7 @@ def evaluate(snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: Clus
     findings: list[Finding] = []
     resolved: list[str] = []
     for policy in REGISTRY.values():
-        settings = policies.for_policy(policy.name)
+        settings = policies.settings(policy)
         if not settings.enabled:
             continue
         for finding in policy.evaluate(snapshot, event, settings, now):

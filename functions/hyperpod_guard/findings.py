@@ -1,9 +1,12 @@
-"""Finding: one problem a policy found, in the shape DESIGN.md promises to other parts."""
+"""Finding: one problem a policy found, and the one shape (`FindingFields`) in which every
+later stage carries it: the alert record (ledger), its stored item (ledger_store) and the
+message (notify/message) all extend FindingFields and copy it with `shape_of`, so a new field
+of a finding is one edit here."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -53,8 +56,11 @@ class Escalation:
     severity: Severity
 
 
-@dataclass(frozen=True)
-class Finding:
+@dataclass(frozen=True, kw_only=True)
+class FindingFields:
+    """What a policy says about one problem: the fields a finding, its alert record and its
+    message share."""
+
     policy: str
     severity: Severity
     cluster: str
@@ -67,6 +73,26 @@ class Finding:
     origin: Origin = "state"
     #: HEALTH, CONFIGURATION, AUTOSCALING, ...: see above
     problem: str = HEALTH
+
+    @property
+    def scope(self) -> str:
+        """Where the problem is: "cluster", the instance group, or "group/node" (the node alone
+        when its group is unknown)."""
+        return "/".join(p for p in (self.instance_group, self.node) if p) or "cluster"
+
+
+#: the names of the shared fields, in order
+SHAPE: tuple[str, ...] = tuple(f.name for f in fields(FindingFields))
+
+
+def shape_of(source: FindingFields) -> dict[str, Any]:
+    """The shared fields of a finding, an alert record or a message's finding, by name: what
+    one stage hands the next."""
+    return {name: getattr(source, name) for name in SHAPE}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding(FindingFields):
     escalation: Escalation | None = None
     #: how long the problem must persist before it fires (the rule's `grace`); set by the registry
     grace: timedelta = timedelta(0)
@@ -89,19 +115,8 @@ class Finding:
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "policy": self.policy,
-            "severity": self.severity.value,
-            "cluster": self.cluster,
-            "instance_group": self.instance_group,
-            "node": self.node,
-            "fingerprint": self.fingerprint,
-            "condition": self.condition,
-            "summary": self.summary,
-            "details": self.details,
-            "origin": self.origin,
-            "grace": format_duration(self.grace),
-        }
+        out: dict[str, Any] = {**shape_of(self), "fingerprint": self.fingerprint, "grace": format_duration(self.grace)}
+        out["severity"] = self.severity.value
         if self.escalation:
             out["escalation"] = {
                 "after": format_duration(self.escalation.after),

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .findings import Finding, Severity
+from .findings import Finding, FindingFields, Severity, shape_of
 from .timeutil import format_duration
 
 
@@ -59,23 +59,14 @@ class Timing:
     notify_on_resolve: bool = True
 
 
-@dataclass(frozen=True)
-class AlertRecord:
+@dataclass(frozen=True, kw_only=True)
+class AlertRecord(FindingFields):
+    """A finding's alert: its fields (the newest seen, texts bounded) and its lifecycle."""
+
     fingerprint: str
-    cluster: str
-    policy: str
-    condition: str
     state: AlertState
-    severity: Severity
-    summary: str
     first_seen: datetime
     last_seen: datetime
-    instance_group: str | None = None
-    node: str | None = None
-    origin: str = "state"
-    #: findings of one scope and one problem are one alert (see alerting.fold)
-    problem: str = "health"
-    details: dict[str, Any] = field(default_factory=dict)
     #: event-origin alerts: when the newest report of the problem was made (the event's time)
     reported_at: datetime | None = None
     fired_at: datetime | None = None
@@ -100,12 +91,8 @@ class AlertRecord:
 
     @classmethod
     def start(cls, finding: Finding, now: datetime) -> AlertRecord:
-        return cls(
-            fingerprint=finding.fingerprint, cluster=finding.cluster, policy=finding.policy,
-            condition=finding.condition, state=AlertState.PENDING, severity=finding.severity,
-            summary=bounded(finding.summary), first_seen=now, last_seen=now, instance_group=bounded(finding.instance_group),
-            node=bounded(finding.node), origin=finding.origin, problem=finding.problem, details=bounded(finding.details),
-        )
+        return cls(**bounded(shape_of(finding)), fingerprint=finding.fingerprint, state=AlertState.PENDING,
+                   first_seen=now, last_seen=now)
 
 
 def bounded(value: Any) -> Any:
@@ -182,9 +169,10 @@ def _observe(
     severity = finding.severity_at(record.first_seen, now)
     if reported_at and record.reported_at and record.reported_at > reported_at:
         reported_at = record.reported_at
-    updated = replace(record, severity=severity, summary=bounded(finding.summary), details=bounded(finding.details),
-                      last_seen=now, instance_group=bounded(finding.instance_group) or record.instance_group,
-                      reported_at=reported_at or record.reported_at)
+    # what the finding says now, except a group the record knew and this report did not name
+    seen = {**bounded(shape_of(finding)), "severity": severity,
+            "instance_group": bounded(finding.instance_group) or record.instance_group}
+    updated = replace(record, **seen, last_seen=now, reported_at=reported_at or record.reported_at)
     if updated.state is AlertState.PENDING:
         if now - updated.first_seen < timing.grace:
             why = f"pending: {_since(now, updated.first_seen)} of {format_duration(timing.grace)} grace"

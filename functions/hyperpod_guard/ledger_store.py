@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .findings import Severity
+from .findings import SHAPE, FindingFields, Severity, shape_of
 from .freshness import ReportMark
 from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, Decision, Reason
 from .timeutil import isoformat, parse_timestamp
@@ -74,14 +74,35 @@ def _t(value: datetime | None) -> dict[str, Any]:
     return _s(isoformat(value) if value else None)
 
 
+#: a finding's fields are stored under their own names (SHAPE), as strings, except these
+_DETAILS, _SEVERITY = "details", "severity"
+_SHAPE_DEFAULTS = {f.name: f.default for f in fields(FindingFields) if f.default is not MISSING}
+
+
+def _shape_to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
+    item = {name: _s(value) for name, value in shape_of(record).items() if name != _DETAILS}
+    item["severity"] = _s(record.severity.value)
+    item["details_json"] = _s(json.dumps(record.details, ensure_ascii=False, default=str))
+    return item
+
+
+def _shape_from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The finding's fields of a stored alert; one missing (an item written before it existed)
+    takes its default."""
+    shape: dict[str, Any] = {}
+    for name in SHAPE:
+        value = _get(item, name)
+        shape[name] = _SHAPE_DEFAULTS.get(name, "") if value is None else value
+    shape[_SEVERITY] = Severity(shape[_SEVERITY])
+    shape[_DETAILS] = json.loads(_get(item, "details_json") or "{}")
+    return shape
+
+
 def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
     item: dict[str, dict[str, Any]] = {
         **alert_key(record.cluster, record.fingerprint),
-        "fingerprint": _s(record.fingerprint), "cluster": _s(record.cluster), "policy": _s(record.policy),
-        "condition": _s(record.condition), "state": _s(record.state.value), "severity": _s(record.severity.value),
-        "summary": _s(record.summary), "instance_group": _s(record.instance_group), "node": _s(record.node),
-        "origin": _s(record.origin), "problem": _s(record.problem), "reported_at": _t(record.reported_at),
-        "details_json": _s(json.dumps(record.details, ensure_ascii=False, default=str)),
+        **_shape_to_item(record),
+        "fingerprint": _s(record.fingerprint), "state": _s(record.state.value), "reported_at": _t(record.reported_at),
         "first_seen": _t(record.first_seen), "last_seen": _t(record.last_seen), "fired_at": _t(record.fired_at),
         "resolved_at": _t(record.resolved_at), "last_notified": _t(record.last_notified),
         "notified_severity": _s(record.notified_severity.value if record.notified_severity else None),
@@ -108,12 +129,10 @@ def from_item(item: dict[str, Any]) -> AlertRecord:
     notified = _get(item, "notified_severity")
     owed = _get(item, "owed")
     return AlertRecord(
-        fingerprint=_get(item, "fingerprint"), cluster=_get(item, "cluster"), policy=_get(item, "policy"),
-        condition=_get(item, "condition"), state=AlertState(_get(item, "state")), severity=Severity(_get(item, "severity")),
-        summary=_get(item, "summary") or "", first_seen=when("first_seen"), last_seen=when("last_seen"),  # type: ignore[arg-type]
-        instance_group=_get(item, "instance_group"), node=_get(item, "node"), origin=_get(item, "origin") or "state",
-        problem=_get(item, "problem") or "health", reported_at=when("reported_at"),
-        details=json.loads(_get(item, "details_json") or "{}"), fired_at=when("fired_at"),
+        **_shape_from_item(item),
+        fingerprint=_get(item, "fingerprint"), state=AlertState(_get(item, "state")),
+        first_seen=when("first_seen"), last_seen=when("last_seen"),  # type: ignore[arg-type]
+        reported_at=when("reported_at"), fired_at=when("fired_at"),
         resolved_at=when("resolved_at"), last_notified=when("last_notified"),
         notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
         claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",

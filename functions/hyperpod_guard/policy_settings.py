@@ -93,3 +93,9 @@ class NodeRemediation(Remediation):
         default=timedelta(minutes=30),
         description="When the cluster's NodeRecovery is Automatic, give HyperPod's own repair this long first.",
     )
+
+
+def remediation_of(settings: PolicySettings) -> Remediation | None:
+    """A policy's remediation settings (its `remediation` field), None when it has none."""
+    remediation = getattr(settings, "remediation", None)
+    return remediation if isinstance(remediation, Remediation) else None

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
 
 from .errors import InvalidRulesError
-from .policies import REGISTRY
+from .policies import REGISTRY, Policy
+from .policies.base import S
 from .policies.cluster_health import ClusterHealthSettings
 from .policies.degraded_group import DegradedGroupSettings
 from .policies.failed_rollback import FailedRollbackSettings
@@ -33,6 +34,7 @@ from .policy_settings import (
     TaintEffect,
     glob_match,
     has_prefix,
+    remediation_of,
 )
 from .timeutil import Timestamp
 
@@ -60,7 +62,16 @@ def _policies_model() -> type[RulesModel]:
 
 class _PoliciesBase(RulesModel):
     def for_policy(self, name: str) -> PolicySettings:
-        return getattr(self, name.replace("-", "_"))  # type: ignore[no-any-return]
+        """A policy's settings by its name (the registry's key)."""
+        settings = getattr(self, name.replace("-", "_"))
+        assert isinstance(settings, PolicySettings), name
+        return settings
+
+    def settings(self, policy: Policy[S]) -> S:
+        """A policy's settings, as its own settings model."""
+        settings = self.for_policy(policy.name)
+        assert isinstance(settings, policy.settings), policy.name
+        return settings
 
 
 Policies = _policies_model()
@@ -198,7 +209,7 @@ class ClusterRules:
     @property
     def remediates(self) -> bool:
         """Whether any policy of this cluster has remediation enabled (only then is it loaded)."""
-        remediations = (getattr(getattr(self.policies, name), "remediation", None) for name in Policies.model_fields)
+        remediations = (remediation_of(self.policies.for_policy(name)) for name in REGISTRY)
         return any(r is not None and r.enabled for r in remediations)
 
     def enabled(self, names: Iterable[str]) -> frozenset[str]:

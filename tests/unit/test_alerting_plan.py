@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hyperpod_guard.alerting import Scope, fold, plan
+from hyperpod_guard.alerting import Scope, fold, muted_reason, plan
 from hyperpod_guard.engine import Evaluation
 from hyperpod_guard.findings import CONFIGURATION, Finding, Severity
 from hyperpod_guard.freshness import Report, ReportMark
@@ -135,3 +135,37 @@ def test_an_event_report_about_a_node_launched_after_it_is_resolved(launched, cl
     assert (decision.notify is Reason.RESOLVED) is cleared
     if cleared:
         assert "was launched at 2026-11-26T06:01:00Z, after the report of 2026-11-26T06:00:00Z" in decision.why
+
+
+# --- silences and inhibition (muted_reason), like Alertmanager's silence_test.go -------------------
+
+def silenced(matchers: dict[str, str], until: datetime = T0 + timedelta(hours=1), comment: str = ""):
+    return Rules.model_validate({"version": 1, "silences": [
+        {"matchers": matchers, "until": until.isoformat(), "comment": comment}]}).resolve("c")
+
+
+CLUSTER_FAILED = f("degraded-group", "cluster-failed", CRIT, group=None)
+
+
+@pytest.mark.parametrize("record, rules, inhibitors, muted", [
+    (FAILURE, silenced({"cluster": "c"}), [], "silenced until 2026-11-26T07:00:00Z"),
+    (FAILURE, silenced({"cluster": "c*", "policy": "unhealthy-*"}), [], "silenced until"),   # globs
+    (FAILURE, silenced({"node": "i-1"}, comment="CHG-1 reboot"), [], ": CHG-1 reboot"),       # the comment says why
+    (FAILURE, silenced({"node": "i-2"}), [], None),                                          # another node
+    (FAILURE, silenced({"cluster": "C"}), [], None),                                         # case-sensitive
+    (FAILURE, silenced({"cluster": "c"}, until=T0), [], None),                               # ended at `now`
+    (CLUSTER_FAILED, silenced({"instance_group": "g"}), [], None),        # no group never matches a group glob
+    (CLUSTER_FAILED, silenced({"instance_group": "*"}), [], "silenced until"),  # ... but matches "*"
+    (FAILURE, RULES, [CLUSTER_FAILED], "inhibited by degraded-group/cluster-failed"),  # a cluster-level cause
+    (DEGRADED, RULES, [CLUSTER_FAILED], "inhibited by degraded-group/cluster-failed"),
+    (CLUSTER_FAILED, RULES, [CLUSTER_FAILED], None),                      # a cluster-level alert is never inhibited
+    (FAILURE, RULES, [], None),
+], ids=["cluster", "globs", "comment", "other node", "case", "expired", "no group vs glob", "no group vs *",
+        "inhibited node", "inhibited group", "cluster alert", "nothing"])
+def test_muted_reason(record, rules, inhibitors, muted):
+    reason = muted_reason(record, rules, inhibitors, T0)
+    assert (reason is None) is (muted is None)
+    if muted:
+        assert muted in reason
+    # the alert record of the finding is muted the same way
+    assert muted_reason(AlertRecord.start(record, T0), rules, inhibitors, T0) == reason

@@ -1,4 +1,4 @@
-"""Finding: fingerprint stability, the JSON shape DESIGN.md promises, escalation, settings."""
+"""Finding: fingerprint stability, its JSON shape (`evaluate --format json` prints it), escalation, settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hyperpod_guard.findings import Escalation, Finding, Severity, fingerprint
 
 DESIGN_KEYS = {"policy", "severity", "cluster", "instance_group", "node", "fingerprint", "summary", "details"}
-EXTRA_KEYS = {"condition", "origin", "grace"}
+EXTRA_KEYS = {"condition", "origin", "problem", "grace"}
 
 BASE = ("degraded-group", "training", "gpu-workers", None, "status-degraded")
 
@@ -83,6 +83,7 @@ def test_to_dict_has_the_design_keys_and_our_extras():
         "summary": "Instance group gpu-workers is Degraded",
         "details": {"current_count": 3, "target_count": 4, "statuses": ["Degraded"]},
         "origin": "state",
+        "problem": "health",
         "grace": "5m",
     }
     assert json.loads(json.dumps(out)) == out

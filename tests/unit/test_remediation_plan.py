@@ -1,4 +1,5 @@
-"""remediation.plan: what remediation would do for firing alerts, one row per case (pure)."""
+"""remediation.plan and the policies' `remediate`: what remediation would do for firing alerts,
+one row per case (pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from hyperpod_guard.findings import Severity
 from hyperpod_guard.ledger import AlertRecord, AlertState
-from hyperpod_guard.remediation.plan import Action, Skip, chunks, plan, update_cluster_request
+from hyperpod_guard.policies.taint_drift import update_cluster_request
+from hyperpod_guard.remediation.plan import Action, Skip, chunks, plan
 from hyperpod_guard.rules import Policies, Rules
 from hyperpod_guard.snapshot import ClusterSnapshot
 
@@ -153,12 +155,12 @@ UPDATE_CASES = [
 
 @pytest.mark.parametrize(("group_doc", "required", "expected"), UPDATE_CASES)
 def test_update_cluster_request(group_doc, required, expected):
-    request = update_cluster_request(snapshot([group_doc]), "gpu", policies(required=required))
+    request = update_cluster_request(snapshot([group_doc]), "gpu", policies(required=required).taint_drift)
     assert request == {"ClusterName": CLUSTER, "InstanceGroups": [expected]}
 
 
 def test_update_cluster_request_keeps_other_groups_out():
-    request = update_cluster_request(snapshot([group(), group("cpu", instance_type="ml.m5.xlarge")]), "gpu", ON)
+    request = update_cluster_request(snapshot([group(), group("cpu", instance_type="ml.m5.xlarge")]), "gpu", ON.taint_drift)
     assert [g["InstanceGroupName"] for g in request["InstanceGroups"]] == ["gpu"]
 
 
@@ -173,7 +175,7 @@ def test_update_cluster_request_keeps_other_groups_out():
                  id="unknown group"),
 ])
 def test_update_cluster_request_refuses_without_required_members(group_doc, group_name, reason):
-    assert update_cluster_request(snapshot([group_doc]), group_name, ON) == reason
+    assert update_cluster_request(snapshot([group_doc]), group_name, ON.taint_drift) == reason
     required = record("taint-drift", "required", group_name=group_name)
     assert plan(snapshot([group_doc]), [required], ON, NOW) == [Skip(required.fingerprint, reason)]
 

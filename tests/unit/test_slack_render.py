@@ -34,7 +34,8 @@ def item(reason: str = "first", *, severity: str = "warning", policy: str = "deg
          summary: str = "Instance group workers is Degraded (2/4 nodes)",
          details: dict[str, Any] | None = None, first_seen: datetime | None = None) -> NotificationItem:
     finding = FindingPayload(policy=policy, severity=severity, cluster=cluster, instance_group=group, node=node,
-                             fingerprint="0123456789abcdef0123", summary=summary, details=details or {})
+                             fingerprint="0123456789abcdef0123", condition="status-degraded", summary=summary,
+                             details=details or {})
     return NotificationItem(reason=reason, finding=finding, first_seen=first_seen)
 
 

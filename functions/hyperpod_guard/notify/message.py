@@ -16,9 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ..findings import Finding, Severity
+from ..findings import FindingFields, Severity, shape_of
+from ..ledger import AlertRecord
 from ..timeutil import Timestamp, isoformat
 
 #: why a message is sent about a finding (Alertmanager's dedup stage reasons, plus escalation)
@@ -33,29 +35,25 @@ BODY_BUDGET = 240 * 1024
 MESSAGE_VERSION = 1
 
 
-class FindingPayload(BaseModel):
-    """A Finding as it travels in a message (the DESIGN.md finding shape)."""
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="ignore"))
+class FindingPayload(FindingFields):
+    """A finding as it travels in a message: its alert's fields, validated (keys it does not
+    know are ignored, so an older reader takes a newer message)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    policy: str
-    severity: Severity
-    cluster: str
-    instance_group: str | None = None
-    node: str | None = None
     fingerprint: str
-    condition: str = ""
-    summary: str
-    details: dict[str, Any] = Field(default_factory=dict)
-    origin: str = "state"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _condition_optional(cls, data: Any) -> Any:
+        # messages have not always carried the condition: one parked in a dead-letter queue
+        # before it did is still delivered
+        if isinstance(data, dict) and "condition" not in data:
+            return {**data, "condition": ""}
+        return data
 
     @classmethod
-    def of(cls, finding: Finding) -> FindingPayload:
-        return cls.model_validate(finding.to_dict())
-
-    @property
-    def scope(self) -> str:
-        return "/".join(p for p in (self.instance_group, self.node) if p) or "cluster"
+    def of(cls, record: AlertRecord) -> FindingPayload:
+        return cls(**shape_of(record), fingerprint=record.fingerprint)
 
 
 class NotificationItem(BaseModel):

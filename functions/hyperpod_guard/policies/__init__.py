@@ -4,24 +4,27 @@
 
 with no I/O, clock or environment. A policy may also say which findings an event
 explicitly clears (`resolves`), e.g. a node reported healthy again.
-A policy module owns its settings model (a PolicySettings): rules.py assembles the
-rules' `policies` from this registry. Adding a policy = a module here (registered in `_load`) + its
-table of tests + a scenario in events/.
+A policy module owns its settings model (a PolicySettings) and, optionally, its remediation
+(`remediate`): rules.py assembles the rules' `policies` from this registry, remediation/plan.py
+asks the registry. Adding a policy = a module here (registered in `_load`) + its table of tests +
+a scenario in events/ (README: "Adding a policy").
 """
 
 from __future__ import annotations
 
-from .base import Evaluate, Policy, Resolves
+from typing import Any
 
-__all__ = ["Evaluate", "Policy", "Resolves", "REGISTRY", "POLICY_NAMES"]
+from .base import Evaluate, Policy, Remediate, Resolves
+
+__all__ = ["Evaluate", "Policy", "Remediate", "Resolves", "REGISTRY", "POLICY_NAMES"]
 
 
-def _load() -> dict[str, Policy]:
+def _load() -> dict[str, Policy[Any]]:
     from . import cluster_health, degraded_group, failed_rollback, taint_drift, unhealthy_node
 
     modules = (taint_drift, degraded_group, failed_rollback, unhealthy_node, cluster_health)
     return {m.POLICY.name: m.POLICY for m in modules}
 
 
-REGISTRY: dict[str, Policy] = _load()
+REGISTRY: dict[str, Policy[Any]] = _load()
 POLICY_NAMES = tuple(REGISTRY)

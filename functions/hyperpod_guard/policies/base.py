@@ -3,35 +3,46 @@
     evaluate(snapshot, event, settings, now) -> list[Finding]
 
 with no I/O, clock or environment; optionally which findings an event explicitly clears
-(`resolves`). Each policy module builds its `POLICY` from this; the registry
-(`policies/__init__.py`) imports the policy modules, so they must not import it back.
+(`resolves`) and what remediation would do for one of its firing alerts (`remediate`, pure too;
+it runs only when the rules enable the settings' `remediation`). Each policy module builds its
+`POLICY` from this; the registry (`policies/__init__.py`) imports the policy modules, so they
+must not import it back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Generic, TypeVar
 
 from ..events import HyperPodEvent
 from ..findings import Finding
+from ..ledger import AlertRecord
 from ..policy_settings import PolicySettings
+from ..remediation.actions import Planned
 from ..snapshot import ClusterSnapshot
 
-Evaluate = Callable[[ClusterSnapshot, HyperPodEvent | None, Any, datetime], list[Finding]]
+S = TypeVar("S", bound=PolicySettings)
+
+Evaluate = Callable[[ClusterSnapshot, HyperPodEvent | None, S, datetime], list[Finding]]
 Resolves = Callable[[ClusterSnapshot, HyperPodEvent | None], list[str]]
+#: (alert, snapshot read now, settings, now, nodes an earlier alert's action in this plan takes)
+#: -> an Action, a Skip saying why not, or None when the alert is not this remediation's business
+Remediate = Callable[[AlertRecord, ClusterSnapshot, S, datetime, Set[str]], Planned | None]
 
 
 @dataclass(frozen=True)
-class Policy:
+class Policy(Generic[S]):
     name: str
     description: str
     #: its settings model: the rules' `policies.<name>` (rules.py assembles them from the registry)
-    settings: type[PolicySettings]
-    evaluate: Evaluate
+    settings: type[S]
+    evaluate: Evaluate[S]
     #: fingerprints that the event explicitly reports as fixed
     resolves: Resolves | None = None
+    #: what to do about one of its firing alerts (settings with a `remediation` field)
+    remediate: Remediate[S] | None = None
     #: its conditions, causes before their effects: of two equally severe findings of one scope
     #: and problem, the earlier leads the alert (alerting.fold), e.g. a Failed group before its shortfall
     precedence: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ Failure messages from the snapshot and from an Error-level Cluster Event go into
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,10 +23,11 @@ from pydantic import Field
 
 from ..events import ClusterEvent, HyperPodEvent
 from ..findings import Finding, Severity
+from ..ledger import AlertRecord
 from ..policy_settings import NodeRemediation, PolicySettings
-from ..timeutil import Duration
+from ..remediation.actions import Planned, node_action
 from ..snapshot import ClusterSnapshot, ClusterStatus, GroupStatus, InstanceGroup
-from ..timeutil import isoformat
+from ..timeutil import Duration, isoformat
 from .base import Policy
 
 NAME = "degraded-group"
@@ -120,9 +122,18 @@ def evaluate(
     return findings
 
 
+def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: DegradedGroupSettings, now: datetime,
+              taken: Set[str]) -> Planned | None:
+    """Reboot or replace the group's nodes in Failure. Not a restricted group's: SageMaker runs
+    those, and they may share a name with an instance group."""
+    nodes = [] if record.condition.startswith(RESTRICTED) else sorted(
+        n.instance_id for n in snapshot.nodes if n.status == "Failure" and n.instance_group_name == record.instance_group)
+    return node_action(record, nodes, snapshot, settings.remediation, now, taken)
+
+
 POLICY = Policy(
     NAME, "Instance groups (and restricted instance groups) Degraded/Failed or short of target/min capacity; "
-    "cluster Failed.", DegradedGroupSettings, evaluate,
+    "cluster Failed.", DegradedGroupSettings, evaluate, remediate=remediate,
     # a group's status explains its shortfall
     precedence=tuple(prefix + c for prefix in ("", RESTRICTED)
                      for c in ("cluster-failed", "status-failed", "status-degraded", "below-min", "below-target")),

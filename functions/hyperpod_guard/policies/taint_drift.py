@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,12 +25,16 @@ from pydantic import Field, model_validator
 from ..cluster_events import Kind, classify
 from ..events import HyperPodEvent
 from ..findings import CONFIGURATION, Finding, Severity
+from ..ledger import AlertRecord
 from ..policy_settings import MANAGED_KEY_PREFIXES, PolicySettings, Remediation, RulesModel, TaintEffect, glob_match, has_prefix
+from ..remediation.actions import Planned, cluster_update, not_in_service
 from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
 from ..timeutil import Duration
 from .base import Policy
 
 NAME = "taint-drift"
+#: conditions: the nodes differ from the group's declaration; the declaration lacks what the rules require
+CURRENT_VS_DESIRED, REQUIRED = "current-vs-desired", "required"
 
 
 class GroupSelector(RulesModel):
@@ -203,7 +207,7 @@ def _group_findings(
             missing, unexpected, changed = drift.counts
             findings.append(Finding(
                 policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
-                condition="current-vs-desired",
+                condition=CURRENT_VS_DESIRED,
                 summary=(f"Nodes of instance group {group.name} do not carry the declared taints/labels "
                          f"({missing} missing, {unexpected} unexpected, {changed} changed)"),
                 details={"check": "current-vs-desired", "group_status": group.status, **drift.details()},
@@ -215,7 +219,7 @@ def _group_findings(
             missing, _, changed = drift.counts
             findings.append(Finding(
                 policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
-                condition="required",
+                condition=REQUIRED,
                 summary=(f"Instance group {group.name} does not declare the required taints/labels "
                          f"({missing} missing, {changed} conflicting)"),
                 details={"check": "required", "instance_type": group.instance_type, **drift.details()},
@@ -243,4 +247,49 @@ def evaluate(
     return findings
 
 
-POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings, evaluate)
+# --- remediation: re-declare what the rules require ------------------------------------------
+
+
+def _taint(t: Taint) -> dict[str, str]:
+    return {"Key": t.key, "Effect": t.effect, **({"Value": t.value} if t.value else {})}
+
+
+def update_cluster_request(snapshot: ClusterSnapshot, group_name: str, settings: TaintDriftSettings) -> dict[str, Any] | str:
+    """The UpdateCluster parameters that re-declare the required keys of one group, or why not:
+    the group's declared KubernetesConfig with only the required keys set (everything else stays
+    as declared), its name, ExecutionRole and InstanceType kept and InstanceCount = TargetCount
+    (never scale)."""
+    group = snapshot.group(group_name)
+    if group is None or group.kubernetes_config is None:
+        return f"instance group {group_name} or its KubernetesConfig is not in DescribeCluster"
+    if not group.execution_role or group.target_count is None:
+        return f"instance group {group_name} has no ExecutionRole/TargetCount in DescribeCluster"
+    requirements = [r for r in settings.required if r.match.matches(group.name, group.instance_type)]
+    labels = dict(group.kubernetes_config.desired_labels)
+    taints = list(group.kubernetes_config.desired_taints)
+    for requirement in requirements:
+        labels.update(requirement.labels)
+        for required in requirement.taints:
+            taints = [t for t in taints if t.key != required.key]
+            taints.append(Taint(Key=required.key, Value=required.value, Effect=required.effect))
+    spec: dict[str, Any] = {
+        "InstanceGroupName": group.name, "ExecutionRole": group.execution_role, "InstanceCount": group.target_count,
+        "KubernetesConfig": {"Labels": labels, "Taints": [_taint(t) for t in taints]},
+    }
+    if group.instance_type:
+        spec["InstanceType"] = group.instance_type
+    return {"ClusterName": snapshot.name, "InstanceGroups": [spec]}
+
+
+def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: TaintDriftSettings, now: datetime,
+              taken: Set[str]) -> Planned | None:
+    """Only `required` drift of a group: current-vs-desired is HyperPod's to reconcile (never
+    "fixed", nor "skipped"), and a node's failed update is HyperPod's to retry."""
+    if record.condition != REQUIRED or not record.instance_group:
+        return None
+    return not_in_service(record, snapshot) or cluster_update(
+        record, snapshot, update_cluster_request(snapshot, record.instance_group, settings), settings.remediation)
+
+
+POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings, evaluate,
+                remediate=remediate)

@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime
 
 from pydantic import Field
 
 from ..events import HyperPodEvent, NodeHealthEvent
 from ..findings import Finding, Severity, fingerprint
+from ..ledger import AlertRecord
 from ..policy_settings import NodeRemediation, PolicySettings
+from ..remediation.actions import Planned, node_action
 from ..snapshot import ClusterSnapshot
 from .base import Policy
 
@@ -72,5 +75,13 @@ def resolves(snapshot: ClusterSnapshot, event: HyperPodEvent | None) -> list[str
     return []
 
 
+def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: UnhealthyNodeSettings, now: datetime,
+              taken: Set[str]) -> Planned | None:
+    """Reboot or replace the node, only when this evaluation read it: an action rests on what
+    the API says now."""
+    nodes = [record.node] if record.node and snapshot.node(record.node) else []
+    return node_action(record, nodes, snapshot, settings.remediation, now, taken)
+
+
 POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", UnhealthyNodeSettings, evaluate, resolves,
-                precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report
+                remediate, precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report
