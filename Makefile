@@ -13,7 +13,7 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install test demo bench synth deploy destroy bootstrap lock clean
+.PHONY: help install lint test demo bench synth deploy destroy bootstrap lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,13 @@ $(STAMP): requirements-dev.lock pyproject.toml | $(UV)
 
 install: $(STAMP)  ## create .venv with the pinned dependencies
 
-test: $(STAMP)  ## run the whole test suite
+# pyproject.toml configures both: ruff's rule set ([tool.ruff]); mypy's files, strictness and the
+# pydantic plugin ([tool.mypy])
+lint: $(STAMP)  ## ruff and mypy (with the pydantic plugin) over functions/ and infra/
+	$(BIN)/ruff check functions infra
+	$(BIN)/mypy
+
+test: $(STAMP) lint  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO_STAMP)  ## run the pipeline on the sample scenarios in events/ (light install: no CDK tooling)
@@ -76,4 +82,4 @@ lock: | $(UV)  ## re-resolve requirements-dev.lock, then requirements-demo.lock 
 	$(UV) pip compile --quiet pyproject.toml --extra demo -p 3.11 -c requirements-dev.lock -o requirements-demo.lock
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis cdk.out node_modules
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache cdk.out node_modules

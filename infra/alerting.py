@@ -6,6 +6,7 @@ from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
@@ -41,7 +42,7 @@ class Alerting(Construct):
                 "severity": sns.SubscriptionFilter.string_filter(allowlist=config.email_severities),
             }))
         self.slack_secret: secretsmanager.ISecret | None = None
-        self.notifier = None
+        self.notifier: lambda_.Function | None = None
         if config.slack:
             self._slack(config)
         if config.chatbot_workspace_id:
@@ -53,7 +54,8 @@ class Alerting(Construct):
 
     def _slack(self, config: Config) -> None:
         if config.slack_secret_name:
-            self.slack_secret = secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", config.slack_secret_name)
+            self.slack_secret = secretsmanager.Secret.from_secret_name_v2(
+                self, "SlackWebhook", config.slack_secret_name)
         else:
             # created with a generated placeholder, which the notifier reports as "not configured"
             self.slack_secret = secretsmanager.Secret(
@@ -77,4 +79,5 @@ class Alerting(Construct):
             retry_attempts=2, max_event_age=Duration.hours(6),
             on_failure=destinations.SqsDestination(self.notifier_dlq),
         )
-        self.topic.add_subscription(subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.notifier_dlq))
+        self.topic.add_subscription(
+            subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.notifier_dlq))

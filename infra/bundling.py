@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import jsii
@@ -39,8 +40,8 @@ class PipLocalBundling:
         self.python_version = python_version
         self.platform = platform
 
-    def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_options) -> bool:
-        result = subprocess.run(
+    def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_options: Any) -> bool:
+        result = subprocess.run(  # noqa: S603 - a fixed argv (this interpreter's pip), no shell
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
              "--target", output_dir, "--platform", self.platform, "--implementation", "cp",
              "--python-version", self.python_version, "--only-binary=:all:", *LAMBDA_REQUIREMENTS],

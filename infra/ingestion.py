@@ -28,7 +28,8 @@ class Ingestion(Construct):
             self, "HyperPodEvents", rule_name=f"{config.prefix}-hyperpod-events",
             description="hyperpod-guard: SageMaker HyperPod state change, node health and cluster events",
             event_pattern=events.EventPattern(
-                source=EVENT_PATTERN["source"], detail_type=EVENT_PATTERN["detail-type"], account=event_accounts(config),
+                source=EVENT_PATTERN["source"], detail_type=EVENT_PATTERN["detail-type"],
+                account=event_accounts(config),
             ),
             targets=[targets.LambdaFunction(
                 evaluator, dead_letter_queue=self.dlq, retry_attempts=8, max_event_age=Duration.hours(6),

@@ -31,7 +31,8 @@ def _search(metric: Metric, dimensions: tuple[Dimension, ...], label: str) -> cl
 def _count(metric: Metric, service: Service) -> cloudwatch.Metric:
     """A function's count (Powertools adds the `service` dimension to every metric)."""
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=metric.value,
-                             dimensions_map={Dimension.SERVICE.value: service.value}, statistic="Sum", period=FIVE_MINUTES)
+                             dimensions_map={Dimension.SERVICE.value: service.value}, statistic="Sum",
+                             period=FIVE_MINUTES)
 
 
 class Monitoring(Construct):
@@ -50,18 +51,22 @@ class Monitoring(Construct):
         self.alarms: list[cloudwatch.Alarm] = []
 
         def alarm(id_: str, metric: cloudwatch.IMetric, description: str, *, threshold: float = 1,
-                  comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                  missing=cloudwatch.TreatMissingData.NOT_BREACHING, periods: int = 1) -> None:
+                  comparison: cloudwatch.ComparisonOperator = (
+                      cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD),
+                  missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+                  periods: int = 1) -> None:
             created = cloudwatch.Alarm(
                 self, id_, alarm_name=f"{config.prefix}-{id_}", alarm_description=description, metric=metric,
-                threshold=threshold, evaluation_periods=periods, comparison_operator=comparison, treat_missing_data=missing,
+                threshold=threshold, evaluation_periods=periods, comparison_operator=comparison,
+                treat_missing_data=missing,
             )
             created.add_alarm_action(notify)
             self.alarms.append(created)
 
         for name, function in functions.items():
             alarm(f"{name}-errors", function.metric_errors(period=FIVE_MINUTES), f"{function.function_name} failed")
-            alarm(f"{name}-throttles", function.metric_throttles(period=FIVE_MINUTES), f"{function.function_name} was throttled")
+            alarm(f"{name}-throttles", function.metric_throttles(period=FIVE_MINUTES),
+                  f"{function.function_name} was throttled")
         for name, queue in queues.items():
             alarm(f"{name}-depth", queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
                   f"messages are waiting in {name}: events or alerts were not processed (see README: Operations)")
@@ -82,7 +87,8 @@ class Monitoring(Construct):
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Notifications", width=12, left=[
                 _count(Metric.NOTIFICATIONS, Service.EVALUATOR), _count(Metric.NOTIFICATIONS, Service.SWEEP),
-                _count(Metric.SLACK_MESSAGES_SENT, Service.SLACK_NOTIFIER), _count(Metric.SUPPRESSED_ALERTS, Service.EVALUATOR),
+                _count(Metric.SLACK_MESSAGES_SENT, Service.SLACK_NOTIFIER),
+                _count(Metric.SUPPRESSED_ALERTS, Service.EVALUATOR),
             ]),
             cloudwatch.GraphWidget(title="Errors", width=12, left=[
                 *(f.metric_errors(period=FIVE_MINUTES, label=f"{n} errors") for n, f in functions.items()),

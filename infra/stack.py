@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK
@@ -16,11 +19,13 @@ from .monitoring import Monitoring
 
 
 class HyperPodGuardStack(Stack):
-    def __init__(self, scope: Construct, id: str, *, config: Config, **kwargs):
-        super().__init__(scope, id, description="hyperpod-guard: policy checks and alerts for SageMaker HyperPod", **kwargs)
+    def __init__(self, scope: Construct, id: str, *, config: Config, **kwargs: Any):
+        super().__init__(scope, id, description="hyperpod-guard: policy checks and alerts for SageMaker HyperPod",
+                         **kwargs)
         self.config = config
         self.alerting = Alerting(self, "Alerting", config=config)
-        self.evaluation = Evaluation(self, "Evaluation", config=config, topic=self.alerting.topic, key=self.alerting.key)
+        self.evaluation = Evaluation(self, "Evaluation", config=config, topic=self.alerting.topic,
+                                     key=self.alerting.key)
         self.ingestion = Ingestion(self, "Ingestion", config=config, evaluator=self.evaluation.evaluator)
         functions = {"evaluator": self.evaluation.evaluator, "sweep": self.evaluation.sweep}
         queues = {"events-dlq": self.ingestion.dlq, "evaluator-failures": self.evaluation.failures}
@@ -38,7 +43,7 @@ class HyperPodGuardStack(Stack):
             CfnOutput(self, "SlackWebhookSecret", value=self.alerting.slack_secret.secret_name)
         self._acknowledge()
 
-    def _remember_deliveries(self, notifier) -> None:
+    def _remember_deliveries(self, notifier: lambda_.Function) -> None:
         """The Slack notifier keeps Powertools idempotency records (one per SNS message id) in the
         ledger table, so that a redelivered message is not posted twice: the item calls Powertools
         makes, on its own records only (partition key IDEMPOTENCY), never on the alerts."""
@@ -55,13 +60,17 @@ class HyperPodGuardStack(Stack):
         def ack(scope: Construct, rule: str, reason: str) -> None:
             Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
-        ack(self, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        ack(self,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
             "The managed basic execution role grants only CloudWatch Logs writes to the function's own log group.")
         ack(self, "AwsSolutions-IAM5[Resource::*]",
             "sagemaker:ListClusters has no resource-level permissions; KMS key policies name the key itself as '*'.")
-        ack(self, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
-            "HyperPod cluster ARNs carry a generated cluster id, not the name: clusters of this account and region only.")
-        ack(self, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{self.config.rules_path}/*]",
+        ack(self,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
+            "HyperPod cluster ARNs carry a generated cluster id, not the name: "
+            "clusters of this account and region only.")
+        parameters = f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{self.config.rules_path}/*"
+        ack(self, f"AwsSolutions-IAM5[Resource::{parameters}]",
             "The rules are every parameter under the rules path (several parameters, merged).")
         ack(self, "AwsSolutions-SMG4",
             "A Slack incoming-webhook URL cannot be rotated by a Lambda: Slack issues it; rotate it by hand in Slack.")

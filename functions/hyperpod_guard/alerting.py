@@ -17,8 +17,8 @@ from typing import Any
 
 from .engine import Evaluation
 from .findings import Finding, FindingFields, Severity
-from .ledger import AlertRecord, AlertState, Decision, Timing, carry, clear, observe
 from .freshness import Report, ReportMark, advance, stale
+from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
 from .notify.message import FindingPayload, Notification, NotificationItem
 from .policies import REGISTRY
@@ -189,8 +189,10 @@ def fold(findings: list[Finding], carried: list[AlertRecord], records: Mapping[s
     out: list[Finding] = []
     inhibited: dict[str, _Member] = {}
     for members in groups.values():
-        if len(members) == 1:
-            out.append(members[0][1])  # type: ignore[arg-type]
+        if len(members) == 1:  # a finding alone (carried records only join a finding's group)
+            only = members[0][1]
+            assert only is not None
+            out.append(only)
             continue
         members.sort(key=lambda pair: pair[0].lead_key())
         (leader, leading), rest = members[0], members[1:]
@@ -198,9 +200,9 @@ def fold(findings: list[Finding], carried: list[AlertRecord], records: Mapping[s
                   for m, finding in rest if finding is not None]
         if leading is not None:
             out.append(replace(leading, details={**leading.details, "also": folded}) if folded else leading)
-        for member, finding in rest:
-            if finding is not None:
-                out.append(finding)
+        for member, inhibited_finding in rest:
+            if inhibited_finding is not None:
+                out.append(inhibited_finding)
                 inhibited[member.fingerprint] = leader
     return out, inhibited
 
@@ -236,7 +238,8 @@ def plan(
     for record in carried:
         decision = replace(carry(record, now, token=token), observed_at=observed_at.get(record.fingerprint))
         if decision.observed_at and muted_reason(record, rules, inhibitors, now):
-            decision = replace(decision, muted=True)  # it leads what was seen now, silenced: remediation leaves it alone
+            # it leads what was seen now, silenced: remediation leaves it alone
+            decision = replace(decision, muted=True)
         decisions.append(decision)
     for fingerprint, why in clearing.items():
         record = records[fingerprint]
@@ -253,10 +256,11 @@ def _believed(evaluation: Evaluation, scope: Scope, report: Report | None,
     was made is about a replaced instance: it resolves instead of paging."""
     if stale_report:
         return [f for f in evaluation.findings if f.origin == "state"], {}
-    resolved = {fp: "reported healthy again" for fp in evaluation.resolved}
+    resolved = dict.fromkeys(evaluation.resolved, "reported healthy again")
     kept: list[Finding] = []
     for finding in evaluation.findings:
-        replaced = scope.replaced_since(finding.node, report.time if report else None) if finding.origin == "event" else None
+        reported_at = report.time if report else None
+        replaced = scope.replaced_since(finding.node, reported_at) if finding.origin == "event" else None
         if replaced:
             resolved[finding.fingerprint] = replaced
         else:
@@ -292,14 +296,14 @@ def _observations(findings: list[Finding], leaders: Mapping[str, _Member], repor
 
 
 def build_notification(
-    cluster: str, notified: list[tuple[str, AlertRecord]], now: datetime, *,
+    cluster: str, notified: list[tuple[Reason, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Notification:
     """notified: (reason, record) pairs; actions: remediation lines by fingerprint; tags: the
     cluster's, when they were read."""
     actions = actions or {}
-    ordered = sorted(notified, key=lambda pair: (pair[0] == "resolved", -pair[1].severity.rank, pair[1].policy))
+    ordered = sorted(notified, key=lambda pair: (pair[0] is Reason.RESOLVED, -pair[1].severity.rank, pair[1].policy))
     items = tuple(
         NotificationItem(reason=reason, finding=FindingPayload.of(record), first_seen=record.first_seen,
                          actions=tuple(actions.get(record.fingerprint, ())))

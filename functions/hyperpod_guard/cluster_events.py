@@ -30,12 +30,15 @@ _TEMPLATES: tuple[tuple[Kind, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
     for kind, pattern in (
         (Kind.K8S_CONFIG_UPDATE_FAILED,
-         rf"^Failed to update Kubernetes config for instance (?P<instance>{_INSTANCE}) in Cluster (?P<cluster>{_NAME}) and IG (?P<group>{_NAME})"),
+         (rf"^Failed to update Kubernetes config for instance (?P<instance>{_INSTANCE}) "
+          rf"in Cluster (?P<cluster>{_NAME}) and IG (?P<group>{_NAME})")),
         (Kind.GROUP_ROLLBACK_FAILED, rf"^Rollback failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})"),
         (Kind.GROUP_ROLLBACK_INITIATED,
-         rf"^UpdateClusterSoftware failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. Initiating rollback"),
+         (rf"^UpdateClusterSoftware failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. "
+          r"Initiating rollback")),
         (Kind.BAKE_ALARM_ROLLBACK,
-         rf"^Baking period failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. Alarms \[(?P<alarms>[^\]]*)\] entered ALARM state"),
+         (rf"^Baking period failed for IG (?P<group>{_NAME}) in Cluster (?P<cluster>{_NAME})\. "
+          r"Alarms \[(?P<alarms>[^\]]*)\] entered ALARM state")),
         (Kind.INSTANCE_ROLLBACK_INITIATED,
          rf"^Instance (?P<instance>{_INSTANCE}) in IG (?P<group>{_NAME}) failed to update\. Rollback initiated"),
         (Kind.INSTANCE_ROLLBACK_FAILED,

@@ -16,8 +16,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import HyperPodGuardError
 from .constants import TAGS_MAX_AGE
+from .errors import HyperPodGuardError
 from .snapshot import ClusterSnapshot, Node
 
 DEFAULT_TAGS_MAX_AGE = 300.0

@@ -97,7 +97,7 @@ class Var(Generic[T]):
     is a value, not the default (EVENT_ACCOUNTS="" believes no account).
     """
 
-    __slots__ = ("name", "parse", "default", "expects", "required", "fallback", "blank_is_value")
+    __slots__ = ("blank_is_value", "default", "expects", "fallback", "name", "parse", "required")
 
     def __init__(self, name: str, parse: Callable[[str], T], default: str | None = None, expects: str = "valid", *,
                  required: bool = False, fallback: str | None = None, blank_is_value: bool = False):

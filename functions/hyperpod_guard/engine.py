@@ -29,7 +29,8 @@ def _order(finding: Finding) -> tuple[Any, ...]:
     return (-finding.severity.rank, finding.policy, finding.instance_group or "", finding.node or "", finding.condition)
 
 
-def evaluate(snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: ClusterRules | Rules, now: datetime) -> Evaluation:
+def evaluate(snapshot: ClusterSnapshot, event: HyperPodEvent | None, rules: ClusterRules | Rules,
+             now: datetime) -> Evaluation:
     """Every enabled policy on the snapshot. The pipeline passes the cluster's rules, resolved
     once; the CLI may pass the whole rules document (resolved here by the cluster's name)."""
     policies = (rules if isinstance(rules, ClusterRules) else rules.resolve(snapshot.name)).policies

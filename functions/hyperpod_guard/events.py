@@ -41,9 +41,9 @@ class _Envelope(EventBridgeModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     version: str = "0"
-    id: str = ""  # noqa: A003
+    id: str = ""
     account: str = ""
-    time: Timestamp = None  # type: ignore[assignment]
+    time: Timestamp = None  # type: ignore[assignment]  # EventBridgeModel requires it; test events may omit it
     region: str = ""
     resources: list[str] = Field(default_factory=list)
 
@@ -56,7 +56,7 @@ class _Envelope(EventBridgeModel):
 
 
 class StateChangeEvent(_Envelope):
-    detail: ClusterSnapshot  # type: ignore[assignment]
+    detail: ClusterSnapshot
 
     @property
     def cluster_name(self) -> str:
@@ -82,7 +82,7 @@ class NodeHealthDetail(ApiModel):
 
 
 class NodeHealthEvent(_Envelope):
-    detail: NodeHealthDetail  # type: ignore[assignment]
+    detail: NodeHealthDetail
 
     @property
     def cluster_name(self) -> str:
@@ -127,7 +127,7 @@ class ClusterEventDetail(ApiModel):
 
 
 class ClusterEvent(_Envelope):
-    detail: ClusterEventDetail  # type: ignore[assignment]
+    detail: ClusterEventDetail
 
     @property
     def cluster_name(self) -> str:
@@ -140,7 +140,7 @@ class ClusterEvent(_Envelope):
 
 HyperPodEvent = StateChangeEvent | NodeHealthEvent | ClusterEvent
 
-_MODELS: dict[str, type[_Envelope]] = {
+_MODELS: dict[str, type[HyperPodEvent]] = {
     STATE_CHANGE: StateChangeEvent,
     NODE_HEALTH: NodeHealthEvent,
     CLUSTER_EVENT: ClusterEvent,

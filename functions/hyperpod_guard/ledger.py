@@ -14,7 +14,7 @@ the claim when publishing failed, so a retry sends it, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -30,12 +30,15 @@ class AlertState(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a notification is sent."""
+    """Why a notification is sent (Alertmanager's dedup stage reasons, plus escalation)."""
 
     FIRST = "first"
     REPEAT = "repeat"
     ESCALATED = "escalated"
     RESOLVED = "resolved"
+    #: no notification was due, but remediation acted (or would have) on the alert: decided by
+    #: the pipeline's compose stage, never by the ledger
+    REMEDIATED = "remediated"
 
 
 #: how long an invocation may hold the right to send an owed notification
@@ -160,7 +163,8 @@ def _observe(
 ) -> Decision:
     if record is None:
         record = AlertRecord.start(finding, now)
-    elif record.state is AlertState.RESOLVED and record.owed is Reason.RESOLVED and not record.claimed_by_other(token, now):
+    elif (record.state is AlertState.RESOLVED and record.owed is Reason.RESOLVED
+          and not record.claimed_by_other(token, now)):
         # back before its resolved was sent: nobody heard it end, so the episode goes on
         record = replace(record, state=AlertState.FIRING, resolved_at=None, owed=None)
     elif record.state is AlertState.RESOLVED:  # back again: a new episode

@@ -5,7 +5,7 @@ Single-table layout (keys are strings):
 | item          | pk                  | sk                     | notes                                   |
 |---------------|---------------------|------------------------|-----------------------------------------|
 | alert         | `CLUSTER#<cluster>` | `ALERT#<fingerprint>`  | one per problem; `version` for optimistic concurrency |
-| report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`      | the newest event report applied per kind and scope (freshness.py) |
+| report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`      | the newest event report applied per kind and scope |
 | idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`    | written by Powertools Idempotency        |
 
 GSI `open` (sparse): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present only
@@ -228,7 +228,8 @@ class LedgerStore:
             self.dynamodb.transact_write_items(TransactItems=items)
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons") or []
-            if exc.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException") and (
+            code = exc.response["Error"]["Code"]
+            if code in ("TransactionCanceledException", "ConditionalCheckFailedException") and (
                 not reasons or any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
             ):
                 raise LedgerConflict(str(exc)) from exc
@@ -297,7 +298,8 @@ TABLE_DEFINITION: dict[str, Any] = {
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     "GlobalSecondaryIndexes": [{
         "IndexName": OPEN_INDEX,
-        "KeySchema": [{"AttributeName": "open_pk", "KeyType": "HASH"}, {"AttributeName": "open_sk", "KeyType": "RANGE"}],
+        "KeySchema": [{"AttributeName": "open_pk", "KeyType": "HASH"},
+                      {"AttributeName": "open_sk", "KeyType": "RANGE"}],
         "Projection": {"ProjectionType": "KEYS_ONLY"},
     }],
     "BillingMode": "PAY_PER_REQUEST",

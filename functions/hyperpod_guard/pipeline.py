@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from .alerting import Outcome, Scope, build_notification, plan
 from .engine import Evaluation
 from .freshness import Report, ReportMark
-from .ledger import AlertRecord, AlertState, Decision
+from .ledger import AlertRecord, AlertState, Decision, Reason
 from .ledger_store import ClusterLedger, LedgerConflict
 from .notify.message import Notification
 from .rules import ClusterRules
@@ -101,9 +101,9 @@ def compose(committed: Committed, reports: Mapping[str, ActionReport], now: date
             cluster_arn: str | None = None, tags: Mapping[str, str] | None = None) -> Notification | None:
     """The cluster's one message, or None when nothing is to be sent. An action is news of its
     own when remediation says it is due; otherwise it is only mentioned in a message already due."""
-    notified = [(d.notify.value, committed.written[d.record.fingerprint]) for d in committed.decisions if d.notify]
+    notified = [(d.notify, committed.written[d.record.fingerprint]) for d in committed.decisions if d.notify]
     quiet = {d.record.fingerprint: d.record for d in committed.decisions if not d.notify}
-    notified += [("remediated", quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
+    notified += [(Reason.REMEDIATED, quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
     if not notified:
         return None
     actions = {fp: list(done.lines) for fp, done in reports.items()}

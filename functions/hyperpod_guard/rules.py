@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
 
@@ -23,7 +23,7 @@ from .policies.base import S
 from .policies.cluster_health import ClusterHealthSettings
 from .policies.degraded_group import DegradedGroupSettings
 from .policies.failed_rollback import FailedRollbackSettings
-from .policies.taint_drift import GroupSelector, Requirement, RequiredTaint, TaintDriftSettings
+from .policies.taint_drift import GroupSelector, RequiredTaint, Requirement, TaintDriftSettings
 from .policies.unhealthy_node import UnhealthyNodeSettings
 from .policy_settings import (
     MANAGED_KEY_PREFIXES,
@@ -40,9 +40,21 @@ from .timeutil import Timestamp
 
 #: the names other modules (and tests) import from here, now owned by policy_settings and the policies
 __all__ = [
-    "MANAGED_KEY_PREFIXES", "ClusterHealthSettings", "DegradedGroupSettings", "FailedRollbackSettings", "GroupSelector",
-    "NodeRemediation", "PolicySettings", "Remediation", "Requirement", "RequiredTaint", "TaintDriftSettings",
-    "TaintEffect", "UnhealthyNodeSettings", "glob_match", "has_prefix",
+    "MANAGED_KEY_PREFIXES",
+    "ClusterHealthSettings",
+    "DegradedGroupSettings",
+    "FailedRollbackSettings",
+    "GroupSelector",
+    "NodeRemediation",
+    "PolicySettings",
+    "Remediation",
+    "RequiredTaint",
+    "Requirement",
+    "TaintDriftSettings",
+    "TaintEffect",
+    "UnhealthyNodeSettings",
+    "glob_match",
+    "has_prefix",
 ]
 
 SCHEMA_ID = "https://github.com/hyperpod-guard/hyperpod-guard/rules.schema.json"
@@ -74,7 +86,12 @@ class _PoliciesBase(RulesModel):
         return settings
 
 
-Policies = _policies_model()
+if TYPE_CHECKING:
+    # a type checker cannot see fields made at run time: it checks code against the methods
+    # they share (policy settings are reached by name or by Policy, never as attributes)
+    Policies = _PoliciesBase
+else:
+    Policies = _policies_model()
 
 # --- where rules apply -------------------------------------------------------------------
 
@@ -137,7 +154,8 @@ class RemediationBudget(RulesModel):
 
     max_nodes_per_hour: int = Field(default=4, ge=0, description="Nodes rebooted or replaced per cluster per hour.")
     max_group_percent: float = Field(
-        default=10, ge=0, le=100, description="At most this share of an instance group's target count per hour (at least 1 node)."
+        default=10, ge=0, le=100,
+        description="At most this share of an instance group's target count per hour (at least 1 node).",
     )
 
 
@@ -255,7 +273,8 @@ def load_rules(document: Any) -> Rules:
         return Rules.model_validate(document)
     except ValidationError as exc:
         problems = [(json_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
-        raise InvalidRulesError(f"{len(problems)} problem(s) in rules; first: {problems[0][0]}: {problems[0][1]}", problems) from None
+        first = f"{problems[0][0]}: {problems[0][1]}"
+        raise InvalidRulesError(f"{len(problems)} problem(s) in rules; first: {first}", problems) from None
 
 
 def load_rules_text(text: str) -> Rules:

@@ -90,6 +90,9 @@ def _merge_into(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:
             base[key] = copy.deepcopy(value)
 
 
+_JSON_TYPES: dict[type, str] = {str: "string", list: "array"}
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -97,7 +100,7 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "array"}.get(type(value), type(value).__name__)
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def parse_parameters(values: Mapping[str, str]) -> list[tuple[str, Any]]:
@@ -195,7 +198,8 @@ class RulesStore:
         return cls(RULES_PATH.read(), RULES_MAX_AGE.read(), provider=provider, required=RULES_REQUIRED.read())
 
     def _fetch(self, force_fetch: bool) -> dict[str, str]:
-        options: dict[str, Any] = {"recursive": True, "decrypt": True, "max_age": self.max_age, "force_fetch": force_fetch}
+        options: dict[str, Any] = {"recursive": True, "decrypt": True, "max_age": self.max_age,
+                                   "force_fetch": force_fetch}
         try:
             if self._provider is None:
                 relative = parameters.get_parameters(self.path, **options)
@@ -229,7 +233,8 @@ class RulesStore:
         except InvalidRulesError as exc:
             error = _one_line(str(exc))
             if self._last_good is not None:
-                return LoadedRules(rules=self._last_good.rules, error=error, source="last-good", parameters=self._last_good.parameters)
+                return LoadedRules(rules=self._last_good.rules, error=error, source="last-good",
+                                   parameters=self._last_good.parameters)
             return LoadedRules(rules=DEFAULT_RULES, error=error, source="defaults")
         self._last_good = LoadedRules(rules=rules, source="ssm", parameters=tuple(sorted(values)))
         return self._last_good
@@ -265,7 +270,8 @@ def _fragments(document: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...],
             fragments.append((("policies", policy), {"version": version, "policies": {policy: settings}}))
         for index, entry in enumerate(required):
             fragments.append(
-                (("policies", policy, "required", index), {"version": version, "policies": {policy: {"required": [entry]}}})
+                (("policies", policy, "required", index),
+                 {"version": version, "policies": {policy: {"required": [entry]}}})
             )
     for key in ("overrides", "silences"):
         for index, entry in enumerate(document.get(key) or ()):
@@ -331,7 +337,8 @@ def plan_parts(document: Mapping[str, Any], path: str, limit: int = SSM_STANDARD
     return [(parameter_name(path, f"{index:02d}"), serialise(part)) for index, part in enumerate(parts)]
 
 
-def push_rules(document: Mapping[str, Any], path: str = DEFAULT_RULES_PATH, *, dry_run: bool = False, ssm: Any = None) -> PushResult:
+def push_rules(document: Mapping[str, Any], path: str = DEFAULT_RULES_PATH, *, dry_run: bool = False,
+               ssm: Any = None) -> PushResult:
     """Store `document` under `path` as Standard String parameters `<path>/00`, `/01`, ...
 
     After a push the parameters under `path` are exactly the written ones: anything else

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import aws_clients
-from . import pipeline
+from . import aws_clients, pipeline
 from .alerting import SYSTEM_CLUSTER, Outcome, Scope, rules_evaluation
 from .cluster_reader import ClusterReader, TagCache, TagsUnavailable
+from .constants import SWEEP_CONCURRENCY
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
-from .freshness import report_of
 from .events import (
     HyperPodEvent,
     IgnoredEvent,
@@ -30,12 +29,12 @@ from .events import (
     foreign_origin,
     parse_event,
 )
+from .freshness import report_of
 from .ledger_store import LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
 from .rules import ClusterRules, Rules
 from .rules_store import LoadedRules, RulesStore
-from .constants import SWEEP_CONCURRENCY
 from .settings import EvaluatorSettings, SweepSettings
 from .snapshot import ClusterSnapshot, Node
 
@@ -102,7 +101,8 @@ def new_token(request_id: str | None = None) -> str:
     return f"{request_id or 'local'}:{uuid.uuid4().hex[:8]}"
 
 
-def check_rules(runtime: Runtime, now: datetime, token: str, *, always: bool = False) -> tuple[LoadedRules, Outcome | None]:
+def check_rules(runtime: Runtime, now: datetime, token: str, *,
+                always: bool = False) -> tuple[LoadedRules, Outcome | None]:
     """Load the rules; while they are invalid keep one rules-invalid alert firing. `always`
     (the sweep) also lets the alert resolve once the rules are valid again."""
     loaded = runtime.rules.load()
@@ -179,8 +179,8 @@ def _remediator(runtime: Runtime, snapshot: ClusterSnapshot, rules: ClusterRules
     from .remediation.executor import Remediator
     from .remediation.store import RemediationStore
 
-    remediator = Remediator(runtime.reader.sagemaker, RemediationStore(runtime.ledger.table_name, runtime.ledger.dynamodb),
-                            actor=f"hyperpod-guard:{token}")
+    store = RemediationStore(runtime.ledger.table_name, runtime.ledger.dynamodb)
+    remediator = Remediator(runtime.reader.sagemaker, store, actor=f"hyperpod-guard:{token}")
     return lambda firing: remediator.run(snapshot, firing, rules, now)
 
 
@@ -257,7 +257,7 @@ def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
         try:
             evaluation, outcome = evaluate_cluster(runtime, cluster, None, loaded.rules, now, token, list_nodes=True)
             return cluster, evaluation, outcome, None
-        except Exception as exc:  # noqa: BLE001 - reported below, and re-raised as one error
+        except Exception as exc:
             logger.exception("sweep: evaluating %s failed", cluster)
             return cluster, None, None, f"{type(exc).__name__}: {exc}"
 

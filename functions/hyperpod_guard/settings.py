@@ -13,8 +13,8 @@ environment with `environment()`, so a default changed there changes the stack t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Self
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Self
 
 from .constants import (
     EVENT_ACCOUNTS,
@@ -42,10 +42,13 @@ def _env(var: Var[Any]) -> Any:
 
 
 class _Settings:
+    # what @dataclass gives every subclass: it makes them dataclasses to fields() (and mypy)
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
     @classmethod
     def variables(cls) -> dict[str, Var[Any]]:
         """Field name -> its variable, in declaration order."""
-        return {f.name: f.metadata["var"] for f in fields(cls)}  # type: ignore[arg-type]
+        return {f.name: f.metadata["var"] for f in fields(cls)}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:

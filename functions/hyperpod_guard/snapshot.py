@@ -65,7 +65,7 @@ class Taint(ApiModel):
     def __eq__(self, other: object) -> bool:
         if type(other) is not Taint:
             return NotImplemented
-        return self.__dict__ == other.__dict__  # type: ignore[union-attr]
+        return self.__dict__ == other.__dict__
 
     def __hash__(self) -> int:
         return hash((self.key, self.value, self.effect))
@@ -249,7 +249,8 @@ class ClusterSnapshot(ApiModel):
     def from_describe_cluster(cls, response: Any, nodes: list[Any] | None = None) -> ClusterSnapshot:
         """DescribeCluster response (+ optional NodeDetails list) -> snapshot, or InvalidSnapshotError."""
         if not isinstance(response, Mapping):
-            raise InvalidSnapshotError(f"snapshot must be a JSON object (DescribeCluster response), got {type(response).__name__}")
+            raise InvalidSnapshotError(
+                f"snapshot must be a JSON object (DescribeCluster response), got {type(response).__name__}")
         data = dict(response)
         if nodes is not None:
             data["Nodes"] = nodes
@@ -261,7 +262,7 @@ class ClusterSnapshot(ApiModel):
     @classmethod
     def minimal(cls, name: str, arn: str | None = None) -> ClusterSnapshot:
         """What we know of a cluster from an event alone (no DescribeCluster read)."""
-        return cls(ClusterName=name, ClusterArn=arn, partial=True)
+        return cls(name=name, arn=arn, partial=True)
 
 
 def one_line(exc: ValidationError) -> str:

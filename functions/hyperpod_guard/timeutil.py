@@ -8,7 +8,7 @@ Durations in rules are short strings ("90s", "15m", "4h", "1d", "1h30m").
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -31,7 +31,7 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         try:
-            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
             return None
     if isinstance(value, str):
@@ -47,7 +47,7 @@ def parse_timestamp(value: Any) -> datetime | None:
         try:
             # inside the try: an int too big for a float overflows already in the division
             seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
     return None
@@ -83,7 +83,7 @@ def format_duration(delta: timedelta) -> str:
 
 def isoformat(moment: datetime) -> str:
     """UTC ISO-8601 with a 'Z', the way EventBridge writes `time`."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # Pydantic field types -------------------------------------------------------------

@@ -61,5 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
-        print(f"error: internal error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print(f"error: internal error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
         return EXIT_INTERNAL

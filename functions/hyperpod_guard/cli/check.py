@@ -1,8 +1,9 @@
 """`hyperpod-guard check --cluster NAME`: evaluate a real cluster now, read-only.
 
 DescribeCluster (+ ListClusterNodes unless --no-nodes, + ListTags when a rule selects clusters
-by tag), then the same policies and rules the evaluator uses; the findings are printed as `evaluate` prints them. Nothing is written: no
-ledger, no alerts, only Describe*/List* calls. What a user runs before deploying, or to debug.
+by tag), then the same policies and rules the evaluator uses; the findings are printed as
+`evaluate` prints them. Nothing is written: no ledger, no alerts, only Describe*/List* calls.
+What a user runs before deploying, or to debug.
 
 Exit codes as the rest of the CLI: 0 evaluated (with or without findings); 2 bad input, the
 cluster not found, or SageMaker unreachable / refusing, with one `error: ...` line on stderr.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -85,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     tags, warning = read_tags(sagemaker, snapshot, rules)  # ListTags only when a rule selects by tag
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    result = evaluate(snapshot, None, rules.for_tags(tags), datetime.now(timezone.utc))
+    result = evaluate(snapshot, None, rules.for_tags(tags), datetime.now(UTC))
     if args.format == "json":
         print(render_json(result))
     else:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..cluster_reader import ClusterReader
@@ -187,7 +187,7 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     rules = load_rules_file(args.rules)  # bad rules are bad input: before any AWS call
     sagemaker = aws_client(args, "sagemaker", "SageMaker")
     region = sagemaker.meta.region_name
-    rows = inventory(sagemaker, rules, datetime.now(timezone.utc), Progress(sys.stderr))
+    rows = inventory(sagemaker, rules, datetime.now(UTC), Progress(sys.stderr))
     for row in rows:
         if row.warning:
             print(f"warning: {row.warning}", file=sys.stderr)

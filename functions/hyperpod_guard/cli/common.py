@@ -91,9 +91,9 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -109,7 +109,8 @@ def render_text(result: Evaluation | IgnoredEvent) -> str:
         text = f"cluster {result.cluster}: no findings"
     else:
         rows = [(f.severity.value, f.policy, _scope(f), f.summary) for f in result.findings]
-        text = f"cluster {result.cluster}: {len(rows)} finding(s)\n" + table(("SEVERITY", "POLICY", "SCOPE", "SUMMARY"), rows)
+        text = (f"cluster {result.cluster}: {len(rows)} finding(s)\n"
+                + table(("SEVERITY", "POLICY", "SCOPE", "SUMMARY"), rows))
     if result.resolved:
         text += f"\nresolved by this event: {', '.join(result.resolved)}"
     return text

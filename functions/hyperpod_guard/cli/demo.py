@@ -26,7 +26,10 @@ def add_demo_command(commands: Any) -> None:
         description="Replay scenario timelines through the real handlers on moto and a local Slack webhook, "
         "check each expected outcome, and write the SNS messages, Slack payloads and an HTML view.",
     )
-    de.add_argument("--output", metavar="DIR", default="out/demo", help="where to write the results (default: out/demo)")
-    de.add_argument("--offline", action="store_true", help="only evaluate every scenario in events/ and print the findings")
-    de.add_argument("--events", metavar="DIR", help="with --offline: scenario directory (default: the repository's events/)")
+    de.add_argument("--output", metavar="DIR", default="out/demo",
+                    help="where to write the results (default: out/demo)")
+    de.add_argument("--offline", action="store_true",
+                    help="only evaluate every scenario in events/ and print the findings")
+    de.add_argument("--events", metavar="DIR",
+                    help="with --offline: scenario directory (default: the repository's events/)")
     de.set_defaults(run=cmd_demo)

@@ -2,13 +2,16 @@
 to the function that failed it, and delete the message only once that function processed it.
 
 The stack parks failures in three queues, in three shapes (infra/ingestion.py, evaluation.py,
-alerting.py):
+alerting.py); for each queue, who writes to it and the message body:
 
-| queue | written by | message body |
-|---|---|---|
-| `<prefix>-events-dlq` | the EventBridge rule, after its retries | the EventBridge event itself; message attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE |
-| `<prefix>-evaluator-failures`, `<prefix>-slack-dlq` | Lambda, after the async retries (on-failure destination) | an invocation record: `{"requestContext": {"functionArn", ...}, "requestPayload": <the event>, "responseContext", "responsePayload"}` |
-| `<prefix>-slack-dlq` | SNS, when it could not invoke the notifier at all (subscription redrive policy) | the SNS notification: `{"Type": "Notification", "MessageId", "TopicArn", "Message", ...}` |
+- `<prefix>-events-dlq`: the EventBridge rule, after its retries. Body: the EventBridge event
+  itself; message attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE.
+- `<prefix>-evaluator-failures`, `<prefix>-slack-dlq`: Lambda, after the async retries
+  (on-failure destination). Body: an invocation record, `{"requestContext": {"functionArn", ...},
+  "requestPayload": <the event>, "responseContext", "responsePayload"}`.
+- `<prefix>-slack-dlq`: SNS, when it could not invoke the notifier at all (subscription redrive
+  policy). Body: the SNS notification, `{"Type": "Notification", "MessageId", "TopicArn",
+  "Message", ...}`.
 
 The replay is a synchronous `lambda:Invoke` (RequestResponse) of the function, so success
 means the function returned: a bad event it counts and drops is a success too; a raise
@@ -119,7 +122,8 @@ def parse_message(body: str, attributes: dict[str, Any] | None = None) -> Parked
         arn = context.get("functionArn")
         return Parked(kind, document["requestPayload"], arn if isinstance(arn, str) else None,
                       "lambda-destination") if kind else None
-    if document.get("Type") == "Notification" and isinstance(document.get("Message"), str) and document.get("MessageId"):
+    if (document.get("Type") == "Notification" and isinstance(document.get("Message"), str)
+            and document.get("MessageId")):
         return Parked(Kind.SNS, _sns_event(document), None, "sns-dlq")
     if _kind(document) is Kind.EVENT:  # EventBridge rule DLQ: the event as it was
         return Parked(Kind.EVENT, document, _attribute(attributes or {}, "TARGET_ARN"), "eventbridge-dlq")

@@ -7,7 +7,7 @@ when present); without `--snapshot` a State Change event's own detail serves as 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ def _scenario_files(event: Path, snapshot: str | None, rules: str | None) -> tup
     return event / "event.json", snapshot, rules
 
 
-def evaluate_files(event_path: str, snapshot_path: str | None, rules_path: str | None, now: datetime) -> Evaluation | IgnoredEvent:
+def evaluate_files(event_path: str, snapshot_path: str | None, rules_path: str | None,
+                   now: datetime) -> Evaluation | IgnoredEvent:
     event_file, snapshot_path, rules_path = _scenario_files(Path(event_path), snapshot_path, rules_path)
     event = parse_event(read_json(event_file, "event"))
     rules = load_rules_file(rules_path)
@@ -52,7 +53,7 @@ def evaluate_files(event_path: str, snapshot_path: str | None, rules_path: str |
 
 def _now(value: str | None) -> datetime:
     if value is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     parsed = parse_timestamp(value)
     if parsed is None:
         raise BadInput(f"--now must be an ISO-8601 time, e.g. 2026-11-24T12:00:00Z; got {value!r}")

@@ -62,7 +62,7 @@ def add_redrive_command(commands: Any) -> None:
                          "message names, else <prefix>-evaluator / <prefix>-slack-notifier by the event's kind)")
     command.add_argument("--prefix", default=naming.DEFAULT_PREFIX,
                          help=f"the stack's name prefix (default: {naming.DEFAULT_PREFIX})")
-    command.add_argument("--wait", type=int, default=2, metavar="SECONDS", choices=range(0, 21),
+    command.add_argument("--wait", type=int, default=2, metavar="SECONDS", choices=range(21),
                          help="long-poll wait per receive, 0-20 (default: 2)")
     add_aws_options(command)
     command.set_defaults(run=cmd_redrive)

@@ -55,7 +55,8 @@ def _read_document(file: str) -> Any:
 
 def _aws_cli_equivalent(args: argparse.Namespace, name: str, value: str, stale: list[str]) -> list[str]:
     """What to run without this tool, when the rules fit one parameter."""
-    scope = "".join(f" --{flag} {shlex.quote(v)}" for flag, v in (("region", args.region), ("profile", args.profile)) if v)
+    options = (("region", args.region), ("profile", args.profile))
+    scope = "".join(f" --{flag} {shlex.quote(v)}" for flag, v in options if v)
     if len(Path(args.file).read_bytes()) <= SSM_STANDARD_LIMIT:
         source = shlex.quote(f"file://{args.file}")
     else:  # the file as written is too big; its compact form fits
@@ -84,7 +85,8 @@ def cmd_rules_push(args: argparse.Namespace) -> int:
     for name in result.deleted:
         print(f"{verb[1]} {name}")
     summary = f"{len(result.written)} parameter(s) under {path}, {len(result.deleted)} stale deleted"
-    print(f"dry run: nothing written ({summary.replace('deleted', 'to delete')})" if args.dry_run else f"pushed {summary}")
+    print(f"dry run: nothing written ({summary.replace('deleted', 'to delete')})" if args.dry_run
+          else f"pushed {summary}")
     if len(planned) == 1:
         print("without hyperpod-guard:")
         for line in _aws_cli_equivalent(args, planned[0][0], planned[0][1], result.deleted):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ class Scenario:
         return self.expected.get("description", "")
 
     @property
-    def now(self):
+    def now(self) -> datetime | None:
         return parse_timestamp(self.expected.get("now"))
 
     def check(self, result: Evaluation | IgnoredEvent) -> list[str]:
@@ -50,7 +51,10 @@ class Scenario:
             got = [{k: f.to_dict()[k] for k in EXPECTED_KEYS} for f in result.findings]
             resolved = len(result.resolved)
         want = [{k: f.get(k) for k in EXPECTED_KEYS} for f in self.expected.get("findings", [])]
-        key = lambda f: json.dumps(f, sort_keys=True)  # noqa: E731
+
+        def key(f: dict[str, Any]) -> str:
+            return json.dumps(f, sort_keys=True)
+
         problems = [f"missing finding {key(f)}" for f in sorted(want, key=key) if f not in got]
         problems += [f"unexpected finding {key(f)}" for f in sorted(got, key=key) if f not in want]
         if resolved != self.expected.get("resolved", 0):

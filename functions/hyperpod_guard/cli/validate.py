@@ -22,7 +22,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except InvalidRulesError as exc:
         print_problems(args.file, exc.problems)
         return EXIT_PROBLEMS
-    print(f"{args.file}: valid (version {rules.version}, {len(rules.overrides)} override(s), {len(rules.silences)} silence(s))")
+    print(f"{args.file}: valid (version {rules.version}, {len(rules.overrides)} override(s), "
+          f"{len(rules.silences)} silence(s))")
     return EXIT_OK
 
 

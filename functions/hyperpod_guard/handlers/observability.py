@@ -10,7 +10,7 @@ Metric names are `constants.Metric` members, never literals (tests/unit/test_met
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -20,7 +20,8 @@ from ..constants import METRICS_NAMESPACE, SERVICE_NAME, TRACING, Metric, Servic
 if TYPE_CHECKING:
     from ..alerting import Outcome
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def make_logger() -> Logger:
@@ -35,7 +36,7 @@ def tracing_enabled() -> bool:
     return TRACING.read()
 
 
-def capture_handler(function: F) -> F:
+def capture_handler(function: Callable[P, R]) -> Callable[P, R]:
     """Tracer.capture_lambda_handler when tracing is enabled, else the function unchanged."""
     if not tracing_enabled():
         return function

@@ -13,6 +13,7 @@ SLACK_MAX_ATTEMPTS, TABLE_NAME, IDEMPOTENCY_TTL), read per invocation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import SNSEvent
@@ -48,7 +49,7 @@ def _parse(record: Any) -> tuple[str, Notification | None]:
     try:
         return message_id, Notification.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.error_count() else {}
+        first: Mapping[str, Any] = exc.errors()[0] if exc.error_count() else {}
         where = ".".join(str(p) for p in first.get("loc", ())) or "message"
         _drop(message_id, f"not a notification ({exc.error_count()} errors, first at {where}: "
                           f"{first.get('msg', 'invalid')})")

@@ -12,7 +12,7 @@ test still reaches them only through AWS_ENDPOINT_URL.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..timeutil import parse_timestamp
@@ -30,7 +30,8 @@ def _backend(account: str, region: str) -> Any:
 def _with_datetimes(value: Any) -> Any:
     """ISO strings -> datetime for timestamp members (moto's serializer wants datetimes)."""
     if isinstance(value, dict):
-        return {k: (parse_timestamp(v) if k in _TIMESTAMP_KEYS and v is not None else _with_datetimes(v)) for k, v in value.items()}
+        return {k: (parse_timestamp(v) if k in _TIMESTAMP_KEYS and v is not None else _with_datetimes(v))
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_with_datetimes(v) for v in value]
     return value
@@ -64,7 +65,7 @@ class InjectedCluster:
         self.cluster_name = snapshot["ClusterName"]
         self.arn = f"arn:aws:sagemaker:{region}:{account}:cluster/{self.cluster_name}"
         self.snapshot = _with_datetimes({"ClusterArn": self.arn, **snapshot})
-        self.creation_time = self.snapshot.get("CreationTime") or datetime.now(timezone.utc)
+        self.creation_time = self.snapshot.get("CreationTime") or datetime.now(UTC)
         self.snapshot.setdefault("CreationTime", self.creation_time)
         self.status = self.snapshot.get("ClusterStatus", "InService")
         self.nodes: dict[str, InjectedNode] = {}

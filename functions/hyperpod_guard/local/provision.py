@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 
-from ..ledger_store import create_table
 from .. import naming
+from ..ledger_store import create_table
 from ..rules_store import push_rules
 
 PREFIX = naming.DEFAULT_PREFIX
@@ -64,7 +64,8 @@ def delivered(resources: Resources, *, max_batches: int = 10) -> list[dict[str, 
     sqs = boto3.client("sqs")
     out: list[dict[str, Any]] = []
     for _ in range(max_batches):
-        batch = sqs.receive_message(QueueUrl=resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        batch = sqs.receive_message(QueueUrl=resources.queue_url, MaxNumberOfMessages=10,
+                                    WaitTimeSeconds=0).get("Messages", [])
         if not batch:
             break
         for message in batch:

@@ -21,21 +21,27 @@ _STYLES = (
 )
 
 CSS = """
-body { font: 15px/1.46 -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; background: #f4f4f6; margin: 0; color: #1d1c1d; }
+body { font: 15px/1.46 -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
+       background: #f4f4f6; margin: 0; color: #1d1c1d; }
 header { background: #3f0e40; color: white; padding: 14px 24px; }
 header h1 { margin: 0; font-size: 18px; } header p { margin: 4px 0 0; opacity: .8; font-size: 13px; }
 main { max-width: 980px; margin: 0 auto; padding: 16px 24px 48px; }
 h2 { font-size: 16px; margin: 28px 0 6px; } .scenario-note { color: #616061; font-size: 13px; margin: 0 0 10px; }
 .ok { color: #007a5a; } .fail { color: #e01e5a; }
-.message { background: white; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px 16px 12px 64px; margin: 8px 0; position: relative; }
-.avatar { position: absolute; left: 14px; top: 12px; width: 36px; height: 36px; border-radius: 6px; background: #611f69; color: white; font-weight: bold; text-align: center; line-height: 36px; }
+.message { background: white; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px 16px 12px 64px;
+           margin: 8px 0; position: relative; }
+.avatar { position: absolute; left: 14px; top: 12px; width: 36px; height: 36px; border-radius: 6px; background: #611f69;
+          color: white; font-weight: bold; text-align: center; line-height: 36px; }
 .meta { font-size: 13px; color: #616061; } .meta b { color: #1d1c1d; font-size: 15px; margin-right: 6px; }
 .header { font-size: 18px; font-weight: 900; margin: 6px 0 4px; }
-.section { margin: 6px 0; white-space: pre-wrap; } .fields { display: grid; grid-template-columns: 1fr 1fr; gap: 4px 16px; margin: 6px 0; white-space: pre-wrap; }
+.section { margin: 6px 0; white-space: pre-wrap; }
+.fields { display: grid; grid-template-columns: 1fr 1fr; gap: 4px 16px; margin: 6px 0; white-space: pre-wrap; }
 .context { font-size: 12px; color: #616061; margin: 4px 0; white-space: pre-wrap; }
 hr { border: 0; border-top: 1px solid #e8e8e8; margin: 8px 0; }
-.button { display: inline-block; border: 1px solid #bbb; border-radius: 4px; padding: 3px 12px; font-size: 13px; font-weight: bold; color: #1d1c1d; text-decoration: none; margin-right: 6px; }
-code { background: #f7f7f9; border: 1px solid #e1e1e8; border-radius: 3px; padding: 0 3px; color: #e01e5a; font-size: 12px; }
+.button { display: inline-block; border: 1px solid #bbb; border-radius: 4px; padding: 3px 12px; font-size: 13px;
+          font-weight: bold; color: #1d1c1d; text-decoration: none; margin-right: 6px; }
+code { background: #f7f7f9; border: 1px solid #e1e1e8; border-radius: 3px; padding: 0 3px; color: #e01e5a;
+       font-size: 12px; }
 a { color: #1264a3; }
 """
 
@@ -100,11 +106,12 @@ def message_html(payload: dict[str, Any], *, when: str = "") -> str:
 
 def page(title: str, subtitle: str, sections: list[tuple[str, str, bool, list[tuple[str, dict[str, Any]]]]]) -> str:
     """sections: (heading, note, expectation met, [(when, payload)])."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><header><h1>#hyperpod-alerts · {html.escape(title)}</h1>"
-             f"<p>{html.escape(subtitle)}</p></header><main>"]
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+              f"<style>{CSS}</style></head><body><header><h1>#hyperpod-alerts · {html.escape(title)}</h1>"
+              f"<p>{html.escape(subtitle)}</p></header><main>")]
     for heading, note, met, messages in sections:
-        mark = '<span class="ok">✔ expected outcome met</span>' if met else '<span class="fail">✘ expected outcome NOT met</span>'
+        mark = ('<span class="ok">✔ expected outcome met</span>' if met
+                else '<span class="fail">✘ expected outcome NOT met</span>')
         parts.append(f"<h2>{html.escape(heading)} — {mark}</h2><p class='scenario-note'>{html.escape(note)}</p>")
         if not messages:
             parts.append("<p class='scenario-note'>(no Slack message)</p>")

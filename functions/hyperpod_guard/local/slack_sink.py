@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
+_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class SlackSink:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 response = sink._record(Request("POST", self.path, dict(self.headers), body))
@@ -63,10 +64,10 @@ class SlackSink:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
 
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name; quiet tests
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((_HOST, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="slack-sink", daemon=True)
@@ -78,8 +79,7 @@ class SlackSink:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{WEBHOOK_PATH}"
+        return f"http://{_HOST}:{self._server.server_port}{WEBHOOK_PATH}"
 
     def respond(self, status: int = 200, body: str = "ok", *, headers: dict[str, str] | None = None,
                 delay: float = 0.0, times: int = 1) -> SlackSink:

@@ -24,11 +24,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws_clients
-from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
 from ..constants import Metric
+from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
 from ..settings import SlackNotifierSettings
 from .message import Notification
 from .slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
@@ -225,7 +226,7 @@ class SlackDelivery:
 
     # -- reporting --------------------------------------------------------------------------------
 
-    def _answered_again(self, response: Any, _record: Any) -> Any:
+    def _answered_again(self, response: Any, idempotent_data: DataRecord) -> Any:  # IdempotentHookFunction
         self.logger.info("SNS message already delivered to Slack; not posting it again")
         self.metrics.add_metric(name=Metric.SLACK_DUPLICATES_SKIPPED, unit=MetricUnit.Count, value=1)
         return response

@@ -20,12 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ..findings import FindingFields, Severity, shape_of
-from ..ledger import AlertRecord
+from ..ledger import AlertRecord, Reason
 from ..timeutil import Timestamp, isoformat
 
-#: why a message is sent about a finding (Alertmanager's dedup stage reasons, plus escalation)
-#: "remediated": no notification was due, but remediation acted (or would have) on the alert
-Reason = Literal["first", "repeat", "escalated", "resolved", "remediated"]
 Status = Literal["firing", "resolved"]
 
 SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"

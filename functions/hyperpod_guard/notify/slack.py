@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from email.message import Message
 from typing import Any
 
 from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
@@ -208,14 +209,15 @@ def detail_lines(details: Mapping[str, Any]) -> list[str]:
         ratio = details["shortfall_ratio"]
         threshold = details.get("threshold_ratio")
         try:
-            text = f"shortfall {float(ratio):.0%}" + (f" (threshold {float(threshold):.0%})" if threshold is not None else "")
+            text = f"shortfall {float(ratio):.0%}" + (
+                f" (threshold {float(threshold):.0%})" if threshold is not None else "")
         except (TypeError, ValueError):
             text = f"shortfall {_text(ratio, 40)}"
         lines.append(text)
     used.update(("shortfall_ratio", "threshold_ratio"))
     if "current_count" in details or "target_state_count" in details:
-        parts = [f"{_text(details[k], 20)} {label}" for k, label in
-                 (("current_count", "current"), ("target_state_count", "on target image")) if details.get(k) is not None]
+        node_counts = (("current_count", "current"), ("target_state_count", "on target image"))
+        parts = [f"{_text(details[k], 20)} {label}" for k, label in node_counts if details.get(k) is not None]
         if parts:
             lines.append("nodes: " + " · ".join(parts))
     used.update(("current_count", "target_state_count"))
@@ -262,7 +264,7 @@ def detail_lines(details: Mapping[str, Any]) -> list[str]:
         if key not in used and value not in (None, "", [], {}) and isinstance(value, str | int | float | bool):
             lines.append(f"{_text(key.replace('_', ' '), 40)}: {_text(value)}")
     if len(lines) > MAX_DETAIL_LINES:
-        lines = lines[: MAX_DETAIL_LINES - 1] + [f"_(+{len(lines) - MAX_DETAIL_LINES + 1} more details)_"]
+        lines = [*lines[: MAX_DETAIL_LINES - 1], f"_(+{len(lines) - MAX_DETAIL_LINES + 1} more details)_"]
     return lines
 
 
@@ -487,8 +489,8 @@ class SlackSender:
     def _remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self._clock()
 
-    def _post(self, body: bytes, timeout: float) -> tuple[int, Mapping[str, str], str]:
-        request = urllib.request.Request(
+    def _post(self, body: bytes, timeout: float) -> tuple[int, Message | Mapping[str, str], str]:
+        request = urllib.request.Request(  # noqa: S310 - the URL passed valid_webhook_url in __init__
             self._url, data=body, method="POST",
             headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "hyperpod-guard"},
         )
@@ -543,10 +545,9 @@ class SlackSender:
                 base = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
                 delay = base * (1 + 0.5 * self._jitter())
             remaining = self._remaining()
-            if remaining is not None:
-                if remaining - delay < MIN_ATTEMPT_TIME:
-                    last += "; no time left before the deadline"
-                    break
+            if remaining is not None and remaining - delay < MIN_ATTEMPT_TIME:
+                last += "; no time left before the deadline"
+                break
             self._sleep(delay)
         raise SlackDeliveryError(
             f"Slack webhook: delivery failed after {self.attempts} attempt{'s' if self.attempts != 1 else ''}: {last}",

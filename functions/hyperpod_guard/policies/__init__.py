@@ -16,7 +16,7 @@ from typing import Any
 
 from .base import Evaluate, Policy, Remediate, Resolves
 
-__all__ = ["Evaluate", "Policy", "Remediate", "Resolves", "REGISTRY", "POLICY_NAMES"]
+__all__ = ["POLICY_NAMES", "REGISTRY", "Evaluate", "Policy", "Remediate", "Resolves"]
 
 
 def _load() -> dict[str, Policy[Any]]:

@@ -57,7 +57,8 @@ def _autoscaling(snapshot: ClusterSnapshot) -> Finding | None:
     details = {"status": scaling.status, "mode": scaling.mode, "autoscaler_type": scaling.auto_scaler_type,
                "failure_message": message, "cluster_status": snapshot.status}
     return Finding(
-        policy=NAME, severity=Severity.CRITICAL, cluster=snapshot.name, condition=AUTOSCALING_FAILED, problem=AUTOSCALING,
+        policy=NAME, severity=Severity.CRITICAL, cluster=snapshot.name, condition=AUTOSCALING_FAILED,
+        problem=AUTOSCALING,
         summary=f"Autoscaling{kind} of cluster {snapshot.name} failed" + (f": {message}" if message else ""),
         details={k: v for k, v in details.items() if v is not None},
     )

@@ -114,8 +114,10 @@ def evaluate(
     if snapshot.status == ClusterStatus.FAILED:
         findings.append(Finding(
             policy=NAME, severity=Severity.CRITICAL, cluster=snapshot.name, condition="cluster-failed",
-            summary=f"Cluster {snapshot.name} is Failed" + (f": {snapshot.failure_message}" if snapshot.failure_message else ""),
-            details={"status": snapshot.status, "failure_message": snapshot.failure_message, **_event_evidence(event, None)},
+            summary=f"Cluster {snapshot.name} is Failed"
+            + (f": {snapshot.failure_message}" if snapshot.failure_message else ""),
+            details={"status": snapshot.status, "failure_message": snapshot.failure_message,
+                     **_event_evidence(event, None)},
         ))
     for group in snapshot.all_groups:
         findings.extend(_group_findings(snapshot, group, event, settings))
@@ -126,8 +128,10 @@ def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: Degraded
               taken: Set[str]) -> Planned | None:
     """Reboot or replace the group's nodes in Failure. Not a restricted group's: SageMaker runs
     those, and they may share a name with an instance group."""
-    nodes = [] if record.condition.startswith(RESTRICTED) else sorted(
-        n.instance_id for n in snapshot.nodes if n.status == "Failure" and n.instance_group_name == record.instance_group)
+    if record.condition.startswith(RESTRICTED):
+        return node_action(record, [], snapshot, settings.remediation, now, taken)
+    nodes = sorted(n.instance_id for n in snapshot.nodes
+                   if n.status == "Failure" and n.instance_group_name == record.instance_group)
     return node_action(record, nodes, snapshot, settings.remediation, now, taken)
 
 

@@ -14,6 +14,7 @@ a fresh read cannot say where the group's update is (otherwise the state speaks)
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,8 @@ from ..cluster_events import Classified, Kind, classify
 from ..events import HyperPodEvent
 from ..findings import Escalation, Finding, Severity
 from ..policy_settings import PolicySettings
-from ..timeutil import Duration
 from ..snapshot import ClusterSnapshot, ClusterStatus, InstanceGroup, SoftwareUpdateStatus
-from ..timeutil import format_duration
+from ..timeutil import Duration, format_duration
 from .base import Policy
 
 NAME = "failed-rollback"
@@ -67,17 +67,18 @@ def _state_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: F
     status = group.software_update_status
     if status not in _ROLLBACK_STATUSES:  # most groups: nothing to build
         return []
-    base = {"policy": NAME, "cluster": snapshot.name, "instance_group": group.name}
+    finding = functools.partial(Finding, policy=NAME, cluster=snapshot.name, instance_group=group.name)
     details = {**_image_details(group), "guidance": GUIDANCE}
     if status == SoftwareUpdateStatus.FAILED:
-        return [Finding(**base, severity=Severity.CRITICAL, condition=ROLLBACK_FAILED, details=details,
+        return [finding(severity=Severity.CRITICAL, condition=ROLLBACK_FAILED, details=details,
                         summary=f"Software update of instance group {group.name} failed and its rollback failed too")]
     if status == SoftwareUpdateStatus.ROLLBACK_COMPLETE:
-        return [Finding(**base, severity=Severity.WARNING, condition=ROLLED_BACK, details=details,
-                        summary=f"Software update of instance group {group.name} was rolled back to {group.desired_image_id or 'the previous image'}")]
+        return [finding(severity=Severity.WARNING, condition=ROLLED_BACK, details=details,
+                        summary=f"Software update of instance group {group.name} was rolled back to "
+                                f"{group.desired_image_id or 'the previous image'}")]
     if status == SoftwareUpdateStatus.ROLLBACK_IN_PROGRESS:
         after = settings.rollback_stuck_after
-        return [Finding(**base, severity=Severity.INFO, condition=IN_PROGRESS,
+        return [finding(severity=Severity.INFO, condition=IN_PROGRESS,
                         details={**details, "critical_after": format_duration(after)},
                         escalation=Escalation(after=after, severity=Severity.CRITICAL),
                         summary=f"Software update of instance group {group.name} is rolling back")]
@@ -87,8 +88,10 @@ def _state_findings(snapshot: ClusterSnapshot, group: InstanceGroup, settings: F
 _EVENT_FINDINGS: dict[Kind, tuple[str, Severity, str]] = {
     Kind.GROUP_ROLLBACK_FAILED: (ROLLBACK_FAILED, Severity.CRITICAL, "Rollback of instance group {group} failed"),
     Kind.INSTANCE_ROLLBACK_FAILED: (ROLLBACK_FAILED, Severity.CRITICAL, "Rollback of node {node} ({group}) failed"),
-    Kind.GROUP_ROLLBACK_INITIATED: (IN_PROGRESS, Severity.INFO, "Software update of instance group {group} failed; rolling back"),
-    Kind.BAKE_ALARM_ROLLBACK: (IN_PROGRESS, Severity.INFO, "Alarms fired while baking the update of instance group {group}; rolling back"),
+    Kind.GROUP_ROLLBACK_INITIATED: (IN_PROGRESS, Severity.INFO,
+                                    "Software update of instance group {group} failed; rolling back"),
+    Kind.BAKE_ALARM_ROLLBACK: (IN_PROGRESS, Severity.INFO,
+                               "Alarms fired while baking the update of instance group {group}; rolling back"),
 }
 # Kind.INSTANCE_ROLLBACK_INITIATED gives no finding of its own: the group's rollback is the
 # problem, and the group's state (or its group-level event) reports it.
@@ -99,7 +102,8 @@ def _update_status_known(snapshot: ClusterSnapshot, group_name: str | None) -> b
     return group is not None and group.software_update_status is not None
 
 
-def _event_finding(snapshot: ClusterSnapshot, classified: Classified, settings: FailedRollbackSettings) -> Finding | None:
+def _event_finding(snapshot: ClusterSnapshot, classified: Classified,
+                   settings: FailedRollbackSettings) -> Finding | None:
     if classified.kind not in _EVENT_FINDINGS:
         return None
     condition, severity, template = _EVENT_FINDINGS[classified.kind]
@@ -143,5 +147,6 @@ def evaluate(
     return findings
 
 
-POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.", FailedRollbackSettings, evaluate,
+POLICY = Policy(NAME, "Software updates that rolled back, are stuck rolling back, or whose rollback failed.",
+                FailedRollbackSettings, evaluate,
                 precedence=("cluster-rolling-back", ROLLBACK_FAILED, ROLLED_BACK, IN_PROGRESS))

@@ -26,7 +26,15 @@ from ..cluster_events import Kind, classify
 from ..events import HyperPodEvent
 from ..findings import CONFIGURATION, Finding, Severity
 from ..ledger import AlertRecord
-from ..policy_settings import MANAGED_KEY_PREFIXES, PolicySettings, Remediation, RulesModel, TaintEffect, glob_match, has_prefix
+from ..policy_settings import (
+    MANAGED_KEY_PREFIXES,
+    PolicySettings,
+    Remediation,
+    RulesModel,
+    TaintEffect,
+    glob_match,
+    has_prefix,
+)
 from ..remediation.actions import Planned, cluster_update, not_in_service
 from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
 from ..timeutil import Duration
@@ -119,6 +127,9 @@ class Drift:
         }
 
 
+_NONE: frozenset[tuple[str | None, str]] = frozenset()
+
+
 def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, str]]]:
     grouped: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
     for taint in taints:
@@ -126,7 +137,7 @@ def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, s
     return grouped
 
 
-def _texts(key: str, values: set[tuple[str | None, str]]) -> list[str]:
+def _texts(key: str, values: Set[tuple[str | None, str]]) -> list[str]:
     """As str(Taint) renders them, sorted."""
     return sorted(f"{key}={value or ''}:{effect}" for value, effect in values)
 
@@ -140,7 +151,7 @@ def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift |
     if actual.current_taints != actual.desired_taints:
         current, desired = _values_by_key(actual.current_taints), _values_by_key(actual.desired_taints)
         for key in sorted(current.keys() | desired.keys()):
-            have, want = current.get(key), desired.get(key)
+            have, want = current.get(key, _NONE), desired.get(key, _NONE)
             if have == want or ignored(key):
                 continue
             if not have:
@@ -171,7 +182,7 @@ def check_required(declared: KubernetesConfig, requirements: Iterable[Requiremen
     declared_taints = _values_by_key(declared.desired_taints)
     requirements = list(requirements)
     # overlapping selectors may require the same taint twice: report it once
-    wanted = dict.fromkeys(Taint(Key=t.key, Value=t.value, Effect=t.effect) for r in requirements for t in r.taints)
+    wanted = dict.fromkeys(Taint(key=t.key, value=t.value, effect=t.effect) for r in requirements for t in r.taints)
     for want in wanted:
         have = declared_taints.get(want.key)
         if not have:
@@ -206,8 +217,8 @@ def _group_findings(
         if drift:
             missing, unexpected, changed = drift.counts
             findings.append(Finding(
-                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
-                condition=CURRENT_VS_DESIRED,
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                problem=CONFIGURATION, condition=CURRENT_VS_DESIRED,
                 summary=(f"Nodes of instance group {group.name} do not carry the declared taints/labels "
                          f"({missing} missing, {unexpected} unexpected, {changed} changed)"),
                 details={"check": "current-vs-desired", "group_status": group.status, **drift.details()},
@@ -218,8 +229,8 @@ def _group_findings(
         if drift:
             missing, _, changed = drift.counts
             findings.append(Finding(
-                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name, problem=CONFIGURATION,
-                condition=REQUIRED,
+                policy=NAME, severity=Severity.WARNING, cluster=snapshot.name, instance_group=group.name,
+                problem=CONFIGURATION, condition=REQUIRED,
                 summary=(f"Instance group {group.name} does not declare the required taints/labels "
                          f"({missing} missing, {changed} conflicting)"),
                 details={"check": "required", "instance_type": group.instance_type, **drift.details()},
@@ -241,7 +252,8 @@ def evaluate(
             policy=NAME, severity=Severity.WARNING, cluster=snapshot.name,
             instance_group=classified.instance_group, node=classified.instance_id,
             condition=Kind.K8S_CONFIG_UPDATE_FAILED.value, origin="event", problem=CONFIGURATION,
-            summary=f"HyperPod failed to apply taints/labels to node {classified.instance_id} ({classified.instance_group})",
+            summary=f"HyperPod failed to apply taints/labels to node {classified.instance_id} "
+                    f"({classified.instance_group})",
             details={"event_description": classified.description},
         ))
     return findings
@@ -254,7 +266,8 @@ def _taint(t: Taint) -> dict[str, str]:
     return {"Key": t.key, "Effect": t.effect, **({"Value": t.value} if t.value else {})}
 
 
-def update_cluster_request(snapshot: ClusterSnapshot, group_name: str, settings: TaintDriftSettings) -> dict[str, Any] | str:
+def update_cluster_request(snapshot: ClusterSnapshot, group_name: str,
+                           settings: TaintDriftSettings) -> dict[str, Any] | str:
     """The UpdateCluster parameters that re-declare the required keys of one group, or why not:
     the group's declared KubernetesConfig with only the required keys set (everything else stays
     as declared), its name, ExecutionRole and InstanceType kept and InstanceCount = TargetCount
@@ -271,7 +284,7 @@ def update_cluster_request(snapshot: ClusterSnapshot, group_name: str, settings:
         labels.update(requirement.labels)
         for required in requirement.taints:
             taints = [t for t in taints if t.key != required.key]
-            taints.append(Taint(Key=required.key, Value=required.value, Effect=required.effect))
+            taints.append(Taint(key=required.key, value=required.value, effect=required.effect))
     spec: dict[str, Any] = {
         "InstanceGroupName": group.name, "ExecutionRole": group.execution_role, "InstanceCount": group.target_count,
         "KubernetesConfig": {"Labels": labels, "Taints": [_taint(t) for t in taints]},
@@ -291,5 +304,5 @@ def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: TaintDri
         record, snapshot, update_cluster_request(snapshot, record.instance_group, settings), settings.remediation)
 
 
-POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings, evaluate,
-                remediate=remediate)
+POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings,
+                evaluate, remediate=remediate)

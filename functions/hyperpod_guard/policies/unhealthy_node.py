@@ -45,7 +45,8 @@ def evaluate(
                 condition=INSTANCE_FAILURE, severity=Severity.WARNING if cluster_repairs else Severity.CRITICAL,
                 summary=f"Node {node.instance_id} ({node.instance_group_name}) is in Failure"
                 + ("" if cluster_repairs else " and NodeRecovery is None: nobody will repair it"),
-                details={"instance_status": node.status, "message": node.instance_status.message if node.instance_status else None,
+                details={"instance_status": node.status,
+                         "message": node.instance_status.message if node.instance_status else None,
                          "node_recovery": snapshot.node_recovery},
             ))
     if isinstance(event, NodeHealthEvent) and not event.healthy and event.detail.instance_id:
@@ -83,5 +84,6 @@ def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: Unhealth
     return node_action(record, nodes, snapshot, settings.remediation, now, taken)
 
 
-POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", UnhealthyNodeSettings, evaluate, resolves,
-                remediate, precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report
+POLICY = Policy(NAME, "Nodes reported unhealthy by HyperPod's health agent or in Failure.", UnhealthyNodeSettings,
+                evaluate, resolves, remediate,
+                precedence=(INSTANCE_FAILURE, UNHEALTHY))  # the state confirms the report

@@ -99,7 +99,8 @@ def node_action(record: AlertRecord, nodes: list[str], snapshot: ClusterSnapshot
         return Skip(record.fingerprint, f"{busy}: HyperPod is working on it") if busy else None
     recovery_off = (snapshot.node_recovery or "").lower() == "none"
     if not recovery_off and now - record.first_seen < settings.after:
-        return Skip(record.fingerprint, f"waiting: HyperPod's automatic repair gets {format_duration(settings.after)} first")
+        waiting = f"waiting: HyperPod's automatic repair gets {format_duration(settings.after)} first"
+        return Skip(record.fingerprint, waiting)
     requests = tuple({"ClusterName": snapshot.name, "NodeIds": chunk} for chunk in chunks(ready))
     return Action(record.fingerprint, record.policy, snapshot.name, record.instance_group, settings.action,
                   OPERATIONS[settings.action], requests, settings.dry_run, tuple(ready))

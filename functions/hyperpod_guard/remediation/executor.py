@@ -63,14 +63,16 @@ class Remediator:
         self.store = store
         self.actor = actor
 
-    def run(self, snapshot: ClusterSnapshot, firing: list[Decision], rules: ClusterRules, now: datetime) -> dict[str, ActionReport]:
+    def run(self, snapshot: ClusterSnapshot, firing: list[Decision], rules: ClusterRules,
+            now: datetime) -> dict[str, ActionReport]:
         """Act on the firing alerts this evaluation observed (`firing`: decisions with `observed_at`)."""
         policies = rules.policies
         observed = {d.record.fingerprint: d for d in firing if d.observed_at}
         reports: dict[str, ActionReport] = {}
         planned_all = plan(snapshot, [d.record for d in observed.values()], policies, now)
         # a node acted on since the observation (through this alert or another) is not acted on again for it
-        acted = self.store.node_actions(snapshot.name) if any(isinstance(p, Action) and p.nodes for p in planned_all) else {}
+        node_plans = any(isinstance(p, Action) and p.nodes for p in planned_all)
+        acted = self.store.node_actions(snapshot.name) if node_plans else {}
         for planned in planned_all:
             if isinstance(planned, Skip):  # nothing done: mentioned only in a message already due
                 reports[planned.fingerprint] = ActionReport((f"skipped: {planned.reason}",))
@@ -92,7 +94,8 @@ class Remediator:
             reports[planned.fingerprint] = ActionReport((done.line,), news)
         return reports
 
-    def _act(self, snapshot: ClusterSnapshot, action: Action, rules: ClusterRules, now: datetime, failures: int) -> _Done:
+    def _act(self, snapshot: ClusterSnapshot, action: Action, rules: ClusterRules, now: datetime,
+             failures: int) -> _Done:
         audit = {"fingerprint": action.fingerprint, "policy": action.policy, "action": action.kind,
                  "operation": action.operation, "actor": self.actor, "instance_group": action.instance_group}
         if action.dry_run:
@@ -108,6 +111,7 @@ class Remediator:
             taken = self.store.take_budget(snapshot.name, action.instance_group, len(action.nodes),
                                            per_hour=budget.max_nodes_per_hour, group_limit=limit, now=now)
             if not taken:
+                assert taken.retry_at is not None, "a refused take says when it may fit"
                 self.store.audit(snapshot.name, now, **audit, dry_run="false", outcome="skipped: budget spent",
                                  request=list(action.requests))
                 # retried when enough counted nodes leave the 60-minute window for this action to fit
@@ -126,8 +130,8 @@ class Remediator:
                     untouched = sum(len(r.get("NodeIds", [])) for r in action.requests[index:])
                     self.store.refund(snapshot.name, action.instance_group, untouched, taken, now=now)
                 if code == "ConflictException":
-                    return _Done("skipped: cluster busy (ConflictException), retried later", now + AFTER_CONFLICT, failures,
-                                 acted=False, quiet=True)
+                    return _Done("skipped: cluster busy (ConflictException), retried later", now + AFTER_CONFLICT,
+                                 failures, acted=False, quiet=True)
                 failures += 1
                 return _Done(f"failed: {action.operation} {code} (attempt {failures}, next in "
                              f"{format_duration(backoff(failures))})", now + backoff(failures), failures, acted=False)

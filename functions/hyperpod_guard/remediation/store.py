@@ -139,7 +139,8 @@ class RemediationStore:
                 UpdateExpression="SET next_attempt = :lease", ReturnValues="ALL_NEW",
                 ConditionExpression="(attribute_not_exists(next_attempt) OR next_attempt <= :now) "
                                     "AND (attribute_not_exists(acted_on) OR acted_on < :observed)",
-                ExpressionAttributeValues={":lease": {"S": isoformat(now + ATTEMPT_LEASE)}, ":now": {"S": isoformat(now)},
+                ExpressionAttributeValues={":lease": {"S": isoformat(now + ATTEMPT_LEASE)},
+                                           ":now": {"S": isoformat(now)},
                                            ":observed": {"S": isoformat(observed_at)}},
             )
         except ClientError as exc:
@@ -183,7 +184,7 @@ class RemediationStore:
             budgets = self._budgets(cluster, list(limits), now)
             if any(b.used() + nodes > limits[b.sk] for b in budgets):
                 return Take(None, max(b.room_at(nodes, limits[b.sk], now) for b in budgets))
-            if self._replace(cluster, [(b, b.entries + [entry]) for b in budgets], now):
+            if self._replace(cluster, [(b, [*b.entries, entry]) for b in budgets], now):
                 return Take(entry.id)
         raise BudgetContention(f"budget of {cluster}: {BUDGET_ATTEMPTS} concurrent writes in a row")
 
@@ -208,7 +209,7 @@ class RemediationStore:
         # one call, strongly consistent, and both items as of the same moment
         response = self.dynamodb.transact_get_items(TransactItems=[
             {"Get": {"TableName": self.table_name, "Key": _key(cluster, sk)}} for sk in sks])
-        return [_Budget.parse(sk, r.get("Item"), now) for sk, r in zip(sks, response["Responses"])]
+        return [_Budget.parse(sk, r.get("Item"), now) for sk, r in zip(sks, response["Responses"], strict=True)]
 
     def _replace(self, cluster: str, changes: list[tuple[_Budget, list[_Entry]]], now: datetime) -> bool:
         """Write each budget's new entries if nobody wrote it since we read it; False when someone did."""
@@ -237,7 +238,7 @@ class RemediationStore:
             self.dynamodb.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if _contended(exc):
-                time.sleep(random.uniform(0, 0.05))  # jitter, so that losers do not collide again in step
+                time.sleep(random.uniform(0, 0.05))  # noqa: S311 - jitter, so that losers do not collide again in step
                 return False
             raise
         return True
