@@ -193,75 +193,96 @@ def _cluster_event_line(event: Any) -> str | None:
     return f"cluster event{level}: {text}" if text else None
 
 
-def detail_lines(details: Mapping[str, Any]) -> list[str]:
-    """The evidence of a finding as short mrkdwn lines, most useful first, at most MAX_DETAIL_LINES."""
-    lines: list[str] = []
-    used: set[str] = set(_SKIP)
-
+def _status_lines(details: Mapping[str, Any]) -> list[str]:
     statuses = [f"{escape_mrkdwn(k.replace('_', ' '))} {_code(details[k], 60)}" for k in _STATUS_KEYS if details.get(k)]
-    used.update(_STATUS_KEYS)
-    if statuses:
-        lines.append(" · ".join(statuses))
-    if line := _counts_line(details.get("counts")):
-        lines.append(line)
-    used.add("counts")
-    if details.get("shortfall_ratio") is not None:
-        ratio = details["shortfall_ratio"]
-        threshold = details.get("threshold_ratio")
-        try:
-            text = f"shortfall {float(ratio):.0%}" + (
-                f" (threshold {float(threshold):.0%})" if threshold is not None else "")
-        except (TypeError, ValueError):
-            text = f"shortfall {_text(ratio, 40)}"
-        lines.append(text)
-    used.update(("shortfall_ratio", "threshold_ratio"))
-    if "current_count" in details or "target_state_count" in details:
-        node_counts = (("current_count", "current"), ("target_state_count", "on target image"))
-        parts = [f"{_text(details[k], 20)} {label}" for k, label in node_counts if details.get(k) is not None]
-        if parts:
-            lines.append("nodes: " + " · ".join(parts))
-    used.update(("current_count", "target_state_count"))
-    for kind in ("taints", "labels"):
-        lines.extend(_drift_lines(kind, details.get(kind)))
-        used.add(kind)
-    if details.get("current_image_id") or details.get("desired_image_id"):
-        image = f"image {_code(details.get('current_image_id') or '?')}"
-        if details.get("desired_image_id") and details.get("desired_image_id") != details.get("current_image_id"):
-            image += f" (desired {_code(details['desired_image_id'])})"
-        lines.append(image)
-    used.update(("current_image_id", "desired_image_id"))
+    return [" · ".join(statuses)] if statuses else []
+
+
+def _shortfall_lines(details: Mapping[str, Any]) -> list[str]:
+    ratio, threshold = details.get("shortfall_ratio"), details.get("threshold_ratio")
+    if ratio is None:
+        return []
+    try:
+        against = f" (threshold {float(threshold):.0%})" if threshold is not None else ""
+        return [f"shortfall {float(ratio):.0%}{against}"]
+    except (TypeError, ValueError):
+        return [f"shortfall {_text(ratio, 40)}"]
+
+
+def _node_count_lines(details: Mapping[str, Any]) -> list[str]:
+    node_counts = (("current_count", "current"), ("target_state_count", "on target image"))
+    parts = [f"{_text(details[k], 20)} {label}" for k, label in node_counts if details.get(k) is not None]
+    return ["nodes: " + " · ".join(parts)] if parts else []
+
+
+def _image_lines(details: Mapping[str, Any]) -> list[str]:
+    current, desired = details.get("current_image_id"), details.get("desired_image_id")
+    if not (current or desired):
+        return []
+    image = f"image {_code(current or '?')}"
+    if desired and desired != current:
+        image += f" (desired {_code(desired)})"
+    return [image]
+
+
+def _alarm_lines(details: Mapping[str, Any]) -> list[str]:
+    lines = []
     for key in ("triggered_alarms", "auto_rollback_alarms"):
         alarms = details.get(key)
         if alarms:
             values = alarms if isinstance(alarms, list) else [alarms]
             lines.append(f"{escape_mrkdwn(key.replace('_', ' '))}: {_entries(_code(a) for a in values)}")
-        used.add(key)
-    if line := _cluster_event_line(details.get("cluster_event")):
-        lines.append(line)
-    used.add("cluster_event")
-    # the same problem's lesser findings, folded into this alert (alerting.fold)
-    for entry in details.get("also") or []:
-        if isinstance(entry, dict) and entry.get("summary"):
-            lines.append(f"also: {_text(entry['summary'])} ({_text(entry.get('severity') or '?', 10)})")
-    used.add("also")
-    for key, label in _TEXT_KEYS:
-        if details.get(key):
-            lines.append(f"{label}: {_text(details[key])}")
-        used.add(key)
-    extras = []
-    if details.get("repair_action"):
-        extras.append(f"repair action {_code(details['repair_action'], 60)}")
-    if details.get("node_recovery"):
-        extras.append(f"node recovery {_code(details['node_recovery'], 60)}")
-    if details.get("critical_after"):
-        extras.append(f"critical after {_code(details['critical_after'], 30)}")
-    if details.get("instance_type"):
-        extras.append(f"instance type {_code(details['instance_type'], 60)}")
-    used.update(("repair_action", "node_recovery", "critical_after", "instance_type"))
-    if extras:
-        lines.append(" · ".join(extras))
+    return lines
+
+
+def _also_lines(details: Mapping[str, Any]) -> list[str]:
+    """The same problem's lesser findings, folded into this alert (alerting.fold)."""
+    return [f"also: {_text(entry['summary'])} ({_text(entry.get('severity') or '?', 10)})"
+            for entry in details.get("also") or [] if isinstance(entry, dict) and entry.get("summary")]
+
+
+def _labelled_text_lines(details: Mapping[str, Any]) -> list[str]:
+    return [f"{label}: {_text(details[key])}" for key, label in _TEXT_KEYS if details.get(key)]
+
+
+#: short facts shown together on one line: (key, label, longest value)
+_FACTS = (("repair_action", "repair action", 60), ("node_recovery", "node recovery", 60),
+          ("critical_after", "critical after", 30), ("instance_type", "instance type", 60))
+
+
+def _facts_lines(details: Mapping[str, Any]) -> list[str]:
+    facts = [f"{label} {_code(details[key], limit)}" for key, label, limit in _FACTS if details.get(key)]
+    return [" · ".join(facts)] if facts else []
+
+
+def _optional(line: str | None) -> list[str]:
+    return [line] if line else []
+
+
+DetailLines = Callable[[Mapping[str, Any]], list[str]]
+#: the evidence of a finding, most useful first: (the keys read, what makes their lines)
+_DETAIL_LINES: tuple[tuple[tuple[str, ...], DetailLines], ...] = (
+    (_STATUS_KEYS, _status_lines),
+    (("counts",), lambda d: _optional(_counts_line(d.get("counts")))),
+    (("shortfall_ratio", "threshold_ratio"), _shortfall_lines),
+    (("current_count", "target_state_count"), _node_count_lines),
+    (("taints",), lambda d: _drift_lines("taints", d.get("taints"))),
+    (("labels",), lambda d: _drift_lines("labels", d.get("labels"))),
+    (("current_image_id", "desired_image_id"), _image_lines),
+    (("triggered_alarms", "auto_rollback_alarms"), _alarm_lines),
+    (("cluster_event",), lambda d: _optional(_cluster_event_line(d.get("cluster_event")))),
+    (("also",), _also_lines),
+    (tuple(key for key, _ in _TEXT_KEYS), _labelled_text_lines),
+    (tuple(key for key, _, _ in _FACTS), _facts_lines),
+)
+_SHOWN = frozenset(_SKIP).union(*(keys for keys, _ in _DETAIL_LINES))
+
+
+def detail_lines(details: Mapping[str, Any]) -> list[str]:
+    """The evidence of a finding as short mrkdwn lines, most useful first, at most MAX_DETAIL_LINES."""
+    lines = [line for _, make in _DETAIL_LINES for line in make(details)]
     for key, value in details.items():  # evidence a newer policy added: scalars only
-        if key not in used and value not in (None, "", [], {}) and isinstance(value, str | int | float | bool):
+        if key not in _SHOWN and value not in (None, "", [], {}) and isinstance(value, str | int | float | bool):
             lines.append(f"{_text(key.replace('_', ' '), 40)}: {_text(value)}")
     if len(lines) > MAX_DETAIL_LINES:
         lines = [*lines[: MAX_DETAIL_LINES - 1], f"_(+{len(lines) - MAX_DETAIL_LINES + 1} more details)_"]
