@@ -185,7 +185,8 @@ def test_required_taint_drift_plans_one_update_cluster():
     expected_request = {"ClusterName": CLUSTER, "InstanceGroups": [spec(KubernetesConfig={"Labels": WORKLOAD, "Taints": [GPU]})]}
     assert plan(snapshot(), [required], ON, NOW) == [Action(
         required.fingerprint, "taint-drift", CLUSTER, "gpu", "update-cluster", "UpdateCluster", (expected_request,),
-        dry_run=True)]
+        dry_run=True, intent="re-declare the required taints/labels of gpu (UpdateCluster)",
+        outcome="re-declared the required taints/labels of gpu")]
     live = plan(snapshot(), [required], policies(taint={"enabled": True, "dry_run": False}), NOW)
     assert [a.dry_run for a in live] == [False]
 
@@ -318,3 +319,16 @@ def test_each_node_is_acted_on_once_per_plan():
 def test_chunks(ids, sizes):
     assert [len(c) for c in chunks(ids)] == sizes
     assert [i for c in chunks(ids) for i in c] == ids
+
+
+def test_a_cluster_level_action_speaks_the_policys_words():
+    """A policy that plans an UpdateCluster names what it would do and did: nothing in
+    remediation/ knows the policy (adding one touches no table there)."""
+    from hyperpod_guard.remediation.actions import cluster_update
+
+    alert = record("some-new-policy", "some-condition", group_name=None)
+    action = cluster_update(alert, snapshot(), {"ClusterName": CLUSTER, "NodeRecovery": "Automatic"},
+                            ON.taint_drift.remediation, intent="turn NodeRecovery on", outcome="turned NodeRecovery on")
+    assert isinstance(action, Action)
+    assert (action.describe(), action.outcome, action.operation) == (
+        "turn NodeRecovery on", "turned NodeRecovery on", "UpdateCluster")

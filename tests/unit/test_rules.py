@@ -10,6 +10,7 @@ import pytest
 
 from hyperpod_guard.errors import InvalidRulesError
 from hyperpod_guard.findings import Severity
+from hyperpod_guard.policies import POLICY_NAMES
 from hyperpod_guard.rules import (
     DEFAULT_RULES,
     MANAGED_KEY_PREFIXES,
@@ -25,8 +26,8 @@ def test_empty_document_gives_sensible_defaults():
     rules = load_rules({"version": 1})
     policies = rules.for_cluster("any")
     assert rules == DEFAULT_RULES
-    names = ("taint-drift", "degraded-group", "failed-rollback", "unhealthy-node", "cluster-health")
-    assert [policies.for_policy(n).enabled for n in names] == [True] * 5
+    assert {"taint-drift", "degraded-group", "failed-rollback", "unhealthy-node", "cluster-health"} <= set(POLICY_NAMES)
+    assert [policies.for_policy(n).enabled for n in POLICY_NAMES] == [True] * len(POLICY_NAMES)
     assert policies.taint_drift.grace == timedelta(minutes=15)
     assert policies.taint_drift.ignore_key_prefixes == MANAGED_KEY_PREFIXES
     assert policies.degraded_group.target_shortfall_ratio == 0.1
@@ -38,6 +39,9 @@ def test_empty_document_gives_sensible_defaults():
 
 
 def test_defaults_file_matches_the_code():
+    """After adding a policy or a setting, regenerate it (README: Adding a policy):
+    .venv/bin/python -c 'import json; from hyperpod_guard.rules import DEFAULT_RULES as d; \
+        print(json.dumps(d.model_dump(mode="json", by_alias=True), indent=2))' > rules/defaults.json"""
     on_disk = json.loads((REPO / "rules/defaults.json").read_text())
     assert on_disk == DEFAULT_RULES.model_dump(mode="json", by_alias=True)
 
@@ -53,7 +57,7 @@ def test_schema_is_a_valid_json_schema_and_describes_the_policies():
     schema = rules_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert set(schema["$defs"]["Policies"]["properties"]) == {
+    assert set(schema["$defs"]["Policies"]["properties"]) == set(POLICY_NAMES) >= {
         "taint-drift", "degraded-group", "failed-rollback", "unhealthy-node", "cluster-health"}
     assert schema["$defs"]["TaintDriftSettings"]["properties"]["grace"]["pattern"]
 

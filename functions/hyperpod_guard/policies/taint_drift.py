@@ -300,8 +300,11 @@ def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: TaintDri
     "fixed", nor "skipped"), and a node's failed update is HyperPod's to retry."""
     if record.condition != REQUIRED or not record.instance_group:
         return None
+    group = record.instance_group
     return not_in_service(record, snapshot) or cluster_update(
-        record, snapshot, update_cluster_request(snapshot, record.instance_group, settings), settings.remediation)
+        record, snapshot, update_cluster_request(snapshot, group, settings), settings.remediation,
+        intent=f"re-declare the required taints/labels of {group} (UpdateCluster)",
+        outcome=f"re-declared the required taints/labels of {group}")
 
 
 POLICY = Policy(NAME, "Kubernetes taints and labels differ from what is declared or required.", TaintDriftSettings,

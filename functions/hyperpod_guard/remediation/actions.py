@@ -16,6 +16,8 @@ from ..timeutil import format_duration
 
 BATCH_LIMIT = 25  # BatchReboot/ReplaceClusterNodes take at most 25 node ids
 OPERATIONS = {"reboot": "BatchRebootClusterNodes", "replace": "BatchReplaceClusterNodes"}
+#: what a node action did, in words
+DONE = {"reboot": "rebooted", "replace": "replaced"}
 UPDATE_CLUSTER = "UpdateCluster"
 #: every SageMaker operation a plan may call (the stack grants exactly these, with remediation on)
 API_OPERATIONS = (UPDATE_CLUSTER, *OPERATIONS.values())
@@ -37,6 +39,10 @@ class Action:
     requests: tuple[dict[str, Any], ...]
     dry_run: bool
     nodes: tuple[str, ...] = ()
+    #: a cluster-level action in words, from the policy that plans it: what it would do
+    #: ("re-declare the required taints/labels of gpu (UpdateCluster)") and what it did
+    intent: str = ""
+    outcome: str = ""
 
     def without(self, nodes: Collection[str]) -> Action | None:
         """This node action minus `nodes` (None when none is left)."""
@@ -49,8 +55,9 @@ class Action:
         return replace(self, nodes=kept, requests=requests)
 
     def describe(self) -> str:
-        if self.kind == "update-cluster":
-            return f"re-declare the required taints/labels of {self.instance_group} (UpdateCluster)"
+        """What it would do: "reboot i-1, i-2", or the policy's words for a cluster-level action."""
+        if not self.nodes:
+            return self.intent
         shown = ", ".join(self.nodes[:5]) + (f" and {len(self.nodes) - 5} more" if len(self.nodes) > 5 else "")
         return f"{self.kind} {shown}"
 
@@ -76,12 +83,13 @@ def not_in_service(record: AlertRecord, snapshot: ClusterSnapshot) -> Skip | Non
 
 
 def cluster_update(record: AlertRecord, snapshot: ClusterSnapshot, request: dict[str, Any] | str,
-                   settings: Remediation) -> Planned:
-    """An UpdateCluster with `request`, or a Skip saying why not (`request` a reason)."""
+                   settings: Remediation, *, intent: str, outcome: str) -> Planned:
+    """An UpdateCluster with `request`, or a Skip saying why not (`request` a reason). `intent`
+    and `outcome` say in words what it would do and did."""
     if isinstance(request, str):
         return Skip(record.fingerprint, request)
     return Action(record.fingerprint, record.policy, snapshot.name, record.instance_group, "update-cluster",
-                  UPDATE_CLUSTER, (request,), settings.dry_run)
+                  UPDATE_CLUSTER, (request,), settings.dry_run, intent=intent, outcome=outcome)
 
 
 def node_action(record: AlertRecord, nodes: list[str], snapshot: ClusterSnapshot, settings: NodeRemediation,

@@ -22,6 +22,7 @@ from ..ledger import Decision
 from ..rules import ClusterRules
 from ..snapshot import ClusterSnapshot
 from ..timeutil import format_duration
+from .actions import DONE
 from .plan import Action, Skip, plan
 from .store import Attempt, RemediationStore, group_limit
 
@@ -144,9 +145,8 @@ class Remediator:
             failed = response.get("Failed", [])
             if failed:
                 logger.warning("remediation: %s failed for %s", action.operation, failed)
-        verb = {"reboot": "rebooted", "replace": "replaced", "update-cluster": "re-declared"}[action.kind]
-        what = ", ".join(done) if action.nodes else f"the required taints/labels of {action.instance_group}"
-        return _Done(f"{verb} {what}", now + AFTER_SUCCESS, 0, acted=True)
+        line = f"{DONE[action.kind]} {', '.join(done)}" if action.nodes else action.outcome
+        return _Done(line, now + AFTER_SUCCESS, 0, acted=True)
 
 
 def _due(attempt: Attempt, decision: Decision, repeat: timedelta, now: datetime) -> bool:
