@@ -48,6 +48,11 @@ def python_function(
     )
 
 
+def retention(days: int) -> logs.RetentionDays:
+    """The nearest CloudWatch Logs retention at or above `days`, as CDK's enum."""
+    return logs.RetentionDays[_retention(days)]
+
+
 def _retention(days: int) -> str:
     """The nearest CloudWatch Logs retention at or above `days` (the API allows only some)."""
     allowed = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",

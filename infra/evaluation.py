@@ -1,9 +1,6 @@
-"""Evaluation: the ledger table, the rules parameters, the evaluator and the sweep."""
+"""Evaluation: the ledger table, the rules seed, the evaluator and the sweep."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
@@ -14,20 +11,18 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from hyperpod_guard import ledger_store, naming
-from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, TTL_ATTRIBUTE
+from hyperpod_guard import ledger_store, naming, silences
+from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, RESOLVED_INDEX, TTL_ATTRIBUTE
 from hyperpod_guard.remediation import actions as remediation_actions
 from hyperpod_guard.remediation import store as remediation_store
-from hyperpod_guard.rules_store import plan_parts
 from hyperpod_guard.settings import EvaluatorSettings, SweepSettings
 
 from .common import event_accounts, python_function, secure_queue
 from .config import Config
+from .rules_seed import RulesSeed
 
-REPO = Path(__file__).resolve().parents[1]
 #: what the evaluator and the sweep read (ListTags: the cluster's tags, for rules that select clusters by tag)
 SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes",
                   "sagemaker:ListTags")
@@ -35,7 +30,8 @@ SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", 
 SAGEMAKER_REMEDIATE = tuple(f"sagemaker:{operation}" for operation in remediation_actions.API_OPERATIONS)
 #: what the evaluator and the sweep call on the ledger table: declared next to the calls (dry runs
 #: use the remediation store too, so it is granted with or without -c remediation=true)
-TABLE_ACTIONS = tuple(sorted({*ledger_store.TABLE_ACTIONS, *remediation_store.TABLE_ACTIONS}))
+TABLE_ACTIONS = tuple(sorted({*ledger_store.TABLE_ACTIONS, *remediation_store.TABLE_ACTIONS,
+                             *silences.TABLE_ACTIONS}))
 
 
 class Evaluation(Construct):
@@ -55,7 +51,14 @@ class Evaluation(Construct):
             partition_key=dynamodb.Attribute(name="open_pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="open_sk", type=dynamodb.AttributeType.STRING),
         )
-        self.rules_parameters = self._seed_rules(config) if config.seed_rules else []
+        # read by `hyperpod-guard alerts --state resolved` only (operators' credentials): no function grant
+        self.table.add_global_secondary_index(
+            index_name=RESOLVED_INDEX, projection_type=dynamodb.ProjectionType.ALL,
+            partition_key=dynamodb.Attribute(name="resolved_pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="resolved_sk", type=dynamodb.AttributeType.STRING),
+        )
+        # rules written only where none exist (infra/rules_seed.py): a deploy never undoes a `rules push`
+        self.rules_seed = RulesSeed(self, "RulesSeed", config=config) if config.seed_rules else None
         # the functions' own settings (hyperpod_guard.settings); the others keep their defaults there
         values: dict[str, str | bool] = {
             "table_name": self.table.table_name, "topic_arn": topic.topic_arn, "rules_path": config.rules_path,
@@ -94,16 +97,6 @@ class Evaluation(Construct):
         self.sweep.add_to_role_policy(iam.PolicyStatement(
             actions=list(OPEN_INDEX_ACTIONS), resources=[f"{self.table.table_arn}/index/{OPEN_INDEX}"],
         ))
-
-    def _seed_rules(self, config: Config) -> list[ssm.StringParameter]:
-        document = json.loads((REPO / config.rules_file).read_text())
-        return [
-            ssm.StringParameter(
-                self, f"Rules{index:02d}", parameter_name=name, string_value=value, tier=ssm.ParameterTier.STANDARD,
-                description=f"hyperpod-guard rules, part {index + 1} (seeded from {config.rules_file})",
-            )
-            for index, (name, value) in enumerate(plan_parts(document, config.rules_path))
-        ]
 
     def _grant(self, function: lambda_.Function, config: Config, topic: sns.ITopic, key: kms.IKey) -> None:
         # not table.grantReadWriteData: it adds Scan, BatchWriteItem, DeleteItem, streams... never called

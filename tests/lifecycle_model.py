@@ -12,7 +12,9 @@ stand-ins around it, all on the moto server the suite already runs:
 - what SNS accepted: every Publish of the runtime's SNS client that SNS answered with success (a
   botocore `after-call` hook; cheaper per step than reading the SQS subscription, which `drain()`
   reads at the end of a timeline to check that the two agree);
-- rules (silences included) pushed to SSM (`RULES_MAX_AGE=0`: every evaluation reads them).
+- rules (silences included) pushed to SSM (`RULES_MAX_AGE=0`: every evaluation reads them);
+- ad-hoc silences added to and expired in the ledger table (`SILENCES_MAX_AGE=0`: every
+  evaluation reads them), through silences.SilenceStore as `hyperpod-guard silence` does.
 
 Nothing here decides what is right: the model and its invariants live in the test.
 """
@@ -36,6 +38,7 @@ from hyperpod_guard.ledger import AlertRecord
 from hyperpod_guard.local.hyperpod_state import put_cluster
 from hyperpod_guard.local.provision import Resources, provision
 from hyperpod_guard.service import EventResult, Runtime, SweepResult, handle_event, new_token, sweep
+from hyperpod_guard.silences import SilenceStore, new_silence
 from hyperpod_guard.timeutil import isoformat
 from tests.conftest import ACCOUNT, REGION
 from tests.runtime_fixtures import scenario
@@ -204,6 +207,7 @@ class Pipeline:
         for key, value in self.resources.environment().items():
             self.setenv(key, value)
         self.setenv("RULES_MAX_AGE", "0")  # rules change between steps
+        self.setenv("SILENCES_MAX_AGE", "0")  # ... and so do the ad-hoc silences
         self.runtime = Runtime.from_env()
         assert self.runtime.publisher.sns is aws_clients.client("sns"), "the hooks must be on the runtime's clients"
         assert self.runtime.reader.sagemaker is aws_clients.client("sagemaker"), "the hooks must be on the runtime's clients"
@@ -221,6 +225,17 @@ class Pipeline:
         assert self.resources is not None
         self.ssm.put_parameter(Name=f"{self.resources.rules_path}/00", Type="String", Value=json.dumps(rules),
                                Overwrite=True)
+
+    def add_silence(self, matchers: dict[str, str], now: datetime, until: datetime, comment: str) -> str:
+        """An ad-hoc silence, as `hyperpod-guard silence add` writes it; its id."""
+        assert self.runtime is not None
+        silence = new_silence(until=until, comment=comment, author="model", now=now, **matchers)
+        SilenceStore(self.runtime.ledger.table_name, self.runtime.ledger.dynamodb).add(silence)
+        return silence.id
+
+    def expire_silence(self, silence_id: str, now: datetime) -> None:
+        assert self.runtime is not None
+        SilenceStore(self.runtime.ledger.table_name, self.runtime.ledger.dynamodb).expire(silence_id, now)
 
     # invocations ------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from .constants import RULES_INVALID
 from .engine import Evaluation
 from .findings import Finding, FindingFields, Severity
 from .freshness import Report, ReportMark, advance, stale
@@ -28,7 +29,6 @@ from .timeutil import format_duration, isoformat
 #: The pseudo-cluster that holds alerts about hyperpod-guard itself (invalid rules). Not a
 #: valid HyperPod cluster name (those are [a-zA-Z0-9-]), so it can never collide with one.
 SYSTEM_CLUSTER = "_hyperpod-guard"
-RULES_INVALID = "rules-invalid"
 #: Findings from an event's text (origin "event") are not seen again by a re-read (only a node
 #: gone or relaunched since contradicts them); without a new report for this long they are over.
 EVENT_FINDING_TTL = timedelta(hours=24)
@@ -106,11 +106,16 @@ def _silence_matches(silence: Silence, record: FindingFields, now: datetime) -> 
 
 def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors: list[Finding],
                  now: datetime) -> str | None:
-    """Why an alert sends nothing now: a silence that matches it, or a cluster-level inhibitor."""
+    """Why an alert sends nothing now: a silence that matches it (the rules' silences, then the
+    ad-hoc ones, silences.py, which name their author and id), or a cluster-level inhibitor."""
     for silence in rules.silences:
         if _silence_matches(silence, record, now):
             note = f": {silence.comment}" if silence.comment else ""
             return f"silenced until {isoformat(silence.until)}{note}"  # type: ignore[arg-type]
+    if isinstance(rules, ClusterRules):
+        for adhoc in rules.adhoc:
+            if adhoc.matches(record, rules.tags, now):
+                return adhoc.reason()
     if record.instance_group or record.node:
         for inhibitor in inhibitors:
             return f"inhibited by {inhibitor.policy}/{inhibitor.condition}: {inhibitor.summary}"

@@ -26,6 +26,8 @@ from . import naming
 
 #: every metric's namespace (the stack also sets it as POWERTOOLS_METRICS_NAMESPACE)
 NAMESPACE = "HyperPodGuard"
+#: the policy name of the system's own alert while the rules are invalid (silences may name it)
+RULES_INVALID = "rules-invalid"
 
 
 class Metric(StrEnum):
@@ -183,6 +185,8 @@ RULES_MAX_AGE: Var[int] = Var("RULES_MAX_AGE", _seconds, "60", "a whole number o
 RULES_REQUIRED: Var[bool] = Var("RULES_REQUIRED", _flag, "false")
 #: seconds a cluster's tags stay cached (read only when the rules select clusters by tag)
 TAGS_MAX_AGE: Var[float] = Var("TAGS_MAX_AGE", _float_seconds, "300", "a number of seconds >= 0")
+#: seconds the ad-hoc silences (silences.py) stay cached in the container: `silence expire` takes effect within it
+SILENCES_MAX_AGE: Var[float] = Var("SILENCES_MAX_AGE", _float_seconds, "30", "a number of seconds >= 0")
 #: comma-separated accounts whose events are believed (events.event_accounts parses it); unset: no check
 EVENT_ACCOUNTS: Var[str | None] = Var("EVENT_ACCOUNTS", _text, blank_is_value=True)
 #: set by Lambda

@@ -7,12 +7,18 @@ Single-table layout (keys are strings):
 | alert         | `CLUSTER#<cluster>` | `ALERT#<fingerprint>`  | one per problem; `version` for optimistic concurrency |
 | report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`      | the newest event report applied per kind and scope |
 | idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`    | written by Powertools Idempotency        |
+| silence       | `SILENCE`           | `SILENCE#<id>`         | an ad-hoc silence (silences.py)          |
+| remediation   | `CLUSTER#<cluster>` | `REMEDIATION#`, `BUDGET`, `AUDIT#`, `NODEACTION#` | remediation/store.py |
 
-GSI `open` (sparse): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present only
-while an alert is pending, firing or owes a notification: the sweep finds clusters with
-open alerts (e.g. clusters that were deleted) with one Query. TTL attribute `expires_at`:
-resolved alerts are kept RESOLVED_RETENTION, report marks MARK_RETENTION, idempotency records
-as Powertools sets them. Alerts and marks share the `ALERT` prefix: one Query reads both.
+GSI `open` (sparse, keys only): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present
+only while an alert is pending, firing or owes a notification: the sweep finds clusters with
+open alerts (e.g. clusters that were deleted) with one Query, `hyperpod-guard alerts` the
+clusters whose records to read. GSI `resolved` (sparse, all attributes): `resolved_pk =
+"RESOLVED"`, `resolved_sk = "<cluster>#<fingerprint>"`, present while an alert is resolved:
+`hyperpod-guard alerts --state resolved` reads them without a Scan. TTL attribute `expires_at`:
+resolved alerts are kept RESOLVED_RETENTION, report marks MARK_RETENTION, silences
+silences.SILENCE_RETENTION after they end, idempotency records as Powertools sets them. Alerts
+and marks share the `ALERT` prefix: one Query reads both.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, De
 from .timeutil import isoformat, parse_timestamp
 
 OPEN_INDEX = "open"
+RESOLVED_INDEX = "resolved"
 _TRANSACTION_LIMIT = 100
 _ALERT, _MARK = "ALERT#", "ALERTMARK#"
 #: a report mark outlives what can replay its event: SQS keeps a dead letter at most 14 days
@@ -109,6 +116,9 @@ def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
         "owed": _s(record.owed.value if record.owed else None), "claim_token": _s(record.claim_token),
         "claim_until": _t(record.claim_until), "reason": _s(record.reason), "version": {"N": str(record.version)},
     }
+    if record.state is AlertState.RESOLVED:
+        item["resolved_pk"] = {"S": "RESOLVED"}
+        item["resolved_sk"] = {"S": f"{record.cluster}#{record.fingerprint}"}
     if record.open:
         item["open_pk"] = {"S": "OPEN"}
         item["open_sk"] = {"S": f"{record.cluster}#{record.fingerprint}"}
@@ -191,6 +201,41 @@ class LedgerStore:
             # a keys-only index: the cluster is the part of open_sk before the fingerprint
             clusters.update(_get(item, "open_sk").rsplit("#", 1)[0] for item in page["Items"])
         return clusters
+
+    def open_alerts(self, cluster_glob: str = "*") -> list[AlertRecord]:
+        """Pending and firing alerts (and resolved ones still owing their notification) of the
+        clusters matching the glob: the `open` index names the clusters (one paginated Query),
+        then one Query per such cluster reads its records. No Scan."""
+        from .policy_settings import glob_match
+
+        records: list[AlertRecord] = []
+        for cluster in sorted(c for c in self.open_clusters() if glob_match(cluster_glob, c)):
+            records += [r for r in self.load(cluster).values() if r.open]
+        return records
+
+    def resolved_alerts(self, cluster_glob: str = "*") -> list[AlertRecord]:
+        """Resolved alerts (kept RESOLVED_RETENTION) of the clusters matching the glob: a paginated
+        Query of the `resolved` index, narrowed to the glob's literal prefix. No Scan."""
+        from .policy_settings import glob_match
+
+        prefix = cluster_glob
+        for index, char in enumerate(cluster_glob):
+            if char in "*?[":
+                prefix = cluster_glob[:index]
+                break
+        else:
+            prefix = f"{cluster_glob}#"  # no wildcard: exactly this cluster
+        condition, values = "resolved_pk = :resolved", {":resolved": {"S": "RESOLVED"}}
+        if prefix:
+            condition += " AND begins_with(resolved_sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        records: list[AlertRecord] = []
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(TableName=self.table_name, IndexName=RESOLVED_INDEX,
+                                       KeyConditionExpression=condition, ExpressionAttributeValues=values):
+            records += [r for r in map(from_item, page["Items"])
+                        if r.state is AlertState.RESOLVED and glob_match(cluster_glob, r.cluster)]
+        return records
 
     def commit(self, decisions: Iterable[Decision], token: str, now: datetime,
                marks: Sequence[ReportMark] = ()) -> list[AlertRecord]:
@@ -293,7 +338,8 @@ class LedgerStore:
 #: The table as the stack defines it (infra/ mirrors this; the demo and tests create it from here).
 TABLE_DEFINITION: dict[str, Any] = {
     "AttributeDefinitions": [
-        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "open_pk", "open_sk")
+        {"AttributeName": name, "AttributeType": "S"}
+        for name in ("pk", "sk", "open_pk", "open_sk", "resolved_pk", "resolved_sk")
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     "GlobalSecondaryIndexes": [{
@@ -301,6 +347,11 @@ TABLE_DEFINITION: dict[str, Any] = {
         "KeySchema": [{"AttributeName": "open_pk", "KeyType": "HASH"},
                       {"AttributeName": "open_sk", "KeyType": "RANGE"}],
         "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }, {
+        "IndexName": RESOLVED_INDEX,
+        "KeySchema": [{"AttributeName": "resolved_pk", "KeyType": "HASH"},
+                      {"AttributeName": "resolved_sk", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
     }],
     "BillingMode": "PAY_PER_REQUEST",
 }

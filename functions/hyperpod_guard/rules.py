@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
 
 from .errors import InvalidRulesError
 from .policies import REGISTRY, Policy
@@ -37,6 +39,9 @@ from .policy_settings import (
     remediation_of,
 )
 from .timeutil import Timestamp
+
+if TYPE_CHECKING:
+    from .silences import AdHocSilence
 
 #: the names other modules (and tests) import from here, now owned by policy_settings and the policies
 __all__ = [
@@ -205,11 +210,14 @@ class Rules(RulesModel):
         return Policies.model_validate(merged)
 
 
-    def resolve(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> ClusterRules:
+    def resolve(self, cluster_name: str, tags: Mapping[str, str] | None = None,
+                adhoc: Iterable[AdHocSilence] = ()) -> ClusterRules:
         """The rules as they apply to one cluster (its name and, when read, its tags): resolved
-        once per evaluation and handed to every later step, so none can miss an override."""
+        once per evaluation and handed to every later step, so none can miss an override.
+        `adhoc`: the active ad-hoc silences (silences.py); those of other clusters are left out."""
         return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name), self.silences,
-                            self.remediation_budget, dict(tags) if tags is not None else None)
+                            self.remediation_budget, dict(tags) if tags is not None else None,
+                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)))
 
 
 @dataclass(frozen=True)
@@ -221,8 +229,10 @@ class ClusterRules:
     policies: Policies
     silences: tuple[Silence, ...] = ()
     remediation_budget: RemediationBudget = field(default_factory=RemediationBudget)
-    #: the cluster's tags, when the rules select by tag (None: not read)
+    #: the cluster's tags, when the rules or an ad-hoc silence select by tag (None: not read)
     tags: Mapping[str, str] | None = None
+    #: the active ad-hoc silences whose cluster glob matches this cluster (silences.py)
+    adhoc: tuple[AdHocSilence, ...] = ()
 
     @property
     def remediates(self) -> bool:
@@ -246,8 +256,23 @@ def _deep_update(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:
 DEFAULT_RULES = Rules(version=1)
 
 
+class RulesJsonSchema(GenerateJsonSchema):
+    """The rules' JSON Schema with every default spelt as a rules file spells it: a field whose
+    type has its own plain serializer (Duration: "15m") has its default written by it. pydantic
+    does that only for serialization-mode schemas, and writes a timedelta default as ISO 8601
+    ("PT15M") otherwise, which the field's own pattern refuses."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        default = super().get_default_value(schema)
+        serializer: Any = schema["schema"].get("serialization")
+        if default is NoDefault or not isinstance(serializer, dict) or serializer.get("type") != "function-plain" \
+                or serializer.get("info_arg"):
+            return default
+        return serializer["function"](default)
+
+
 def rules_schema() -> dict[str, Any]:
-    return Rules.model_json_schema(by_alias=True, mode="validation")
+    return Rules.model_json_schema(by_alias=True, mode="validation", schema_generator=RulesJsonSchema)
 
 
 def json_path(loc: tuple[int | str, ...]) -> str:

@@ -1,10 +1,29 @@
-"""Rules in SSM Parameter Store: read, merge, validate, keep the last good; split and push.
+"""Rules in SSM Parameter Store: read one complete version, validate, keep the last good; split and push.
 
-One Standard parameter holds only 4 KB, so the rules document lives in several parameters
-under one path (`/hyperpod-guard/rules/00`, `/01`, ..., plus any a team adds, e.g.
-`/hyperpod-guard/rules/team-a/x`). They are merged in name order: objects key by key,
-lists concatenated (so `overrides`, `silences` and `required` can be spread over several
-parameters), and for scalars the later parameter wins.
+One Standard parameter holds only 4 KB, so a rules document is split into parts. Layout under the
+path (`/hyperpod-guard/rules`):
+
+- `<path>/v/<id>/00`, `/01`, ...: one immutable version of the document, its parts in name order;
+  `<id>` sorts by push time (`20261130T120000123Z-1a2b`; the stack's seed is `seed-<hash>`);
+- `<path>/manifest`: the switch, JSON `{"format": 1, "id", "parts", "sha256", "previous",
+  "pushed_at", "pushed_by"}`; `sha256` is over the part values in order, joined by a newline;
+  `previous` is `{"id", "parts", "sha256"}` of the version it replaced (for `rules rollback`) or null.
+
+`push_rules` writes the new version's parts, then the manifest (one PutParameter: the moment the
+rules change), then deletes every other version except the previous one, and anything else under
+the path. Interrupted at any step, readers see the old document or the new one, never a mix.
+
+Readers (`RulesStore.load`, `hyperpod-guard rules show`) list the path once (GetParametersByPath,
+recursive: manifest and parts in the same listing) and use exactly the manifest's version: a part
+missing, a part the manifest does not list, or a hash mismatch make the rules invalid. A listing is
+paginated and not a snapshot, so `RulesStore` re-reads once before believing such a mismatch (a push
+may have switched the manifest between two pages). Parameters beside a manifest that no version owns
+(`<path>/00`, `<path>/team-a/x`) are not merged (`rules show` names them).
+
+Without a manifest the legacy layout is read as before: every parameter under the path except
+`<path>/v/...` (`/00`, `/01`, ..., plus any a team adds, e.g. `/team-a/x`), merged in name order:
+objects key by key, lists concatenated (so `overrides`, `silences` and `required` can be spread
+over several parameters), and for scalars the later parameter wins. The first push replaces it.
 
 Invalid rules never stop evaluation: `RulesStore.load` falls back to the last good rules of
 this process, or to the defaults, and says why in `LoadedRules.error` so the caller can raise
@@ -14,9 +33,12 @@ one alert. Only AWS failures raise (so that Lambda retries).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities import parameters
@@ -25,7 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import naming
 from .constants import RULES_MAX_AGE, RULES_PATH, RULES_REQUIRED
-from .errors import InvalidRulesError
+from .errors import HyperPodGuardError, InvalidRulesError
 from .rules import DEFAULT_RULES, Rules, json_path, load_rules
 
 if TYPE_CHECKING:
@@ -37,6 +59,10 @@ DEFAULT_MAX_AGE = 60
 SSM_STANDARD_LIMIT = 4096
 #: parts are named `<path>/00` .. `<path>/99`: two digits keep name order == part order
 MAX_PARTS = 100
+#: `<path>/manifest` names the live version; `<path>/v/<id>/NN` are the versions' parts
+MANIFEST = "manifest"
+VERSIONS = "v"
+MANIFEST_FORMAT = 1
 
 Source = Literal["ssm", "defaults", "last-good"]
 
@@ -133,6 +159,150 @@ def rules_from_parameters(values: Mapping[str, str], path: str) -> tuple[dict[st
         raise InvalidRulesError(f"rules under {path} are invalid: {_first(exc.problems)}", exc.problems) from None
 
 
+# --- versions and the manifest -------------------------------------------------------------------
+
+
+def digest(values: Sequence[str]) -> str:
+    """sha256 (hex) over part values in order, joined by a newline (a compact JSON part has none)."""
+    return hashlib.sha256("\n".join(values).encode("utf-8")).hexdigest()
+
+
+def _utc(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).astimezone(UTC)
+
+
+def _stamp(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def version_prefix(path: str, version: str) -> str:
+    return parameter_name(path, f"{VERSIONS}/{version}/")
+
+
+def part_name(path: str, version: str, index: int) -> str:
+    return f"{version_prefix(path, version)}{index:02d}"
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """Sortable by push time (UTC, milliseconds) plus a short random tail: `20261130T120000123Z-1a2b`."""
+    now = _utc(now)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """One version of the rules: its id, how many parts, the sha256 over them."""
+
+    id: str
+    parts: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "parts": self.parts, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`<path>/manifest`: the live version (and the one it replaced, for rollback)."""
+
+    current: VersionRef
+    previous: VersionRef | None = None
+    pushed_at: str | None = None
+    pushed_by: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.current.id
+
+    def serialise(self) -> str:
+        return serialise({"format": MANIFEST_FORMAT, **self.current.to_json(),
+                          "previous": self.previous.to_json() if self.previous else None,
+                          "pushed_at": self.pushed_at, "pushed_by": self.pushed_by})
+
+    @classmethod
+    def parse(cls, name: str, value: str) -> Manifest:
+        """InvalidRulesError naming the manifest parameter when it is not a format-1 manifest."""
+        try:
+            data = json.loads(value)
+            if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"not a format-{MANIFEST_FORMAT} manifest")
+            previous = data.get("previous")
+            return cls(_ref(data), _ref(previous) if previous is not None else None,
+                       _optional_str(data.get("pushed_at")), _optional_str(data.get("pushed_by")))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            problem = (name, f"not a rules manifest: {exc}")
+            raise InvalidRulesError(_summary([problem]), [problem]) from None
+
+
+def _ref(data: Any) -> VersionRef:
+    if not isinstance(data, dict):
+        raise ValueError("a version must be an object with id, parts, sha256")
+    version, parts, sha = data["id"], data["parts"], data["sha256"]
+    if not (isinstance(version, str) and version and "/" not in version):
+        raise ValueError(f"bad version id {version!r}")
+    if not (isinstance(parts, int) and not isinstance(parts, bool) and 1 <= parts <= MAX_PARTS):
+        raise ValueError(f"bad part count {parts!r}")
+    if not isinstance(sha, str):
+        raise ValueError(f"bad sha256 {sha!r}")
+    return VersionRef(version, parts, sha)
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class IncompleteVersionError(InvalidRulesError):
+    """The manifest's version is not there as the manifest describes it (a part missing, one too
+    many, or a hash mismatch): broken by hand, or a listing taken while a push switched versions."""
+
+
+def version_parts(values: Mapping[str, str], path: str, ref: VersionRef) -> dict[str, str]:
+    """The parts of version `ref` among `values`, checked against it; IncompleteVersionError if not exact."""
+    prefix = version_prefix(path, ref.id)
+    owned = {name: value for name, value in values.items() if name.startswith(prefix)}
+    expected = [part_name(path, ref.id, index) for index in range(ref.parts)]
+    problems = [(name, f"missing (version {ref.id} has {ref.parts} part(s))") for name in expected
+                if name not in owned]
+    problems += [(name, f"not one of the {ref.parts} part(s) of version {ref.id}")
+                 for name in sorted(set(owned) - set(expected))]
+    if not problems:
+        actual = digest([owned[name] for name in expected])
+        if actual != ref.sha256:
+            problems.append((f"{prefix}00..{ref.parts - 1:02d}",
+                             f"not what the manifest says: sha256 {actual}, expected {ref.sha256}"))
+    if problems:
+        raise IncompleteVersionError(f"rules under {path} are incomplete: {_summary(problems)}", problems)
+    return owned
+
+
+@dataclass(frozen=True)
+class Selected:
+    """What a listing of the path holds: the parameters to merge, the manifest (None: legacy
+    layout) and the parameters under the path that are not merged (`ignored`)."""
+
+    values: dict[str, str]
+    manifest: Manifest | None = None
+    ignored: tuple[str, ...] = ()
+
+
+def select_parameters(values: Mapping[str, str], path: str) -> Selected:
+    """The parameters of one complete version (manifest) or, without a manifest, the legacy parts.
+
+    With a manifest: exactly its version's parts (InvalidRulesError / IncompleteVersionError if
+    they are not as it says); parameters beside it that no version owns are `ignored`. Without:
+    every parameter except those under `<path>/v/` (the parts of a push that has not switched yet).
+    """
+    manifest_name = parameter_name(path, MANIFEST)
+    versions = parameter_name(path, VERSIONS) + "/"
+    if manifest_name not in values:
+        legacy = {name: value for name, value in values.items() if not name.startswith(versions)}
+        return Selected(legacy, None, tuple(sorted(set(values) - set(legacy))))
+    manifest = Manifest.parse(manifest_name, values[manifest_name])
+    parts = version_parts(values, path, manifest.current)
+    stray = sorted(name for name in values if name != manifest_name and not name.startswith(versions))
+    return Selected(parts, manifest, tuple(stray))
+
+
 def _first(problems: list[tuple[str, str]]) -> str:
     path, message = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -158,13 +328,15 @@ class LoadedRules:
 
     `error` is set when the parameters under the path are invalid: then `rules` are the last
     good rules of this process (`source="last-good"`) or the defaults (`source="defaults"`).
-    `parameters` names the parameters `rules` were read from (empty for the defaults).
+    `parameters` names the parameters `rules` were read from (empty for the defaults);
+    `version` is the manifest's version id (None for the legacy layout and the defaults).
     """
 
     rules: Rules
     error: str | None = None
     source: Source
     parameters: tuple[str, ...] = ()
+    version: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -218,25 +390,43 @@ class RulesStore:
         values = self._fetch(force_fetch)
         if self._previous is not None and self._previous[0] == values:
             return self._previous[1]
-        loaded = self._evaluate(values)
+        outcome = self._read(values)
+        if isinstance(outcome, IncompleteVersionError) and not force_fetch:
+            # a listing spans pages and is no snapshot: a push may have switched versions in between
+            values = self._fetch(True)
+            if self._previous is not None and self._previous[0] == values:
+                return self._previous[1]
+            outcome = self._read(values)
+        loaded = self._loaded(outcome)
         self._previous = (values, loaded)
         return loaded
 
-    def _evaluate(self, values: dict[str, str]) -> LoadedRules:
-        if not values and not self.required:
-            return LoadedRules(rules=DEFAULT_RULES, source="defaults")
+    def _read(self, values: dict[str, str]) -> tuple[Selected, Rules] | InvalidRulesError | None:
+        """The selected parameters and their rules; the error; None: nothing under the path."""
         try:
-            if not values:
+            selected = select_parameters(values, self.path)
+            if not selected.values:
+                if not self.required:
+                    return None
                 raise InvalidRulesError(f"no rules parameters under {self.path} (the stack seeded them: "
                                         "were they deleted? `hyperpod-guard rules push FILE` puts rules back)")
-            _, rules = rules_from_parameters(values, self.path)
+            _, rules = rules_from_parameters(selected.values, self.path)
         except InvalidRulesError as exc:
-            error = _one_line(str(exc))
+            return exc
+        return selected, rules
+
+    def _loaded(self, outcome: tuple[Selected, Rules] | InvalidRulesError | None) -> LoadedRules:
+        if outcome is None:
+            return LoadedRules(rules=DEFAULT_RULES, source="defaults")
+        if isinstance(outcome, InvalidRulesError):
+            error = _one_line(str(outcome))
             if self._last_good is not None:
                 return LoadedRules(rules=self._last_good.rules, error=error, source="last-good",
-                                   parameters=self._last_good.parameters)
+                                   parameters=self._last_good.parameters, version=self._last_good.version)
             return LoadedRules(rules=DEFAULT_RULES, error=error, source="defaults")
-        self._last_good = LoadedRules(rules=rules, source="ssm", parameters=tuple(sorted(values)))
+        selected, rules = outcome
+        self._last_good = LoadedRules(rules=rules, source="ssm", parameters=tuple(sorted(selected.values)),
+                                      version=selected.manifest.id if selected.manifest else None)
         return self._last_good
 
 
@@ -310,12 +500,6 @@ def split_for_ssm(document: Mapping[str, Any], limit: int = SSM_STANDARD_LIMIT) 
     return parts
 
 
-@dataclass(frozen=True)
-class PushResult:
-    written: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-
 def list_parameters(ssm: Any, path: str, *, with_values: bool = True) -> dict[str, str]:
     """Every parameter under `path` (recursively): {full name: value}. Errors propagate."""
     found: dict[str, str] = {}
@@ -326,39 +510,146 @@ def list_parameters(ssm: Any, path: str, *, with_values: bool = True) -> dict[st
     return found
 
 
-def plan_parts(document: Mapping[str, Any], path: str, limit: int = SSM_STANDARD_LIMIT) -> list[tuple[str, str]]:
-    """Validate, split and name: [(parameter name, serialised value)]."""
+def plan_parts(document: Mapping[str, Any], path: str, limit: int = SSM_STANDARD_LIMIT, *,
+               version: str | None = None) -> list[tuple[str, str]]:
+    """Validate, split and name: [(parameter name, serialised value)]; the names are
+    `<path>/v/<version>/NN` with a `version`, else the legacy `<path>/NN`."""
     load_rules(document)
     parts = split_for_ssm(document, limit)
     if len(parts) > MAX_PARTS:
         problem = ("$", f"needs {len(parts)} parameters of {limit} bytes; at most {MAX_PARTS} are supported")
         raise InvalidRulesError(f"rules are too large for SSM: {problem[1]}", [problem])
     path = normalise_path(path)
-    return [(parameter_name(path, f"{index:02d}"), serialise(part)) for index, part in enumerate(parts)]
+    return [(part_name(path, version, index) if version else parameter_name(path, f"{index:02d}"), serialise(part))
+            for index, part in enumerate(parts)]
+
+
+def plan_version(document: Mapping[str, Any], path: str, version: str, *, previous: VersionRef | None = None,
+                 pushed_at: str | None = None, pushed_by: str | None = None) -> tuple[list[tuple[str, str]], Manifest]:
+    """The parts of `document` as version `version`, and the manifest that makes it live."""
+    planned = plan_parts(document, path, version=version)
+    current = VersionRef(version, len(planned), digest([value for _, value in planned]))
+    return planned, Manifest(current, previous, pushed_at, pushed_by)
+
+
+def seed_version(document: Mapping[str, Any], path: str, source: str) -> tuple[list[tuple[str, str]], Manifest]:
+    """What the stack seeds: version `seed-<hash of the parts>` (a changed rules file is another version)."""
+    planned = plan_parts(document, path, version="seed")
+    version = f"seed-{digest([value for _, value in planned])[:12]}"
+    return plan_version(document, path, version, pushed_by=f"stack seed ({source})")
+
+
+def live_manifest(values: Mapping[str, str], path: str) -> Manifest | None:
+    """The manifest among listed values; None without one (or when it is unreadable)."""
+    value = values.get(parameter_name(path, MANIFEST))
+    if value is None:
+        return None
+    try:
+        return Manifest.parse(parameter_name(path, MANIFEST), value)
+    except InvalidRulesError:
+        return None
+
+
+def _stale(existing: Iterable[str], path: str, keep: Iterable[str]) -> list[str]:
+    """Everything under the path but the manifest and the versions in `keep`."""
+    prefixes = tuple(version_prefix(path, version) for version in keep)
+    manifest = parameter_name(path, MANIFEST)
+    return sorted(name for name in existing if name != manifest and not name.startswith(prefixes))
+
+
+@dataclass(frozen=True)
+class PushResult:
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    manifest: Manifest | None = None
+    #: False when another push switched the manifest after ours: its versions were left alone
+    cleaned: bool = True
 
 
 def push_rules(document: Mapping[str, Any], path: str = DEFAULT_RULES_PATH, *, dry_run: bool = False,
-               ssm: Any = None) -> PushResult:
-    """Store `document` under `path` as Standard String parameters `<path>/00`, `/01`, ...
+               ssm: Any = None, pushed_by: str | None = None, now: datetime | None = None,
+               existing: Mapping[str, str] | None = None) -> PushResult:
+    """Store `document` under `path` as a new version, switch the manifest to it, clean up.
 
-    After a push the parameters under `path` are exactly the written ones: anything else
-    under it (stale parts of a longer push, hand-made parameters) is deleted, so the rules
-    the evaluator merges are exactly `document`. Validates first (InvalidRulesError); AWS
-    errors propagate. `dry_run` reads but writes nothing.
+    1. PutParameter each part `<path>/v/<new id>/NN` (Standard String, never overwriting);
+    2. PutParameter `<path>/manifest` naming the new version and the one it replaces: the switch;
+    3. GetParameter the manifest: if another push has switched it since, stop (its versions stay);
+    4. DeleteParameters every other version except the previous one, and anything else under the
+       path (legacy parts, hand-made parameters), at most 10 names per call.
+
+    Readers see the old document until step 2 and the new one from then on. Validates first
+    (InvalidRulesError); AWS errors propagate. `dry_run` reads but writes nothing. `existing` is
+    the listing of the path when the caller has just read it (one GetParametersByPath less).
     """
     from . import aws_clients
 
     path = normalise_path(path)
-    planned = plan_parts(document, path)
+    now = _utc(now)
     ssm = ssm if ssm is not None else aws_clients.client("ssm")
-    existing = list_parameters(ssm, path, with_values=False)
-    written = [name for name, _ in planned]
-    stale = sorted(set(existing) - set(written))
+    plan_parts(document, path)  # every problem before touching AWS
+    if existing is None:
+        existing = list_parameters(ssm, path)
+    current = live_manifest(existing, path)
+    planned, manifest = plan_version(document, path, new_version_id(now), previous=current.current if current else None,
+                                     pushed_at=_stamp(now),
+                                     pushed_by=pushed_by)
+    keep = [manifest.id] + ([manifest.previous.id] if manifest.previous else [])
+    stale = _stale(existing, path, keep)
+    written = [name for name, _ in planned] + [parameter_name(path, MANIFEST)]
+    if dry_run:
+        return PushResult(written=written, deleted=stale, manifest=manifest)
+    for name, value in planned:
+        ssm.put_parameter(Name=name, Value=value, Type="String", Tier="Standard", Overwrite=False)
+    _put_manifest(ssm, path, manifest)
+    live = ssm.get_parameter(Name=parameter_name(path, MANIFEST))["Parameter"]["Value"]
+    if live != manifest.serialise():
+        return PushResult(written=written, deleted=[], manifest=manifest, cleaned=False)
+    _delete(ssm, stale)
+    return PushResult(written=written, deleted=stale, manifest=manifest)
+
+
+def _put_manifest(ssm: Any, path: str, manifest: Manifest) -> None:
+    ssm.put_parameter(Name=parameter_name(path, MANIFEST), Value=manifest.serialise(), Type="String",
+                      Tier="Standard", Overwrite=True)
+
+
+def _delete(ssm: Any, names: Sequence[str]) -> None:
+    for start in range(0, len(names), 10):  # DeleteParameters takes at most 10 names
+        ssm.delete_parameters(Names=list(names[start : start + 10]))
+
+
+class RollbackError(HyperPodGuardError):
+    """There is no previous version to roll back to, or it is not intact."""
+
+
+def rollback_rules(path: str = DEFAULT_RULES_PATH, *, ssm: Any = None, dry_run: bool = False,
+                   pushed_by: str | None = None, now: datetime | None = None,
+                   existing: Mapping[str, str] | None = None) -> tuple[Manifest, dict[str, Any]]:
+    """Make the manifest's previous version current again (and the current one its previous).
+
+    Checks first that the previous version's parts are all there, match its hash and are valid
+    rules: RollbackError (with the problems) otherwise. Returns the new manifest and the document
+    it makes live; one PutParameter of the manifest, nothing deleted. `dry_run` writes nothing.
+    """
+    from . import aws_clients
+
+    path = normalise_path(path)
+    ssm = ssm if ssm is not None else aws_clients.client("ssm")
+    if existing is None:
+        existing = list_parameters(ssm, path)
+    manifest_name = parameter_name(path, MANIFEST)
+    if manifest_name not in existing:
+        raise RollbackError(f"no manifest under {path}: nothing to roll back to (no rules pushed by this version of "
+                            "hyperpod-guard yet)")
+    current = Manifest.parse(manifest_name, existing[manifest_name])
+    if current.previous is None:
+        raise RollbackError(f"version {current.id} under {path} has no previous version to roll back to")
+    try:
+        parts = version_parts(existing, path, current.previous)
+        document, _ = rules_from_parameters(parts, path)
+    except InvalidRulesError as exc:
+        raise RollbackError(f"cannot roll back to version {current.previous.id}: {_one_line(str(exc))}") from None
+    restored = Manifest(current.previous, current.current, _stamp(_utc(now)), pushed_by)
     if not dry_run:
-        # parts first, in order, then the stale ones: a reader in between sees the new
-        # parts (plus, briefly, old trailing ones), never a gap at the front
-        for name, value in planned:
-            ssm.put_parameter(Name=name, Value=value, Type="String", Tier="Standard", Overwrite=True)
-        for start in range(0, len(stale), 10):  # DeleteParameters takes at most 10 names
-            ssm.delete_parameters(Names=stale[start : start + 10])
-    return PushResult(written=written, deleted=stale)
+        _put_manifest(ssm, path, restored)
+    return restored, document

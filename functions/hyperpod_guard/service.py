@@ -33,9 +33,10 @@ from .freshness import report_of
 from .ledger_store import LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
-from .rules import ClusterRules, Rules
+from .rules import ClusterRules, Rules, glob_match
 from .rules_store import LoadedRules, RulesStore
 from .settings import EvaluatorSettings, SweepSettings
+from .silences import AdHocSilence, SilenceCache, SilenceStore
 from .snapshot import ClusterSnapshot, Node
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,17 @@ class Runtime:
     tags: TagCache | None = None
     #: the accounts whose events are believed (EVENT_ACCOUNTS); None: no account/region check (local runs)
     event_accounts: frozenset[str] | None = None
+    #: the ad-hoc silences, read once per evaluation at most and cached SILENCES_MAX_AGE seconds
+    silences: SilenceCache | None = None
 
     def __post_init__(self) -> None:
         if self.tags is None:
             self.tags = TagCache(self.reader)
+        if self.silences is None and isinstance(self.ledger, LedgerStore):  # the silences live in its table
+            self.silences = SilenceCache(SilenceStore(self.ledger.table_name, self.ledger.dynamodb))
+
+    def active_silences(self, now: datetime) -> tuple[AdHocSilence, ...]:
+        return self.silences.active(now) if self.silences is not None else ()
 
     @classmethod
     def from_env(cls, settings: EvaluatorSettings | None = None) -> Runtime:
@@ -66,9 +74,10 @@ class Runtime:
         if settings is None:
             settings = SweepSettings.from_env()
         reader = ClusterReader(aws_clients.client("sagemaker"))
+        ledger = LedgerStore(settings.table_name, aws_clients.client("dynamodb"))
         return cls(
             reader=reader,
-            ledger=LedgerStore(settings.table_name, aws_clients.client("dynamodb")),
+            ledger=ledger,
             publisher=SnsPublisher(settings.topic_arn, aws_clients.client("sns")),
             rules=RulesStore(settings.rules_path, settings.rules_max_age, required=settings.rules_required),
             region=settings.region,
@@ -76,6 +85,7 @@ class Runtime:
                                else SWEEP_CONCURRENCY.default_value),
             tags=TagCache(reader, settings.tags_max_age),
             event_accounts=event_accounts(settings.event_accounts),
+            silences=SilenceCache(SilenceStore(ledger.table_name, ledger.dynamodb), settings.silences_max_age),
         )
 
 
@@ -116,13 +126,15 @@ def check_rules(runtime: Runtime, now: datetime, token: str, *,
 
 def evaluate_cluster(
     runtime: Runtime, cluster: str, event: HyperPodEvent | None, all_rules: Rules, now: datetime, token: str, *,
-    list_nodes: bool = False,
+    list_nodes: bool = False, silences: tuple[AdHocSilence, ...] = (),
 ) -> tuple[Evaluation, Outcome]:
-    """One cluster, from what the API says now (events are hints) to what people are told."""
+    """One cluster, from what the API says now (events are hints) to what people are told.
+    `silences`: the active ad-hoc silences, read once by the caller (the event's or the sweep's)."""
     snapshot = runtime.reader.describe(cluster)                                          # read the cluster
     if snapshot is None:
-        return _gone(runtime, cluster, all_rules, now, token)
-    rules = all_rules.resolve(cluster, cluster_tags(runtime, snapshot, all_rules))      # its rules, once
+        return _gone(runtime, cluster, all_rules, now, token, silences)
+    tags = cluster_tags(runtime, snapshot, all_rules, silences)
+    rules = all_rules.resolve(cluster, tags, silences)                                  # its rules, once
     snapshot, scope = _read_nodes(runtime, snapshot, event, rules, list_nodes)           # its nodes
     evaluation = evaluate(snapshot, event, rules, now)                                   # policies (pure)
     if scope.gone_nodes and not scope.all_nodes:
@@ -137,18 +149,22 @@ def evaluate_cluster(
     return evaluation, pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
 
 
-def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: str) -> tuple[Evaluation, Outcome]:
+def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: str,
+          silences: tuple[AdHocSilence, ...]) -> tuple[Evaluation, Outcome]:
     """DescribeCluster says the cluster does not exist: every alert of it is over."""
     gone = Evaluation(cluster, [])
     scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
-    return gone, pipeline.reconcile(gone, scope, rules.resolve(cluster), now, runtime.ledger, runtime.publisher,
-                                    token=token, region=runtime.region)
+    return gone, pipeline.reconcile(gone, scope, rules.resolve(cluster, adhoc=silences), now, runtime.ledger,
+                                    runtime.publisher, token=token, region=runtime.region)
 
 
-def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules) -> dict[str, str] | None:
-    """The cluster's tags when the rules select clusters by tag (None otherwise: not read). A
-    ListTags failure does not stop the evaluation: the cluster is evaluated as untagged."""
-    if not rules.selects_by_tags or not snapshot.arn or runtime.tags is None:
+def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules,
+                 silences: tuple[AdHocSilence, ...] = ()) -> dict[str, str] | None:
+    """The cluster's tags when the rules select clusters by tag, or an active ad-hoc silence of this
+    cluster matches tags (None otherwise: not read). A ListTags failure does not stop the
+    evaluation: the cluster is evaluated as untagged (a tag matcher does not match)."""
+    by_silence = any(s.tags and glob_match(s.cluster, snapshot.name) for s in silences)
+    if not (rules.selects_by_tags or by_silence) or not snapshot.arn or runtime.tags is None:
         return None
     try:
         return runtime.tags.get(snapshot.arn)
@@ -218,8 +234,10 @@ def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> Event
     result = EventResult(event.detail_type, cluster=event.cluster_name, rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
+    silences = runtime.active_silences(now)
     try:
-        evaluation, outcome = evaluate_cluster(runtime, event.cluster_name, event, loaded.rules, now, token)
+        evaluation, outcome = evaluate_cluster(runtime, event.cluster_name, event, loaded.rules, now, token,
+                                               silences=silences)
     except InvalidSnapshotError as exc:  # DescribeCluster said something we cannot read
         result.invalid = str(exc)
         return result
@@ -248,6 +266,7 @@ def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
     result = SweepResult(rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
+    silences = runtime.active_silences(now)  # once for every cluster
     listed = runtime.reader.list_clusters()
     remembered = runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
     clusters = sorted(set(listed) | remembered)  # remembered but unlisted: describe says gone
@@ -255,7 +274,8 @@ def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
 
     def one(cluster: str) -> tuple[str, Evaluation | None, Outcome | None, str | None]:
         try:
-            evaluation, outcome = evaluate_cluster(runtime, cluster, None, loaded.rules, now, token, list_nodes=True)
+            evaluation, outcome = evaluate_cluster(runtime, cluster, None, loaded.rules, now, token, list_nodes=True,
+                                                   silences=silences)
             return cluster, evaluation, outcome, None
         except Exception as exc:
             logger.exception("sweep: evaluating %s failed", cluster)

@@ -24,6 +24,7 @@ from .constants import (
     RULES_MAX_AGE,
     RULES_PATH,
     RULES_REQUIRED,
+    SILENCES_MAX_AGE,
     SLACK_MAX_ATTEMPTS,
     SLACK_SECRET_MAX_AGE,
     SLACK_TIMEOUT,
@@ -81,6 +82,7 @@ class EvaluatorSettings(_Settings):
     rules_max_age: int = _env(RULES_MAX_AGE)
     rules_required: bool = _env(RULES_REQUIRED)
     tags_max_age: float = _env(TAGS_MAX_AGE)
+    silences_max_age: float = _env(SILENCES_MAX_AGE)
     event_accounts: str | None = _env(EVENT_ACCOUNTS)
     region: str | None = _env(REGION)
 

@@ -146,7 +146,8 @@ def synthesised() -> Synthesised:
         template = app.synth().get_stack_by_name(built.stack_name).template
     out = {}
     for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Lambda::Function":
+        # (the rules seed's provider, an AwsCustomResource, has a generated name and is not ours)
+        if resource["Type"] == "AWS::Lambda::Function" and "FunctionName" in resource["Properties"]:
             p = resource["Properties"]
             out[p["FunctionName"].removeprefix(f"{PREFIX}-")] = FunctionSpec(
                 p["Handler"], p["Timeout"], p["MemorySize"], p["Environment"]["Variables"])

@@ -44,6 +44,9 @@ NAME_PROPERTY: dict[str, str | None] = {
     "AWS::SQS::QueuePolicy": None,
     "AWS::SSM::Parameter": "Name",
     "AWS::SecretsManager::Secret": "Name",  # CloudFormation deletes it without a recovery window
+    # the rules seed's PutParameter calls (infra/rules_seed.py): the parameters outlive a destroy on purpose,
+    # and the next deploy's seed ignores ParameterAlreadyExists, so nothing collides
+    "Custom::AWS": None,
 }
 #: types CloudFormation imports by their name (identifier = the name property), so a retained one is adopted
 ADOPTABLE = {"AWS::DynamoDB::Table"}

@@ -329,7 +329,7 @@ def test_help_lists_the_options():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     for option in ("--cluster NAME", "--region REGION", "--profile PROFILE", "--rules FILE",
-                   "--format {json,text}", "--nodes, --no-nodes"):
+                   "--format {text,json}", "--nodes, --no-nodes"):
         assert option in result.stdout
     assert "read-only" in result.stdout.lower()
     top = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "--help"], capture_output=True, text=True, timeout=60)

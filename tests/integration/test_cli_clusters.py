@@ -323,7 +323,7 @@ def test_help_explains_the_command():
     result = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "clusters", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--region REGION", "--profile PROFILE", "--format {table,json}", "--rules FILE"):
+    for option in ("--region REGION", "--profile PROFILE", "--format {text,json}", "--rules FILE"):
         assert option in result.stdout
     assert "Read-only" in result.stdout and "restricted instance groups included" in result.stdout
     top = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "--help"], capture_output=True, text=True, timeout=60)

@@ -30,7 +30,9 @@ Steps (Hypothesis rules, drawn in any order):
 - sweep(sns_refuses): the scheduled sweep (if SNS refuses its Publish, the next sweep runs 5 minutes later);
 - advance(minutes): the clock moves 1m..1d (across the grace, the 1h remediation pause, the 4h repeat
   interval and the 24h expiry of event findings);
-- add_silence(scope, minutes), remove_silences.
+- add_silence(scope, minutes), remove_silences: silences of the rules (a rules push);
+- add_adhoc_silence(scope, minutes), expire_adhoc_silences: ad-hoc silences in the ledger table (issue 16),
+  as `hyperpod-guard silence add` / `silence expire` make them; expiring one ends it now.
 At the end (teardown) everything gets healthy: nodes Running, group InService at target, the clock past
 every silence, a fresh Healthy report for each node, then two sweeps a minute apart.
 
@@ -179,6 +181,8 @@ class Silence:
     target: str
     matchers: dict[str, str]
     until: datetime
+    #: the ad-hoc silence's id (None: a silence of the rules)
+    adhoc: str | None = None
 
     def covers(self, policy: str, instance_group: str | None, node: str | None, now: datetime) -> bool:
         values = {"cluster": CLUSTER, "policy": policy, "instance_group": instance_group, "node": node}
@@ -187,7 +191,8 @@ class Silence:
             for key, pattern in self.matchers.items())
 
     def __str__(self) -> str:
-        return f"silence of {self.target} until {clock(self.until)}"
+        kind = f"ad-hoc silence {self.adhoc}" if self.adhoc else "silence"
+        return f"{kind} of {self.target} until {clock(self.until)}"
 
 
 @dataclass
@@ -323,12 +328,29 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.pipeline.push_rules(self.rules_document())
         self._step(f"rules: {silence}")
 
-    @precondition(lambda self: any(s.until > self.now for s in self.silences))
+    @precondition(lambda self: any(s.until > self.now and not s.adhoc for s in self.silences))
     @rule()
     def remove_silences(self) -> None:
-        self.silences = []
+        self.silences = [s for s in self.silences if s.adhoc]
         self.pipeline.push_rules(self.rules_document())
         self._step("rules: every silence removed")
+
+    @rule(scope=st.sampled_from(list(SILENCE_TARGETS)), minutes=st.sampled_from([30, 120, 1440]))
+    def add_adhoc_silence(self, scope: str, minutes: int) -> None:
+        until = self.now + timedelta(minutes=minutes)
+        silence_id = self.pipeline.add_silence(SILENCE_TARGETS[scope], self.now, until, scope)
+        silence = Silence(scope, SILENCE_TARGETS[scope], until, silence_id)
+        self.silences.append(silence)
+        self._step(f"silence add: {silence}")
+
+    @precondition(lambda self: any(s.until > self.now and s.adhoc for s in self.silences))
+    @rule()
+    def expire_adhoc_silences(self) -> None:
+        for index, silence in enumerate(self.silences):
+            if silence.adhoc and silence.until > self.now:
+                self.pipeline.expire_silence(silence.adhoc, self.now)
+                self.silences[index] = Silence(silence.target, silence.matchers, self.now, silence.adhoc)
+        self._step("silence expire: every ad-hoc silence")
 
     def teardown(self) -> None:
         if not self.started or self.broken:
@@ -367,7 +389,8 @@ class AlertLifecycle(RuleBasedStateMachine):
                 "degraded-group": {"grace": "5m", "repeat_interval": "4h", "notify_on_resolve": True},
             },
             "remediation_budget": {"max_nodes_per_hour": 100, "max_group_percent": 100},
-            "silences": [{"matchers": s.matchers, "until": isoformat(s.until), "comment": s.target} for s in self.silences],
+            "silences": [{"matchers": s.matchers, "until": isoformat(s.until), "comment": s.target}
+                         for s in self.silences if not s.adhoc],
         }
 
     def _event_id(self) -> str:
@@ -644,6 +667,14 @@ TIMELINES: list[Any] = [
     pytest.param(True, lambda m: (m.flip_node("n1"), m.add_silence("cluster", 30), m.sweep(),
                                   m.cluster_trigger("state change")),
                  id="found-silenced-alert-rebooted-by-the-next-evaluation"),
+    pytest.param(False, lambda m: (m.add_adhoc_silence("node n1", 120), m.flip_node("n1"), m.sweep(),
+                                   m.node_health("n1", "Unhealthy"), m.expire_adhoc_silences(), m.sweep(),
+                                   m.flip_node("n1"), m.node_health("n1", "Healthy"), m.sweep()),
+                 id="adhoc-silence-mutes-then-expire-pages-and-resolves"),
+    pytest.param(True, lambda m: (m.flip_node("n1"), m.sweep(), m.add_adhoc_silence("policy unhealthy-node", 30),
+                                  m.flip_node("n1"), m.sweep(), m.flip_node("n1"), m.cluster_trigger("state change"),
+                                  m.advance(31), m.sweep()),
+                 id="adhoc-silence-resolved-still-owed-and-no-reboot-while-silenced"),
 ]
 
 

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from hyperpod_guard import aws_clients
 from hyperpod_guard.errors import InvalidRulesError
 from hyperpod_guard.rules import DEFAULT_RULES, load_rules
-from hyperpod_guard.rules_store import LoadedRules, PushResult, RulesStore, push_rules, serialise
+from hyperpod_guard.rules_store import LoadedRules, PushResult, RulesStore, digest, push_rules
 from tests.unit.test_rules_merge import SMALL, big_document, override, silence
 
 P = "/hyperpod-guard/rules"
@@ -234,39 +234,74 @@ def test_from_env_rejects_a_bad_max_age(monkeypatch, value):
 # --- push ------------------------------------------------------------------------------------
 
 
+def versions(values: dict[str, str]) -> set[str]:
+    return {name.split("/")[4] for name in values if name.startswith(f"{P}/v/")}
+
+
 def test_push_then_load_round_trips_a_big_document(ssm):
     document = big_document()
-    result = push_rules(document, P)
-    names = [f"{P}/{i:02d}" for i in range(14)]
-    assert result == PushResult(written=names, deleted=[])
+    result = push_rules(document, P, pushed_by="arn:aws:iam::123456789012:user/ops")
+    assert result.manifest is not None
+    version = result.manifest.id
+    names = [f"{P}/v/{version}/{i:02d}" for i in range(14)]
+    assert result == PushResult(written=[*names, f"{P}/manifest"], deleted=[], manifest=result.manifest)
 
     values = stored(ssm)
-    assert sorted(values) == names
+    assert sorted(values) == [f"{P}/manifest", *names]
     assert all(len(v.encode()) <= 4096 for v in values.values())
     described = ssm.describe_parameters()["Parameters"]
     assert {(p["Type"], p["Tier"]) for p in described} == {("String", "Standard")}
+    manifest = json.loads(values[f"{P}/manifest"])
+    assert manifest == {"format": 1, "id": version, "parts": 14, "sha256": digest([values[n] for n in names]),
+                        "previous": None, "pushed_at": manifest["pushed_at"],
+                        "pushed_by": "arn:aws:iam::123456789012:user/ops"}
 
     loaded = RulesStore().load()
-    assert loaded == LoadedRules(rules=load_rules(document), source="ssm", parameters=tuple(names))
+    assert loaded == LoadedRules(rules=load_rules(document), source="ssm", parameters=tuple(names), version=version)
 
 
-def test_a_shorter_push_deletes_stale_parts_and_anything_else_under_the_path(ssm):
-    push_rules(big_document(), P)
-    put(ssm, f"{P}/team-a/x", {"version": 1})
+def test_a_push_keeps_the_previous_version_and_deletes_the_rest_under_the_path(ssm):
+    first = push_rules(big_document(), P)
+    put(ssm, f"{P}/team-a/x", {"version": 1})  # hand-made, beside the manifest: not merged, deleted by a push
     put(ssm, "/hyperpod-guard/rules-old/00", {"version": 1})  # outside the path: kept
+    second = push_rules(SMALL, P, ssm=ssm)
+    assert first.manifest is not None and second.manifest is not None
+    assert second.deleted == [f"{P}/team-a/x"]
+    assert second.manifest.previous == first.manifest.current
+    assert versions(stored(ssm)) == {first.manifest.id, second.manifest.id}
 
-    result = push_rules(SMALL, P, ssm=ssm)
-
-    assert result == PushResult(written=[f"{P}/00"], deleted=[f"{P}/{i:02d}" for i in range(1, 14)] + [f"{P}/team-a/x"])
-    assert stored(ssm) == {f"{P}/00": serialise(SMALL)}
+    third = push_rules({"version": 1}, P, ssm=ssm)
+    assert third.manifest is not None
+    assert third.deleted == [f"{P}/v/{first.manifest.id}/{i:02d}" for i in range(14)]
+    assert versions(stored(ssm)) == {second.manifest.id, third.manifest.id}
     assert stored(ssm, "/hyperpod-guard/rules-old") == {"/hyperpod-guard/rules-old/00": '{"version": 1}'}
+    assert RulesStore(max_age=0).load().rules == DEFAULT_RULES
+
+
+def test_the_first_push_replaces_the_legacy_layout(ssm):
+    for i in range(3):
+        put(ssm, f"{P}/{i:02d}", {"version": 1, "silences": [silence(i)]})
+    put(ssm, f"{P}/team-a/x", {"version": 1})
+    result = push_rules(SMALL, P)
+    assert result.manifest is not None and result.manifest.previous is None  # no version to roll back to
+    assert result.deleted == [f"{P}/00", f"{P}/01", f"{P}/02", f"{P}/team-a/x"]
+    assert sorted(stored(ssm)) == [f"{P}/manifest", f"{P}/v/{result.manifest.id}/00"]
     assert RulesStore().load().rules == load_rules(SMALL)
+
+
+def test_legacy_reads_ignore_the_parts_of_a_push_that_has_not_switched(ssm):
+    put(ssm, f"{P}/00", SMALL)
+    put(ssm, f"{P}/v/20261130T000000000Z-abcd/00", {"version": 1, "silences": [silence(1)]})
+    loaded = RulesStore().load()
+    assert loaded == LoadedRules(rules=load_rules(SMALL), source="ssm", parameters=(f"{P}/00",))
 
 
 def test_a_dry_run_writes_nothing(ssm):
     put(ssm, f"{P}/20", {"version": 1})
     result = push_rules(big_document(), P, dry_run=True)
-    assert result == PushResult(written=[f"{P}/{i:02d}" for i in range(14)], deleted=[f"{P}/20"])
+    assert result.manifest is not None
+    assert result.written == [*(f"{P}/v/{result.manifest.id}/{i:02d}" for i in range(14)), f"{P}/manifest"]
+    assert result.deleted == [f"{P}/20"]
     assert stored(ssm) == {f"{P}/20": '{"version": 1}'}
 
 

@@ -21,7 +21,7 @@ def test_evaluator_defaults() -> None:
     assert EvaluatorSettings.from_env(REQUIRED) == EvaluatorSettings(
         table_name="hyperpod-guard-ledger", topic_arn="arn:aws:sns:us-west-2:123456789012:alerts",
         rules_path="/hyperpod-guard/rules", rules_max_age=60, rules_required=False, tags_max_age=300.0,
-        event_accounts=None, region=None,
+        silences_max_age=30.0, event_accounts=None, region=None,
     )
 
 
@@ -72,11 +72,13 @@ def test_blank_means_the_default_except_for_event_accounts() -> None:
 
 def test_values_are_trimmed_and_typed() -> None:
     loaded = SweepSettings.from_env({**REQUIRED, "RULES_PATH": " /x/rules ", "RULES_MAX_AGE": "0", "RULES_REQUIRED": " True",
-                                     "TAGS_MAX_AGE": "2.5", "EVENT_ACCOUNTS": "111111111111, 222222222222",
+                                     "TAGS_MAX_AGE": "2.5", "SILENCES_MAX_AGE": "0",
+                                     "EVENT_ACCOUNTS": "111111111111, 222222222222",
                                      "AWS_REGION": "eu-west-1", "SWEEP_CONCURRENCY": "1"})
     assert loaded == SweepSettings(
         table_name="hyperpod-guard-ledger", topic_arn="arn:aws:sns:us-west-2:123456789012:alerts", rules_path="/x/rules",
-        rules_max_age=0, rules_required=True, tags_max_age=2.5, event_accounts="111111111111, 222222222222",
+        rules_max_age=0, rules_required=True, tags_max_age=2.5, silences_max_age=0.0,
+        event_accounts="111111111111, 222222222222",
         region="eu-west-1", sweep_concurrency=1,
     )
 
@@ -92,6 +94,7 @@ def test_the_region_falls_back_to_aws_default_region() -> None:
     (EvaluatorSettings, "RULES_MAX_AGE", "1.5", "RULES_MAX_AGE must be a whole number of seconds >= 0, got '1.5'"),
     (EvaluatorSettings, "TAGS_MAX_AGE", "soon", "TAGS_MAX_AGE must be a number of seconds >= 0, got 'soon'"),
     (EvaluatorSettings, "TAGS_MAX_AGE", "nan", "TAGS_MAX_AGE must be a number of seconds >= 0, got 'nan'"),
+    (EvaluatorSettings, "SILENCES_MAX_AGE", "-1", "SILENCES_MAX_AGE must be a number of seconds >= 0, got '-1'"),
     (SweepSettings, "SWEEP_CONCURRENCY", "many", "SWEEP_CONCURRENCY must be a whole number, got 'many'"),
     (SlackNotifierSettings, "SLACK_TIMEOUT", "15s", "SLACK_TIMEOUT must be a number of seconds, got '15s'"),
     (SlackNotifierSettings, "SLACK_MAX_ATTEMPTS", "four", "SLACK_MAX_ATTEMPTS must be a whole number, got 'four'"),
@@ -108,14 +111,14 @@ def test_environment_writes_the_given_values_and_every_default() -> None:
              "event_accounts": "111111111111"}
     assert EvaluatorSettings.environment(**given) == {
         "TABLE_NAME": "ledger", "TOPIC_ARN": "topic", "RULES_PATH": "/p/rules", "RULES_MAX_AGE": "60",
-        "RULES_REQUIRED": "true", "TAGS_MAX_AGE": "300", "EVENT_ACCOUNTS": "111111111111",
+        "RULES_REQUIRED": "true", "TAGS_MAX_AGE": "300", "SILENCES_MAX_AGE": "30", "EVENT_ACCOUNTS": "111111111111",
     }
     assert SweepSettings.environment(**given) == {**EvaluatorSettings.environment(**given), "SWEEP_CONCURRENCY": "8"}
     assert EvaluatorSettings.environment(**{**given, "rules_required": False})["RULES_REQUIRED"] == "false"
     # what the stack writes reads back as the model it meant
     assert SweepSettings.from_env(SweepSettings.environment(**given)) == SweepSettings(
         table_name="ledger", topic_arn="topic", rules_path="/p/rules", rules_max_age=60, rules_required=True,
-        tags_max_age=300.0, event_accounts="111111111111", region=None, sweep_concurrency=8)
+        tags_max_age=300.0, silences_max_age=30.0, event_accounts="111111111111", region=None, sweep_concurrency=8)
     with pytest.raises(TypeError, match="EvaluatorSettings has no field table"):
         EvaluatorSettings.environment(table="ledger")
 

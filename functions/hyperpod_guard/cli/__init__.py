@@ -8,8 +8,9 @@ reading files and rules, options, printing an evaluation, AWS clients and their 
 (`clusters` reuses `check`'s reads), never this package: tests/unit/test_import_graph.py keeps the
 imports free of cycles. Nothing here ships to Lambda (infra/bundling.py leaves out `cli/`).
 
-Exit codes: 0 done; 1 `validate` found problems (or the demo's expectations failed);
-2 bad input, with one `error: ...` line on stderr. Never a traceback.
+Exit codes: 0 done; 1 problems found (each command's `--help` ends with what 1 means for it:
+common.exit_codes); 2 bad input, with one `error: ...` line on stderr; 70 internal error, one line.
+Never a traceback.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import HyperPodGuardError
+from .alerts import add_alerts_command
 from .check import add_check_command
 from .clusters import add_clusters_command
 from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK
 from .demo import add_demo_command
 from .evaluate import add_evaluate_command
+from .explain import add_explain_command
 from .redrive import add_redrive_command
 from .rules import add_rules_commands
+from .silence import add_silence_commands
+from .test_alert import add_test_alert_command
 from .validate import add_validate_commands
 
 
@@ -34,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperpod-guard",
         description="Policy checks and alerts for Amazon SageMaker HyperPod clusters.",
-        epilog="Exit codes: 0 ok, 1 problems found by validate/demo/rules, 2 bad input (or AWS unreachable).",
+        epilog="Exit codes: 0 ok, 1 problems found (what that means per command: COMMAND --help), 2 bad input "
+        "(or AWS unreachable), 70 internal error.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -46,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_clusters_command(commands)
     add_rules_commands(commands)
     add_redrive_command(commands)
+    add_test_alert_command(commands)
+    add_alerts_command(commands)
+    add_silence_commands(commands)
+    add_explain_command(commands)
     return parser
 
 

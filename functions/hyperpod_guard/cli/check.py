@@ -30,9 +30,11 @@ from .common import (
     add_rules_option,
     aws_client,
     aws_errors,
+    exit_codes,
     load_rules_file,
     render_json,
     render_text,
+    silenced_findings,
 )
 
 
@@ -86,12 +88,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     tags, warning = read_tags(sagemaker, snapshot, rules)  # ListTags only when a rule selects by tag
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    result = evaluate(snapshot, None, rules.for_tags(tags), datetime.now(UTC))
+    now = datetime.now(UTC)
+    cluster_rules = rules.resolve(snapshot.name, tags)
+    result = evaluate(snapshot, None, cluster_rules, now)
+    silenced = silenced_findings(result, cluster_rules, now)
     if args.format == "json":
-        print(render_json(result))
+        print(render_json(result, silenced))
     else:
         print(header(snapshot, sagemaker.meta.region_name, args.nodes), file=sys.stderr)
-        print(render_text(result))
+        print(render_text(result, silenced))
     return EXIT_OK
 
 
@@ -101,12 +106,16 @@ def add_check_command(commands: Any) -> None:
         "check", help="evaluate a live cluster read-only (DescribeCluster + ListClusterNodes) and print the findings",
         description="Read a HyperPod cluster from SageMaker (DescribeCluster, and ListClusterNodes unless "
         "--no-nodes) and evaluate it with the same policies and rules as the deployed evaluator. Read-only: "
-        "no ledger, no alerts, nothing written to AWS.",
+        "no ledger, no alerts, nothing written to AWS. Findings a silence of the rules mutes now are listed as "
+        "silenced, with the silence.",
+        epilog=exit_codes("evaluated (with or without findings)",
+                          bad_input="bad input (invalid rules), the cluster not found, or SageMaker unreachable "
+                          "or refusing"),
     )
     check.add_argument("--cluster", required=True, metavar="NAME", help="cluster name or ARN")
     add_aws_options(check)
     add_rules_option(check)
-    add_format_option(check, ("json", "text"), "text")
+    add_format_option(check)
     check.add_argument("--nodes", action=argparse.BooleanOptionalAction, default=True,
                        help="list the nodes too, so nodes in Failure are found (default: --nodes)")
     check.set_defaults(run=cmd_check)

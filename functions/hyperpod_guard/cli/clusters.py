@@ -38,6 +38,7 @@ from .common import (
     add_rules_option,
     aws_client,
     aws_errors,
+    exit_codes,
     load_rules_file,
     table,
 )
@@ -209,7 +210,9 @@ columns:
 example:
   hyperpod-guard clusters --region us-west-2
   hyperpod-guard clusters --format json --rules rules.json
-"""
+
+""" + exit_codes("listed (with or without findings)",
+                 bad_input="bad input (invalid rules) or SageMaker unreachable or refusing")
 
 
 def add_clusters_command(commands: Any) -> None:
@@ -224,6 +227,6 @@ def add_clusters_command(commands: Any) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_aws_options(clusters)
-    add_format_option(clusters, ("table", "json"), "table")
+    add_format_option(clusters)
     add_rules_option(clusters)
     clusters.set_defaults(run=cmd_clusters)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from .. import naming
+from ..alerting import muted_reason
 from ..engine import Evaluation
 from ..errors import HyperPodGuardError, InvalidRulesError
 from ..events import IgnoredEvent
 from ..findings import Finding
-from ..rules import DEFAULT_RULES, Rules, load_rules
+from ..rules import DEFAULT_RULES, ClusterRules, Rules, load_rules
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -36,12 +41,30 @@ class BadInput(HyperPodGuardError):
 # --- files and rules --------------------------------------------------------------------------
 
 
+#: the file name that means standard input, wherever a command reads a file
+STDIN = "-"
+
+
 def read_text(path: str | Path, what: str) -> str:
+    """A file's text; `-` reads standard input (once: a second `-` of the same command is bad input)."""
     try:
+        if str(path) == STDIN:
+            return sys.stdin.buffer.read().decode("utf-8")
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise BadInput(f"cannot read {what} file {str(path)!r}: {reason}") from None
+        raise BadInput(f"cannot read {what} file {_shown(path)}: {reason}") from None
+
+
+def _shown(path: str | Path) -> str:
+    return "(standard input)" if str(path) == STDIN else repr(str(path))
+
+
+def one_stdin(**files: str | None) -> None:
+    """At most one of a command's file options may be `-` (standard input is read once)."""
+    from_stdin = [name for name, value in files.items() if value == STDIN]
+    if len(from_stdin) > 1:
+        raise BadInput(f"only one file can be read from standard input ('-'), got {' and '.join(from_stdin)}")
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -49,9 +72,9 @@ def read_json(path: str | Path, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{what} file {str(path)!r} is not JSON: {exc}") from None
+        raise BadInput(f"{what} file {_shown(path)} is not JSON: {exc}") from None
     except RecursionError:
-        raise BadInput(f"{what} file {str(path)!r} is nested too deeply") from None
+        raise BadInput(f"{what} file {_shown(path)} is nested too deeply") from None
 
 
 def load_rules_file(path: str | None) -> Rules:
@@ -73,17 +96,66 @@ def print_problems(label: str, problems: list[tuple[str, str]]) -> None:
 # --- options ------------------------------------------------------------------------------------
 
 
+# One vocabulary: the same option name, metavar and wording for the same thing in every command.
+# What looks alike but is not: `--prefix` is the stack's name prefix (resource names such as
+# <prefix>-alerts), `rules --path` an SSM parameter path (/hyperpod-guard/rules).
+
+#: what `--format` prints; `table`, the word `clusters` took before, still means `text`
+FORMATS = ("text", "json")
+FORMAT_ALIASES = {"table": "text"}
+
+
+def _format(value: str) -> str:
+    return FORMAT_ALIASES.get(value, value)
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """`--format text|json` (default text); `table` is accepted as a hidden alias of text."""
+    parser.add_argument("--format", choices=FORMATS, default="text", type=_format,
+                        help="output format: text (for people) or json (for programs) (default: text)")
+
+
 def add_rules_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", metavar="FILE", help="rules JSON; default: the built-in defaults")
+    parser.add_argument("--rules", metavar="FILE",
+                        help="rules JSON file, - for standard input (default: the built-in defaults)")
 
 
-def add_format_option(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: str) -> None:
-    parser.add_argument("--format", choices=choices, default=default, help=f"output format (default: {default})")
+def add_prefix_option(parser: argparse._ActionsContainer) -> None:
+    """The deployed stack's name prefix, which names its resources (naming.py)."""
+    parser.add_argument("--prefix", metavar="PREFIX", default=naming.DEFAULT_PREFIX,
+                        help="the stack's name prefix, as deployed; resources are named <prefix>-... "
+                        f"(default: {naming.DEFAULT_PREFIX})")
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", metavar="REGION", help="AWS region (default: from the environment/profile)")
     parser.add_argument("--profile", metavar="PROFILE", help="AWS named profile")
+
+
+def tag_pair(value: str) -> tuple[str, str]:
+    """`--tags KEY=VALUE` -> (key, value); the value may be empty, the key may not."""
+    key, sep, tag_value = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, tag_value
+
+
+def add_tags_option(parser: argparse.ArgumentParser, text: str) -> None:
+    """`--tags KEY=VALUE [KEY=VALUE ...]`, repeatable; tags_of(args) is a dict, or None when none were given."""
+    parser.add_argument("--tags", metavar="KEY=VALUE", nargs="+", action="extend", type=tag_pair, help=text)
+
+
+def tags_of(args: argparse.Namespace) -> dict[str, str] | None:
+    return dict(args.tags) if args.tags else None
+
+
+def exit_codes(ok: str, problems: str | None = None, bad_input: str = "bad input") -> str:
+    """The epilog every subcommand's --help ends with: its exit codes (2 and 70 are the CLI's own)."""
+    codes = [f"0 {ok}"]
+    if problems:
+        codes.append(f"1 {problems}")
+    codes += [f"2 {bad_input}, with one `error: ...` line on stderr", "70 internal error, one line"]
+    return textwrap.fill("exit codes: " + "; ".join(codes) + ".", width=100, break_on_hyphens=False)
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -101,27 +173,50 @@ def _scope(finding: Finding) -> str:
     return "/".join(part for part in (finding.instance_group, finding.node) if part) or "(cluster)"
 
 
-def render_text(result: Evaluation | IgnoredEvent) -> str:
-    """An evaluation as `evaluate` and `check` print it: a line, then a table of the findings."""
+def silenced_findings(result: Evaluation | IgnoredEvent, rules: ClusterRules, now: datetime) -> dict[str, str]:
+    """fingerprint -> why it is silenced (the silence that matches it now), as the evaluator
+    decides it (alerting.muted_reason; no inhibition: that needs the ledger)."""
+    if isinstance(result, IgnoredEvent):
+        return {}
+    reasons = {f.fingerprint: muted_reason(f, rules, [], now) for f in result.findings}
+    return {fingerprint: why for fingerprint, why in reasons.items() if why}
+
+
+def render_text(result: Evaluation | IgnoredEvent, silenced: Mapping[str, str] | None = None) -> str:
+    """An evaluation as `evaluate` and `check` print it: a line, then a table of the findings;
+    silenced findings (fingerprint -> the silence) in a table of their own below."""
     if isinstance(result, IgnoredEvent):
         return f"ignored {result.detail_type!r}: {result.reason}"
+    silenced = silenced or {}
+    alerting = [f for f in result.findings if f.fingerprint not in silenced]
+    muted = [f for f in result.findings if f.fingerprint in silenced]
     if not result.findings:
         text = f"cluster {result.cluster}: no findings"
     else:
-        rows = [(f.severity.value, f.policy, _scope(f), f.summary) for f in result.findings]
-        text = (f"cluster {result.cluster}: {len(rows)} finding(s)\n"
-                + table(("SEVERITY", "POLICY", "SCOPE", "SUMMARY"), rows))
+        count = f"{len(result.findings)} finding(s)" + (f", {len(muted)} silenced" if muted else "")
+        text = f"cluster {result.cluster}: {count}"
+        if alerting:
+            text += "\n" + table(("SEVERITY", "POLICY", "SCOPE", "SUMMARY"),
+                                 [(f.severity.value, f.policy, _scope(f), f.summary) for f in alerting])
+    if muted:
+        text += "\nsilenced:\n" + table(("SEVERITY", "POLICY", "SCOPE", "SUMMARY", "SILENCED"),
+                                        [(f.severity.value, f.policy, _scope(f), f.summary, silenced[f.fingerprint])
+                                         for f in muted])
     if result.resolved:
         text += f"\nresolved by this event: {', '.join(result.resolved)}"
     return text
 
 
-def render_json(result: Evaluation | IgnoredEvent) -> str:
-    """An evaluation as `--format json` prints it: {"cluster", "findings", "resolved"}."""
+def render_json(result: Evaluation | IgnoredEvent, silenced: Mapping[str, str] | None = None) -> str:
+    """An evaluation as `--format json` prints it: {"cluster", "findings", "resolved"}; with
+    `silenced` given, each finding has a `silenced` field: the silence that mutes it, or null."""
     if isinstance(result, IgnoredEvent):
         data: dict[str, Any] = {"cluster": None, "findings": [], "ignored": result.reason}
     else:
         data = result.to_dict()
+        if silenced is not None:
+            for finding in data["findings"]:
+                finding["silenced"] = silenced.get(finding["fingerprint"])
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .common import exit_codes
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..local import demo  # moto and the stand-ins are only needed here
@@ -25,6 +27,7 @@ def add_demo_command(commands: Any) -> None:
         "demo", help="the whole pipeline on local stand-ins (moto, a Slack sink), with scenario timelines",
         description="Replay scenario timelines through the real handlers on moto and a local Slack webhook, "
         "check each expected outcome, and write the SNS messages, Slack payloads and an HTML view.",
+        epilog=exit_codes("every scenario's expectations held", "an expectation failed"),
     )
     de.add_argument("--output", metavar="DIR", default="out/demo",
                     help="where to write the results (default: out/demo)")

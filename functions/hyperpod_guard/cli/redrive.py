@@ -13,8 +13,16 @@ from typing import Any
 
 from botocore.config import Config
 
-from .. import naming
-from .common import EXIT_OK, EXIT_PROBLEMS, BadInput, add_aws_options, aws_client, aws_errors
+from .common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    BadInput,
+    add_aws_options,
+    add_prefix_option,
+    aws_client,
+    aws_errors,
+    exit_codes,
+)
 from .dlq import Invoker, lambda_invoker, redrive
 
 #: a replay waits for the function: longer than the notifier's 90 s timeout; no retry of a
@@ -53,15 +61,20 @@ def add_redrive_command(commands: Any) -> None:
         "queue, the Slack notifier's DLQ), take the original event out of each, invoke the function with it "
         "(synchronously), and delete the message only after the function processed it. Messages that are not "
         "replayed stay in the queue and are counted.",
+        epilog=exit_codes(
+            "every message received was replayed (with --dry-run: would be)",
+            "some message was left in the queue: not recognised (also with --dry-run: an unknown message "
+            "exits 1), naming another stack's function, or the function failed",
+            bad_input="bad input or SQS/Lambda unreachable"),
     )
     command.add_argument("--queue", required=True, metavar="URL", help="the queue's URL")
-    command.add_argument("--dry-run", action="store_true", help="only read and report; every message stays")
+    command.add_argument("--dry-run", action="store_true",
+                         help="only read and report what would be replayed; every message stays")
     command.add_argument("--max", type=int, metavar="N", help="replay at most N messages (default: all)")
     command.add_argument("--function", metavar="NAME",
                          help="invoke this function (name or ARN) for every message (default: the function the "
                          "message names, else <prefix>-evaluator / <prefix>-slack-notifier by the event's kind)")
-    command.add_argument("--prefix", default=naming.DEFAULT_PREFIX,
-                         help=f"the stack's name prefix (default: {naming.DEFAULT_PREFIX})")
+    add_prefix_option(command)
     command.add_argument("--wait", type=int, default=2, metavar="SECONDS", choices=range(21),
                          help="long-poll wait per receive, 0-20 (default: 2)")
     add_aws_options(command)

@@ -4,7 +4,8 @@ Published to SNS as JSON (the body), with message attributes for subscription fi
 policies, a Subject of at most 100 characters and a plain-text rendering for email.
 The Slack notifier reads the same JSON back (`Notification.model_validate_json`).
 
-SNS allows 10 message attributes per message; we use at most five. The cluster's tags (known
+SNS allows 10 message attributes per message; we use at most seven (`test` and `receiver` only
+on test notifications). The cluster's tags (known
 when the rules select clusters by tag) travel as ONE attribute, `tags`, a String.Array of
 "key=value" strings, rather than one attribute per tag: a cluster may carry 50 tags, and tag
 keys may hold characters (`:`, `/`, spaces) that attribute names may not. A filter policy
@@ -30,6 +31,8 @@ ATTRIBUTE_LIMIT = 10  # SNS: message attributes per message
 #: SNS takes 256 KiB per message, attributes included: the body keeps clear of it
 BODY_BUDGET = 240 * 1024
 MESSAGE_VERSION = 1
+#: what a test notification says of itself, in every rendering
+TEST_NOTE = "sent by `hyperpod-guard test-alert`: not an alert, nothing to do"
 
 
 @pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="ignore"))
@@ -81,6 +84,11 @@ class Notification(BaseModel):
     #: set when one notification was too large for one SNS message: this is part `part` of `parts`
     part: int | None = None
     parts: int | None = None
+    #: a test notification (`hyperpod-guard test-alert`): no alert behind it, nothing in the ledger;
+    #: the Subject, the text and Slack say TEST, and the `test` attribute lets subscriptions filter it
+    test: bool = False
+    #: who a test notification is meant for (`test-alert --receiver`): the `receiver` attribute
+    receiver: str | None = None
 
     def split(self, budget: int = BODY_BUDGET) -> list[Notification]:
         """This notification as SNS messages whose bodies fit `budget` bytes: itself, unless a
@@ -132,6 +140,8 @@ class Notification(BaseModel):
             summary = self.items[0].finding.summary
             extra = len(self.items) - 1
         tail = f" (+{extra} more)" if extra else ""
+        if self.test:
+            head = f"[TEST] {head}"
         if self.parts:
             tail += f" [{self.part}/{self.parts}]"
         text = " ".join((head + summary).split())  # one line
@@ -145,6 +155,9 @@ class Notification(BaseModel):
         """Plain text for email subscribers."""
         lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")
                  + (f", part {self.part} of {self.parts}" if self.parts else "")]
+        if self.test:
+            lines.insert(0, f"TEST notification ({TEST_NOTE})" + (f" for receiver {self.receiver}" if self.receiver
+                                                                    else ""))
         if self.tags:
             lines.append("tags: " + ", ".join(self.tag_pairs))
         for label, items in (("FIRING", self.firing), ("RESOLVED", self.resolved)):
@@ -178,6 +191,10 @@ class Notification(BaseModel):
         }
         if self.tags:  # SNS refuses an attribute with an empty value
             attributes["tags"] = {"DataType": "String.Array", "StringValue": json_dumps(self.tag_pairs)}
+        if self.test:  # only on tests: a filter policy {"test": [{"exists": false}]} drops them
+            attributes["test"] = {"DataType": "String", "StringValue": "true"}
+        if self.receiver:
+            attributes["receiver"] = {"DataType": "String", "StringValue": self.receiver}
         return attributes
 
 

@@ -25,7 +25,7 @@ from email.message import Message
 from typing import Any
 
 from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
-from .message import Notification, NotificationItem
+from .message import TEST_NOTE, Notification, NotificationItem
 
 # Block Kit limits (https://api.slack.com/reference/block-kit)
 HEADER_LIMIT = 150  # header block: plain_text
@@ -44,6 +44,7 @@ MAX_LIST_ENTRIES = 5
 ELLIPSIS = "…"
 SEVERITY_EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 RESOLVED_EMOJI = "✅"
+TEST_EMOJI = "🧪"
 
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
@@ -333,6 +334,8 @@ def header_text(notification: Notification) -> str:
         tail = f": {firing} firing" + (f", {resolved} resolved" if resolved else "")
     else:
         emoji, tail = RESOLVED_EMOJI, ": resolved"
+    if notification.test:
+        emoji = f"{TEST_EMOJI} TEST {emoji}"
     room = HEADER_LIMIT - len(emoji) - 1 - len(tail)
     return f"{emoji} {_plain(notification.cluster, room)}{tail}"
 
@@ -344,6 +347,9 @@ def render(notification: Notification) -> dict[str, Any]:
     if notification.region:
         context.append(f"region {_code(notification.region, 40)}")
     context.append(f"{firing} firing · {resolved} resolved")
+    if notification.test:
+        receiver = f" for receiver {_code(notification.receiver, 80)}" if notification.receiver else ""
+        context.insert(0, f"*TEST notification*{receiver}, {escape_mrkdwn(TEST_NOTE)}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(context), CONTEXT_LIMIT)}]},
