@@ -22,6 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 RESULTS = REPO / "benchmarks" / "results.json"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from cold_path import TARGETS as COLD_PATH_TARGETS  # noqa: E402 - after the path it is found on
+from cold_path import cold_path_figures  # noqa: E402
+from ledger_io import TARGETS as LEDGER_IO_TARGETS  # noqa: E402
+from ledger_io import calls_per_event_figures  # noqa: E402
+from evaluation_cpu import TARGETS as EVALUATION_CPU_TARGETS  # noqa: E402
+from evaluation_cpu import evaluation_cpu_ratio  # noqa: E402
 HANDLER_MODULE = "hyperpod_guard.handlers.evaluator"
 
 
@@ -121,7 +128,8 @@ def synthetic_describe_cluster(groups: int = 256) -> dict:
 
 
 def eval_ratio(repeats: int = 15) -> dict[str, float]:
-    """Evaluating every policy on the snapshot over json.loads of its DescribeCluster JSON."""
+    """The policy pass only (every policy on an already built snapshot) over json.loads of its
+    DescribeCluster JSON: leaves out building the snapshot, see evaluation_cpu_ratio for both."""
     sys.path.insert(0, str(REPO / "functions"))
     from hyperpod_guard.engine import evaluate
     from hyperpod_guard.rules import DEFAULT_RULES
@@ -282,13 +290,18 @@ def asset_kb() -> dict[str, object]:
 #: it also writes (ledger Query, silences Query, TransactWriteItems); a duplicate (measured here) 2.
 TARGETS = {
     "cold_import_ratio": ("<= 1.2", lambda r: r["cold_import_ratio"] <= 1.2),
-    "eval_ratio": ("<= 1.0", lambda r: r["eval_ratio"] <= 1.0),
+    "eval_ratio": ("<= 1.0 (policy pass only)", lambda r: r["eval_ratio"] <= 1.0),
     "aws_calls_per_state_event": ("DescribeCluster 1, SSM 0, DynamoDB <= 2, SNS <= 1", lambda r: _calls_ok(r["aws_calls_per_state_event"])),
     "storm_notifications": ("1", lambda r: r["storm_notifications"] == 1),
     "storm_notifications_100_clusters": ("one per cluster and condition (= storm_conditions_100_clusters)",
                                          lambda r: r["storm_notifications_100_clusters"] == r["storm_conditions_100_clusters"]
                                          and r["storm_messages_100_clusters"] == 100),
 }
+
+
+TARGETS.update(COLD_PATH_TARGETS)  # cold_event_ratio, cold_event_floor_ratio, notifier_cold_ratio (issue 17)
+TARGETS.update(LEDGER_IO_TARGETS)  # calls_per_event (issue 17)
+TARGETS.update(EVALUATION_CPU_TARGETS)  # evaluation_cpu_ratio (issue 17)
 
 
 def _calls_ok(calls: dict[str, int]) -> bool:
@@ -300,7 +313,8 @@ def _calls_ok(calls: dict[str, int]) -> bool:
 
 def main() -> int:
     results: dict[str, object] = {}
-    for step in (cold_import_ratio, eval_ratio, runtime_figures, asset_kb, c7n_cold_import_ratio):
+    for step in (cold_import_ratio, eval_ratio, runtime_figures, asset_kb, c7n_cold_import_ratio, cold_path_figures,
+                 calls_per_event_figures, evaluation_cpu_ratio):
         print(f"measuring: {step.__name__} ...", file=sys.stderr, flush=True)
         results.update(step())
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}

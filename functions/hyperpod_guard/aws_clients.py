@@ -7,6 +7,7 @@ the demo point the very same code at moto.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +16,25 @@ RETRY = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 
 
 
 @functools.cache
-def client(service: str) -> Any:
+def session() -> Any:
+    """The one boto3 session of the process: every client (ours and Powertools') is made from it, so
+    botocore loads its data files and registers its handlers once per cold start, not once per client."""
     # boto3 is imported here, not at module level: a handler imports this module at cold
     # start, and an event that never reaches AWS (malformed, ignored) should not pay for boto3.
     import boto3
+
+    return boto3.session.Session()
+
+
+_lock = threading.Lock()  # a boto3 session is not thread-safe; the sweep's threads share this one
+
+
+@functools.cache
+def client(service: str) -> Any:
     from botocore.config import Config
 
-    return boto3.session.Session().client(service, config=Config(**RETRY))
+    with _lock:
+        return session().client(service, config=Config(**RETRY))
 
 
 _reset_hooks: list[Callable[[], None]] = []
@@ -35,5 +48,6 @@ def on_reset(hook: Callable[[], None]) -> None:
 def reset() -> None:
     """Forget cached clients (tests change the endpoint and credentials between cases)."""
     client.cache_clear()
+    session.cache_clear()
     for hook in _reset_hooks:
         hook()

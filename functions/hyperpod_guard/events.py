@@ -1,4 +1,4 @@
-"""The three HyperPod EventBridge detail-types as typed inputs (Powertools Parser models).
+"""The three HyperPod EventBridge detail-types as typed inputs (pydantic models).
 
 `parse_event(raw)` returns a `StateChangeEvent`, `NodeHealthEvent` or `ClusterEvent`, an
 `IgnoredEvent` (with the reason) for any other event, or raises `InvalidEventError` with a
@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidEventError
 from .snapshot import ApiModel, ClusterSnapshot, one_line
@@ -34,18 +32,26 @@ CLUSTER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 HEALTHY = "healthy"
 
 
-class _Envelope(EventBridgeModel):
-    """EventBridge envelope with everything but detail-type/source/detail optional:
-    hand-written test events and some replays omit `id`, `account` or `time`."""
+class _Envelope(BaseModel):
+    """EventBridge envelope (the fields of Powertools' `EventBridgeModel`) with everything but
+    detail-type/source/detail optional: hand-written test events and some replays omit `id`,
+    `account` or `time`. Our own, not a subclass of `EventBridgeModel`: importing that imports all of
+    Powertools' `parser.models` (some 30 envelope modules, built at import: ~0.25 s of a cold start
+    as deployed, benchmarks/cold_path.py) to reuse eight fields."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    #: defer_build: each event model (and this base, never validated) is built on first use, so a cold
+    #: start pays only for the kind of event it handles
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True, defer_build=True)
 
     version: str = "0"
     id: str = ""
+    source: str
     account: str = ""
-    time: Timestamp = None  # type: ignore[assignment]  # EventBridgeModel requires it; test events may omit it
+    time: Timestamp = None
     region: str = ""
     resources: list[str] = Field(default_factory=list)
+    detail_type: str = Field(alias="detail-type")
+    replay_name: str | None = Field(default=None, alias="replay-name")
 
     @property
     def cluster_name(self) -> str:  # pragma: no cover - overridden
@@ -67,6 +73,8 @@ class StateChangeEvent(_Envelope):
 
 
 class HealthSummary(ApiModel):
+    model_config = ConfigDict(defer_build=True)  # Node Health / Cluster Event only: built on first use
+
     health_status: str | None = None
     health_status_reason: str | None = None
     repair_action: str | None = None
@@ -74,6 +82,8 @@ class HealthSummary(ApiModel):
 
 
 class NodeHealthDetail(ApiModel):
+    model_config = ConfigDict(defer_build=True)
+
     cluster_name: str = Field(min_length=1)
     cluster_arn: str | None = None
     #: DescribeClusterNode refuses a NodeId over 256 characters (a retry cannot help)
@@ -97,11 +107,15 @@ class NodeHealthEvent(_Envelope):
 
 
 class EventMetadataHolder(ApiModel):
+    model_config = ConfigDict(defer_build=True)  # Node Health / Cluster Event only: built on first use
+
     #: a union in the API: exactly one of Cluster / InstanceGroup / InstanceGroupScaling / Instance
     event_metadata: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ClusterEventDetails(ApiModel):
+    model_config = ConfigDict(defer_build=True)
+
     event_id: str | None = None
     cluster_arn: str | None = None
     cluster_name: str = Field(min_length=1)
@@ -123,6 +137,8 @@ class ClusterEventDetails(ApiModel):
 
 
 class ClusterEventDetail(ApiModel):
+    model_config = ConfigDict(defer_build=True)
+
     event_details: ClusterEventDetails
 
 
@@ -226,7 +242,7 @@ def parse_event(raw: Any) -> HyperPodEvent | IgnoredEvent:
     if _lone_surrogate(raw):
         raise InvalidEventError(f"invalid {detail_type!r} event: a string is not valid Unicode (a lone surrogate)")
     try:
-        event = parse(event=dict(raw), model=model)
+        event = model.model_validate(dict(raw))
     except ValidationError as exc:
         raise InvalidEventError(f"invalid {detail_type!r} event: {one_line(exc)}") from None
     except (TypeError, ValueError) as exc:  # e.g. a string too deep or odd for pydantic

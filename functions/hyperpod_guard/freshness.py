@@ -16,9 +16,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .events import ClusterEvent, HyperPodEvent, NodeHealthEvent
 from .timeutil import isoformat
+
+if TYPE_CHECKING:  # not at run time: the Slack notifier imports this module (via ledger_store) and
+    # needs none of the event models (pydantic, built at import)
+    from .events import HyperPodEvent
 
 #: bytes of a report key kept as they are; longer ones are cut and hashed (still one key per scope)
 KEY_LIMIT = 300
@@ -49,6 +53,8 @@ class ReportMark:
 
 def report_of(event: HyperPodEvent | None, now: datetime) -> Report | None:
     """The report an event's text makes, or None (no event, a State Change, no time)."""
+    from .events import ClusterEvent, NodeHealthEvent
+
     if isinstance(event, NodeHealthEvent) and event.detail.instance_id:
         key, when = f"node-health/node/{event.detail.instance_id}", event.time
     elif isinstance(event, ClusterEvent):

@@ -24,6 +24,7 @@ and marks share the `ALERT` prefix: one Query reads both.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -39,6 +40,8 @@ from .timeutil import isoformat, parse_timestamp
 OPEN_INDEX = "open"
 RESOLVED_INDEX = "resolved"
 _TRANSACTION_LIMIT = 100
+#: a confirm/release transaction cancelled by another transaction on one of its items is tried this often
+_CONFLICT_ATTEMPTS = 3
 _ALERT, _MARK = "ALERT#", "ALERTMARK#"
 #: a report mark outlives what can replay its event: SQS keeps a dead letter at most 14 days
 MARK_RETENTION = timedelta(days=15)
@@ -286,7 +289,13 @@ class LedgerStore:
         While we were sending, another invocation may have committed a different owed
         notification under our claim (a resolve, an escalation, a new episode): then only
         what we sent is recorded (if it was about the same episode) and the claim dropped,
-        so that the newer owed notification is sent by the next evaluation, not erased."""
+        so that the newer owed notification is sent by the next evaluation, not erased.
+
+        Each record gets the first of these updates whose condition holds, or none: (1) sent and
+        owed cleared (the same owed, state and episode: nothing newer was committed), (2) sent
+        only (the same episode), (3) the claim dropped. All on the condition that the claim is
+        still ours. Written in transactions of up to 100 records (_update_first)."""
+        chains: list[list[dict[str, Any]]] = []
         for record in records:
             sent = {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}}
             episode = {":first_seen": _t(record.first_seen)}
@@ -294,45 +303,111 @@ class LedgerStore:
                 {":exp": {"N": str(int((now + RESOLVED_RETENTION).timestamp()))}}
                 if record.state is AlertState.RESOLVED else {}
             )
-            if record.owed is not None and self._update_if_claimed(
-                record, token,
-                "SET last_notified = :now, notified_severity = :sev, #v = #v + :one"
-                + (", expires_at = :exp REMOVE open_pk, open_sk," if expires else " REMOVE")
-                + " owed, claim_token, claim_until",
-                {**sent, **episode, **expires, ":owed": {"S": record.owed.value}, ":state": {"S": record.state.value}},
-                also="owed = :owed AND #state = :state AND first_seen = :first_seen", names={"#state": "state"},
-            ):
-                continue
-            if self._update_if_claimed(
+            chain: list[dict[str, Any]] = []
+            if record.owed is not None:
+                chain.append(self._update_if_claimed(
+                    record, token,
+                    "SET last_notified = :now, notified_severity = :sev, #v = #v + :one"
+                    + (", expires_at = :exp REMOVE open_pk, open_sk," if expires else " REMOVE")
+                    + " owed, claim_token, claim_until",
+                    {**sent, **episode, **expires, ":owed": {"S": record.owed.value},
+                     ":state": {"S": record.state.value}},
+                    also="owed = :owed AND #state = :state AND first_seen = :first_seen", names={"#state": "state"},
+                ))
+            chain.append(self._update_if_claimed(
                 record, token,
                 "SET last_notified = :now, notified_severity = :sev, #v = #v + :one REMOVE claim_token, claim_until",
                 {**sent, **episode}, also="first_seen = :first_seen",
-            ):
-                continue
-            self.release([record], token)
+            ))
+            chain.append(self._release_update(record, token))
+            chains.append(chain)
+        self._update_first(chains)
 
     def release(self, records: Iterable[AlertRecord], token: str) -> None:
         """Sending failed: give up the claim so that a retry sends the owed notification."""
-        for record in records:
-            self._update_if_claimed(record, token, "SET #v = #v + :one REMOVE claim_token, claim_until", {})
+        self._update_first([[self._release_update(record, token)] for record in records])
+
+    def _release_update(self, record: AlertRecord, token: str) -> dict[str, Any]:
+        return self._update_if_claimed(record, token, "SET #v = #v + :one REMOVE claim_token, claim_until", {})
 
     def _update_if_claimed(
         self, record: AlertRecord, token: str, expression: str, values: dict[str, Any], *,
         also: str = "", names: dict[str, str] | None = None,
-    ) -> bool:
-        try:
-            self.dynamodb.update_item(
-                TableName=self.table_name, Key=alert_key(record.cluster, record.fingerprint),
-                UpdateExpression=expression,
-                ConditionExpression="claim_token = :token" + (f" AND {also}" if also else ""),
-                ExpressionAttributeNames={"#v": "version", **(names or {})},
-                ExpressionAttributeValues={":token": {"S": token}, ":one": {"N": "1"}, **values},
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False  # the claim expired and was taken over: the new claimer decides
-            raise
+    ) -> dict[str, Any]:
+        """A transaction item: the update, on the condition that the claim is still ours (and `also`)."""
+        return {"Update": {
+            "TableName": self.table_name, "Key": alert_key(record.cluster, record.fingerprint),
+            "UpdateExpression": expression,
+            "ConditionExpression": "claim_token = :token" + (f" AND {also}" if also else ""),
+            "ExpressionAttributeNames": {"#v": "version", **(names or {})},
+            "ExpressionAttributeValues": {":token": {"S": token}, ":one": {"N": "1"}, **values},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",  # whose claim it is now (_may_still_hold)
+        }}
+
+    def _update_first(self, chains: Sequence[Sequence[dict[str, Any]]]) -> None:
+        """Apply to each item the first update of its chain whose condition holds (none if none
+        does), as sequential conditional UpdateItems one item after the other would, but in
+        TransactWriteItems of up to 100 items: ⌈N/100⌉ writes when every first condition holds.
+
+        A transaction is all or nothing: when some items' conditions fail (the claim expired and
+        was taken over: the new claimer decides), its CancellationReasons name them; those move on
+        to the next update of their chain (or are left alone at its end) and the batch is written
+        again, so that one lost claim neither leaves the others unconfirmed nor raises."""
+        pending = [(index, 0) for index, chain in enumerate(chains) if chain]
+        while pending:
+            pending.sort()  # the same item twice (never in one transaction): in the order given
+            batch: list[tuple[int, int]] = []
+            later: list[tuple[int, int]] = []
+            keys: set[str] = set()
+            for index, step in pending:
+                key = json.dumps(chains[index][step]["Update"]["Key"], sort_keys=True)
+                if len(batch) < _TRANSACTION_LIMIT and key not in keys:
+                    keys.add(key)
+                    batch.append((index, step))
+                else:
+                    later.append((index, step))
+            failed = self._transact_updates([chains[index][step] for index, step in batch])
+            if failed:
+                for position, (index, step) in enumerate(batch):
+                    if position not in failed:
+                        later.append((index, step))
+                    elif step + 1 < len(chains[index]) and _may_still_hold(failed[position], chains[index][step]):
+                        later.append((index, step + 1))
+            pending = later
+
+    def _transact_updates(self, items: list[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+        """Write the items in one transaction: the items whose condition failed (the transaction
+        then wrote nothing), by position, each with what DynamoDB returned of it (None if
+        nothing), or an empty dict (it wrote them all). A transaction
+        cancelled only because another one was writing one of its items (TransactionConflict) is
+        tried again, at most _CONFLICT_ATTEMPTS times in all; any other error is raised."""
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                self.dynamodb.transact_write_items(TransactItems=items)
+                return {}
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [reason.get("Code") or "None" for reason in reasons]
+                failed = {position: reason.get("Item") for position, reason in enumerate(reasons)
+                          if reason.get("Code") == "ConditionalCheckFailed"}
+                if len(codes) != len(items) or set(codes) - {"None", "ConditionalCheckFailed", "TransactionConflict"}:
+                    raise
+                if failed:
+                    return failed
+                if "TransactionConflict" not in codes or attempt == _CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+
+def _may_still_hold(current: dict[str, Any] | None, update: dict[str, Any]) -> bool:
+    """Whether the next update of a chain may hold after this one's condition failed: not when the
+    item as it is (if DynamoDB returned it) is no longer claimed by the token every update requires."""
+    if current is None:
+        return True
+    return _get(current, "claim_token") == update["Update"]["ExpressionAttributeValues"][":token"]["S"]
 
 
 #: The table as the stack defines it (infra/ mirrors this; the demo and tests create it from here).

@@ -45,7 +45,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import naming
+from . import aws_clients, naming
 from .constants import RULES_MAX_AGE, RULES_PATH, RULES_REQUIRED
 from .errors import HyperPodGuardError, InvalidRulesError
 from .rules import DEFAULT_RULES, Rules, json_path, load_rules
@@ -343,6 +343,16 @@ class LoadedRules:
         return self.error is None
 
 
+def _default_provider() -> None:
+    """Powertools' default SSM provider (`parameters.get_parameters`), made on our shared session's
+    client instead of a botocore session of its own; `parameters.clear_caches()` still drops it."""
+    if "ssm" not in parameters.base.DEFAULT_PROVIDERS:
+        parameters.base.DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=aws_clients.client("ssm"))
+
+
+aws_clients.on_reset(lambda: parameters.base.DEFAULT_PROVIDERS.pop("ssm", None))  # it holds a client
+
+
 class RulesStore:
     """Reads the rules under `path`, cached by Powertools for `max_age` seconds.
 
@@ -374,6 +384,7 @@ class RulesStore:
                                    "force_fetch": force_fetch}
         try:
             if self._provider is None:
+                _default_provider()
                 relative = parameters.get_parameters(self.path, **options)
             else:
                 relative = self._provider.get_multiple(self.path, **options)

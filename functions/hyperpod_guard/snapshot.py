@@ -11,10 +11,12 @@ AWS adds tomorrow is kept, not rejected. The constants below are the values we a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.alias_generators import to_pascal
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from .errors import InvalidSnapshotError
 from .timeutil import Timestamp
@@ -71,21 +73,46 @@ class Taint(ApiModel):
         return hash((self.key, self.value, self.effect))
 
 
+class TaintItem(TypedDict):
+    """A taint as DescribeCluster spells it: what `KubernetesConfig` validates and keeps."""
+
+    Key: str
+    Value: NotRequired[str | None]
+    Effect: str
+
+
+_TAINTS: TypeAdapter[tuple[Taint, ...]] = TypeAdapter(tuple[Taint, ...])
+
+
 class KubernetesConfig(ApiModel):
+    """A group's (or node's) labels and taints, current (on the nodes) and desired (declared).
+
+    The taints are validated as DescribeCluster spells them (`*_taint_items`, checked in C: a large
+    cluster has thousands) and become `Taint`s when first read: taint drift compares the items and
+    needs no Taint unless something differs."""
+
     current_labels: dict[str, str] = Field(default_factory=dict)
     desired_labels: dict[str, str] = Field(default_factory=dict)
-    current_taints: tuple[Taint, ...] = ()
-    desired_taints: tuple[Taint, ...] = ()
+    current_taint_items: tuple[TaintItem, ...] = Field(default=(), alias="CurrentTaints")
+    desired_taint_items: tuple[TaintItem, ...] = Field(default=(), alias="DesiredTaints")
 
     @field_validator("current_labels", "desired_labels", mode="before")
     @classmethod
     def _no_labels(cls, value: Any) -> Any:
         return {} if value is None else value
 
-    @field_validator("current_taints", "desired_taints", mode="before")
+    @field_validator("current_taint_items", "desired_taint_items", mode="before")
     @classmethod
     def _no_taints(cls, value: Any) -> Any:
         return () if value is None else value
+
+    @cached_property
+    def current_taints(self) -> tuple[Taint, ...]:
+        return _TAINTS.validate_python(self.current_taint_items)
+
+    @cached_property
+    def desired_taints(self) -> tuple[Taint, ...]:
+        return _TAINTS.validate_python(self.desired_taint_items)
 
 
 class AutoScalingStatus:

@@ -89,6 +89,10 @@ class Faults:
         return aws_error(self.client, due[0], due[1])
 
 
+#: what only the confirm's transactions (ledger_store.LedgerStore.confirm) say
+CONFIRM = "SET last_notified"
+
+
 def attempts(service: str) -> int:
     """Attempts botocore makes per call (aws_clients.RETRY's max_attempts are the retries)."""
     return aws_clients.client(service).meta.config.retries["total_max_attempts"]
@@ -178,11 +182,12 @@ def test_sns_throttled_is_retried_by_botocore_and_sends_once(stack, backoff):
 def test_dynamodb_throttling_is_retried_with_backoff_and_notifies_once(stack, backoff, code):
     event = unhealthy_node()
     dynamodb = Faults("dynamodb")
-    for operation in ("Query", "TransactWriteItems", "UpdateItem"):  # load, commit, confirm
-        dynamodb.fail(operation, code, times=2)
+    dynamodb.fail("Query", code, times=2)  # load
+    dynamodb.fail("TransactWriteItems", code, times=2)  # commit (the first transactions)
+    dynamodb.fail("TransactWriteItems", code, times=2, about=CONFIRM)  # confirm, after SNS accepted
     assert evaluator().handler(event, LambdaContext())["notifications"] == 1
-    assert dynamodb.failed == Counter({"Query": 2, "TransactWriteItems": 2, "UpdateItem": 2})
-    assert dynamodb.calls["TransactWriteItems"] == 3  # two refused, then written once
+    assert dynamodb.failed == Counter({"Query": 2, "TransactWriteItems": 4})
+    assert dynamodb.calls["TransactWriteItems"] == 6  # commit and confirm: each two refused, then written once
     assert len(backoff) >= 6
     assert reasons(delivered(stack)) == [["first"]]
     assert evaluator().handler(event, LambdaContext())["notifications"] == 0
@@ -205,7 +210,7 @@ def test_confirm_lost_after_publish_is_at_least_once(stack, runtime, backoff):
     claim (2 minutes) keeps a retry from sending it again at once; after the claim lapses the
     owed message is sent again. Publishing and recording cannot be one transaction."""
     event = unhealthy_node()
-    Faults("dynamodb").fail("UpdateItem", "ThrottlingException", times=attempts("dynamodb"))
+    Faults("dynamodb").fail("TransactWriteItems", "ThrottlingException", times=attempts("dynamodb"), about=CONFIRM)
     with pytest.raises(ClientError):
         handle_event(copy.deepcopy(event), runtime, T0, new_token())
     assert reasons(delivered(stack)) == [["first"]]

@@ -113,7 +113,10 @@ class SlackDelivery:
         self._idempotency: tuple[IdempotencyConfig, Callable[..., Any]] | None = None
 
     def reset(self) -> None:
+        from aws_lambda_powertools.utilities.parameters import base
+
         self._idempotency = None
+        base.DEFAULT_PROVIDERS.pop("secrets", None)  # it holds a client of the session being dropped
 
     def deliver(self, message_id: str, notification: Notification, settings: SlackNotifierSettings,
                 context: LambdaContext, until: float | None) -> None:
@@ -214,6 +217,9 @@ class SlackDelivery:
         # imported here: parameters pulls in boto3, which an invalid message never needs
         from aws_lambda_powertools.utilities import parameters
 
+        if "secrets" not in parameters.base.DEFAULT_PROVIDERS:  # on our shared session, not one of its own
+            parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
+                boto3_client=aws_clients.client("secretsmanager"))
         name = settings.webhook_secret
         try:
             value = parameters.get_secret(name, max_age=settings.secret_max_age, force_fetch=force)

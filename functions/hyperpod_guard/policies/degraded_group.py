@@ -66,9 +66,24 @@ def _counts(group: InstanceGroup) -> dict[str, Any]:
     return {k: v for k, v in counts.items() if v is not None}
 
 
+def _quiet(group: InstanceGroup) -> bool:
+    """Certainly nothing to report (most groups of a large cluster): a status we do not report on,
+    and no node short of its minimum or target. False does not mean a finding, only a closer look."""
+    if group.status in _STATUS_SEVERITY:
+        return False
+    current = group.current_count
+    if current is None or group.status in _GAP_EXPECTED:
+        return True
+    if group.min_count is not None and current < group.min_count:
+        return False
+    return not group.target_count or current >= group.target_count
+
+
 def _group_findings(
     snapshot: ClusterSnapshot, group: InstanceGroup, event: HyperPodEvent | None, settings: DegradedGroupSettings
 ) -> list[Finding]:
+    if _quiet(group):
+        return []
     label = f"{'Restricted instance' if group.restricted else 'Instance'} group {group.name}"
 
     evidence: dict[str, Any] | None = None

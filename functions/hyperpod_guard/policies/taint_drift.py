@@ -36,7 +36,7 @@ from ..policy_settings import (
     has_prefix,
 )
 from ..remediation.actions import Planned, cluster_update, not_in_service
-from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint
+from ..snapshot import RECONCILING, ClusterSnapshot, InstanceGroup, KubernetesConfig, Taint, TaintItem
 from ..timeutil import Duration
 from .base import Policy
 
@@ -127,13 +127,11 @@ class Drift:
         }
 
 
-_NONE: frozenset[tuple[str | None, str]] = frozenset()
-
-
-def _values_by_key(taints: Iterable[Taint]) -> dict[str, set[tuple[str | None, str]]]:
+def _values_by_key(taints: Iterable[TaintItem]) -> dict[str, set[tuple[str | None, str]]]:
+    """(Value, Effect) per Key, "" and no value alike (as a Taint has them)."""
     grouped: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
     for taint in taints:
-        grouped[taint.key].add((taint.value, taint.effect))
+        grouped[taint["Key"]].add((taint.get("Value") or None, taint["Effect"]))
     return grouped
 
 
@@ -142,16 +140,33 @@ def _texts(key: str, values: Set[tuple[str | None, str]]) -> list[str]:
     return sorted(f"{key}={value or ''}:{effect}" for value, effect in values)
 
 
+def _triples(taints: Iterable[TaintItem]) -> set[tuple[str, str | None, str]]:
+    """(Key, Value, Effect) of each taint, "" and no value alike (as a Taint has them)."""
+    return {(taint["Key"], taint.get("Value") or None, taint["Effect"]) for taint in taints}
+
+
+def _values(taints: Iterable[TaintItem], key: str) -> set[tuple[str | None, str]]:
+    """(Value, Effect) of the taints with this key, "" and no value alike."""
+    return {(taint.get("Value") or None, taint["Effect"]) for taint in taints if taint["Key"] == key}
+
+
 def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift | None:
     """Current (on the nodes) vs desired (declared), as (Key, Value, Effect) sets and label maps.
 
-    Equal lists short-cut, and taints are compared as (value, effect) tuples per key (hashed in
-    C): a large cluster has thousands of taints and labels and a handful of differences."""
+    Equal lists short-cut (the taints as DescribeCluster gave them: no Taint is built). Otherwise
+    only the keys of taints that differ as given are looked at: those at the positions where lists
+    of one length differ (usually one list is the other with a few changes), else those of the
+    (Key, Value, Effect) triples in one set and not the other (hashed in C). A large cluster has
+    thousands of taints and labels and a handful of differences."""
     drift = Drift()
-    if actual.current_taints != actual.desired_taints:
-        current, desired = _values_by_key(actual.current_taints), _values_by_key(actual.desired_taints)
-        for key in sorted(current.keys() | desired.keys()):
-            have, want = current.get(key, _NONE), desired.get(key, _NONE)
+    current, desired = actual.current_taint_items, actual.desired_taint_items
+    if current != desired:
+        if len(current) == len(desired):
+            keys = {taint["Key"] for pair in zip(current, desired, strict=True) if pair[0] != pair[1] for taint in pair}
+        else:
+            keys = {key for key, _, _ in _triples(current) ^ _triples(desired)}
+        for key in sorted(keys):
+            have, want = _values(current, key), _values(desired, key)
             if have == want or ignored(key):
                 continue
             if not have:
@@ -179,7 +194,7 @@ def compare(actual: KubernetesConfig, ignored: Callable[[str], bool]) -> Drift |
 def check_required(declared: KubernetesConfig, requirements: Iterable[Requirement]) -> Drift:
     """What the declared (desired) state lacks or contradicts among the required entries."""
     drift = Drift()
-    declared_taints = _values_by_key(declared.desired_taints)
+    declared_taints = _values_by_key(declared.desired_taint_items)
     requirements = list(requirements)
     # overlapping selectors may require the same taint twice: report it once
     wanted = dict.fromkeys(Taint(key=t.key, value=t.value, effect=t.effect) for r in requirements for t in r.taints)
@@ -199,8 +214,21 @@ def check_required(declared: KubernetesConfig, requirements: Iterable[Requiremen
     return drift
 
 
+def _matches(config: KubernetesConfig) -> bool:
+    """The nodes carry exactly what is declared (most groups): no drift to look for."""
+    return (config.current_taint_items == config.desired_taint_items
+            and config.current_labels == config.desired_labels)
+
+
 def _reconciling(snapshot: ClusterSnapshot, group: InstanceGroup) -> bool:
     return snapshot.status in RECONCILING or group.status in RECONCILING
+
+
+def _unjudged_or_matching(snapshot: ClusterSnapshot, group: InstanceGroup, settings: TaintDriftSettings) -> bool:
+    """No current-vs-desired finding can come of the group: not compared, or nothing differs."""
+    config = group.kubernetes_config
+    return (config is None or not settings.check_current_vs_desired or _reconciling(snapshot, group)
+            or _matches(config))
 
 
 def _group_findings(
@@ -245,6 +273,8 @@ def evaluate(
     if snapshot.orchestration == "eks":  # Slurm clusters have no Kubernetes taints or labels
         ignored = functools.cache(settings.ignored)  # groups share most keys
         for group in snapshot.instance_groups:
+            if not settings.required and _unjudged_or_matching(snapshot, group, settings):
+                continue  # most groups of a large cluster: nothing to look at more closely
             findings.extend(_group_findings(snapshot, group, settings, ignored))
     classified = classify(event)
     if classified and classified.kind is Kind.K8S_CONFIG_UPDATE_FAILED and classified.instance_id:
