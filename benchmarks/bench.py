@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -154,6 +155,8 @@ class _Stage:
         from hyperpod_guard.local import moto_server
 
         self.server, url = moto_server.start()
+        # moto's backends are per process: a second stage starts from nothing, not from the first's tables
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()  # noqa: S310
         os.environ.update(moto_server.environment(url))
         from hyperpod_guard import aws_clients
         from hyperpod_guard.local.provision import provision
