@@ -250,3 +250,10 @@ def aws_client(args: argparse.Namespace, service: str, label: str, config: Confi
     with aws_errors(label):
         session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
         return session.client(service, config=config)
+
+
+def caller_arn(args: argparse.Namespace, config: Config = CLI_CONFIG) -> str:
+    """Who runs the command (STS GetCallerIdentity): a silence's author, a push's `pushed_by`."""
+    sts = aws_client(args, "sts", "STS", config)
+    with aws_errors("STS"):
+        return str(sts.get_caller_identity()["Arn"])

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import HyperPodGuardError, InvalidRulesError
 from ..rules import DEFAULT_RULES, load_rules
@@ -48,6 +47,7 @@ from .common import (
     add_aws_options,
     aws_client,
     aws_errors,
+    caller_arn,
     exit_codes,
     print_problems,
     read_text,
@@ -129,9 +129,8 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
 def _caller(args: argparse.Namespace) -> str | None:
     """Who pushes, for the manifest (STS GetCallerIdentity); None when STS cannot say."""
     try:
-        sts = aws_client(args, "sts", "STS", Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=5))
-        return str(sts.get_caller_identity()["Arn"])
-    except (HyperPodGuardError, BotoCoreError, ClientError):  # best effort: the push does not depend on it
+        return caller_arn(args, Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=5))
+    except HyperPodGuardError:  # best effort: the push does not depend on it
         return None
 
 

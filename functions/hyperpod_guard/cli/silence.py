@@ -27,6 +27,7 @@ from .common import (
     add_format_option,
     aws_client,
     aws_errors,
+    caller_arn,
     exit_codes,
     table,
     tag_pair,
@@ -69,13 +70,6 @@ def _until(args: argparse.Namespace, at: datetime) -> datetime:
     return at + duration
 
 
-def caller_identity(args: argparse.Namespace) -> str:
-    """The caller's ARN (STS GetCallerIdentity): the default author."""
-    sts = aws_client(args, "sts", "STS")
-    with aws_errors("STS"):
-        return str(sts.get_caller_identity()["Arn"])
-
-
 def cmd_silence_add(args: argparse.Namespace) -> int:
     at = now()
     until = _until(args, at)
@@ -85,7 +79,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
                     policy=args.policy, instance_group=args.group, node=args.node, tags=tags, allow_all=args.all)
     except SilenceRefused as exc:
         raise BadInput(str(exc)) from None
-    author = args.author or caller_identity(args)
+    author = args.author or caller_arn(args)
     silence = new_silence(until=until, comment=args.comment, author=author, now=at, cluster=args.cluster,
                           policy=args.policy, instance_group=args.group, node=args.node, tags=tags, allow_all=args.all)
     store = silence_store(args)
