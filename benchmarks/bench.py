@@ -30,6 +30,12 @@ from ledger_io import TARGETS as LEDGER_IO_TARGETS  # noqa: E402
 from ledger_io import calls_per_event_figures  # noqa: E402
 from evaluation_cpu import TARGETS as EVALUATION_CPU_TARGETS  # noqa: E402
 from evaluation_cpu import evaluation_cpu_ratio  # noqa: E402
+from storm_messages import TARGETS as STORM_MESSAGES_TARGETS  # noqa: E402
+from storm_messages import storm_messages_figures  # noqa: E402
+from storm_reads import TARGETS as STORM_READS_TARGETS  # noqa: E402
+from storm_reads import storm_read_figures  # noqa: E402
+from sweep_projection import TARGETS as SWEEP_PROJECTION_TARGETS  # noqa: E402
+from sweep_projection import sweep_projection_figures  # noqa: E402
 HANDLER_MODULE = "hyperpod_guard.handlers.evaluator"
 
 
@@ -305,6 +311,9 @@ TARGETS = {
 TARGETS.update(COLD_PATH_TARGETS)  # cold_event_ratio, cold_event_floor_ratio, notifier_cold_ratio (issue 17)
 TARGETS.update(LEDGER_IO_TARGETS)  # calls_per_event (issue 17)
 TARGETS.update(EVALUATION_CPU_TARGETS)  # evaluation_cpu_ratio (issue 17)
+TARGETS.update(STORM_READS_TARGETS)  # storm_read_growth (issue 17)
+TARGETS.update(STORM_MESSAGES_TARGETS)  # storm_messages (issue 17, grouping)
+TARGETS.update(SWEEP_PROJECTION_TARGETS)  # sweep_projection (issue 17, fan-out)
 
 
 def _calls_ok(calls: dict[str, int]) -> bool:
@@ -317,7 +326,8 @@ def _calls_ok(calls: dict[str, int]) -> bool:
 def main() -> int:
     results: dict[str, object] = {}
     for step in (cold_import_ratio, eval_ratio, runtime_figures, asset_kb, c7n_cold_import_ratio, cold_path_figures,
-                 calls_per_event_figures, evaluation_cpu_ratio):
+                 calls_per_event_figures, evaluation_cpu_ratio, storm_read_figures, storm_messages_figures,
+                 sweep_projection_figures):
         print(f"measuring: {step.__name__} ...", file=sys.stderr, flush=True)
         results.update(step())
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}

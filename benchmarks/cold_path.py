@@ -1,25 +1,50 @@
 """Cold path as a Lambda user pays it (issue 17): a fresh interpreter imports a handler and handles ONE
 event end to end against moto running in its own process, with the code laid out as deployed.
 
-- The asset is built as infra/bundling.py builds it: `pip install --no-compile --target` of
-  LAMBDA_REQUIREMENTS (for this machine's platform and Python, so that it can run here) plus a copy of
-  the `hyperpod_guard` package without cli/, local/ and caches. It is first on the path (as /var/task
-  is in Lambda); boto3/botocore come from the venv with their bytecode (the Lambda runtime ships them).
-- 'deployed' runs that asset as shipped: no .pyc, PYTHONDONTWRITEBYTECODE=1, so every module of the
-  asset is compiled from source on every cold start. 'bytecode' is the same asset byte-compiled.
+Each variant is a Lambda runtime and an asset:
+- the interpreter is an empty venv of that runtime's Python (no dev packages on sys.path, as in
+  Lambda), with the asset first on the path (as /var/task is) and then the packages the Lambda runtime
+  ships (boto3, botocore and their dependencies, pinned to this venv's versions, byte-compiled);
+- the asset is built as infra/bundling.py builds it: `pip install --no-compile --target` of
+  LAMBDA_REQUIREMENTS (for this machine's platform and the runtime's Python, so that it can run here)
+  plus a copy of the `hyperpod_guard` package without cli/, local/ and caches.
+  'deployed' runs it as shipped today: no .pyc, PYTHONDONTWRITEBYTECODE=1, so every module of the asset
+  is compiled from source on every cold start. The functions run python3.14, which is not on this
+  machine: its asset is measured on this interpreter (3.11), also without bytecode. '_bytecode'
+  variants ship the asset byte-compiled by the runtime's Python (infra.bundling.compile_bytecode).
 - moto (and a Slack sink) run in a child process (`python benchmarks/cold_path.py serve`), so their
   threads do not share the measured interpreter nor the GIL with it.
 
-Figures (medians over interleaved runs, each ÷ a baseline measured in the same run and conditions):
+A run is timed from the parent's spawn of the interpreter to the snippet's end (the handler has
+returned): the interpreter's teardown after that (~0.1 s once botocore's service models are loaded) is
+no user's wait, since Lambda freezes the environment after the response. `cold_path_wall_seconds`
+keeps the process wall times (teardown included) of the deployed variant for comparison.
+
+SnapStart (Python >= 3.12): Lambda runs the init phase (imports, and what `prime()` loads) once when a
+version is published, snapshots the VM, and resumes cold starts from the snapshot. What a user then
+waits for is the restore (NOT measurable here: AWS's figure, see the README) plus the first event in
+the restored process. `_snapstart` variants time exactly that first event, in a process that did the
+init before the clock starts: importing the handler only, or also `prime()` (`_snapstart_primed`: the
+handlers' init when AWS_LAMBDA_INITIALIZATION_TYPE is snap-start). They run on the 3.13 layout without
+bytecode, and their ratios divide by the same `import boto3` of that layout.
+
+Figures (medians over interleaved runs, each ÷ a baseline measured in the same run and layout; the
+baselines run as a function without our asset would: the runtime's boto3 alone on the path):
 - cold_event_ratio: evaluator import + one notifying State Change event ÷ `import boto3`;
 - cold_event_floor_ratio: the same ÷ `import boto3` + one client + one DescribeCluster (the floor);
-- notifier_cold_ratio: Slack notifier import + one SNS record delivered to the sink ÷ `import boto3`.
+- notifier_cold_ratio: Slack notifier import + one SNS record delivered to the sink ÷ `import boto3`;
+- cold_event_dependencies_ratio: the evaluator's dependencies alone (boto3, Powertools, pydantic, the
+  four clients, the event's seven calls) ÷ `import boto3`: the evaluator if our own code cost nothing;
+each without suffix for 'deployed', and with the variant's suffix for the others. `cold_path_seconds*`
+are the medians, `cold_path_cpu_seconds*` the processes' CPU time over the same span (steadier on a
+busy machine, and without the wait on moto).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,18 +52,28 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # infra.bundling imports aws_cdk
+sys.path.insert(0, str(REPO))
+from infra.bundling import LAMBDA_REQUIREMENTS, compile_bytecode, copy_package, find_python  # noqa: E402
+
 #: the State Change scenario used: failed-rollback, critical, grace 0s: notifies on its first event
 SCENARIO = "cluster-rolling-back"
 REGION = "us-west-2"
 ACCOUNT = "123456789012"
+#: what the Lambda Python runtime carries besides the asset (on /var/runtime): at this venv's versions
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+#: the runtime SnapStart and the second bytecode option are measured on (SnapStart needs >= 3.12)
+SNAPSTART_PYTHON = "3.13"
 
 _CONTEXT = """
-import json, os, sys, uuid
+import json, os, sys, time, uuid
 class Context:
     function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "hyperpod-guard")
     memory_limit_in_mb = 512
@@ -47,49 +82,158 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 30_000
 """
-SNIPPETS = {
-    "evaluator": _CONTEXT + """
-from hyperpod_guard.handlers.evaluator import handler
+_EVALUATOR_EVENT = """
 event = json.loads(os.environ["BENCH_EVENT"])
 name = os.environ["BENCH_CLUSTER"]
 event["id"] = "cold-" + name
 event["detail"]["ClusterName"] = name
-result = handler(event, Context())
-print("RESULT " + json.dumps(result, default=str), file=sys.stderr)
-""",
-    "notifier": _CONTEXT + """
-from hyperpod_guard.handlers.slack_notifier import handler
+"""
+_NOTIFIER_EVENT = """
 event = json.loads(os.environ["BENCH_SNS_EVENT"])
 event["Records"][0]["Sns"]["MessageId"] = "cold-" + os.environ["BENCH_CLUSTER"]
-result = handler(event, Context())
-print("RESULT " + json.dumps(result, default=str), file=sys.stderr)
-""",
+"""
+#: the snippet's end (after the handler returned): where the clock stops (and the process's CPU time)
+_END = "\nimport time as _t, sys as _s\nprint('COLD_END', _t.monotonic(), _t.process_time(), file=_s.stderr)\n"
+#: a SnapStart snippet's end of init: where its clock starts
+_START = "print('COLD_START', time.monotonic(), time.process_time(), file=sys.stderr)\n"
+_RESULT = 'print("RESULT " + json.dumps(result, default=str), file=sys.stderr)\n'
+
+
+def _handler(module: str, event: str, init: str | None = None) -> str:
+    """Import the handler, then (SnapStart: `init`, and the clock starts) handle one event."""
+    return (_CONTEXT + f"from hyperpod_guard.handlers.{module} import handler\n" + (init or "") + event
+            + ("" if init is None else _START) + "result = handler(event, Context())\n" + _RESULT)
+
+
+_PRIME = "from hyperpod_guard.handlers.{module} import prime\nprime()\n"
+SNIPPETS = {
+    "evaluator": _handler("evaluator", _EVALUATOR_EVENT),
+    "notifier": _handler("slack_notifier", _NOTIFIER_EVENT),
     "boto3": "import boto3",
     "floor": """
 import os, boto3
 boto3.client("sagemaker").describe_cluster(ClusterName=os.environ["BENCH_CLUSTER"])
 """,
+    # the evaluator's dependencies doing its event's work (imports, clients, the same 7 calls) without
+    # any of our code: what the evaluator would cost if hyperpod_guard's own code cost nothing
+    "dependencies": """
+import os, uuid, boto3
+from botocore.config import Config
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities import parameters
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+logger, metrics = Logger(service="bench"), Metrics(namespace="bench", service="evaluator")
+session = boto3.session.Session()
+config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+sagemaker, dynamodb, sns, ssm = (session.client(n, config=config) for n in ("sagemaker", "dynamodb", "sns", "ssm"))
+parameters.SSMProvider(boto3_client=ssm).get_multiple(os.environ["RULES_PATH"], recursive=True, decrypt=True)
+table = os.environ["TABLE_NAME"]
+def query(pk):
+    dynamodb.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}})
+def write():
+    item = {"pk": {"S": "bench"}, "sk": {"S": str(uuid.uuid4())}}
+    dynamodb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": item}}])
+query("SILENCES")
+sagemaker.describe_cluster(ClusterName=os.environ["BENCH_CLUSTER"])
+query("CLUSTER#bench")
+write()
+sns.publish(TopicArn=os.environ["TOPIC_ARN"], Message="{}")
+write()
+""",
+    # SnapStart: the init (import, or import + prime) before the clock starts, then the first event
+    "evaluator_snapstart": _handler("evaluator", _EVALUATOR_EVENT, ""),
+    "notifier_snapstart": _handler("slack_notifier", _NOTIFIER_EVENT, ""),
+    "evaluator_snapstart_primed": _handler("evaluator", _EVALUATOR_EVENT, _PRIME.format(module="evaluator")),
+    "notifier_snapstart_primed": _handler("slack_notifier", _NOTIFIER_EVENT, _PRIME.format(module="slack_notifier")),
+}
+COLD = ("boto3", "floor", "evaluator", "notifier", "dependencies")
+#: the baselines are what a function without our asset runs: the runtime's boto3 alone on the path
+BASELINES = ("boto3", "floor")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A Lambda runtime (its Python) and how the asset ships; `snippets` are measured on it."""
+
+    python: str
+    bytecode: bool
+    snippets: tuple[str, ...] = COLD
+    #: the variant whose boto3 and floor runs are this one's baselines (SnapStart: its layout's)
+    baseline: str | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    "deployed": Variant(THIS_PYTHON, bytecode=False),
+    "bytecode": Variant(THIS_PYTHON, bytecode=True),
+    "py313": Variant(SNAPSTART_PYTHON, bytecode=False),
+    "py313_bytecode": Variant(SNAPSTART_PYTHON, bytecode=True),
+    "snapstart": Variant(SNAPSTART_PYTHON, bytecode=False, baseline="py313",
+                         snippets=("evaluator_snapstart", "notifier_snapstart")),
+    "snapstart_primed": Variant(SNAPSTART_PYTHON, bytecode=False, baseline="py313",
+                                snippets=("evaluator_snapstart_primed", "notifier_snapstart_primed")),
 }
 
 
-def build_asset(where: Path, *, bytecode: bool, package: Path | None = None) -> Path:
-    """The Lambda asset as infra/bundling.py builds it, for this interpreter's platform and Python
-    (`package`: another tree of hyperpod_guard, to compare versions of it)."""
-    sys.path.insert(0, str(REPO))
-    from infra.bundling import LAMBDA_REQUIREMENTS, copy_package
+@dataclass(frozen=True)
+class Layout:
+    """What a variant's runs execute: the interpreter, and on its path the asset (first, as /var/task
+    is) then the runtime's packages; the baselines run with the runtime's alone."""
 
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    python: str
+    asset: Path
+    runtime: Path
+
+    def path(self, snippet: str) -> str:
+        return str(self.runtime) if snippet in BASELINES else f"{self.asset}{os.pathsep}{self.runtime}"
+
+
+def build_asset(where: Path, *, python_version: str = THIS_PYTHON, package: Path | None = None) -> Path:
+    """The Lambda asset as infra/bundling.py builds it, for this machine's platform and `python_version`
+    (`package`: another tree of hyperpod_guard, to compare versions of it). No bytecode."""
+    _pip_target(where, python_version, LAMBDA_REQUIREMENTS)
+    copy_package(where, *(() if package is None else (package,)))
+    assert not list(where.rglob("*.pyc")), "the deployed asset ships no bytecode"
+    return where
+
+
+def _pip_target(where: Path, python_version: str, requirements: tuple[str, ...]) -> None:
     subprocess.run(  # noqa: S603 - a fixed argv
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
          "--target", str(where), "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-         "--python-version", version, "--only-binary=:all:", *LAMBDA_REQUIREMENTS],
+         "--python-version", python_version, "--only-binary=:all:", *requirements],
         check=True, capture_output=True, text=True)
-    copy_package(where, *(() if package is None else (package,)))
-    if bytecode:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(where)], check=True, capture_output=True)  # noqa: S603
-    else:
-        assert not list(where.rglob("*.pyc")), "the deployed asset ships no bytecode"
-    return where
+
+
+def build_layouts(tmp: Path, variants: dict[str, Variant],
+                  package: Path | None = None) -> tuple[dict[str, Layout], dict[str, str]]:
+    """Each variant's layout, and the variants skipped (no interpreter of their Python here) and why."""
+    pinned = tuple(f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES)
+    interpreters: dict[str, str] = {}
+    layouts: dict[str, Layout] = {}
+    skipped: dict[str, str] = {}
+    for name, variant in variants.items():
+        version = variant.python
+        if version not in interpreters:
+            found = find_python(version)
+            if found is None:
+                skipped[name] = f"no Python {version} on this machine"
+                continue
+            venv = tmp / f"venv-{version}"
+            subprocess.run([found, "-m", "venv", "--without-pip", str(venv)], check=True)  # noqa: S603
+            runtime = tmp / f"runtime-{version}"
+            _pip_target(runtime, version, pinned)
+            interpreters[version] = str(venv / "bin" / "python")
+            compile_bytecode(runtime, interpreters[version])  # the Lambda runtime ships boto3 compiled
+        asset = tmp / f"asset-{version}{'-bytecode' if variant.bytecode else ''}"
+        if not asset.exists():
+            plain = tmp / f"asset-{version}"
+            if not plain.exists():
+                build_asset(plain, python_version=version, package=package)
+            if variant.bytecode:
+                shutil.copytree(plain, asset)
+                compile_bytecode(asset, interpreters[version])
+        layouts[name] = Layout(interpreters[version], asset, tmp / f"runtime-{version}")
+    return layouts, skipped
 
 
 # --- the moto process -----------------------------------------------------------------------------
@@ -163,13 +307,26 @@ def moto_process(clusters: int) -> Iterator[dict[str, Any]]:
 # --- measuring ------------------------------------------------------------------------------------
 
 
-def _run(code: str, env: dict[str, str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)  # noqa: S603
-    took = time.perf_counter() - started
+@dataclass(frozen=True)
+class Run:
+    took: float  # from the spawn (or a SnapStart snippet's end of init) to the snippet's end
+    wall: float  # the process, teardown included
+    cpu: float  # the process's CPU time over `took` (less sensitive to a busy machine; no wait on moto)
+    stderr: str
+
+
+def _run(layout: Layout, snippet: str, env: dict[str, str]) -> Run:
+    spawned = time.monotonic()
+    done = subprocess.run([layout.python, "-c", SNIPPETS[snippet] + _END],  # noqa: S603
+                          env=dict(env, PYTHONPATH=layout.path(snippet)), capture_output=True, text=True)
+    wall = time.monotonic() - spawned
     if done.returncode != 0:
         raise RuntimeError(f"cold-path snippet failed:\n{done.stderr[-3000:]}")
-    return took, done.stderr
+    marks = {line.split()[0]: (float(line.split()[1]), float(line.split()[2])) for line in done.stderr.splitlines()
+             if line.startswith(("COLD_START ", "COLD_END "))}
+    # time.monotonic is CLOCK_MONOTONIC on Linux: one clock for every process of the machine
+    start, cpu_start = marks.get("COLD_START", (spawned, 0.0))
+    return Run(marks["COLD_END"][0] - start, wall, marks["COLD_END"][1] - cpu_start, done.stderr)
 
 
 def _result(stderr: str) -> dict[str, Any]:
@@ -179,50 +336,76 @@ def _result(stderr: str) -> dict[str, Any]:
     raise RuntimeError(f"no handler result:\n{stderr[-2000:]}")
 
 
-def measure(runs: int = 7, variants: tuple[str, ...] = ("deployed", "bytecode")) -> dict[str, Any]:
-    """cold_event_ratio, cold_event_floor_ratio and notifier_cold_ratio for each variant (see the module)."""
+def measure(runs: int = 7, variants: tuple[str, ...] = tuple(VARIANTS), package: Path | None = None) -> dict[str, Any]:
+    """The cold-path ratios of each variant (see the module); `package`: another tree of hyperpod_guard."""
+    chosen = {name: VARIANTS[name] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
-        assets = {v: build_asset(Path(tmp) / v, bytecode=(v == "bytecode")) for v in variants}
-        medians, slack_posts = interleaved(assets, runs)
+        layouts, skipped = build_layouts(Path(tmp), chosen, package)
+        names = [(variant, snippet) for variant in chosen if variant in layouts for snippet in chosen[variant].snippets]
+        medians, walls, cpus, slack_posts = interleaved(layouts, names, runs)
     out: dict[str, Any] = {}
-    for variant in variants:
+    for variant in (name for name in chosen if name in layouts):
         suffix = "" if variant == "deployed" else f"_{variant}"
-        m = {snippet: medians[(variant, snippet)] for snippet in SNIPPETS}
-        out[f"cold_event_ratio{suffix}"] = m["evaluator"] / m["boto3"]
-        out[f"cold_event_floor_ratio{suffix}"] = m["evaluator"] / m["floor"]
-        out[f"notifier_cold_ratio{suffix}"] = m["notifier"] / m["boto3"]
+        base = chosen[variant].baseline or variant
+        m = {snippet.removesuffix("_snapstart_primed").removesuffix("_snapstart"): medians[(variant, snippet)]
+             for snippet in chosen[variant].snippets}
+        boto3, floor = medians.get((base, "boto3")), medians.get((base, "floor"))
+        if boto3 is None or floor is None:
+            continue
+        out[f"cold_event_ratio{suffix}"] = m["evaluator"] / boto3
+        out[f"cold_event_floor_ratio{suffix}"] = m["evaluator"] / floor
+        out[f"notifier_cold_ratio{suffix}"] = m["notifier"] / boto3
+        if "dependencies" in m:
+            out[f"cold_event_dependencies_ratio{suffix}"] = m["dependencies"] / boto3
         out[f"cold_path_seconds{suffix}"] = {k: round(v, 4) for k, v in m.items()}
+        out[f"cold_path_cpu_seconds{suffix}"] = {s.removesuffix("_snapstart_primed").removesuffix("_snapstart"):
+                                                 round(cpus[(variant, s)], 4) for s in chosen[variant].snippets}
+    if "deployed" in layouts:
+        out["cold_path_wall_seconds"] = {s: round(walls[("deployed", s)], 4) for s in chosen["deployed"].snippets}
+    out["cold_path_pythons"] = {name: chosen[name].python for name in layouts}
+    if skipped:
+        out["cold_path_skipped"] = skipped
     out["cold_path_slack_posts"] = slack_posts
     return out
 
 
-def interleaved(assets: dict[str, Path], runs: int,
-                snippets: tuple[str, ...] = tuple(SNIPPETS)) -> tuple[dict[tuple[str, str], float], int | None]:
-    """Median wall time of every (asset, snippet), interleaved run by run (round 0 is a warm-up, not
-    counted); each run gets a cluster (and SNS message id) of its own. Also: Slack posts the sink saw."""
-    names = [(variant, snippet) for variant in assets for snippet in snippets]
+Medians = dict[tuple[str, str], float]
+
+
+def interleaved(layouts: dict[str, Layout], names: list[tuple[str, str]],
+                runs: int) -> tuple[Medians, Medians, Medians, int | None]:
+    """Median time (process wall time, CPU time) of every (variant, snippet), interleaved run by run
+    (round 0 is a warm-up, not counted); each run gets a cluster (and SNS message id) of its own. Also:
+    Slack posts the sink saw."""
     with moto_process(len(names) * (runs + 1)) as stage:
-        base = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "PYTHONPATH")}
+        base = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "PYTHONPATH", "VIRTUAL_ENV")}
         base.update(stage["env"], PYTHONDONTWRITEBYTECODE="1", POWERTOOLS_LOG_LEVEL="INFO",
                     BENCH_EVENT=json.dumps(stage["event"]), BENCH_SNS_EVENT=json.dumps(stage["sns_event"]))
         times: dict[tuple[str, str], list[float]] = {name: [] for name in names}
+        walls: dict[tuple[str, str], list[float]] = {name: [] for name in names}
+        cpus: dict[tuple[str, str], list[float]] = {name: [] for name in names}
         counter = 0
         for round_ in range(runs + 1):  # round 0 warms the disk cache and moto, not counted
             for variant, snippet in names:
-                env = dict(base, PYTHONPATH=str(assets[variant]), BENCH_CLUSTER=f"cold-{counter}")
+                env = dict(base, BENCH_CLUSTER=f"cold-{counter}")
                 counter += 1
-                took, stderr = _run(SNIPPETS[snippet], env)
-                if snippet in ("evaluator", "notifier"):
-                    _check(snippet, _result(stderr))
+                run = _run(layouts[variant], snippet, env)
+                if snippet.startswith(("evaluator", "notifier")):
+                    _check(snippet, _result(run.stderr))
                 if round_:
-                    times[(variant, snippet)].append(took)
-    return {name: statistics.median(values) for name, values in times.items()}, stage.get("slack_posts")
+                    times[(variant, snippet)].append(run.took)
+                    walls[(variant, snippet)].append(run.wall)
+                    cpus[(variant, snippet)].append(run.cpu)
+    def median(values: dict[tuple[str, str], list[float]]) -> Medians:
+        return {name: statistics.median(v) for name, v in values.items()}
+
+    return median(times), median(walls), median(cpus), stage.get("slack_posts")
 
 
 def _check(snippet: str, result: dict[str, Any]) -> None:
-    if snippet == "evaluator" and not result.get("notifications"):
+    if snippet.startswith("evaluator") and not result.get("notifications"):
         raise RuntimeError(f"the evaluator event notified nothing: {result}")
-    if snippet == "notifier" and result.get("sent") != 1:
+    if snippet.startswith("notifier") and result.get("sent") != 1:
         raise RuntimeError(f"the notifier sent nothing: {result}")
 
 
@@ -243,4 +426,6 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     else:
         runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-        print(json.dumps(measure(runs), indent=2))
+        chosen = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else tuple(VARIANTS)
+        tree = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+        print(json.dumps(measure(runs, chosen, tree), indent=2))

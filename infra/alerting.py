@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
@@ -16,8 +15,11 @@ from constructs import Construct
 from hyperpod_guard import naming
 from hyperpod_guard.constants import SLACK_WEBHOOK_SECRET
 
-from .common import python_function, secure_queue
+from .common import PythonFunction, python_function, secure_queue
 from .config import Config
+
+#: CDK's CloudFormation Validate warns that a `lambda` subscription's endpoint is an alias, not a function
+ALIAS_ENDPOINT = "CloudFormation-Validate::W3694"
 
 
 class Alerting(Construct):
@@ -42,7 +44,7 @@ class Alerting(Construct):
                 "severity": sns.SubscriptionFilter.string_filter(allowlist=config.email_severities),
             }))
         self.slack_secret: secretsmanager.ISecret | None = None
-        self.notifier: lambda_.Function | None = None
+        self.notifier: PythonFunction | None = None
         if config.slack:
             self._slack(config)
         if config.chatbot_workspace_id:
@@ -73,11 +75,15 @@ class Alerting(Construct):
             memory_mb=256, timeout=Duration.seconds(90),
             environment={SLACK_WEBHOOK_SECRET.name: self.slack_secret.secret_name},
         )
-        self.slack_secret.grant_read(self.notifier)
-        # SNS -> Lambda is asynchronous: Lambda retries twice, then the failure destination keeps it
-        self.notifier.configure_async_invoke(
+        self.slack_secret.grant_read(self.notifier.function)
+        # SNS -> Lambda is asynchronous: Lambda retries twice, then the failure destination keeps it.
+        # On the alias SNS invokes: async invoke settings are per qualifier (the function's own would
+        # apply to $LATEST only)
+        self.notifier.live.configure_async_invoke(
             retry_attempts=2, max_event_age=Duration.hours(6),
             on_failure=destinations.SqsDestination(self.notifier_dlq),
         )
-        self.topic.add_subscription(
-            subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.notifier_dlq))
+        subscription = self.topic.add_subscription(
+            subscriptions.LambdaSubscription(self.notifier.live, dead_letter_queue=self.notifier_dlq))
+        Validations.of(subscription).acknowledge(Acknowledgment(
+            id=ALIAS_ENDPOINT, reason="SNS invokes a Lambda alias (a qualified function ARN) as it does a function."))

@@ -73,6 +73,36 @@ def copy_package(output_dir: Path, package: Path = PACKAGE) -> Path:
     return target
 
 
+#: compileall's mode for an asset: /var/task is read-only and the zip need not keep the sources'
+#: mtimes, so a .pyc is never compared with its source; a .pyc of another Python (its magic number)
+#: is ignored and that module compiled from source, as without bytecode
+BYTECODE_MODE = "unchecked-hash"
+
+
+def find_python(version: str) -> str | None:
+    """A CPython `version` ("3.13") on this machine, to byte-compile an asset for that runtime
+    (bytecode is only read by the Python that wrote it): this interpreter, `pythonX.Y` on PATH, or a
+    pyenv build. None when there is none."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return getattr(sys, "_base_executable", sys.executable)
+    on_path = shutil.which(f"python{version}")  # may be a pyenv shim that refuses to run it
+    builds = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"), reverse=True)
+    for candidate in [*([on_path] if on_path else []), *map(str, builds)]:
+        ran = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],  # noqa: S603
+                             capture_output=True, text=True)
+        if ran.returncode == 0 and ran.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def compile_bytecode(output_dir: Path, python: str) -> None:
+    """Byte-compile everything in `output_dir` with `python`, which must be the runtime's Python."""
+    subprocess.run(  # noqa: S603 - a fixed argv
+        [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", BYTECODE_MODE, str(output_dir)],
+        check=True, capture_output=True, text=True,
+    )
+
+
 def function_code(runtime: lambda_.Runtime) -> lambda_.Code:
     return lambda_.Code.from_asset(
         str(FUNCTIONS),

@@ -22,6 +22,7 @@ EVENT_PATTERN = {"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}
 
 class Ingestion(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, evaluator: lambda_.IFunction):
+        """`evaluator`: what the rule invokes, the evaluator's `live` alias (common.PythonFunction)."""
         super().__init__(scope, id)
         self.dlq = secure_queue(self, "EventsDlq", config=config, name="events-dlq")
         self.rule = events.Rule(

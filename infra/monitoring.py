@@ -39,6 +39,7 @@ class Monitoring(Construct):
     def __init__(
         self, scope: Construct, id: str, *, config: Config, key: kms.IKey,
         functions: dict[str, lambda_.Function], queues: dict[str, sqs.Queue], sweep: lambda_.Function,
+        work_queue: sqs.Queue,
     ):
         super().__init__(scope, id)
         self.ops_topic = sns.Topic(
@@ -70,6 +71,10 @@ class Monitoring(Construct):
         for name, queue in queues.items():
             alarm(f"{name}-depth", queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
                   f"messages are waiting in {name}: events or alerts were not processed (see README: Operations)")
+        # a cluster the worker could not evaluate (its message comes back; after maxReceiveCount it waits in
+        # the work-dlq, alarmed above); the worker answers such a batch, so its Lambda errors do not show it
+        alarm("sweep-cluster-errors", _count(Metric.SWEEP_ERRORS, Service.SWEEP),
+              "the sweep could not evaluate a cluster (see the worker's or the sweep's logs)")
         # the sweep heals lost events; if it stops, nobody notices otherwise
         window = max(FIVE_MINUTES.to_minutes(), config.sweep_rate_minutes * 3)
         alarm("sweep-not-running", sweep.metric_invocations(period=Duration.minutes(window)),
@@ -94,6 +99,18 @@ class Monitoring(Construct):
                 *(f.metric_errors(period=FIVE_MINUTES, label=f"{n} errors") for n, f in functions.items()),
                 _count(Metric.INVALID_EVENTS, Service.EVALUATOR), _count(Metric.RULES_ERRORS, Service.EVALUATOR),
                 _count(Metric.SLACK_DELIVERY_FAILED, Service.SLACK_NOTIFIER),
+            ]),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Sweep: clusters handed over and evaluated", width=12, left=[
+                _count(Metric.SWEEP_ENQUEUED, Service.SWEEP), _count(Metric.SWEEP_EVALUATED, Service.SWEEP),
+                _count(Metric.SWEEP_ERRORS, Service.SWEEP),
+            ]),
+            cloudwatch.GraphWidget(title="Work queue", width=12, left=[
+                work_queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, label="waiting"),
+            ], right=[
+                work_queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES, statistic="Maximum",
+                                                                   label="oldest (s)"),
             ]),
         )
         self.dashboard.add_widgets(

@@ -26,15 +26,21 @@ class HyperPodGuardStack(Stack):
         self.alerting = Alerting(self, "Alerting", config=config)
         self.evaluation = Evaluation(self, "Evaluation", config=config, topic=self.alerting.topic,
                                      key=self.alerting.key)
-        self.ingestion = Ingestion(self, "Ingestion", config=config, evaluator=self.evaluation.evaluator)
-        functions = {"evaluator": self.evaluation.evaluator, "sweep": self.evaluation.sweep}
-        queues = {"events-dlq": self.ingestion.dlq, "evaluator-failures": self.evaluation.failures}
+        # triggers invoke each function's `live` alias (SnapStart); alarms and graphs read the function's metrics,
+        # which CloudWatch sums over its versions (FunctionName dimension)
+        self.ingestion = Ingestion(self, "Ingestion", config=config, evaluator=self.evaluation.evaluator.live)
+        functions = {"evaluator": self.evaluation.evaluator.function, "sweep": self.evaluation.sweep.function,
+                     "worker": self.evaluation.worker.function}
+        # the work queue itself is busy by design (its backlog is on the dashboard); its DLQ is alarmed
+        queues = {"events-dlq": self.ingestion.dlq, "evaluator-failures": self.evaluation.failures,
+                  "work-dlq": self.evaluation.work_dlq}
         if self.alerting.notifier:
-            functions["slack-notifier"] = self.alerting.notifier
+            functions["slack-notifier"] = self.alerting.notifier.function
             queues["slack-dlq"] = self.alerting.notifier_dlq
-            self._remember_deliveries(self.alerting.notifier)
+            self._remember_deliveries(self.alerting.notifier.function)
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
-                                     functions=functions, queues=queues, sweep=self.evaluation.sweep)
+                                     functions=functions, queues=queues, sweep=self.evaluation.sweep.function,
+                                     work_queue=self.evaluation.work_queue)
         CfnOutput(self, "AlertsTopicArn", value=self.alerting.topic.topic_arn)
         CfnOutput(self, "OperationsTopicArn", value=self.monitoring.ops_topic.topic_arn)
         CfnOutput(self, "LedgerTableName", value=self.evaluation.table.table_name)

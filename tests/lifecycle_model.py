@@ -14,7 +14,10 @@ stand-ins around it, all on the moto server the suite already runs:
   reads at the end of a timeline to check that the two agree);
 - rules (silences included) pushed to SSM (`RULES_MAX_AGE=0`: every evaluation reads them);
 - ad-hoc silences added to and expired in the ledger table (`SILENCES_MAX_AGE=0`: every
-  evaluation reads them), through silences.SilenceStore as `hyperpod-guard silence` does.
+  evaluation reads them), through silences.SilenceStore as `hyperpod-guard silence` does;
+- grouping (the `grouped` case): flushes are sent to a work queue on moto (SendMessage with its
+  DelaySeconds) and kept, with the time each is due, in a local/work_queue.LocalFlushQueue: SQS
+  delays in real time, the model moves its own clock and delivers each flush when it is due.
 
 Nothing here decides what is right: the model and its invariants live in the test.
 """
@@ -37,7 +40,10 @@ from hyperpod_guard import aws_clients
 from hyperpod_guard.ledger import AlertRecord
 from hyperpod_guard.local.hyperpod_state import put_cluster
 from hyperpod_guard.local.provision import Resources, provision
-from hyperpod_guard.service import EventResult, Runtime, SweepResult, handle_event, new_token, sweep
+from hyperpod_guard.alerting import Outcome
+from hyperpod_guard.grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
+from hyperpod_guard.local.work_queue import LocalFlushQueue
+from hyperpod_guard.service import EventResult, Runtime, SweepResult, flush_group, handle_event, new_token, sweep
 from hyperpod_guard.silences import SilenceStore, new_silence
 from hyperpod_guard.timeutil import isoformat
 from tests.conftest import ACCOUNT, REGION
@@ -137,6 +143,7 @@ class Sent:
     instance_group: str | None
     node: str | None
     actions: tuple[str, ...]
+    severity: str = ""
 
     @property
     def scope(self) -> str:
@@ -178,8 +185,11 @@ class Pipeline:
     The runtime's boto3 clients are the process-wide ones (hyperpod_guard.aws_clients), as in a
     warm Lambda container; the hooks are registered on them once."""
 
-    def __init__(self, moto_url: str, setenv: Callable[[str, str], None]):
+    def __init__(self, moto_url: str, setenv: Callable[[str, str], None], *, grouped: bool = False):
         self.moto_url = moto_url
+        #: grouping on: flushes go to a work queue on moto and are kept in `flushes` with the time they are due
+        self.grouped = grouped
+        self.flushes = LocalFlushQueue()
         self.setenv = setenv  # monkeypatch.setenv: the functions' environment, restored after the test
         self.calls: list[Call] = []
         self.accepted: list[dict[str, Any]] = []  # message bodies SNS accepted, not yet taken
@@ -209,6 +219,11 @@ class Pipeline:
         self.setenv("RULES_MAX_AGE", "0")  # rules change between steps
         self.setenv("SILENCES_MAX_AGE", "0")  # ... and so do the ad-hoc silences
         self.runtime = Runtime.from_env()
+        if self.grouped:
+            work = self.sqs.create_queue(QueueName="hyperpod-guard-work")["QueueUrl"]
+            self.flushes = LocalFlushQueue(SqsFlushQueue(work, aws_clients.client("sqs")))
+            self.runtime.grouper = Grouper(GroupStore(self.runtime.ledger.table_name, self.runtime.ledger.dynamodb),
+                                           self.flushes)
         assert self.runtime.publisher.sns is aws_clients.client("sns"), "the hooks must be on the runtime's clients"
         assert self.runtime.reader.sagemaker is aws_clients.client("sagemaker"), "the hooks must be on the runtime's clients"
         self.calls.clear()
@@ -247,6 +262,11 @@ class Pipeline:
         assert self.runtime is not None
         return sweep(self.runtime, now, new_token())
 
+    def flush(self, message: FlushGroup, now: datetime) -> Outcome | None:
+        """The worker handling one flush message of the work queue (grouping)."""
+        assert self.runtime is not None
+        return flush_group(self.runtime, message, now, new_token())
+
     def refuse_next_publish(self) -> None:
         self._refuse_publish = 1
 
@@ -261,7 +281,7 @@ class Pipeline:
         """Items of every message SNS accepted since the last call."""
         out = [Sent(now, item["reason"], item["finding"]["fingerprint"], item["finding"]["policy"],
                     item["finding"].get("condition", ""), item["finding"].get("instance_group"),
-                    item["finding"].get("node"), tuple(item.get("actions", ())))
+                    item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""))
                for body in self.accepted for item in body["items"]]
         self.accepted.clear()
         return out

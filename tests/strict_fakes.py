@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from hyperpod_guard.freshness import ReportMark
 from hyperpod_guard.ledger import CLAIM_LEASE, AlertRecord, Decision
-from hyperpod_guard.ledger_store import ClusterLedger, mark_to_item, to_item
+from hyperpod_guard.ledger_store import ClusterLedger, LedgerReads, mark_to_item, to_item
 from hyperpod_guard.rules import DEFAULT_RULES
 from hyperpod_guard.rules_store import LoadedRules
 
@@ -91,7 +91,8 @@ class Ledger:
             raise refuse("Query", "ValidationException", "key size exceeded")
         return {fp: r for (c, fp), r in self.records.items() if c == cluster}
 
-    def load_cluster(self, cluster: str) -> ClusterLedger:
+    def load_cluster(self, cluster: str, reads: LedgerReads | None = None) -> ClusterLedger:
+        # every record, whatever `reads` names: a superset of what an evaluation needs is what it read before issue 17
         return ClusterLedger(self.load(cluster), {key: m for (c, key), m in self.marks.items() if c == cluster})
 
     def commit(self, decisions: list[Decision], token: str, now: datetime,

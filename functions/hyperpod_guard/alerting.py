@@ -82,6 +82,8 @@ class Outcome:
     notification: Notification | None = None
     message_id: str | None = None
     stale: str | None = None
+    #: grouping: when the cluster's next grouped message is due (notifications were left owed for it)
+    flush_at: datetime | None = None
 
     @property
     def suppressed(self) -> list[Decision]:

@@ -50,7 +50,9 @@ class Metric(StrEnum):
     SWEEP_RUNS = "SweepRuns"
     SWEEP_CLUSTERS = "SweepClusters"
     SWEEP_GONE_CLUSTERS = "SweepGoneClusters"
-    SWEEP_ERRORS = "SweepErrors"
+    SWEEP_ERRORS = "SweepErrors"  # clusters whose evaluation failed (the inline sweep's, or a worker's message)
+    SWEEP_EVALUATED = "SweepClustersEvaluated"  # by the inline sweep, or by the workers (fan-out)
+    SWEEP_ENQUEUED = "SweepClustersEnqueued"  # handed to the workers through the work queue
     # the Slack notifier
     NOTIFICATIONS_RECEIVED = "NotificationsReceived"
     INVALID_NOTIFICATION = "InvalidNotification"
@@ -191,8 +193,11 @@ SILENCES_MAX_AGE: Var[float] = Var("SILENCES_MAX_AGE", _float_seconds, "30", "a 
 EVENT_ACCOUNTS: Var[str | None] = Var("EVENT_ACCOUNTS", _text, blank_is_value=True)
 #: set by Lambda
 REGION: Var[str | None] = Var("AWS_REGION", _text, fallback="AWS_DEFAULT_REGION")
-#: clusters the sweep evaluates at once
+#: clusters the sweep evaluates at once (when it evaluates them itself: WORK_QUEUE_URL unset)
 SWEEP_CONCURRENCY: Var[int] = Var("SWEEP_CONCURRENCY", _whole, "8", "a whole number")
+#: the SQS queue the worker (handlers/worker.py) consumes; the sweep sends one message per cluster to it.
+#: Unset: the sweep evaluates every cluster itself, in SWEEP_CONCURRENCY threads (local runs)
+WORK_QUEUE_URL: Var[str | None] = Var("WORK_QUEUE_URL", _text)
 
 # the Slack notifier
 #: name or ARN of the Secrets Manager secret holding the webhook URL

@@ -163,6 +163,13 @@ _MODELS: dict[str, type[HyperPodEvent]] = {
 }
 
 
+def build_models() -> None:
+    """Build every event model now rather than with the first event of its kind (an init that no event
+    waits for: handlers/evaluator.prime)."""
+    for model in _MODELS.values():
+        model.model_rebuild(force=True)
+
+
 @dataclass(frozen=True)
 class IgnoredEvent:
     """An event that is not ours to evaluate, and why."""

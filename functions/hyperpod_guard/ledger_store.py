@@ -2,13 +2,18 @@
 
 Single-table layout (keys are strings):
 
-| item          | pk                  | sk                     | notes                                   |
-|---------------|---------------------|------------------------|-----------------------------------------|
-| alert         | `CLUSTER#<cluster>` | `ALERT#<fingerprint>`  | one per problem; `version` for optimistic concurrency |
-| report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`      | the newest event report applied per kind and scope |
-| idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`    | written by Powertools Idempotency        |
-| silence       | `SILENCE`           | `SILENCE#<id>`         | an ad-hoc silence (silences.py)          |
+| item          | pk                  | sk                              | notes                                 |
+|---------------|---------------------|---------------------------------|---------------------------------------|
+| alert         | `CLUSTER#<cluster>` | `ALERT#C#<fingerprint>`         | the cluster's and its groups' alerts  |
+| node alert    | `CLUSTER#<cluster>` | `ALERT#N#<node>#<fingerprint>`  | a node's alerts (`<node>`: _node_part) |
+| layout marker | `CLUSTER#<cluster>` | `ALERT#C#LAYOUT`                | every alert is under the keys above   |
+| report mark   | `CLUSTER#<cluster>` | `ALERTMARK#<key>`               | newest report applied, per kind, scope |
+| idempotency   | `IDEMPOTENCY`       | `<function>#<hash>`             | written by Powertools Idempotency     |
+| silence       | `SILENCE`           | `SILENCE#<id>`                  | an ad-hoc silence (silences.py)       |
 | remediation   | `CLUSTER#<cluster>` | `REMEDIATION#`, `BUDGET`, `AUDIT#`, `NODEACTION#` | remediation/store.py |
+| group         | `CLUSTER#<cluster>` | `GROUP`                         | grouping.py                           |
+
+Every alert has a `version` for optimistic concurrency.
 
 GSI `open` (sparse, keys only): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present
 only while an alert is pending, firing or owes a notification: the sweep finds clusters with
@@ -17,13 +22,31 @@ clusters whose records to read. GSI `resolved` (sparse, all attributes): `resolv
 "RESOLVED"`, `resolved_sk = "<cluster>#<fingerprint>"`, present while an alert is resolved:
 `hyperpod-guard alerts --state resolved` reads them without a Scan. TTL attribute `expires_at`:
 resolved alerts are kept RESOLVED_RETENTION, report marks MARK_RETENTION, silences
-silences.SILENCE_RETENTION after they end, idempotency records as Powertools sets them. Alerts
-and marks share the `ALERT` prefix: one Query reads both.
+silences.SILENCE_RETENTION after they end, idempotency records as Powertools sets them.
+
+Reads (issue 17): an evaluation reads what it can change (`LedgerReads`, ledger_reads.py), not the
+whole cluster: the alerts without a node (one Query of `ALERT#C#`, the layout marker included),
+those of the nodes it read or names (one Query of `ALERT#N#<node>#` each) and its event's report
+mark (GetItem), so that a storm over N nodes costs each event the same, not O(N). The sweep and a
+cluster that is gone read everything: one Query of `ALERT`, alerts and marks alike.
+
+Alerts written before this layout are under `ALERT#<fingerprint>` (a fingerprint is 20 lowercase
+hex digits, so neither `ALERT#C#` nor `ALERT#N#` is a prefix of one). A cluster without the layout
+marker is read whole, and its old items are moved (a Put of the new key where none is, and a Delete
+of the old one on its version, in one transaction) before the marker is written; only then do
+scoped reads begin. The code before this layout cannot evaluate a cluster that has the marker (it
+takes the marker for an alert and fails): during a deploy, a container still running it fails such
+an evaluation and Lambda's retry runs the new code. One that read before the move and writes after
+it leaves an old copy: the next whole read (the sweep) moves it, or deletes it when the current key
+holds the alert already.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -34,8 +57,10 @@ from botocore.exceptions import ClientError
 
 from .findings import SHAPE, FindingFields, Severity, shape_of
 from .freshness import ReportMark
-from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, Decision, Reason
+from .ledger import CLAIM_LEASE, RESOLVED_RETENTION, AlertRecord, AlertState, Decision, Reason, bounded
 from .timeutil import isoformat, parse_timestamp
+
+logger = logging.getLogger(__name__)
 
 OPEN_INDEX = "open"
 RESOLVED_INDEX = "resolved"
@@ -43,12 +68,21 @@ _TRANSACTION_LIMIT = 100
 #: a confirm/release transaction cancelled by another transaction on one of its items is tried this often
 _CONFLICT_ATTEMPTS = 3
 _ALERT, _MARK = "ALERT#", "ALERTMARK#"
+#: the sort key prefixes of alerts without a node and of one node's alerts; `_ALERT` + a fingerprint: an old item
+_CLUSTER_ALERT, _NODE_ALERT = f"{_ALERT}C#", f"{_ALERT}N#"
+#: present once every alert of the cluster is under the keys above (upper case: never a fingerprint)
+_LAYOUT = f"{_CLUSTER_ALERT}LAYOUT"
+#: a node id used in a sort key as it is; any other (longer, or with '#' or other characters) is hashed
+_PLAIN_NODE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+#: moving a cluster's old items, lost to concurrent writers, is tried this often before the read gives up
+_MOVE_ATTEMPTS = 5
 #: a report mark outlives what can replay its event: SQS keeps a dead letter at most 14 days
 MARK_RETENTION = timedelta(days=15)
 #: The IAM actions LedgerStore's calls need on the table (the stack grants exactly these; a test
 #: records the calls on moto and compares). TransactWriteItems has no action of its own: IAM
 #: authorises each item, Put as PutItem, Update as UpdateItem, ConditionCheck as ConditionCheckItem.
-TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
+#: GetItem: an event's report mark; DeleteItem: moving an alert of the old layout (in a transaction).
+TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 #: ... and on the `open` index (open_clusters, which only the sweep calls)
 OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
 #: The partition key of the Slack notifier's idempotency records; the stack confines the notifier's
@@ -62,18 +96,44 @@ IDEMPOTENCY_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutI
 
 @dataclass(frozen=True)
 class ClusterLedger:
-    """What the ledger knows of one cluster: its alerts and its report marks, by fingerprint / key."""
+    """What the ledger knows of one cluster (or of the part an evaluation read, LedgerReads): its
+    alerts and its report marks, by fingerprint / key."""
 
     records: dict[str, AlertRecord] = field(default_factory=dict)
     marks: dict[str, ReportMark] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LedgerReads:
+    """Which of a cluster's alerts and report marks to read. `nodes` None: all of them. Otherwise
+    the alerts without a node, those of `nodes`, and the report mark keyed `mark` (if any)."""
+
+    nodes: frozenset[str] | None = None
+    mark: str | None = None
 
 
 class LedgerConflict(Exception):
     """Another invocation changed one of the records since we read them: read and decide again."""
 
 
-def alert_key(cluster: str, fingerprint: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": f"{_ALERT}{fingerprint}"}}
+def _node_part(node: str) -> str:
+    """A node as its alerts' sort keys name it. From the node as the record keeps it (bounded),
+    so that a read by a finding's node finds the record; hashed unless plain (a node id from an
+    event's text may hold '#', or be longer than a sort key)."""
+    kept = bounded(node)
+    if _PLAIN_NODE.fullmatch(kept):
+        return kept
+    return "~" + hashlib.sha256(kept.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _node_prefix(node: str) -> str:
+    return f"{_NODE_ALERT}{_node_part(node)}#"
+
+
+def alert_key(cluster: str, fingerprint: str, node: str | None) -> dict[str, dict[str, str]]:
+    """The key of an alert: a node's alerts sort under the node, so that a read of one node finds them."""
+    sk = f"{_node_prefix(node)}{fingerprint}" if node else f"{_CLUSTER_ALERT}{fingerprint}"
+    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": sk}}
 
 
 def _s(value: str | None) -> dict[str, Any]:
@@ -110,7 +170,7 @@ def _shape_from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
     item: dict[str, dict[str, Any]] = {
-        **alert_key(record.cluster, record.fingerprint),
+        **alert_key(record.cluster, record.fingerprint, record.node),
         **_shape_to_item(record),
         "fingerprint": _s(record.fingerprint), "state": _s(record.state.value), "reported_at": _t(record.reported_at),
         "first_seen": _t(record.first_seen), "last_seen": _t(record.last_seen), "fired_at": _t(record.fired_at),
@@ -166,32 +226,136 @@ def mark_from_item(item: dict[str, Any]) -> ReportMark:
                       event_id=_get(item, "event_id") or "", version=int(_get(item, "version") or 0))
 
 
+@dataclass
+class _Read:
+    """What one read found: the ledger, whether the layout marker is there, and the alerts under
+    keys of the old layout (with their items), which a record under the current key outranks."""
+
+    ledger: ClusterLedger = field(default_factory=ClusterLedger)
+    layout: bool = False
+    old: list[tuple[AlertRecord, dict[str, Any]]] = field(default_factory=list)
+    current: set[str] = field(default_factory=set)
+
+
+def _parse(items: Iterable[dict[str, Any]]) -> _Read:
+    read = _Read()
+    for item in items:
+        sk = item["sk"]["S"]
+        if sk.startswith(_MARK):
+            mark = mark_from_item(item)
+            read.ledger.marks[mark.key] = mark
+        elif sk == _LAYOUT:
+            read.layout = True
+        elif sk.startswith((_CLUSTER_ALERT, _NODE_ALERT)):
+            record = from_item(item)
+            read.ledger.records[record.fingerprint] = record
+            read.current.add(record.fingerprint)
+        else:
+            read.old.append((from_item(item), item))
+    for record, _ in read.old:
+        read.ledger.records.setdefault(record.fingerprint, record)
+    return read
+
+
 class LedgerStore:
     def __init__(self, table_name: str, dynamodb: Any):
         self.table_name = table_name
         self.dynamodb = dynamodb
 
     def load(self, cluster: str) -> dict[str, AlertRecord]:
-        """Every alert record of a cluster (open and recently resolved), by fingerprint."""
-        return self.load_cluster(cluster).records
+        """Every alert record of a cluster (open and recently resolved), by fingerprint, whatever
+        the keys they are under. Read only (the CLI, tests); an evaluation reads with load_cluster."""
+        return _parse(self._query(cluster, "ALERT")).ledger.records
 
-    def load_cluster(self, cluster: str) -> ClusterLedger:
-        """A cluster's alert records and report marks, with one (paginated) consistent Query."""
-        ledger = ClusterLedger()
-        paginator = self.dynamodb.get_paginator("query")
-        for page in paginator.paginate(
+    def load_cluster(self, cluster: str, reads: LedgerReads | None = None) -> ClusterLedger:
+        """The alert records and report marks an evaluation decides on: those `reads` names (None:
+        all of them), read consistently, every page. A cluster whose alerts are not all under the
+        current keys yet (no layout marker) is read whole and its old items moved first, so that
+        every record returned can be committed. Raises LedgerConflict when moving keeps losing
+        to concurrent writers."""
+        if reads is not None and reads.nodes is not None:
+            items = self._query(cluster, _CLUSTER_ALERT)
+            if any(item["sk"]["S"] == _LAYOUT for item in items):
+                for node in sorted(reads.nodes):
+                    items += self._query(cluster, _node_prefix(node))
+                if reads.mark is not None:
+                    items += self._get(cluster, f"{_MARK}{reads.mark}")
+                return _parse(items).ledger
+        for attempt in range(1, _MOVE_ATTEMPTS + 1):
+            read = _parse(self._query(cluster, "ALERT"))  # alerts and report marks
+            if read.layout and not read.old:
+                return read.ledger
+            try:
+                self._move(cluster, read)
+            except LedgerConflict:
+                if attempt == _MOVE_ATTEMPTS:
+                    raise
+                logger.info("moving the alerts of %s to the current keys lost to a concurrent write, re-reading "
+                            "(attempt %d)", cluster, attempt)
+                continue
+            return read.ledger  # the same records, now under their current keys
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _query(self, cluster: str, prefix: str) -> list[dict[str, Any]]:
+        """The cluster's items whose sort key starts with `prefix`: one consistent Query, every page."""
+        items: list[dict[str, Any]] = []
+        for page in self.dynamodb.get_paginator("query").paginate(
             TableName=self.table_name, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :alert)",
-            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":alert": {"S": "ALERT"}},
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":prefix": {"S": prefix}},
         ):
-            for item in page["Items"]:
-                if item["sk"]["S"].startswith(_MARK):
-                    mark = mark_from_item(item)
-                    ledger.marks[mark.key] = mark
-                else:
-                    record = from_item(item)
-                    ledger.records[record.fingerprint] = record
-        return ledger
+            items += page["Items"]
+        return items
+
+    def _get(self, cluster: str, sk: str) -> list[dict[str, Any]]:
+        item = self.dynamodb.get_item(TableName=self.table_name, ConsistentRead=True,
+                                      Key={"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": sk}}).get("Item")
+        return [item] if item else []
+
+    def _move(self, cluster: str, read: _Read) -> None:
+        """Put each old item under its current key (unless one is there: then the current one is the
+        alert, and the old copy only goes) and delete the old one on its version, both in one
+        transaction; then write the layout marker, after every old item moved."""
+        batch: list[dict[str, Any]] = []
+        for record, item in read.old:
+            delete = {"Delete": {
+                "TableName": self.table_name, "Key": {"pk": item["pk"], "sk": item["sk"]},
+                "ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":v": item["version"]},
+            }}
+            pair = [delete] if record.fingerprint in read.current else [
+                {"Put": {"TableName": self.table_name,
+                         "Item": {**item, **alert_key(cluster, record.fingerprint, record.node)},
+                         "ConditionExpression": "attribute_not_exists(pk)"}}, delete]
+            if len(batch) + len(pair) > _TRANSACTION_LIMIT:
+                self._transact_move(batch)
+                batch = []
+            batch += pair
+        marker = {"TableName": self.table_name, "ConditionExpression": "attribute_not_exists(pk)",
+                  "Item": {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": _LAYOUT}, "layout": {"N": "2"}}}
+        if batch and not read.layout and len(batch) < _TRANSACTION_LIMIT:
+            self._transact_move([*batch, {"Put": marker}])
+            return
+        if batch:
+            self._transact_move(batch)
+        if not read.layout:  # nothing (more) to move: the marker alone, unless another wrote it
+            try:
+                self.dynamodb.put_item(**marker)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+
+    def _transact_move(self, items: list[dict[str, Any]]) -> None:
+        """A move's transaction; cancelled by a concurrent writer (a condition, or another transaction
+        on one of its items) it raises LedgerConflict: the caller reads again."""
+        try:
+            self._transact(items)
+        except ClientError as exc:
+            reasons = {reason.get("Code") or "None" for reason in exc.response.get("CancellationReasons") or []}
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and reasons <= {
+                    "None", "ConditionalCheckFailed", "TransactionConflict"}:
+                raise LedgerConflict(str(exc)) from exc
+            raise
 
     def open_clusters(self) -> set[str]:
         """Clusters that have pending or firing alerts, or notifications still owed."""
@@ -336,7 +500,7 @@ class LedgerStore:
     ) -> dict[str, Any]:
         """A transaction item: the update, on the condition that the claim is still ours (and `also`)."""
         return {"Update": {
-            "TableName": self.table_name, "Key": alert_key(record.cluster, record.fingerprint),
+            "TableName": self.table_name, "Key": alert_key(record.cluster, record.fingerprint, record.node),
             "UpdateExpression": expression,
             "ConditionExpression": "claim_token = :token" + (f" AND {also}" if also else ""),
             "ExpressionAttributeNames": {"#v": "version", **(names or {})},

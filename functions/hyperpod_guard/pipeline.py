@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .alerting import Outcome, Scope, build_notification, plan
 from .engine import Evaluation
+from .findings import Severity
 from .freshness import Report, ReportMark
-from .ledger import AlertRecord, AlertState, Decision, Reason
-from .ledger_store import ClusterLedger, LedgerConflict
+from .ledger import LAST_SEEN_RESOLUTION, AlertRecord, AlertState, Decision, Reason, carry
+from .ledger_reads import reads_for
+from .ledger_store import ClusterLedger, LedgerConflict, LedgerReads
 from .notify.message import Notification
 from .rules import ClusterRules
 
@@ -38,7 +40,7 @@ COMMIT_ATTEMPTS = 5
 
 
 class Store(Protocol):
-    def load_cluster(self, cluster: str) -> ClusterLedger: ...
+    def load_cluster(self, cluster: str, reads: LedgerReads | None = None) -> ClusterLedger: ...
     def commit(self, decisions: list[Decision], token: str, now: datetime,
                marks: Sequence[ReportMark] = ()) -> list[AlertRecord]: ...
     def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None: ...
@@ -62,6 +64,20 @@ class Committed:
     #: the records written, with this invocation's claims and their new versions, by fingerprint
     written: dict[str, AlertRecord]
     stale: str | None = None
+    #: grouping: the notifications decided now but left owed for the cluster's next grouped message
+    deferred: tuple[Decision, ...] = ()
+
+    @property
+    def owes(self) -> bool:
+        """Some record written owes a notification (unclaimed, or claimed by a flush sending an older
+        one, which leaves the newer owed): a flush must be due."""
+        return any(r.owed is not None for r in self.written.values())
+
+    @property
+    def critical(self) -> bool:
+        """A deferred notification of a critical alert starting or escalating (grouping.next_flush)."""
+        return any(d.notify in (Reason.FIRST, Reason.ESCALATED) and d.record.severity is Severity.CRITICAL
+                   for d in self.deferred)
 
     @property
     def claimed(self) -> list[AlertRecord]:
@@ -76,18 +92,62 @@ class Committed:
 
 
 def decide_and_commit(store: Store, evaluation: Evaluation, scope: Scope, rules: ClusterRules, now: datetime,
-                      token: str, report: Report | None = None) -> Committed:
-    """Plan against the ledger as read now and write it, retrying on a concurrent write."""
+                      token: str, report: Report | None = None, *, defer: bool = False) -> Committed:
+    """Plan against the ledger as read now and write it, retrying on a concurrent write. `defer`
+    (grouping on): notifications are written as owed for the cluster's next grouped message."""
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        planned = plan(evaluation, scope, store.load_cluster(evaluation.cluster), rules, now, token, report)
+        ledger = store.load_cluster(evaluation.cluster, reads_for(evaluation, scope, report))
+        planned = plan(evaluation, scope, ledger, rules, now, token, report)
+        decisions, deferred = _deferred(planned.decisions, ledger.records) if defer else (planned.decisions, [])
         try:
-            written = store.commit(planned.decisions, token, now, planned.marks)
+            written = store.commit(decisions, token, now, planned.marks)
         except LedgerConflict:
             if attempt == COMMIT_ATTEMPTS:
                 raise
             logger.info("ledger write conflict for %s, re-reading (attempt %d)", evaluation.cluster, attempt)
             continue
-        return Committed(evaluation.cluster, planned.decisions, {r.fingerprint: r for r in written}, planned.stale)
+        return Committed(evaluation.cluster, decisions, {r.fingerprint: r for r in written}, planned.stale,
+                         tuple(deferred))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _deferred(decisions: list[Decision], stored: Mapping[str, AlertRecord]) -> tuple[list[Decision], list[Decision]]:
+    """The decisions with their notifications left owed and unclaimed (the flush claims them), and
+    the deferred ones as planned. An owed notification that was already stored so is not written
+    again (a storm of events carrying it costs reads only)."""
+    kept: list[Decision] = []
+    deferred: list[Decision] = []
+    for decision in decisions:
+        if decision.notify is None:
+            kept.append(decision)
+            continue
+        deferred.append(decision)
+        before = stored.get(decision.record.fingerprint)
+        unchanged = before is not None and replace(
+            decision.record, last_seen=before.last_seen, reason=before.reason) == before \
+            and decision.record.last_seen - before.last_seen < LAST_SEEN_RESOLUTION
+        why = f"{decision.why} (with the cluster's next grouped message)"
+        kept.append(replace(decision, notify=None, why=why, changed=not unchanged,
+                            record=decision.record if unchanged else replace(decision.record, reason=why)))
+    return kept, deferred
+
+
+def flush_owed(store: Store, cluster: str, now: datetime, token: str,
+               only: frozenset[str] | None = None) -> Committed:
+    """A grouped message is due: claim every notification the cluster owes (`only` these
+    fingerprints), carried as they are (nothing is evaluated), retrying on a concurrent write."""
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        ledger = store.load_cluster(cluster)
+        decisions = [carry(record, now, token=token) for record in ledger.records.values()
+                     if record.owed and (only is None or record.fingerprint in only)]
+        try:
+            written = store.commit(decisions, token, now)
+        except LedgerConflict:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            logger.info("ledger write conflict flushing %s, re-reading (attempt %d)", cluster, attempt)
+            continue
+        return Committed(cluster, decisions, {r.fingerprint: r for r in written})
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -95,6 +155,22 @@ def remediate(remediator: Remediate | None, committed: Committed) -> Mapping[str
     """Opt-in remediation of what this evaluation observed firing (see remediation/)."""
     firing = committed.observed_firing
     return remediator(firing) if remediator and firing else {}
+
+
+def send_now(store: Store, committed: Committed, reports: Mapping[str, ActionReport], now: datetime,
+             token: str) -> Committed:
+    """Grouping: remediation acted on alerts whose notification was left for the grouped message.
+    News of an action cannot wait for a page people have not had yet (nor can the page come after
+    it): those notifications are claimed and go now, with the action (compose)."""
+    acted = frozenset(fp for fp, report in reports.items() if report.news) & {
+        d.record.fingerprint for d in committed.deferred}
+    if not acted:
+        return committed
+    sent = flush_owed(store, committed.cluster, now, token, only=acted)
+    now_sent = {d.record.fingerprint: d for d in sent.decisions}
+    return replace(committed, decisions=[now_sent.get(d.record.fingerprint, d) for d in committed.decisions],
+                   written={**committed.written, **sent.written},
+                   deferred=tuple(d for d in committed.deferred if d.record.fingerprint not in now_sent))
 
 
 def compose(committed: Committed, reports: Mapping[str, ActionReport], now: datetime, *, region: str | None = None,

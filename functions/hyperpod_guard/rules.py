@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
@@ -38,7 +38,7 @@ from .policy_settings import (
     has_prefix,
     remediation_of,
 )
-from .timeutil import Timestamp
+from .timeutil import Duration, Timestamp
 
 if TYPE_CHECKING:
     from .silences import AdHocSilence
@@ -61,6 +61,10 @@ __all__ = [
     "glob_match",
     "has_prefix",
 ]
+
+#: SQS holds a message back at most 15 minutes (DelaySeconds): the first message of a group is
+#: one delayed message away
+MAX_GROUP_WAIT = timedelta(minutes=15)
 
 SCHEMA_ID = "https://github.com/hyperpod-guard/hyperpod-guard/rules.schema.json"
 
@@ -164,6 +168,28 @@ class RemediationBudget(RulesModel):
     )
 
 
+class Grouping(RulesModel):
+    """Alerts of one cluster that start close together go out as one message, as Alertmanager's
+    group_wait / group_interval do (grouping.py). It needs the stack's work queue, which holds
+    each flush back until it is due; where there is none (local runs) every message goes at once."""
+
+    group_wait: Duration = Field(
+        default=timedelta(seconds=30), le=MAX_GROUP_WAIT,
+        description="How long a cluster's first message waits to collect the alerts that start with it. "
+        "A critical alert that starts or escalates is never held longer than this. 0s: no grouping, "
+        "every notification goes out at once.",
+    )
+    group_interval: Duration = Field(
+        default=timedelta(minutes=5), le=timedelta(days=1),
+        description="After a message, the next one about the cluster (with everything that changed meanwhile: "
+        "new alerts, repeats, resolved) waits until this long after it.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.group_wait > timedelta(0)
+
+
 class Rules(RulesModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -178,6 +204,7 @@ class Rules(RulesModel):
     overrides: tuple[ClusterOverride, ...] = ()
     silences: tuple[Silence, ...] = ()
     remediation_budget: RemediationBudget = Field(default_factory=RemediationBudget)
+    grouping: Grouping = Field(default_factory=Grouping)
 
     @property
     def selects_by_tags(self) -> bool:
@@ -217,7 +244,7 @@ class Rules(RulesModel):
         `adhoc`: the active ad-hoc silences (silences.py); those of other clusters are left out."""
         return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name), self.silences,
                             self.remediation_budget, dict(tags) if tags is not None else None,
-                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)))
+                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)), self.grouping)
 
 
 @dataclass(frozen=True)
@@ -233,6 +260,7 @@ class ClusterRules:
     tags: Mapping[str, str] | None = None
     #: the active ad-hoc silences whose cluster glob matches this cluster (silences.py)
     adhoc: tuple[AdHocSilence, ...] = ()
+    grouping: Grouping = field(default_factory=Grouping)
 
     @property
     def remediates(self) -> bool:

@@ -379,6 +379,13 @@ class RulesStore:
         RULES_REQUIRED (true: no parameters under the path is an error; default false)."""
         return cls(RULES_PATH.read(), RULES_MAX_AGE.read(), provider=provider, required=RULES_REQUIRED.read())
 
+    def prime(self) -> None:
+        """Make what the first load would make, without reading SSM (handlers/evaluator.prime): the SSM
+        client and the GetParametersByPath paginator's model Powertools pages with."""
+        if self._provider is None:
+            _default_provider()
+            aws_clients.client("ssm").get_paginator("get_parameters_by_path")
+
     def _fetch(self, force_fetch: bool) -> dict[str, str]:
         options: dict[str, Any] = {"recursive": True, "decrypt": True, "max_age": self.max_age,
                                    "force_fetch": force_fetch}

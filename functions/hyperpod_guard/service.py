@@ -10,8 +10,9 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,13 +30,16 @@ from .events import (
     foreign_origin,
     parse_event,
 )
+from .findings import Severity
 from .freshness import report_of
+from .grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
+from .ledger import Reason
 from .ledger_store import LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
 from .rules import ClusterRules, Rules, glob_match
 from .rules_store import LoadedRules, RulesStore
-from .settings import EvaluatorSettings, SweepSettings
+from .settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 from .silences import AdHocSilence, SilenceCache, SilenceStore
 from .snapshot import ClusterSnapshot, Node
 
@@ -58,6 +62,8 @@ class Runtime:
     event_accounts: frozenset[str] | None = None
     #: the ad-hoc silences, read once per evaluation at most and cached SILENCES_MAX_AGE seconds
     silences: SilenceCache | None = None
+    #: schedules grouped messages (grouping.py); None: no work queue, every message goes at once
+    grouper: Grouper | None = None
 
     def __post_init__(self) -> None:
         if self.tags is None:
@@ -86,7 +92,17 @@ class Runtime:
             tags=TagCache(reader, settings.tags_max_age),
             event_accounts=event_accounts(settings.event_accounts),
             silences=SilenceCache(SilenceStore(ledger.table_name, ledger.dynamodb), settings.silences_max_age),
+            grouper=_grouper(ledger),
         )
+
+
+def _grouper(ledger: LedgerStore) -> Grouper | None:
+    """Grouping's scheduler when the function has the work queue (WORK_QUEUE_URL), else None (every
+    message goes at once). Its SQS client is made when a flush is first scheduled (cold starts)."""
+    queue_url = WorkQueueSettings.from_env().work_queue_url
+    if not queue_url:
+        return None
+    return Grouper(GroupStore(ledger.table_name, ledger.dynamodb), SqsFlushQueue(queue_url))
 
 
 @dataclass
@@ -141,12 +157,50 @@ def evaluate_cluster(
         # the event is about a node that was already replaced: its problem is over
         evaluation = Evaluation(cluster, [f for f in evaluation.findings if f.node not in scope.gone_nodes],
                                 evaluation.resolved)
+    grouped = runtime.grouper is not None and rules.grouping.enabled
     committed = pipeline.decide_and_commit(runtime.ledger, evaluation, scope, rules, now, token,
-                                           report_of(event, now))                       # the ledger decides
+                                           report_of(event, now), defer=grouped)        # the ledger decides
+    flush_at = _schedule_flush(runtime, committed, rules, now, snapshot.arn) if grouped else None  # grouping
     reports = pipeline.remediate(_remediator(runtime, snapshot, rules, now, token), committed)  # opt-in actions
+    if grouped:  # an action's news goes now, with the page it is about
+        committed = pipeline.send_now(runtime.ledger, committed, reports, now, token)
     notification = pipeline.compose(committed, reports, now, region=runtime.region, cluster_arn=snapshot.arn,
                                     tags=rules.tags)                                     # one message
-    return evaluation, pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
+    outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
+    return evaluation, replace(outcome, flush_at=flush_at)
+
+
+def _schedule_flush(runtime: Runtime, committed: pipeline.Committed, rules: ClusterRules, now: datetime,
+                    cluster_arn: str | None) -> datetime | None:
+    """Grouping: when notifications were left owed, make sure the cluster's flush is due (grouping.py)."""
+    if runtime.grouper is None or not (committed.deferred or committed.owes):
+        return None
+    return runtime.grouper.ensure_flush(committed.cluster, rules.grouping, now, critical=committed.critical,
+                                        cluster_arn=cluster_arn, tags=dict(rules.tags) if rules.tags else None)
+
+
+def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) -> Outcome | None:
+    """A flush message of the work queue: the cluster's owed notifications, as one message. None
+    when it is not this message's turn (superseded by a sooner flush, or early: sent again)."""
+    if runtime.grouper is None:
+        raise RuntimeError("a flush message came, but no work queue is configured (WORK_QUEUE_URL)")
+    state = runtime.grouper.store.get(flush.cluster)
+    if state.flush_id not in (None, flush.flush_id):
+        logger.info("flush %s of %s superseded by %s", flush.flush_id, flush.cluster, state.flush_id)
+        return None
+    if state.flush_id == flush.flush_id and runtime.grouper.requeue(flush, state, now):
+        return None
+    if not runtime.grouper.store.start(flush.cluster, flush.flush_id, now):
+        logger.info("flush %s of %s superseded while starting", flush.flush_id, flush.cluster)
+        return None
+    committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token)
+    notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
+                                    tags=state.tags)
+    outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
+    if notification is not None and any(item.reason is not Reason.RESOLVED
+                                        and item.finding.severity is Severity.CRITICAL for item in notification.items):
+        runtime.grouper.store.paged(flush.cluster, now)
+    return outcome
 
 
 def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: str,
@@ -250,27 +304,46 @@ def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> Event
 
 @dataclass
 class SweepResult:
+    #: clusters ListClusters returned
     clusters: int = 0
+    #: remembered with open alerts but not listed (describe says they are gone, so their alerts resolve):
+    #: inline, those evaluated; fanned out, those handed over
     gone: int = 0
+    #: clusters evaluated here (inline), without error
+    evaluated: int = 0
+    #: clusters handed to the workers (fanned out): one message each
+    enqueued: int = 0
     findings: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     rules_error: str | None = None
 
 
-def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
-    """Evaluate every cluster (bounded concurrency): advances pending alerts past their grace,
-    heals lost events, and resolves the alerts of clusters that are gone. One cluster's
-    failure does not stop the others; the sweep raises at the end if any failed."""
+def sweep(runtime: Runtime, now: datetime, token: str, *,
+          dispatch: Callable[[list[str]], None] | None = None) -> SweepResult:
+    """Evaluate every cluster: advances pending alerts past their grace, heals lost events, and
+    resolves the alerts of clusters that are gone. The rules check (the rules-invalid alert fires,
+    and resolves once they are valid) is the sweep's own, once per run.
+
+    `dispatch` hands the clusters to workers instead (deployed: one SQS message each, evaluated by
+    handlers/worker.py, so that 1,000 clusters take Lambdas in parallel, not one Lambda's timeout);
+    it raises if it could not. None: evaluated here, `sweep_concurrency` at a time (the demo, the
+    tests, local runs); one cluster's failure does not stop the others, and the handler raises at the
+    end if any failed."""
     loaded, rules_outcome = check_rules(runtime, now, token, always=True)
     result = SweepResult(rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
-    silences = runtime.active_silences(now)  # once for every cluster
     listed = runtime.reader.list_clusters()
     remembered = runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
     clusters = sorted(set(listed) | remembered)  # remembered but unlisted: describe says gone
     result.clusters = len(listed)
+    if dispatch is not None:
+        dispatch(clusters)
+        result.enqueued = len(clusters)
+        result.gone = len(remembered - set(listed))
+        return result
+    silences = runtime.active_silences(now)  # once for every cluster
 
     def one(cluster: str) -> tuple[str, Evaluation | None, Outcome | None, str | None]:
         try:
@@ -287,6 +360,7 @@ def sweep(runtime: Runtime, now: datetime, token: str) -> SweepResult:
                 result.errors[cluster] = error
                 continue
             assert evaluation is not None and outcome is not None
+            result.evaluated += 1
             result.findings += len(evaluation.findings)
             result.outcomes.append(outcome)
             if cluster not in listed:

@@ -6,8 +6,10 @@ environment with `environment()`, so a default changed there changes the stack t
 |----------------|--------------------------------------------------------|------------------------------------------|
 | evaluator      | `EvaluatorSettings`                                    | with the first event (`Runtime.from_env`)|
 | sweep          | `SweepSettings`: the evaluator's + `SWEEP_CONCURRENCY` | with the first run                       |
+|                | and `WorkQueueSettings` (`WORK_QUEUE_URL`)             | with the first run                       |
+| worker         | `EvaluatorSettings`                                    | with the first batch                     |
 | Slack notifier | `SlackNotifierSettings`                                | per invocation (a few lookups)           |
-| all three      | the Powertools variables (`constants.SERVICE_NAME`, ...) | at import (handlers/observability.py)  |
+| all four       | the Powertools variables (`constants.SERVICE_NAME`, ...) | at import (handlers/observability.py)  |
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .constants import (
     TABLE_NAME,
     TAGS_MAX_AGE,
     TOPIC_ARN,
+    WORK_QUEUE_URL,
     Var,
 )
 
@@ -90,6 +93,15 @@ class EvaluatorSettings(_Settings):
 @dataclass(frozen=True)
 class SweepSettings(EvaluatorSettings):
     sweep_concurrency: int = _env(SWEEP_CONCURRENCY)
+
+
+@dataclass(frozen=True)
+class WorkQueueSettings(_Settings):
+    """The queue a function hands work to (the sweep: one message per cluster, for handlers/worker.py).
+    A model of its own, not a field of SweepSettings: whoever sends work adds it beside its settings."""
+
+    #: None: no queue, the work is done in place (the sweep evaluates every cluster itself)
+    work_queue_url: str | None = _env(WORK_QUEUE_URL)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ the RIC needs only four routes of the Runtime API (2018-06-01):
     POST /runtime/invocation/<id>/error      the handler raised (Lambda would retry the event)
     POST /runtime/init/error                 the handler could not be loaded (import error, ...)
 
+and, for a SnapStart init (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start), two more: the RIC runs the
+before-snapshot hooks, waits on GET /runtime/restore/next (answered at once here: snapshot taken and
+restored), then runs the after-restore hooks, reporting a failing one to POST /runtime/restore/error.
+
 One server serves one runtime process ("container") for any number of invocations, one at a
 time like Lambda: `invoke()` queues an event and waits for its response or error, so the same
 process handles the second invocation warm.
@@ -51,6 +55,9 @@ class RuntimeAPI:
     init_errors: list[Any] = field(default_factory=list)
     #: request ids the runtime fetched with GET /next (a request counts as delivered once)
     delivered: list[str] = field(default_factory=list)
+    #: GET /restore/next calls (a SnapStart init asks once) and POST /restore/error payloads
+    restores: int = 0
+    restore_errors: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._events: queue.Queue[Invocation] = queue.Queue()
@@ -75,6 +82,10 @@ class RuntimeAPI:
                     pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == f"{PREFIX}/restore/next":
+                    with api._changed:
+                        api.restores += 1
+                    return self._reply(200, b"")
                 if self.path != f"{PREFIX}/invocation/next":
                     return self._reply(404, b'{"errorType":"NotFound"}')
                 while not api._stopping.is_set():  # long poll, like the real API, until an event comes
@@ -97,6 +108,10 @@ class RuntimeAPI:
                 if parts == ["init", "error"]:
                     with api._changed:
                         api.init_errors.append(payload)
+                        api._changed.notify_all()
+                elif parts == ["restore", "error"]:
+                    with api._changed:
+                        api.restore_errors.append(payload)
                         api._changed.notify_all()
                 elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
                     if parts[2] == "error" and isinstance(payload, dict):

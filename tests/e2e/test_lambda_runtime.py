@@ -173,10 +173,11 @@ def _evaluate(value: Any, refs: dict[str, str]) -> Any:
 
 
 def _refs(template: dict[str, Any]) -> dict[str, str]:
-    """What `Ref` returns for the stack's table, topics and secrets, here: the moto resources
-    provision() made under the stack's names."""
-    sns, secrets = boto3.client("sns"), boto3.client("secretsmanager")
+    """What `Ref` returns for the stack's table, topics, secrets and queues, here: the moto resources
+    provision() (or a test) made under the stack's names."""
+    sns, secrets, sqs = boto3.client("sns"), boto3.client("secretsmanager"), boto3.client("sqs")
     topics = {arn.rsplit(":", 1)[1]: arn for arn in (t["TopicArn"] for t in sns.list_topics()["Topics"])}
+    queues = {url.rsplit("/", 1)[1]: url for url in sqs.list_queues().get("QueueUrls", [])}
     refs = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}  # moto's account
     for logical_id, resource in template["Resources"].items():
         p = resource.get("Properties", {})
@@ -186,6 +187,8 @@ def _refs(template: dict[str, Any]) -> dict[str, str]:
             refs[logical_id] = topics[p["TopicName"]]
         elif resource["Type"] == "AWS::SecretsManager::Secret":
             refs[logical_id] = secrets.describe_secret(SecretId=p["Name"])["ARN"]
+        elif resource["Type"] == "AWS::SQS::Queue" and p.get("QueueName") in queues:
+            refs[logical_id] = queues[p["QueueName"]]
     return refs
 
 
@@ -307,7 +310,12 @@ def seeded(stack: Resources) -> Resources:
     """The rules the stack seeds (its default rulesFile), as it seeds them: the template tells
     the functions RULES_REQUIRED=true, so an empty rules path would be a rules-invalid alert."""
     document = json.loads((REPO / "rules" / "defaults.json").read_text())
+    # these tests follow each invocation's own message; grouping holds messages for a flush (issue 17,
+    # tests/integration/test_grouping.py and the model's grouped case)
+    document["grouping"]["group_wait"] = "0s"
     push_rules(document, stack.rules_path, ssm=boto3.client("ssm"))
+    # the work queue the template's WORK_QUEUE_URL names (the sweep's fan-out, grouping's flushes)
+    boto3.client("sqs").create_queue(QueueName=f"{PREFIX}-work")
     return stack
 
 
@@ -339,10 +347,12 @@ def node_scenario() -> dict[str, Any]:
 
 # --- the tests ------------------------------------------------------------------------------------
 
-def test_entry_points_and_environment_come_from_the_stack(synthesised: Synthesised, stack: Resources) -> None:
+def test_entry_points_and_environment_come_from_the_stack(synthesised: Synthesised, seeded: Resources) -> None:
+    stack = seeded  # with the work queue the template names
     functions = synthesised.functions
     assert functions["evaluator"].handler == "hyperpod_guard.handlers.evaluator.handler"
     assert functions["slack-notifier"].handler == "hyperpod_guard.handlers.slack_notifier.handler"
+    assert functions["worker"].handler == "hyperpod_guard.handlers.worker.handler"
     refs = _refs(synthesised.template)
     evaluator = {k: _evaluate(v, refs) for k, v in functions["evaluator"].environment.items()}
     notifier = {k: _evaluate(v, refs) for k, v in functions["slack-notifier"].environment.items()}
@@ -481,6 +491,48 @@ def test_slack_notifier_delivers_once_and_reports_slack_outage_as_error(lambdas:
         assert len(failed) == 1 and failed[0]["cold_start"] is False and failed[0]["attempts"] == 2, failed
     finally:
         sink.stop()
+
+
+def test_the_sweep_fans_out_and_the_worker_evaluates(lambdas: Lambdas, stack: Resources, asset: Path) -> None:
+    """The sweep with the stack's WORK_QUEUE_URL sends one message per cluster; the worker, fed them as
+    Lambda's SQS event source feeds it, evaluates each and reports a bad message as its own failure."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"{PREFIX}-work")["QueueUrl"]  # named as the stack names it
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    _, failing = scenario("node-failure-recovery-none")
+    serve(failing)  # batch-infer: a node in Failure, nothing repairs it; the sweep lists it: critical at once
+    (failed_node,) = [n["InstanceId"] for n in failing["Nodes"] if n["InstanceStatus"]["Status"] == "Failure"]
+    _, degraded = scenario("degraded-group-failed")
+    serve(degraded)  # ml-prod: pending (5m grace)
+
+    sweep = lambdas.start("sweep")
+    kind, summary = sweep.invoke({})
+    assert (kind, summary["clusters"], summary["enqueued"], summary["evaluated"]) == ("response", 2, 2, 0), (
+        sweep.diagnostics())
+    assert delivered(stack) == []  # the sweep evaluated nothing itself
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(json.loads(m["Body"])["cluster"] for m in received) == ["batch-infer", "ml-prod"]
+    bad = sqs.send_message(QueueUrl=url, MessageBody='{"kind": "no-such-kind"}')["MessageId"]
+    received += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    event = {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": REGION} for m in received]}
+
+    worker = lambdas.start("worker")
+    assert worker.invoke(event) == ("response", {"batchItemFailures": [{"itemIdentifier": bad}]}), (
+        worker.diagnostics())
+    (message,) = delivered(stack)
+    assert message["message"]["cluster"] == "batch-infer"
+    assert [i["finding"]["node"] for i in message["message"]["items"]] == [failed_node]
+    # delivered again (SQS is at least once): evaluated again, nothing sent again
+    assert worker.invoke(event) == ("response", {"batchItemFailures": [{"itemIdentifier": bad}]})
+    assert delivered(stack) == []
+    assert any("SweepClustersEvaluated" in line for line in worker.logs() if "_aws" in line), "EMF metrics"
+    for process in (sweep, worker):
+        ours = [f for f in process.loaded_files() if "/hyperpod_guard/" in f]
+        assert ours and all(Path(f).is_relative_to(asset) for f in ours), process.diagnostics()
+    assert str(asset / "hyperpod_guard" / "handlers" / "worker.py") in worker.loaded_files()
 
 
 def test_the_command_line_is_not_in_the_asset(lambdas: Lambdas) -> None:

@@ -78,5 +78,5 @@ def test_every_other_namespace_is_aws(template: dict[str, Any]) -> None:
 def test_the_functions_emit_into_the_dashboards_namespace(template: dict[str, Any]) -> None:
     # ours have names; the rules seed's provider (AwsCustomResource, generated name) emits no metrics
     functions = [f for f in resources(template, "AWS::Lambda::Function").values() if "FunctionName" in f["Properties"]]
-    assert len(functions) == 3
+    assert len(functions) == 4
     assert {f["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] for f in functions} == {NAMESPACE}

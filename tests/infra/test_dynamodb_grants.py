@@ -7,8 +7,10 @@ test, and so does a call the role could not make in AWS (AccessDenied).
 
 If this fails after a code change, the message names the role, the action and the resource. Declare
 the action next to the call; infra grants what is declared there:
-- evaluator and sweep: `ledger_store.TABLE_ACTIONS`, `remediation.store.TABLE_ACTIONS` (table) and
-  `ledger_store.OPEN_INDEX_ACTIONS` (the `open` index; the sweep only);
+- evaluator and worker: `ledger_store.TABLE_ACTIONS`, `remediation.store.TABLE_ACTIONS`,
+  `silences.TABLE_ACTIONS` (table);
+- sweep: `infra.evaluation.SWEEP_TABLE_ACTIONS` (table: the rules-invalid alert) and
+  `ledger_store.OPEN_INDEX_ACTIONS` (the `open` index); it hands every cluster to the worker;
 - Slack notifier: `ledger_store.IDEMPOTENCY_ACTIONS`, on its own records (`IDEMPOTENCY_PK`) only.
 """
 
@@ -20,6 +22,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatch
 from typing import Any
@@ -33,6 +36,7 @@ from hyperpod_guard.local.provision import Resources, delivered
 from hyperpod_guard.notify.slack import SlackError
 from tests.conftest import REGION
 from tests.integration.test_remediation import REBOOT, FakeHyperPod
+from tests.integration.test_sweep_fanout import EventSource, WorkQueueOnMoto, work_queue  # noqa: F401 (fixture)
 from tests.runtime_fixtures import scenario, serve, stack  # noqa: F401
 from tests.slack_sink import slack_sink  # noqa: F401
 
@@ -81,7 +85,7 @@ class Recorder:
         self.role: str | None = None
         self.needed: dict[str, set[Need]] = defaultdict(set)
         self.partition_keys: dict[str, set[str | None]] = defaultdict(set)
-        self._lock = threading.Lock()  # the sweep calls from a thread pool
+        self._lock = threading.Lock()  # the inline sweep calls from a thread pool
         client.meta.events.register("provide-client-params.dynamodb", self._record)
 
     @contextmanager
@@ -182,10 +186,26 @@ def node(instance_id: str, group: str, status: str) -> dict[str, Any]:
             "InstanceStatus": {"Status": status}}
 
 
-def evaluator_and_sweep_workload(recorder: Recorder, clock: list[datetime], hyperpod: FakeHyperPod) -> None:
+def old_layout_alert(table: str, cluster: str) -> None:
+    """An open alert as the code before issue 17 kept it (`ALERT#<fingerprint>`, not by the recorded
+    client): the first evaluation of its cluster moves it (TransactWriteItems: Put and Delete)."""
+    from hyperpod_guard.findings import Finding, Severity
+    from hyperpod_guard.ledger import AlertRecord
+    from hyperpod_guard.ledger_store import to_item
+
+    record = AlertRecord.start(Finding(policy="degraded-group", severity=Severity.WARNING, cluster=cluster,
+                                       condition="below-target", summary="from before", instance_group="old"),
+                               T0 - timedelta(days=1))
+    item = to_item(replace(record, version=1))  # as committed once
+    boto3.client("dynamodb").put_item(TableName=table, Item={**item, "sk": {"S": f"ALERT#{record.fingerprint}"}})
+
+
+def evaluator_and_sweep_workload(recorder: Recorder, clock: list[datetime], hyperpod: FakeHyperPod,
+                                 queue: WorkQueueOnMoto) -> None:
     """Node Health and State Change events with live remediation (notify, claim, budget, act, audit,
-    back off, refund), an invalid-rules alert, a resolve; then sweeps (open index, deleted cluster)."""
-    from hyperpod_guard.handlers import evaluator, sweep
+    back off, refund), an invalid-rules alert, a resolve; then sweeps (open index, deleted cluster, the
+    rules-invalid alert resolving), each cluster evaluated by the worker from the work queue."""
+    from hyperpod_guard.handlers import evaluator, sweep, worker
 
     def evaluate(event: dict[str, Any], minutes: float) -> dict[str, Any]:
         clock[0] = T0 + timedelta(minutes=minutes)
@@ -196,6 +216,8 @@ def evaluator_and_sweep_workload(recorder: Recorder, clock: list[datetime], hype
     unhealthy, snapshot = node_event("Unhealthy")
     failing = unhealthy["detail"]["InstanceId"]
     serve(snapshot, nodes=[node(failing, "p5-train", "Failure"), node("i-0aaaaaaaaaaaaaaa1", "p5-train", "Failure")])
+    old_layout_alert(recorder.table, unhealthy["detail"]["ClusterName"])  # moved by the evaluator
+    old_layout_alert(recorder.table, "deleted-before-the-upgrade")  # moved when the sweep finds it gone
     assert evaluate(unhealthy, 0)["notifications"] >= 1  # pages and reboots
     assert REBOOT in [op for op, _ in hyperpod.take()]
 
@@ -212,17 +234,22 @@ def evaluator_and_sweep_workload(recorder: Recorder, clock: list[datetime], hype
 
     put_rules('{"version": 1, "policies": {"degraded-group": {"grace": "soon"}}}')  # rules-invalid alert
     evaluate(state_change, 3)
-    put_rules(RULES)
     healthy, _ = node_event("Healthy")
     evaluate(healthy, 4)  # resolves the first node's alert
 
     delete_cluster(unhealthy["detail"]["ClusterName"], region=REGION)  # its open alerts resolve at the sweep
+    workers = EventSource(queue, worker)
     for minutes in (10, 70):  # the second one after the budget window, the back-off and the action's hour
         clock[0] = T0 + timedelta(minutes=minutes)
-        with recorder.acting("sweep"):
-            sweep.handler({}, LambdaContext(function_name=f"{PREFIX}-sweep"))
+        with recorder.acting("sweep"):  # the first still with invalid rules, the second resolves their alert
+            assert sweep.handler({}, LambdaContext(function_name=f"{PREFIX}-sweep"))["enqueued"] >= 1
+        with recorder.acting("worker"):
+            workers.drain()
+        put_rules(RULES)
+    assert [failed for _, failed in workers.invocations] == [[]] * len(workers.invocations)
     hyperpod.take()
-    assert evaluator.runtime().ledger.dynamodb is recorder.client is sweep.runtime().ledger.dynamodb
+    assert (evaluator.runtime().ledger.dynamodb is recorder.client is sweep.runtime().ledger.dynamodb
+            is worker.runtime().ledger.dynamodb)
 
 
 def notifier_workload(recorder: Recorder, stack: Resources, sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
@@ -261,15 +288,15 @@ def notifier_workload(recorder: Recorder, stack: Resources, sink: Any, monkeypat
 
 
 def test_each_role_is_granted_exactly_the_dynamodb_actions_its_code_calls(
-    template, stack, recorder, clock, slack_sink, monkeypatch,  # noqa: F811
+    template, stack, recorder, clock, slack_sink, monkeypatch, work_queue,  # noqa: F811
 ):
     from hyperpod_guard import aws_clients
 
-    evaluator_and_sweep_workload(recorder, clock, FakeHyperPod(aws_clients.client("sagemaker")))
+    evaluator_and_sweep_workload(recorder, clock, FakeHyperPod(aws_clients.client("sagemaker")), work_queue)
     notifier_workload(recorder, stack, slack_sink, monkeypatch)
 
     problems = []
-    for role in ("evaluator", "sweep", "slack-notifier"):
+    for role in ("evaluator", "sweep", "worker", "slack-notifier"):
         assert recorder.needed[role], f"{role}: the workload made no DynamoDB call"
         grants = granted(template, role)
         problems += compare(role, recorder.needed[role], grants)

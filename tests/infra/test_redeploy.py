@@ -33,9 +33,12 @@ NAME_PROPERTY: dict[str, str | None] = {
     "AWS::IAM::Role": "RoleName",
     "AWS::KMS::Alias": "AliasName",
     "AWS::KMS::Key": None,  # a key's id is generated; its name is the alias
+    "AWS::Lambda::Alias": "Name",  # `live`, unique within its function only; deleted with it
     "AWS::Lambda::EventInvokeConfig": None,
+    "AWS::Lambda::EventSourceMapping": None,  # its id is generated; deleted with the stack (the queue feeds it)
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Lambda::Permission": None,
+    "AWS::Lambda::Version": None,  # numbered by Lambda; deleted with the stack, and when the next deploy replaces it
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::SNS::Subscription": None,
     "AWS::SNS::Topic": "TopicName",

@@ -30,7 +30,16 @@ from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK, TAB
 from hyperpod_guard.rules_store import plan_parts
 from infra.bundling import EXCLUDE, FUNCTIONS, NOT_SHIPPED, PACKAGE, copy_package
 from infra.config import DEFAULTS, ConfigError
-from infra.evaluation import SAGEMAKER_READ, SAGEMAKER_REMEDIATE
+from infra.evaluation import (
+    SAGEMAKER_READ,
+    SAGEMAKER_REMEDIATE,
+    WORK_BATCH_SIZE,
+    WORK_MAX_CONCURRENCY,
+    WORK_MAX_RECEIVES,
+    WORK_RETENTION_S,
+    WORK_VISIBILITY_S,
+    WORKER_TIMEOUT_S,
+)
 from infra.ingestion import EVENT_PATTERN
 
 from tests import import_graph
@@ -49,8 +58,12 @@ FUNCTIONS_SPEC = {  # name -> (handler, MemorySize, Timeout)
     "evaluator": ("hyperpod_guard.handlers.evaluator.handler", 512, 60),
     "sweep": ("hyperpod_guard.handlers.sweep.handler", 512, 300),
     "slack-notifier": ("hyperpod_guard.handlers.slack_notifier.handler", 256, 90),
+    "worker": ("hyperpod_guard.handlers.worker.handler", 512, 60),
 }
-QUEUES = ("events-dlq", "evaluator-failures", "slack-dlq")
+#: the dead-letter and failure queues (each alarmed on its depth); the work queue is busy by design
+QUEUES = ("events-dlq", "evaluator-failures", "slack-dlq", "work-dlq")
+#: the functions that evaluate clusters (the sweep hands its clusters to the worker)
+EVALUATING = ("evaluator", "worker")
 
 
 def _join(*parts: Any) -> dict[str, Any]:
@@ -80,6 +93,12 @@ def find(template: dict[str, Any], type_: str, **properties: Any) -> tuple[str, 
 
 def function(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     return find(template, "AWS::Lambda::Function", FunctionName=f"{PREFIX}-{name}")
+
+
+def live(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """The function's `live` alias, which its triggers invoke (infra/common.py)."""
+    fn, _ = function(template, name)
+    return find(template, "AWS::Lambda::Alias", FunctionName={"Ref": fn}, Name="live")
 
 
 def queue(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
@@ -151,12 +170,15 @@ def test_resource_counts(template: dict[str, Any]) -> None:
     rules_parts = plan_parts(json.loads((REPO / "rules/defaults.json").read_text()), RULES_PATH)
     assert rules_parts  # the seed must create something
     expected = {
-        # 3 functions + the rules seed's provider (AwsCustomResource), each with its log group
-        "AWS::Lambda::Function": 4, "AWS::SNS::Topic": 2, "AWS::SQS::Queue": 3, "AWS::DynamoDB::Table": 1,
-        "AWS::SecretsManager::Secret": 1, "AWS::KMS::Key": 1, "AWS::CloudWatch::Alarm": 10,
+        # 4 functions + the rules seed's provider (AwsCustomResource), each with its log group
+        "AWS::Lambda::Function": 5, "AWS::SNS::Topic": 2, "AWS::SQS::Queue": 5, "AWS::DynamoDB::Table": 1,
+        "AWS::SecretsManager::Secret": 1, "AWS::KMS::Key": 1, "AWS::CloudWatch::Alarm": 14,
         "AWS::CloudWatch::Dashboard": 1, "AWS::Events::Rule": 2, "AWS::SSM::Parameter": 0,
         "Custom::AWS": len(rules_parts) + 1,  # one PutParameter per part, then the manifest (test_rules_seed.py)
-        "AWS::Logs::LogGroup": 4, "AWS::Lambda::EventInvokeConfig": 2, "AWS::SNS::Subscription": 1,
+        "AWS::Logs::LogGroup": 5, "AWS::Lambda::EventInvokeConfig": 2, "AWS::SNS::Subscription": 1,
+        "AWS::Lambda::EventSourceMapping": 1,
+        # each of the 4 has the version of this deploy and its `live` alias (SnapStart: tests/infra/test_snapstart.py)
+        "AWS::Lambda::Version": 4, "AWS::Lambda::Alias": 4,
     }
     assert {t: counts[t] for t in expected} == expected
 
@@ -189,7 +211,7 @@ def test_function(template: dict[str, Any], name: str) -> None:
     assert log_group["Properties"] == {"LogGroupName": f"/aws/lambda/{PREFIX}-{name}", "RetentionInDays": 30}
 
 
-@pytest.mark.parametrize("name", ["evaluator", "sweep"])
+@pytest.mark.parametrize("name", ["evaluator", "sweep", "worker"])
 def test_evaluation_environment(template: dict[str, Any], name: str) -> None:
     table, _ = find(template, "AWS::DynamoDB::Table", TableName=f"{PREFIX}-ledger")
     alerts, _ = topic(template, "alerts")
@@ -201,6 +223,10 @@ def test_evaluation_environment(template: dict[str, Any], name: str) -> None:
     assert env["RULES_REQUIRED"] == "true"  # the stack seeds the rules: their absence is an alert
     assert env["EVENT_ACCOUNTS"] == ACCOUNT  # events of this account only (the rule's pattern, too)
     assert "SLACK_WEBHOOK_SECRET" not in env
+    # every one hands work over: the sweep its clusters (set, it fans out; unset, it would evaluate inline),
+    # any evaluation its cluster's grouped message (grouping.py; unset, every message would go at once)
+    work, _ = queue(template, "work")
+    assert env.get("WORK_QUEUE_URL") == {"Ref": work}
 
 
 def test_unseeded_rules_are_not_required(synth: Callable[..., dict[str, Any]]) -> None:
@@ -233,8 +259,11 @@ def test_notifier_keeps_idempotency_records_in_the_ledger_with_item_access_only(
 @pytest.mark.parametrize(("name", "failure_queue"), [("evaluator", "evaluator-failures"), ("slack-notifier", "slack-dlq")])
 def test_async_invoke_config(template: dict[str, Any], name: str, failure_queue: str) -> None:
     fn, _ = function(template, name)
+    alias, _ = live(template, name)
     queue_id, _ = queue(template, failure_queue)
     _, config = find(template, "AWS::Lambda::EventInvokeConfig", FunctionName={"Ref": fn})
+    # the alias's settings (async invoke settings are per qualifier; the alias is what is invoked)
+    assert config["Qualifier"] == {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": alias}]}]}
     assert config["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}}
     assert config["MaximumRetryAttempts"] == 2
     assert config["MaximumEventAgeInSeconds"] == 6 * 3600
@@ -257,14 +286,14 @@ def test_event_rule(template: dict[str, Any]) -> None:
     assert EVENT_PATTERN == expected == {"source": [SOURCE], "detail-type": list(DETAIL_TYPES)}
     assert rule["EventPattern"] == {**EVENT_PATTERN, "account": [ACCOUNT]}  # this deployment's events only
     assert rule["State"] == "ENABLED"
-    evaluator, _ = function(template, "evaluator")
+    evaluator, _ = live(template, "evaluator")
     dlq, _ = queue(template, "events-dlq")
     ((target),) = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [evaluator, "Arn"]}
+    assert target["Arn"] == {"Ref": evaluator}  # the alias's ARN
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq, "Arn"]}}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 6 * 3600}
-    # EventBridge may invoke the evaluator (from this rule only) and write to the DLQ
-    find(template, "AWS::Lambda::Permission", FunctionName={"Fn::GetAtt": [evaluator, "Arn"]},
+    # EventBridge may invoke the evaluator's alias (from this rule only) and write to the DLQ
+    find(template, "AWS::Lambda::Permission", FunctionName={"Ref": evaluator},
          Principal="events.amazonaws.com", SourceArn={"Fn::GetAtt": [rule_id, "Arn"]})
     _, dlq_policy = find(template, "AWS::SQS::QueuePolicy", Queues=[{"Ref": dlq}])
     assert any(s["Effect"] == "Allow" and s["Principal"] == {"Service": "events.amazonaws.com"}
@@ -309,9 +338,9 @@ def test_event_accounts_allow_list(synth: Callable[..., dict[str, Any]]) -> None
 def test_sweep_schedule(template: dict[str, Any]) -> None:
     _, rule = find(template, "AWS::Events::Rule", Name=f"{PREFIX}-sweep")
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
-    sweep, _ = function(template, "sweep")
+    sweep, _ = live(template, "sweep")
     ((target),) = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [sweep, "Arn"]}
+    assert target["Arn"] == {"Ref": sweep}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
 
 
@@ -350,13 +379,13 @@ def test_topic_encrypted_and_tls_only(template: dict[str, Any], name: str) -> No
 
 def test_slack_subscription_redrives_to_dlq(template: dict[str, Any]) -> None:
     alerts, _ = topic(template, "alerts")
-    notifier, _ = function(template, "slack-notifier")
+    notifier, _ = live(template, "slack-notifier")
     dlq, _ = queue(template, "slack-dlq")
     _, subscription = find(template, "AWS::SNS::Subscription", Protocol="lambda", TopicArn={"Ref": alerts})
-    assert subscription["Endpoint"] == {"Fn::GetAtt": [notifier, "Arn"]}
+    assert subscription["Endpoint"] == {"Ref": notifier}
     assert subscription["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}}
     assert "FilterPolicy" not in subscription  # Slack gets every severity
-    find(template, "AWS::Lambda::Permission", FunctionName={"Fn::GetAtt": [notifier, "Arn"]},
+    find(template, "AWS::Lambda::Permission", FunctionName={"Ref": notifier},
          Principal="sns.amazonaws.com", SourceArn={"Ref": alerts})
 
 
@@ -392,7 +421,7 @@ def test_sagemaker_scoped_to_clusters(synth, context: dict[str, Any]) -> None:
             assert actions == {"sagemaker:ListClusters"}, statement
 
 
-@pytest.mark.parametrize("name", ["evaluator", "sweep"])
+@pytest.mark.parametrize("name", EVALUATING)
 def test_evaluation_role(template: dict[str, Any], name: str) -> None:
     statements = function_statements(template, name)
     assert actions_of(statements) >= set(SAGEMAKER_READ) | {"sagemaker:ListClusters", "ssm:GetParametersByPath"}
@@ -406,7 +435,7 @@ def test_evaluation_role(template: dict[str, Any], name: str) -> None:
     assert not any(a.startswith("secretsmanager:") for a in actions_of(statements))
 
 
-@pytest.mark.parametrize("name", ["evaluator", "sweep"])
+@pytest.mark.parametrize("name", EVALUATING)
 def test_evaluation_reads_tags_of_clusters_only(template: dict[str, Any], name: str) -> None:
     """ListTags (rules that select clusters by tag) on the cluster ARNs, like the other SageMaker reads."""
     granted = [s for s in function_statements(template, name) if "sagemaker:ListTags" in as_list(s["Action"])]
@@ -429,12 +458,13 @@ def test_notifier_role(template: dict[str, Any]) -> None:
 def test_remediation_only_when_enabled(template: dict[str, Any], synth) -> None:
     assert not actions_of([s for _, s in iam_statements(template)]) & set(SAGEMAKER_REMEDIATE)
     remediating = synth(remediation=True)
-    for name in ("evaluator", "sweep"):
+    for name in EVALUATING:
         statements = function_statements(remediating, name)
         granted = [s for s in statements if set(as_list(s["Action"])) & set(SAGEMAKER_REMEDIATE)]
         assert actions_of(granted) >= set(SAGEMAKER_REMEDIATE)
         assert all(as_list(s["Resource"]) == [CLUSTERS_ARN] for s in granted)
-    assert not actions_of(function_statements(remediating, "slack-notifier")) & set(SAGEMAKER_REMEDIATE)
+    for name in ("sweep", "slack-notifier"):  # the sweep evaluates no cluster itself
+        assert not actions_of(function_statements(remediating, name)) & set(SAGEMAKER_REMEDIATE)
 
 
 # --- 6. alarms -----------------------------------------------------------------------------------
@@ -447,7 +477,7 @@ def test_alarm_set_and_actions(template: dict[str, Any]) -> None:
     ops, _ = topic(template, "operations")
     found = alarms(template)
     expected = {f"{PREFIX}-{f}-{kind}" for f in FUNCTIONS_SPEC for kind in ("errors", "throttles")}
-    expected |= {f"{PREFIX}-{q}-depth" for q in QUEUES} | {f"{PREFIX}-sweep-not-running"}
+    expected |= {f"{PREFIX}-{q}-depth" for q in QUEUES} | {f"{PREFIX}-sweep-not-running", f"{PREFIX}-sweep-cluster-errors"}
     assert set(found) == expected
     for name, alarm in found.items():
         assert alarm["AlarmActions"] == [{"Ref": ops}], name
@@ -526,12 +556,12 @@ def test_without_slack(synth) -> None:
     template = synth(slack=False)
     # (the rules seed's provider function has a generated name)
     names = {r["Properties"].get("FunctionName") for r in resources(template, "AWS::Lambda::Function").values()}
-    assert names == {f"{PREFIX}-evaluator", f"{PREFIX}-sweep", None}
+    assert names == {f"{PREFIX}-evaluator", f"{PREFIX}-sweep", f"{PREFIX}-worker", None}
     assert not resources(template, "AWS::SecretsManager::Secret")
     assert not resources(template, "AWS::SNS::Subscription")
     assert {r["Properties"]["QueueName"] for r in resources(template, "AWS::SQS::Queue").values()} == {
-        f"{PREFIX}-events-dlq", f"{PREFIX}-evaluator-failures"}
-    assert len(alarms(template)) == 7 and not any("slack" in name for name in alarms(template))
+        f"{PREFIX}-events-dlq", f"{PREFIX}-evaluator-failures", f"{PREFIX}-work", f"{PREFIX}-work-dlq"}
+    assert len(alarms(template)) == 11 and not any("slack" in name for name in alarms(template))
     assert "SlackWebhookSecret" not in template.get("Outputs", {})
 
 

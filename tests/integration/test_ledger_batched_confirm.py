@@ -56,7 +56,7 @@ def fire_many(store: LedgerStore, n: int, token: str = "t1", cluster: str = "tra
 def take_over(store: LedgerStore, record: AlertRecord, token: str) -> None:
     """Another invocation found the claim expired and took it (as commit would: a new version)."""
     store.dynamodb.update_item(
-        TableName=store.table_name, Key=alert_key(record.cluster, record.fingerprint),
+        TableName=store.table_name, Key=alert_key(record.cluster, record.fingerprint, record.node),
         UpdateExpression="SET claim_token = :t, #v = #v + :one", ExpressionAttributeNames={"#v": "version"},
         ExpressionAttributeValues={":t": {"S": token}, ":one": {"N": "1"}},
     )

@@ -46,7 +46,7 @@ def store(aws) -> LedgerStore:
 
 def raw_item(store: LedgerStore, record: AlertRecord) -> dict:
     return store.dynamodb.get_item(
-        TableName=TABLE, Key=alert_key(record.cluster, record.fingerprint), ConsistentRead=True
+        TableName=TABLE, Key=alert_key(record.cluster, record.fingerprint, record.node), ConsistentRead=True
     )["Item"]
 
 
@@ -84,7 +84,7 @@ def test_to_item_from_item_round_trip_with_every_field():
     item = to_item(record)
     assert from_item(item) == record
     assert item["pk"] == {"S": "CLUSTER#training"}
-    assert item["sk"] == {"S": "ALERT#0123456789abcdef0123"}
+    assert item["sk"] == {"S": "ALERT#N#i-0123456789abcdef0#0123456789abcdef0123"}  # a node's alert sorts under it
     assert item["version"] == {"N": "7"}
     assert item["open_pk"] == {"S": "OPEN"}
     assert item["open_sk"] == {"S": "training#0123456789abcdef0123"}

@@ -32,7 +32,11 @@ Steps (Hypothesis rules, drawn in any order):
   interval and the 24h expiry of event findings);
 - add_silence(scope, minutes), remove_silences: silences of the rules (a rules push);
 - add_adhoc_silence(scope, minutes), expire_adhoc_silences: ad-hoc silences in the ledger table (issue 16),
-  as `hyperpod-guard silence add` / `silence expire` make them; expiring one ends it now.
+  as `hyperpod-guard silence add` / `silence expire` make them; expiring one ends it now;
+- grouped case only (grouping on, issue 17): every flush message of the work queue is delivered when it is due
+  as the clock passes it; redeliver_flush (SQS delivers at least once), lose_flush (a message that failed
+  for good), refuse_next_flush (SNS refuses the flush's Publish: the worker raises, SQS delivers it again
+  after the visibility timeout); a sweep is followed by group_wait + group_interval for its message.
 At the end (teardown) everything gets healthy: nodes Running, group InService at target, the clock past
 every silence, a fresh Healthy report for each node, then two sweeps a minute apart.
 
@@ -74,6 +78,11 @@ I7 order: an event older than the newest one applied to a node never pages or re
    unhealthy-node/unhealthy alert of n is paged (first/repeat/remediated) only while n's newest report is
    Unhealthy and resolved only when it is Healthy (or when that newest Unhealthy is 24h old: the expiry of
    event findings); and a step delivering a stale report of n sends neither first nor resolved for it.
+I8 grouping (the `grouped` case): alerts go out only in grouped messages (a flush of the work queue), except
+   an alert remediation acted on (its news goes at once, with its page); a grouped message comes at least
+   group_interval after the previous one, unless it carries a critical alert's first page or escalation or a
+   flush was lost or refused since. Liveness (I1, I2) is judged group_wait + group_interval after a sweep, as of
+   the sweep; and at the end, past a lost flush's recovery by the sweep, nothing is open.
 
 A failure prints the invariant, the step, and the timeline: each step with the clock (h:mm after T0), what
 SNS accepted (reason, policy/condition, scope, remediation lines) and the remediation calls made.
@@ -102,6 +111,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
+from hyperpod_guard.grouping import OVERDUE, FlushGroup
 from hyperpod_guard.timeutil import isoformat
 from tests.lifecycle_model import (
     CLUSTER, GROUP, NODE_NAMES, NODES, TARGET, Call, ClusterState, Pipeline, Sent, cluster_event, node_health_event,
@@ -114,6 +124,9 @@ REPEAT = timedelta(hours=4)
 #: alerting.EVENT_FINDING_TTL: an event finding not reported again for this long is over
 EVENT_EXPIRY = timedelta(hours=24)
 FIRING_REASONS = frozenset({"first", "repeat", "escalated", "remediated"})
+#: the `grouped` case's rules (grouping.py), and what the work queue does with a flush whose worker failed
+GROUP_WAIT, GROUP_INTERVAL = timedelta(seconds=30), timedelta(minutes=5)
+VISIBILITY_TIMEOUT = timedelta(minutes=6)  # infra: 6 x the worker's timeout
 SILENCE_TARGETS: dict[str, dict[str, str]] = {
     "cluster": {"cluster": CLUSTER},
     "node n1": {"node": NODES["n1"]},
@@ -224,6 +237,15 @@ class AlertLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.pipeline = pipeline
         self.remediation = remediation
+        self.grouped = pipeline.grouped
+        #: grouping: when the last grouped message went out, and since when flushes may have been lost
+        #: or refused (the spacing of messages and liveness are then judged once recovered)
+        self.last_group_message: datetime | None = None
+        self.disturbed_at: datetime | None = None
+        self.last_flush: FlushGroup | None = None
+        self.refuse_flush = False
+        #: grouping: the time of the last sweep, as of which _settle judges liveness
+        self.swept_at: datetime | None = None
         self.now = T0
         self.state = ClusterState()
         self.node_grace = timedelta(0)
@@ -252,6 +274,8 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.timeline.append(
             f"rules: unhealthy-node grace {node_grace}m, degraded-group grace 5m, repeat 4h, "
             + ("remediation reboot (dry_run false)" if self.remediation else "no remediation")
+            + (f"; grouping: group_wait {int(GROUP_WAIT.total_seconds())}s, group_interval {span(GROUP_INTERVAL)}"
+               if self.grouped else "")
             + "; NodeRecovery None; every node Running, group InService 4/4")
 
     @rule(node=nodes, status=health, lag=st.sampled_from([0, 10, 60, 300]), sns_refuses=st.booleans())
@@ -271,7 +295,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         title = ("node-health" if not lag else f"late node-health (emitted {lag}m ago)") \
             + ("; SNS refuses the Publish" if sns_refuses else "")
         if self._deliver(delivered, title, fresh=True, refuse=sns_refuses):
-            self.now += timedelta(minutes=1)
+            self._pass(timedelta(minutes=1))
             self._deliver(delivered, "Lambda retry", fresh=False)
 
     @precondition(lambda self: bool(self.history))
@@ -313,13 +337,86 @@ class AlertLifecycle(RuleBasedStateMachine):
     def sweep(self, sns_refuses: bool = False) -> None:
         """The scheduled sweep. If SNS refuses its Publish, the next sweep runs 5 minutes later."""
         if self._sweep("sweep; SNS refuses the Publish" if sns_refuses else "sweep", refuse=sns_refuses):
-            self.now += timedelta(minutes=5)
+            self._pass(timedelta(minutes=5))
             self._sweep("next sweep")
+        if self.grouped:
+            self._settle()
 
     @rule(minutes=st.sampled_from([1, 6, 30, 61, 241, 1441]))
     def advance(self, minutes: int) -> None:
-        self.now += timedelta(minutes=minutes)
+        self._pass(timedelta(minutes=minutes))
         self._step(f"clock +{span(timedelta(minutes=minutes))}")
+
+    # --- grouping: the work queue's flush messages ----------------------------------------------------------
+
+    @precondition(lambda self: self.grouped and self.last_flush is not None)
+    @rule()
+    def redeliver_flush(self) -> None:
+        """SQS delivers at least once: the last flush message arrives again."""
+        assert self.last_flush is not None
+        self._flush(self.last_flush, "flush message delivered again")
+
+    @precondition(lambda self: self.grouped and bool(self.pipeline.flushes.pending))
+    @rule()
+    def lose_flush(self) -> None:
+        """A flush message is lost (its worker failed until it went to the DLQ): the sweep must recover."""
+        lost = self.pipeline.flushes.pending.pop(0)
+        self.disturbed_at = self.now
+        self._step(f"flush message lost (due {clock(lost.due) if lost.due else 'after this step'})")
+
+    @precondition(lambda self: self.grouped)
+    @rule()
+    def refuse_next_flush(self) -> None:
+        """SNS refuses the Publish of the next flush: the worker raises, SQS delivers the message again
+        after its visibility timeout."""
+        self.refuse_flush = True
+        self._step("SNS will refuse the next flush's Publish")
+
+    def _pass(self, delta: timedelta) -> None:
+        """The clock moves on; the flush messages that come due meanwhile are delivered at their time."""
+        until = self.now + delta
+        while (due := self.pipeline.flushes.next_due()) is not None and due <= until:
+            self.now = max(self.now, due)
+            for message in self.pipeline.flushes.due(self.now):
+                self._flush(message, "flush (work queue)")
+        self.now = until
+
+    def _settle(self) -> None:
+        """Grouping: after a sweep, time enough for its grouped message (group_wait + group_interval);
+        then what the sweep owes must have been sent (liveness), unless a flush was lost or refused
+        recently (the sweep reschedules a lost flush only once it is overdue)."""
+        self._pass(GROUP_WAIT + GROUP_INTERVAL)
+        if self.disturbed_at is not None and self.now - self.disturbed_at < OVERDUE + GROUP_WAIT + GROUP_INTERVAL:
+            self._step(f"settled {span(GROUP_WAIT + GROUP_INTERVAL)} (a flush was lost or refused: liveness later)")
+            return
+        self.disturbed_at = None
+        self._step(f"settled {span(GROUP_WAIT + GROUP_INTERVAL)}: what the sweep owes is sent",
+                   lambda: StepOutcome(), swept=True)
+
+    def _flush(self, message: FlushGroup, title: str) -> None:
+        refuse, self.refuse_flush = self.refuse_flush, False
+
+        def invoke() -> StepOutcome:
+            self.last_flush = message
+            if refuse:
+                self.pipeline.refuse_next_publish()
+            try:
+                outcome = self.pipeline.flush(message, self.now)
+            except ClientError as exc:
+                if not refuse:
+                    raise
+                self.disturbed_at = self.now
+                self.pipeline.flushes.send(message, VISIBILITY_TIMEOUT)  # SQS delivers it again
+                self.pipeline.flushes.stamp(self.now)
+                return StepOutcome([f"SNS refused: {exc.response['Error']['Code']}; the worker raised (SQS "
+                                    f"delivers the message again in {span(VISIBILITY_TIMEOUT)})"], failed=True)
+            finally:
+                refused = self.pipeline.heal()
+            self.pipeline.flushes.stamp(self.now)  # a flush due later than SQS holds a message is re-queued
+            notes = [_refusal_note(refused)] if refuse else []
+            return StepOutcome(notes + ([] if outcome is not None else ["superseded or early: nothing done"]))
+
+        self._step(f"{title}{'; SNS refuses the Publish' if refuse else ''}", invoke, flush=True)
 
     @rule(scope=st.sampled_from(list(SILENCE_TARGETS)), minutes=st.sampled_from([30, 120, 1440]))
     def add_silence(self, scope: str, minutes: int) -> None:
@@ -366,8 +463,14 @@ class AlertLifecycle(RuleBasedStateMachine):
         for name in sorted(NODES):
             self.node_health(name, "Healthy")
         self._sweep("end: sweep")
-        self.now += timedelta(minutes=1)
+        self._pass(timedelta(minutes=1))
         self._sweep("end: sweep")
+        if self.grouped:  # a lost flush is rescheduled by a sweep once overdue; then its message goes out
+            self.refuse_flush = False
+            self._pass(OVERDUE + GROUP_WAIT)
+            self._sweep("end: sweep (lost flushes overdue)")
+            self._pass(GROUP_WAIT + GROUP_INTERVAL + VISIBILITY_TIMEOUT)
+            self._step("end: every flush delivered")
         delivered = self.pipeline.drain()
         assert len(delivered) == self.pipeline.published, (
             f"harness: SNS accepted {self.pipeline.published} messages, its SQS subscription got {len(delivered)}")
@@ -389,6 +492,9 @@ class AlertLifecycle(RuleBasedStateMachine):
                 "degraded-group": {"grace": "5m", "repeat_interval": "4h", "notify_on_resolve": True},
             },
             "remediation_budget": {"max_nodes_per_hour": 100, "max_group_percent": 100},
+            "grouping": ({"group_wait": f"{int(GROUP_WAIT.total_seconds())}s",
+                          "group_interval": f"{int(GROUP_INTERVAL.total_seconds() // 60)}m"}
+                         if self.grouped else {"group_wait": "0s"}),
             "silences": [{"matchers": s.matchers, "until": isoformat(s.until), "comment": s.target}
                          for s in self.silences if not s.adhoc],
         }
@@ -400,7 +506,7 @@ class AlertLifecycle(RuleBasedStateMachine):
     def _fresh_time(self) -> datetime:
         """Now, one second later if a report already carries this time (reports of a node never tie)."""
         if any(r.at == self.now for reports in self.reports.values() for r in reports.values()):
-            self.now += timedelta(seconds=1)
+            self._pass(timedelta(seconds=1))
         return self.now
 
     def _remember(self, delivered: Delivered) -> Delivered:
@@ -462,25 +568,30 @@ class AlertLifecycle(RuleBasedStateMachine):
                                    failed=True)
             return StepOutcome([_refusal_note(refused)] if refuse else [])
 
-        return self._step(title, invoke, swept=True)
+        # grouping: what the sweep owes goes out later; liveness is judged once it has (_settle)
+        self.swept_at = self.now if self.grouped else None
+        return self._step(title, invoke, swept=not self.grouped)
 
     def _change(self, title: str) -> None:
         self.pipeline.serve(self.state)
         self._step(title)
 
     def _step(self, title: str, invoke: Callable[[], StepOutcome] | None = None, *, stale: str | None = None,
-              swept: bool = False) -> bool:
+              swept: bool = False, flush: bool = False) -> bool:
         self.step += 1
         self.timeline.append(f"#{self.step:<3} {clock(self.now):>9}  {title}")
         if invoke is None:  # nothing ran: nothing can have been sent or done
             return False
         self.broken = True  # until the step and its checks are done
         outcome = invoke()
+        self.pipeline.flushes.stamp(self.now)  # the flushes it scheduled are due from now on
         sent = self.pipeline.take_sent(self.now)
         calls = self.pipeline.take_calls()
         self.timeline.extend(f"{'':16}{note}" for note in outcome.notes)
         self.timeline.extend(f"{'':16}SNS  {item}" for item in sent)
         self.timeline.extend(f"{'':16}API  {call}" for call in calls)
+        if self.grouped:
+            self._check_grouping(sent, flush=flush)
         self._check(sent, calls, stale=stale, liveness=swept and not outcome.failed)
         self.broken = False
         return outcome.failed
@@ -495,8 +606,9 @@ class AlertLifecycle(RuleBasedStateMachine):
         bad_status = self.state.group_status in ("Degraded", "Failed")
         return (self.state.group_status, short_of_target) if bad_status or short_of_target else None
 
-    def _silence(self, policy: str, instance_group: str | None, node: str | None) -> Silence | None:
-        return next((s for s in self.silences if s.covers(policy, instance_group, node, self.now)), None)
+    def _silence(self, policy: str, instance_group: str | None, node: str | None,
+                 at: datetime | None = None) -> Silence | None:
+        return next((s for s in self.silences if s.covers(policy, instance_group, node, at or self.now)), None)
 
     def _explain(self, invariant: str, detail: str) -> str:
         legend = ", ".join(f"{name} = {instance}" for name, instance in NODES.items())
@@ -504,6 +616,30 @@ class AlertLifecycle(RuleBasedStateMachine):
                 f"timeline (clock = h:mm after {isoformat(T0)}; {legend}):\n" + "\n".join(self.timeline))
 
     # --- the invariants -----------------------------------------------------------------------------------------
+
+    def _check_grouping(self, sent: list[Sent], *, flush: bool) -> None:
+        """I8: alerts go out in grouped messages only (a flush), except an alert remediation acted on,
+        whose news goes at once with its page; and a grouped message comes group_interval after the
+        previous one at the soonest, unless it carries a critical alert's first page or escalation, or a
+        flush was lost or refused since (then retries come sooner)."""
+        if not flush:
+            paged = [item for item in sent if item.reason != "remediated" and not item.actions]
+            if paged:
+                raise InvariantBroken(self._explain(
+                    "I8 (grouping: alerts go out in grouped messages)",
+                    f"{paged[0].reason} for {paged[0].alert} was sent by an evaluation, not by a flush"))
+            return
+        if not sent:
+            return
+        critical = any(item.reason in ("first", "escalated") and item.severity == "critical" for item in sent)
+        previous = self.last_group_message
+        if (previous is not None and self.now - previous < GROUP_INTERVAL and not critical
+                and self.disturbed_at is None):
+            raise InvariantBroken(self._explain(
+                "I8 (grouping: one message per group_interval)",
+                f"a grouped message {span(self.now - previous)} after the previous one at {clock(previous)} "
+                f"(group_interval {span(GROUP_INTERVAL)}), with no critical page in it"))
+        self.last_group_message = self.now
 
     def _check(self, sent: list[Sent], calls: list[Call], *, stale: str | None, liveness: bool) -> None:
         now = self.now
@@ -603,8 +739,10 @@ class AlertLifecycle(RuleBasedStateMachine):
 
         if not liveness:
             return
+        # as of the sweep (grouping: its messages are judged once sent, with the world as the sweep saw it)
+        now = self.swept_at or now
         for name, instance in sorted(NODES.items()):
-            silence = self._silence("unhealthy-node", GROUP, instance)
+            silence = self._silence("unhealthy-node", GROUP, instance, now)
             open_here = [e for e in self.open.values() if e.node == instance]
             since = self.failure_since[name]
             if since is not None and now - since >= self.node_grace and not silence and not open_here:
@@ -619,7 +757,7 @@ class AlertLifecycle(RuleBasedStateMachine):
                     "I2 (resolved is owed once the condition cleared and no silence holds)",
                     f"{name} is Running, its newest report is {newest or 'none'}, no silence covers it, and still open: "
                     + "; ".join(f"{e.alert} (paged {clock(e.opened)})" for e in open_here)))
-        silence = self._silence("degraded-group", GROUP, None)
+        silence = self._silence("degraded-group", GROUP, None, now)
         open_group = [e for e in self.open.values() if e.instance_group == GROUP and e.node is None]
         problem = self._group_problem()
         if problem and self.group_since and now - self.group_since >= GROUP_GRACE and not silence and not open_group:
@@ -634,14 +772,15 @@ class AlertLifecycle(RuleBasedStateMachine):
                 + "; ".join(f"{e.alert} (paged {clock(e.opened)})" for e in open_group)))
 
 
-@pytest.mark.parametrize("remediation", [True, False], ids=["remediation", "no-remediation"])
-def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool) -> None:
+@pytest.mark.parametrize(("remediation", "grouped"), [(True, False), (False, False), (True, True)],
+                         ids=["remediation", "no-remediation", "grouped"])
+def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool, grouped: bool) -> None:
     """Without remediation too: Hypothesis stops looking 10s after its first failure, and the alerting
-    invariants deserve a search of their own."""
+    invariants deserve a search of their own. `grouped`: grouping on (issue 17), with remediation."""
     from hypothesis.internal.conjecture import engine
 
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)  # documented as monkeypatchable
-    pipeline = Pipeline(aws, monkeypatch.setenv)
+    pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped)
     factory = cast("type[RuleBasedStateMachine]", lambda: AlertLifecycle(pipeline, remediation))  # any callable works
     run_state_machine_as_test(factory, settings=BUDGET)
 
@@ -678,10 +817,36 @@ TIMELINES: list[Any] = [
 ]
 
 
+#: grouping on (issue 17): the same model, each timeline replayed with the flushes of the work queue
+GROUPED_TIMELINES: list[Any] = [
+    pytest.param(True, lambda m: (m.node_health("n1", "Unhealthy"), m.node_health("n2", "Unhealthy"), m.advance(1),
+                                  m.node_health("n1", "Healthy"), m.sweep()),
+                 id="grouped-two-nodes-one-message-then-a-resolved"),
+    pytest.param(False, lambda m: (m.node_health("n1", "Unhealthy"), m.lose_flush(), m.advance(30), m.sweep()),
+                 id="grouped-lost-flush-recovered-by-the-sweep"),
+    pytest.param(False, lambda m: (m.refuse_next_flush(), m.node_health("n1", "Unhealthy"), m.advance(6),
+                                   m.redeliver_flush(), m.advance(6), m.sweep()),
+                 id="grouped-refused-flush-retried-once"),
+    pytest.param(False, lambda m: (m.group_status("Degraded", 3), m.sweep(), m.advance(6), m.sweep(),
+                                   m.node_health("n1", "Unhealthy"), m.advance(1), m.group_status("InService", 4),
+                                   m.sweep()),
+                 id="grouped-warning-then-first-critical-page-not-held"),
+]
+
+
 @pytest.mark.parametrize(("remediation", "timeline"), TIMELINES)
 def test_known_timeline(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool,
                            timeline: Callable[[AlertLifecycle], object]) -> None:
     machine = AlertLifecycle(Pipeline(aws, monkeypatch.setenv), remediation)
+    machine.setup(node_grace=0)
+    timeline(machine)
+    machine.teardown()
+
+
+@pytest.mark.parametrize(("remediation", "timeline"), TIMELINES + GROUPED_TIMELINES)
+def test_known_timeline_grouped(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool,
+                                timeline: Callable[[AlertLifecycle], object]) -> None:
+    machine = AlertLifecycle(Pipeline(aws, monkeypatch.setenv, grouped=True), remediation)
     machine.setup(node_grace=0)
     timeline(machine)
     machine.teardown()

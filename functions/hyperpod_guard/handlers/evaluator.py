@@ -14,7 +14,8 @@ event at one DynamoDB call when nothing changed (benchmarks/: aws_calls_per_stat
 
 Importing this module loads Powertools' Logger and Metrics only; the pipeline (boto3,
 pydantic models, policies) loads with the first event, so a cold start's init phase stays
-close to a bare `import boto3` (benchmarks/: cold_import_ratio).
+close to a bare `import boto3` (benchmarks/: cold_import_ratio). An init no event waits for
+(SnapStart's, provisioned concurrency's) loads it all instead: `prime` (observability.prime_at_init).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import aws_clients
 from ..constants import Dimension, Metric, Service
-from .observability import capture_handler, count, make_logger, make_metrics, record_outcomes
+from .observability import capture_handler, count, make_logger, make_metrics, prime_at_init, record_outcomes
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -44,6 +45,16 @@ def runtime() -> Runtime:
 
 
 aws_clients.on_reset(runtime.cache_clear)  # tests point the clients elsewhere
+
+
+def prime() -> None:
+    """Load what the first event would: the pipeline, the runtime and its clients, the rules store's
+    SSM client and the event models. No AWS call: a connection would not outlive a snapshot, and the
+    rules and the cluster are read as they are when the event comes."""
+    from ..events import build_models
+
+    runtime().rules.prime()
+    build_models()
 
 
 def process(event: dict[str, Any], token: str) -> dict[str, Any]:
@@ -93,3 +104,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from ..service import new_token
 
     return process(event, new_token(context.aws_request_id))
+
+
+prime_at_init(prime)

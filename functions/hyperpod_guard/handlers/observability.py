@@ -5,23 +5,35 @@ botocore's patching at cold start (about 0.3 s measured on the dev machine, ~as 
 all of boto3), which is a poor trade for a function that mostly waits on two API calls.
 
 Metric names are `constants.Metric` members, never literals (tests/unit/test_metric_names.py).
+
+`prime_at_init`: what a handler loads at init when Lambda snapshots that init (SnapStart) or keeps it
+warm (provisioned concurrency), instead of with its first event (benchmarks/cold_path.py: the
+`_snapstart_primed` figures).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from ..constants import METRICS_NAMESPACE, SERVICE_NAME, TRACING, Metric, Service
+from ..constants import METRICS_NAMESPACE, SERVICE_NAME, TRACING, Metric, Service, Var
 
 if TYPE_CHECKING:
     from ..alerting import Outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: set by Lambda: "on-demand", "provisioned-concurrency" or "snap-start" (the init of a published
+#: version with SnapStart, which Lambda snapshots and resumes every cold start from)
+INITIALIZATION_TYPE: Var[str] = Var("AWS_LAMBDA_INITIALIZATION_TYPE", str, "on-demand")
+SNAP_START = "snap-start"
+#: the inits whose cost no event waits for: the first event's loading is moved there
+PRIMED_INITS = frozenset({SNAP_START, "provisioned-concurrency"})
 
 
 def make_logger() -> Logger:
@@ -43,6 +55,22 @@ def capture_handler(function: Callable[P, R]) -> Callable[P, R]:
     from aws_lambda_powertools import Tracer
 
     return Tracer().capture_lambda_handler(function)
+
+
+def prime_at_init(prime: Callable[[], None]) -> None:
+    """Call `prime` (load now what the first event would load; no AWS call) when this init is one no
+    event waits for (PRIMED_INITS); an on-demand init stays lean, as an event that is dropped never
+    needs the pipeline. Under SnapStart, also reseed `random` after each restore: every environment
+    resumed from one snapshot would otherwise draw the same retry jitter (botocore's, the Slack
+    sender's)."""
+    init_type = INITIALIZATION_TYPE.read()
+    if init_type == SNAP_START:
+        # in every Lambda managed Python runtime that offers SnapStart (>= 3.12); it ships no py.typed
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-untyped]
+
+        register_after_restore(random.seed)
+    if init_type in PRIMED_INITS:
+        prime()
 
 
 def count(metrics: Metrics, name: Metric, value: float = 1, dimensions: Mapping[str, str] | None = None) -> None:

@@ -24,13 +24,18 @@ from ..constants import Metric, Service
 from ..notify.delivery import SlackDelivery, deadline
 from ..notify.message import Notification
 from ..settings import SlackNotifierSettings
-from .observability import count, make_logger, make_metrics
+from .observability import count, make_logger, make_metrics, prime_at_init
 
 logger = make_logger()
 metrics = make_metrics(Service.SLACK_NOTIFIER)
 slack = SlackDelivery(logger, metrics)
 
 aws_clients.on_reset(slack.reset)  # tests point the clients elsewhere
+
+
+def prime() -> None:
+    """Make what the first delivery would (observability.prime_at_init): its clients and stores."""
+    slack.prime(SlackNotifierSettings.from_env())
 
 
 def _drop(message_id: str, why: str) -> None:
@@ -79,3 +84,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         slack.deliver(message_id, notification, settings, context, until)
         sent += 1
     return {"sent": sent, "dropped": dropped}
+
+
+prime_at_init(prime)

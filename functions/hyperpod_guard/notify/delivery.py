@@ -90,6 +90,18 @@ def _no_value_yet(exc: Exception) -> bool:
     return code == "ResourceNotFoundException" and "secret value" in str(cause)
 
 
+def _parameters() -> Any:
+    """Powertools' `parameters` module, with its default secrets provider made on our shared session's
+    client (not on a botocore session of its own)."""
+    # imported here: parameters pulls in boto3, which an invalid message never needs
+    from aws_lambda_powertools.utilities import parameters
+
+    if "secrets" not in parameters.base.DEFAULT_PROVIDERS:
+        parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
+            boto3_client=aws_clients.client("secretsmanager"))
+    return parameters
+
+
 def deadline(context: LambdaContext) -> float | None:
     """When the last POST must have ended (`time.monotonic()`): the invocation's end less SAFETY_MARGIN_S."""
     try:
@@ -117,6 +129,12 @@ class SlackDelivery:
 
         self._idempotency = None
         base.DEFAULT_PROVIDERS.pop("secrets", None)  # it holds a client of the session being dropped
+
+    def prime(self, settings: SlackNotifierSettings) -> None:
+        """Make what the first delivery would make, without calling AWS or Slack: the idempotency
+        store with its DynamoDB client, and the secrets provider with its client."""
+        self._post_once(settings)
+        _parameters()
 
     def deliver(self, message_id: str, notification: Notification, settings: SlackNotifierSettings,
                 context: LambdaContext, until: float | None) -> None:
@@ -214,12 +232,7 @@ class SlackDelivery:
         return url
 
     def _fetch(self, settings: SlackNotifierSettings, *, force: bool = False) -> str | None:
-        # imported here: parameters pulls in boto3, which an invalid message never needs
-        from aws_lambda_powertools.utilities import parameters
-
-        if "secrets" not in parameters.base.DEFAULT_PROVIDERS:  # on our shared session, not one of its own
-            parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
-                boto3_client=aws_clients.client("secretsmanager"))
+        parameters = _parameters()
         name = settings.webhook_secret
         try:
             value = parameters.get_secret(name, max_age=settings.secret_max_age, force_fetch=force)
