@@ -11,6 +11,10 @@ Lambdas run at once:
 3. compose: one message for the cluster (pure).
 4. deliver: publish it; only once SNS accepted it is it confirmed as sent; if publishing
    fails the claims are released and the error raised, so Lambda's retry sends what is owed.
+
+With grouping on (grouping.py), decide_and_commit(defer=True) writes the notifications owed but
+unclaimed, and the cluster's flush later claims and sends them all as one message (flush_owed,
+then compose and deliver as above); send_now sends at once the pages remediation acted on.
 """
 
 from __future__ import annotations
