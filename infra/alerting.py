@@ -6,6 +6,7 @@ from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
@@ -13,13 +14,15 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from hyperpod_guard import naming
-from hyperpod_guard.constants import SLACK_WEBHOOK_SECRET
+from hyperpod_guard.constants import SLACK_RECEIVER_SECRET_PREFIX, SLACK_WEBHOOK_SECRET
 
 from .common import PythonFunction, python_function, secure_queue
 from .config import Config
 
 #: CDK's CloudFormation Validate warns that a `lambda` subscription's endpoint is an alias, not a function
 ALIAS_ENDPOINT = "CloudFormation-Validate::W3694"
+#: what the notifier may do with a receiver's secret: Powertools' parameters.get_secret calls GetSecretValue only
+RECEIVER_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 
 
 class Alerting(Construct):
@@ -44,6 +47,8 @@ class Alerting(Construct):
                 "severity": sns.SubscriptionFilter.string_filter(allowlist=config.email_severities),
             }))
         self.slack_secret: secretsmanager.ISecret | None = None
+        #: receiver name -> the secret the stack created for it (config.slack_receivers)
+        self.receiver_secrets: dict[str, secretsmanager.Secret] = {}
         self.notifier: PythonFunction | None = None
         if config.slack:
             self._slack(config)
@@ -73,9 +78,11 @@ class Alerting(Construct):
             # or a Retry-After (capped at 30 s), then 10 s kept back to record the delivery; the
             # idempotency record's in-progress lock lasts until this timeout (docs/reliability.md)
             memory_mb=256, timeout=Duration.seconds(90),
-            environment={SLACK_WEBHOOK_SECRET.name: self.slack_secret.secret_name},
+            environment={SLACK_WEBHOOK_SECRET.name: self.slack_secret.secret_name,
+                         SLACK_RECEIVER_SECRET_PREFIX.name: naming.slack_receiver_secret_prefix(config.prefix)},
         )
         self.slack_secret.grant_read(self.notifier.function)
+        self._receivers(config, self.notifier.function)
         # SNS -> Lambda is asynchronous: Lambda retries twice, then the failure destination keeps it.
         # On the alias SNS invokes: async invoke settings are per qualifier (the function's own would
         # apply to $LATEST only)
@@ -87,3 +94,27 @@ class Alerting(Construct):
             subscriptions.LambdaSubscription(self.notifier.live, dead_letter_queue=self.notifier_dlq))
         Validations.of(subscription).acknowledge(Acknowledgment(
             id=ALIAS_ENDPOINT, reason="SNS invokes a Lambda alias (a qualified function ARN) as it does a function."))
+
+    def _receivers(self, config: Config, notifier: lambda_.Function) -> None:
+        """One secret per named receiver (`slackReceivers`), made like the `default` one; and read access
+        to every secret under the receivers' prefix, so that one created there by hand (an existing
+        webhook, imported by its name) is read without a redeploy."""
+        for name in config.slack_receivers:
+            self.receiver_secrets[name] = secretsmanager.Secret(
+                self, f"SlackReceiver-{name}", secret_name=naming.slack_receiver_secret_name(config.prefix, name),
+                description=f"hyperpod-guard: the Slack incoming-webhook URL of receiver {name!r} "
+                            "(put it here after deploying)",
+            )
+        # GetSecretValue only: no kms:Decrypt, since the secrets use the account's aws/secretsmanager key like the
+        # default one. The ARN in pseudo parameters as the others are (infra/evaluation.py): the same template in
+        # any environment, and the one cdk-nag finding acknowledged below
+        prefix = naming.slack_receiver_secret_prefix(config.prefix)
+        receivers = f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{prefix}*"
+        notifier.add_to_role_policy(iam.PolicyStatement(actions=list(RECEIVER_SECRET_ACTIONS), resources=[receivers]))
+        Validations.of(notifier).acknowledge(Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+               f"secret:{prefix}*]",
+            reason="Each receiver's webhook secret is read by its name under the receivers' prefix; the '*' is the "
+                   "receiver name and the 6 random characters Secrets Manager appends to a secret's ARN, so that "
+                   "a receiver's secret created by hand (imported) is read without a redeploy.",
+        ))

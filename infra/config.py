@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "seedRules": True,
     "rulesFile": "rules/defaults.json",
     "eventAccounts": [],
+    "slackReceivers": [],
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -81,6 +82,9 @@ class Config:
     #: other accounts whose HyperPod events the rule and the evaluator accept (the seam of a later
     #: multi-account mode; empty: this deployment's own account only)
     event_accounts: list[str] = field(default_factory=list)
+    #: the Slack receivers besides `default` whose webhook secret the stack creates (one each, under
+    #: naming.slack_receiver_secret_prefix; a secret created there by hand is read as well)
+    slack_receivers: list[str] = field(default_factory=list)
 
     @property
     def rules_path(self) -> str:
@@ -108,6 +112,7 @@ class Config:
             seed_rules=_bool("seedRules", get("seedRules")),
             rules_file=str(get("rulesFile")),
             event_accounts=list(dict.fromkeys(_list(get("eventAccounts")))),  # dict: drop repeats, keep order
+            slack_receivers=list(dict.fromkeys(_list(get("slackReceivers")))),
         )
         config.validate()
         return config
@@ -131,5 +136,12 @@ class Config:
         if bad:
             raise ConfigError(f"context 'eventAccounts' takes 12-digit AWS account ids (JSON list or comma-separated), "
                               f"got {bad}")
+        bad = [name for name in self.slack_receivers
+               if not re.fullmatch(naming.RECEIVER_NAME_PATTERN, name) or name == naming.DEFAULT_RECEIVER]
+        if bad:
+            raise ConfigError(f"context 'slackReceivers' takes names of 1-63 lowercase letters, digits or '-' "
+                              f"(not starting with '-'), other than {naming.DEFAULT_RECEIVER!r}; got {bad}")
+        if self.slack_receivers and not self.slack:
+            raise ConfigError("context 'slackReceivers' needs 'slack' (the Slack notifier reads their secrets)")
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")

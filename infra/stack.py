@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from hyperpod_guard import naming
 from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK
 
 from .alerting import Alerting
@@ -47,6 +48,13 @@ class HyperPodGuardStack(Stack):
         CfnOutput(self, "RulesPath", value=config.rules_path)
         if self.alerting.slack_secret:
             CfnOutput(self, "SlackWebhookSecret", value=self.alerting.slack_secret.secret_name)
+        if self.alerting.receiver_secrets:
+            # one output for all: an output's logical id keeps only the letters and digits of its id, so one
+            # per receiver would make `ml-oncall` and `mloncall` collide
+            CfnOutput(self, "SlackReceiverSecrets",
+                      value=",".join(naming.slack_receiver_secret_name(config.prefix, name)
+                                     for name in self.alerting.receiver_secrets),
+                      description="the named Slack receivers' secrets (comma-separated): put each one's webhook URL in")
         self._acknowledge()
 
     def _remember_deliveries(self, notifier: lambda_.Function) -> None:

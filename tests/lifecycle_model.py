@@ -45,7 +45,7 @@ from hyperpod_guard.grouping import FlushGroup, Grouper, GroupStore, SqsFlushQue
 from hyperpod_guard.local.work_queue import LocalFlushQueue
 from hyperpod_guard.service import EventResult, Runtime, SweepResult, flush_group, handle_event, new_token, sweep
 from hyperpod_guard.silences import SilenceStore, new_silence
-from hyperpod_guard.timeutil import isoformat
+from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.conftest import ACCOUNT, REGION
 from tests.runtime_fixtures import scenario
 
@@ -131,6 +131,13 @@ def cluster_event(event_id: str, time: datetime) -> dict[str, Any]:
 # --- what came out ------------------------------------------------------------------------------------
 
 
+def message_body(message: str) -> dict[str, Any]:
+    """The notification in a published Message: itself, or its `default` when published per protocol
+    (MessageStructure json: {"default": body, "email": ..., "https": ...})."""
+    data = json.loads(message)
+    return json.loads(data["default"]) if isinstance(data.get("default"), str) else data
+
+
 @dataclass(frozen=True)
 class Sent:
     """One item of a message SNS accepted."""
@@ -144,6 +151,12 @@ class Sent:
     node: str | None
     actions: tuple[str, ...]
     severity: str = ""
+    #: the item's times and, resolved, what it says is true now (issue 18)
+    first_seen: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_evidence: dict[str, Any] | None = None
+    #: the message's `sent_at`
+    sent_at: datetime | None = None
 
     @property
     def scope(self) -> str:
@@ -281,7 +294,9 @@ class Pipeline:
         """Items of every message SNS accepted since the last call."""
         out = [Sent(now, item["reason"], item["finding"]["fingerprint"], item["finding"]["policy"],
                     item["finding"].get("condition", ""), item["finding"].get("instance_group"),
-                    item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""))
+                    item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""),
+                    parse_timestamp(item.get("first_seen")), parse_timestamp(item.get("resolved_at")),
+                    item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")))
                for body in self.accepted for item in body["items"]]
         self.accepted.clear()
         return out
@@ -293,7 +308,7 @@ class Pipeline:
         while batch := self.sqs.receive_message(QueueUrl=self.resources.queue_url, MaxNumberOfMessages=10,
                                                 WaitTimeSeconds=0).get("Messages", []):
             for message in batch:
-                bodies.append(json.loads(json.loads(message["Body"])["Message"]))
+                bodies.append(message_body(json.loads(message["Body"])["Message"]))
                 self.sqs.delete_message(QueueUrl=self.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return bodies
 
@@ -316,7 +331,7 @@ class Pipeline:
     def _publish(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         body = params["body"]  # the query protocol's parameters (a dict until botocore url-encodes them)
         message = body["Message"] if isinstance(body, dict) else urllib.parse.parse_qs(body)["Message"][0]
-        self._publishing = json.loads(message)
+        self._publishing = message_body(message)
         if not self._refuse_publish:
             return None
         self._refuse_publish -= 1

@@ -12,11 +12,14 @@ import pytest
 from hyperpod_guard.local.slack_sink import WEBHOOK_PATH, Request, Response, SlackSink  # noqa: F401
 
 
-@pytest.fixture
-def slack_sink() -> Iterator[SlackSink]:
+def running_sink() -> Iterator[SlackSink]:
     sink = SlackSink()
     sink.start()
     try:
         yield sink
     finally:
         sink.stop()
+
+
+#: a webhook; a test with two receivers (two webhooks) makes a second fixture with `running_sink`
+slack_sink = pytest.fixture(running_sink, name="slack_sink")

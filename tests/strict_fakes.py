@@ -10,6 +10,7 @@ limits and are fast enough for thousands of examples.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -128,13 +129,22 @@ class Sns:
         self.published: list[dict[str, Any]] = []
 
     def publish(self, *, TopicArn: str, Message: str, Subject: str | None = None,  # noqa: N803
-                MessageAttributes: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+                MessageAttributes: dict[str, dict[str, str]] | None = None,
+                MessageStructure: str | None = None) -> dict[str, str]:
         # "ASCII text that begins with a letter, number, or punctuation mark; must not include
         # line breaks or control characters; and must be less than 100 characters long"
         if Subject is not None and not (
             0 < len(Subject) < 100 and all(" " <= c <= "~" for c in Subject) and not Subject[0].isspace()
         ):
             raise refuse("Publish", "InvalidParameter", "Invalid parameter: Subject")
+        if MessageStructure is not None:  # "json": one message per protocol, a string "default" required
+            try:
+                structured = json.loads(Message) if MessageStructure == "json" else None
+            except ValueError:
+                structured = None
+            if not isinstance(structured, dict) or not isinstance(structured.get("default"), str):
+                raise refuse("Publish", "InvalidParameter",
+                             "Invalid parameter: Message Structure - No default entry in JSON message body")
         attributes = MessageAttributes or {}
         Message.encode("utf-8")  # botocore's serializer raises UnicodeEncodeError on a lone surrogate
         total = utf8(Message) + sum(utf8(k) + utf8(v["DataType"]) + utf8(v.get("StringValue", ""))
@@ -145,7 +155,8 @@ class Sns:
             text = value.get("StringValue", "")
             if not text or not _XML_CHARS.fullmatch(text):
                 raise refuse("Publish", "InvalidParameterValue", f"The message attribute '{name}' has an invalid value")
-        self.published.append({"Subject": Subject, "Message": Message, "MessageAttributes": attributes})
+        self.published.append({"Subject": Subject, "Message": Message, "MessageAttributes": attributes,
+                               "MessageStructure": MessageStructure})
         return {"MessageId": f"m-{len(self.published)}"}
 
 

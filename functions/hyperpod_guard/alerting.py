@@ -21,9 +21,12 @@ from .findings import Finding, FindingFields, Severity
 from .freshness import Report, ReportMark, advance, stale
 from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
-from .notify.message import FindingPayload, Notification, NotificationItem
+from .notify.message import FindingPayload, Notification, NotificationItem, next_step
 from .policies import REGISTRY
+from .routing import receivers_for
 from .rules import ClusterRules, Policies, Rules, Silence, glob_match
+from .snapshot import ClusterSnapshot
+from .state_now import resolved_evidence
 from .timeutil import format_duration, isoformat
 
 #: The pseudo-cluster that holds alerts about hyperpod-guard itself (invalid rules). Not a
@@ -51,6 +54,8 @@ class Scope:
     cluster_gone: bool = False
     #: launch times of the nodes read: a report older than its node's launch is about a replaced instance
     launched: Mapping[str, datetime] = field(default_factory=dict)
+    #: what was read (with the nodes read): a resolved message says what is true now from it
+    snapshot: ClusterSnapshot | None = field(default=None, compare=False)
 
     def covers(self, record: AlertRecord) -> bool:
         if record.policy not in self.policies:
@@ -251,7 +256,8 @@ def plan(
     for fingerprint, why in clearing.items():
         record = records[fingerprint]
         decisions.append(clear(record, timing(policies, record.policy), now, why,
-                               muted=muted_reason(record, rules, inhibitors, now), token=token))
+                               muted=muted_reason(record, rules, inhibitors, now), token=token,
+                               evidence=resolved_evidence(record, scope.snapshot, why)))
     advanced = advance(report, mark, evaluation.cluster) if report and not stale_why else None
     return Plan(decisions, [advanced] if advanced else [], stale_why)
 
@@ -305,19 +311,38 @@ def _observations(findings: list[Finding], leaders: Mapping[str, _Member], repor
 def build_notification(
     cluster: str, notified: list[tuple[Reason, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None, rules: ClusterRules | None = None,
 ) -> Notification:
     """notified: (reason, record) pairs; actions: remediation lines by fingerprint; tags: the
-    cluster's, when they were read."""
+    cluster's, when they were read; rules: the cluster's (runbook links, routing to receivers;
+    None: neither, every item goes to the default receiver)."""
     actions = actions or {}
     ordered = sorted(notified, key=lambda pair: (pair[0] is Reason.RESOLVED, -pair[1].severity.rank, pair[1].policy))
-    items = tuple(
-        NotificationItem(reason=reason, finding=FindingPayload.of(record), first_seen=record.first_seen,
-                         actions=tuple(actions.get(record.fingerprint, ())))
-        for reason, record in ordered
+    items = tuple(_item(reason, record, tuple(actions.get(record.fingerprint, ())), rules)
+                  for reason, record in ordered)
+    return Notification(cluster=cluster, cluster_arn=cluster_arn, account=account_of(cluster_arn), region=region,
+                        sent_at=now, items=items, tags=dict(tags) if tags is not None else None)
+
+
+def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...],
+          rules: ClusterRules | None) -> NotificationItem:
+    resolved = reason is Reason.RESOLVED
+    settings = rules.policies.for_policy(record.policy) if rules is not None and record.policy in REGISTRY else None
+    return NotificationItem(
+        reason=reason, finding=FindingPayload.of(record), first_seen=record.first_seen, fired_at=record.fired_at,
+        resolved_at=record.resolved_at if resolved else None,
+        resolved_evidence=record.resolved_evidence if resolved else None, actions=actions,
+        next_step=None if resolved else next_step(record, actions),
+        runbook_url=settings.runbook_url if settings is not None else None,
+        receivers=receivers_for(rules, policy=record.policy, severity=record.severity,
+                                instance_group=record.instance_group) if rules is not None else (),
     )
-    return Notification(cluster=cluster, cluster_arn=cluster_arn, region=region, sent_at=now, items=items,
-                        tags=dict(tags) if tags is not None else None)
+
+
+def account_of(arn: str | None) -> str | None:
+    """The account id of an ARN (arn:aws:sagemaker:us-east-1:123456789012:cluster/abc), or None."""
+    parts = (arn or "").split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" and parts[4].isdigit() else None
 
 
 def rules_invalid_finding(error: str, source: str) -> Finding:

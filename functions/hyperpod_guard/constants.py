@@ -202,6 +202,9 @@ WORK_QUEUE_URL: Var[str | None] = Var("WORK_QUEUE_URL", _text)
 # the Slack notifier
 #: name or ARN of the Secrets Manager secret holding the webhook URL
 SLACK_WEBHOOK_SECRET: Var[str] = Var("SLACK_WEBHOOK_SECRET", _text, required=True)
+#: what the other receivers' secret names start with: receiver X's is this + X (naming.slack_receiver_secret_name)
+SLACK_RECEIVER_SECRET_PREFIX: Var[str] = Var("SLACK_RECEIVER_SECRET_PREFIX", _text,
+                                             naming.slack_receiver_secret_prefix())
 #: seconds the secret stays cached in the container
 SLACK_SECRET_MAX_AGE: Var[int] = Var("SLACK_SECRET_MAX_AGE", _whole, "300", "a whole number of seconds")
 #: seconds per POST (why 15: notify/slack.py DEFAULT_TIMEOUT)

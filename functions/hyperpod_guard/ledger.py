@@ -74,6 +74,8 @@ class AlertRecord(FindingFields):
     reported_at: datetime | None = None
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
+    #: what was true when it resolved (state_now.resolved_evidence): the resolved message shows it
+    resolved_evidence: dict[str, Any] | None = None
     last_notified: datetime | None = None
     notified_severity: Severity | None = None
     #: a notification decided but not yet confirmed sent
@@ -166,7 +168,7 @@ def _observe(
     elif (record.state is AlertState.RESOLVED and record.owed is Reason.RESOLVED
           and not record.claimed_by_other(token, now)):
         # back before its resolved was sent: nobody heard it end, so the episode goes on
-        record = replace(record, state=AlertState.FIRING, resolved_at=None, owed=None)
+        record = replace(record, state=AlertState.FIRING, resolved_at=None, resolved_evidence=None, owed=None)
     elif record.state is AlertState.RESOLVED:  # back again: a new episode
         record = replace(AlertRecord.start(finding, now), version=record.version,
                          claim_token=record.claim_token, claim_until=record.claim_until)
@@ -210,16 +212,18 @@ def _with_notification(record: AlertRecord, wanted: Reason | None, why: str, tok
 
 def clear(
     record: AlertRecord, timing: Timing, now: datetime, why: str, *, muted: str | None = None, token: str = "",
+    evidence: dict[str, Any] | None = None,
 ) -> Decision:
     """The problem is gone (not seen where it was looked for, an event said so, or it expired).
 
     A resolved is owed to every firing that was notified, silenced or inhibited since or not:
     it is sent now, when the problem clears, so that no page stays open and a recurrence
     starts a new episode (firing, resolved, firing). `muted` only keeps an alert that was
-    never notified quiet."""
+    never notified quiet. `evidence`: what is true now (state_now.resolved_evidence)."""
     if record.state is AlertState.RESOLVED:
         return carry(record, now, token=token)
-    resolved = replace(record, state=AlertState.RESOLVED, resolved_at=now)
+    resolved = replace(record, state=AlertState.RESOLVED, resolved_at=now,
+                       resolved_evidence=bounded(evidence) if evidence else {"summary": why})
     if record.state is AlertState.PENDING:
         text = f"cleared before its grace elapsed ({why})"
         return Decision(replace(resolved, owed=None, reason=text), None, text)

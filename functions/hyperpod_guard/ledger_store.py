@@ -175,6 +175,8 @@ def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
         "fingerprint": _s(record.fingerprint), "state": _s(record.state.value), "reported_at": _t(record.reported_at),
         "first_seen": _t(record.first_seen), "last_seen": _t(record.last_seen), "fired_at": _t(record.fired_at),
         "resolved_at": _t(record.resolved_at), "last_notified": _t(record.last_notified),
+        "resolved_evidence_json": _s(json.dumps(record.resolved_evidence, ensure_ascii=False, default=str)
+                                     if record.resolved_evidence is not None else None),
         "notified_severity": _s(record.notified_severity.value if record.notified_severity else None),
         "owed": _s(record.owed.value if record.owed else None), "claim_token": _s(record.claim_token),
         "claim_until": _t(record.claim_until), "reason": _s(record.reason), "version": {"N": str(record.version)},
@@ -207,6 +209,7 @@ def from_item(item: dict[str, Any]) -> AlertRecord:
         first_seen=when("first_seen"), last_seen=when("last_seen"),  # type: ignore[arg-type]
         reported_at=when("reported_at"), fired_at=when("fired_at"),
         resolved_at=when("resolved_at"), last_notified=when("last_notified"),
+        resolved_evidence=json.loads(evidence) if (evidence := _get(item, "resolved_evidence_json")) else None,
         notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
         claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",
         version=int(_get(item, "version") or 0),

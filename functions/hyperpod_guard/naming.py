@@ -4,6 +4,10 @@ so that the demo and the tests run against the names `cdk deploy` creates."""
 from __future__ import annotations
 
 DEFAULT_PREFIX = "hyperpod-guard"
+#: a Slack receiver's name (the rules' routing names receivers; each but `default` is a secret of its own)
+RECEIVER_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+#: the receiver whose secret is the stack's own webhook secret (slack_secret_name)
+DEFAULT_RECEIVER = "default"
 
 
 def table_name(prefix: str = DEFAULT_PREFIX) -> str:
@@ -16,6 +20,16 @@ def alerts_topic_name(prefix: str = DEFAULT_PREFIX) -> str:
 
 def slack_secret_name(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}/slack-webhook"
+
+
+def slack_receiver_secret_prefix(prefix: str = DEFAULT_PREFIX) -> str:
+    """Where the secrets of the named Slack receivers (rules' routing) live: one per receiver."""
+    return f"{prefix}/slack/"
+
+
+def slack_receiver_secret_name(prefix: str, receiver: str) -> str:
+    """The secret holding receiver `receiver`'s incoming-webhook URL (DEFAULT_RECEIVER's is slack_secret_name)."""
+    return f"{slack_receiver_secret_prefix(prefix)}{receiver}"
 
 
 def rules_path(prefix: str = DEFAULT_PREFIX) -> str:

@@ -178,7 +178,8 @@ def send_now(store: Store, committed: Committed, reports: Mapping[str, ActionRep
 
 
 def compose(committed: Committed, reports: Mapping[str, ActionReport], now: datetime, *, region: str | None = None,
-            cluster_arn: str | None = None, tags: Mapping[str, str] | None = None) -> Notification | None:
+            cluster_arn: str | None = None, tags: Mapping[str, str] | None = None,
+            rules: ClusterRules | None = None) -> Notification | None:
     """The cluster's one message, or None when nothing is to be sent. An action is news of its
     own when remediation says it is due; otherwise it is only mentioned in a message already due."""
     notified = [(d.notify, committed.written[d.record.fingerprint]) for d in committed.decisions if d.notify]
@@ -188,7 +189,7 @@ def compose(committed: Committed, reports: Mapping[str, ActionReport], now: date
         return None
     actions = {fp: list(done.lines) for fp, done in reports.items()}
     return build_notification(committed.cluster, notified, now, region=region, cluster_arn=cluster_arn,
-                              actions=actions, tags=tags)
+                              actions=actions, tags=tags, rules=rules)
 
 
 def deliver(publisher: Publisher, store: Store, committed: Committed, notification: Notification | None,
@@ -210,4 +211,4 @@ def reconcile(evaluation: Evaluation, scope: Scope, rules: ClusterRules, now: da
     """Every stage but remediation, for evaluations that cannot act (the rules-invalid alert,
     a cluster that is gone)."""
     committed = decide_and_commit(store, evaluation, scope, rules, now, token)
-    return deliver(publisher, store, committed, compose(committed, {}, now, region=region), token, now)
+    return deliver(publisher, store, committed, compose(committed, {}, now, region=region, rules=rules), token, now)

@@ -7,9 +7,9 @@ import fnmatch
 import functools
 import re
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .findings import Severity
 from .timeutil import Duration
@@ -62,6 +62,10 @@ def glob_match(pattern: str, value: str | None) -> bool:
 # --- per-policy settings -------------------------------------------------------------
 
 
+#: a link people open from an alert: https only (a rules file is trusted, but a typo'd scheme is not a link)
+RunbookUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s<>|]+$", max_length=1000)]
+
+
 class PolicySettings(RulesModel):
     enabled: bool = True
     severity: Severity | None = Field(
@@ -75,6 +79,10 @@ class PolicySettings(RulesModel):
         default=timedelta(hours=4), description="Re-notify a still-firing alert this often."
     )
     notify_on_resolve: bool = True
+    runbook_url: RunbookUrl | None = Field(
+        default=None, description="An https link shown on this policy's alerts (a button in Slack, a line in email "
+        "and Chatbot): what on-call should do. Set it per override for a team's own runbook.",
+    )
 
 
 class Remediation(RulesModel):

@@ -10,16 +10,29 @@ silently ignored is worse than a loud one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
+from .constants import RULES_INVALID
 from .errors import InvalidRulesError
+from .findings import Severity
+from .naming import DEFAULT_RECEIVER
 from .policies import REGISTRY, Policy
 from .policies.base import S
 from .policies.cluster_health import ClusterHealthSettings
@@ -190,6 +203,107 @@ class Grouping(RulesModel):
         return self.group_wait > timedelta(0)
 
 
+# --- routing: which receivers an alert goes to --------------------------------------------
+
+
+#: a receiver's name: `default` is the stack's webhook secret, any other NAME the secret <prefix>/slack/NAME
+RECEIVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+def _receiver_name(name: str) -> str:
+    if re.fullmatch(RECEIVER_NAME_PATTERN, name) is None:
+        raise ValueError(f"not a receiver name: {name!r}; use 1 to 63 lowercase letters, digits and '-', starting "
+                         "with a letter or digit, e.g. 'ml-oncall'")
+    return name
+
+
+ReceiverName = Annotated[str, AfterValidator(_receiver_name),
+                         WithJsonSchema({"type": "string", "pattern": RECEIVER_NAME_PATTERN})]
+
+#: the most receivers one route (or the default) may name: each is one webhook call per message
+MAX_RECEIVERS = 10
+
+#: what a route's policy matcher may name: the policies and the system's own rules-invalid alert
+ROUTABLE_POLICIES = (*REGISTRY, RULES_INVALID)
+
+
+def _known_policy(name: str) -> str:
+    if name not in ROUTABLE_POLICIES:
+        raise ValueError(f"unknown policy {name!r}; policies are {', '.join(ROUTABLE_POLICIES)}")
+    return name
+
+
+PolicyName = Annotated[str, AfterValidator(_known_policy),
+                       WithJsonSchema({"type": "string", "enum": list(ROUTABLE_POLICIES)})]
+
+#: Slack mentions a route may add, as written in the rules (routing.mention_syntax renders them)
+MENTION_PATTERN = r"^(?:subteam\^S[A-Z0-9]+|@[UW][A-Z0-9]+|here|channel)$"
+MENTION_FORMS = "'subteam^S0123ABCD' (a user group), '@U0123ABCD' or '@W0123ABCD' (a user), 'here', 'channel'"
+
+
+def _mention_form(value: str) -> str:
+    if re.fullmatch(MENTION_PATTERN, value) is None:
+        raise ValueError(f"not a Slack mention: {value!r}; use {MENTION_FORMS}")
+    return value
+
+
+Mention = Annotated[str, AfterValidator(_mention_form), WithJsonSchema({"type": "string", "pattern": MENTION_PATTERN})]
+
+
+class RouteMatch(ClusterMatch):
+    """Which alerts a route takes: all of the given conditions must hold; a condition left out
+    matches every alert."""
+
+    severity: tuple[Severity, ...] = Field(
+        default=(), description="The alert's severity is one of these (empty: any).")
+    policy: tuple[PolicyName, ...] = Field(
+        default=(), description="The alert's policy is one of these names (empty: any); `rules-invalid` is the "
+        "system's own alert about invalid rules.")
+    instance_group: str = Field(
+        default="*", description="Glob on the alert's instance group. An alert about the whole cluster has "
+        "none: only `*` matches it.")
+
+    def matches_alert(self, *, cluster: str, policy: str, severity: Severity, instance_group: str | None,
+                      tags: Mapping[str, str] | None) -> bool:
+        """`tags` None: not read, so a route that selects by tag does not match (as overrides)."""
+        return ((not self.severity or severity in self.severity) and (not self.policy or policy in self.policy)
+                and glob_match(self.instance_group, instance_group) and self.matches(cluster, tags))
+
+
+class Route(RulesModel):
+    """Alerts that `match` selects go to `receivers`. Routes are tried in order and the first that
+    matches wins, unless it says `continue` (as Alertmanager's route tree)."""
+
+    match: RouteMatch = Field(default_factory=RouteMatch, description="Which alerts this route takes "
+                              "(left out or empty: every alert).")
+    receivers: tuple[ReceiverName, ...] = Field(
+        min_length=1, max_length=MAX_RECEIVERS,
+        description="Slack incoming webhooks by name: `default` is the stack's webhook secret, any other NAME the "
+        "Secrets Manager secret <prefix>/slack/NAME (e.g. hyperpod-guard/slack/ml-oncall).")
+    mention: Mention | None = Field(
+        default=None,
+        description="A Slack mention added to firing alerts this route sends: 'subteam^S0123ABCD' (a user group: "
+        "its id, from the group's profile), '@U0123ABCD' or '@W0123ABCD' (a user id), 'here' or 'channel'.")
+    continue_: bool = Field(
+        default=False, alias="continue",
+        description="After this route matched, go on trying the routes after it (and send to their receivers too).")
+
+
+class Routing(RulesModel):
+    """Which Slack receivers each alert goes to. Without routes every alert goes to `default`."""
+
+    routes: tuple[Route, ...] = Field(
+        default=(), description="Tried in order: the first route that matches an alert wins, unless it says "
+        "`continue`. An alert no route matches goes to `default`.")
+    default: tuple[ReceiverName, ...] = Field(
+        default=(DEFAULT_RECEIVER,), min_length=1, max_length=MAX_RECEIVERS,
+        description="The receivers of alerts no route matches.")
+
+    @property
+    def selects_by_tags(self) -> bool:
+        return any(route.match.tags for route in self.routes)
+
+
 class Rules(RulesModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -205,18 +319,19 @@ class Rules(RulesModel):
     silences: tuple[Silence, ...] = ()
     remediation_budget: RemediationBudget = Field(default_factory=RemediationBudget)
     grouping: Grouping = Field(default_factory=Grouping)
+    routing: Routing = Field(default_factory=Routing)
 
     @property
     def selects_by_tags(self) -> bool:
-        """True when an override selects clusters by tag: only then are tags worth a ListTags call."""
-        return any(o.match.tags for o in self.overrides)
+        """True when an override or a route selects clusters by tag: only then are tags worth a ListTags call."""
+        return any(o.match.tags for o in self.overrides) or self.routing.selects_by_tags
 
     def for_tags(self, tags: Mapping[str, str] | None) -> Rules:
         """These rules as they apply to a cluster carrying `tags` (None: unknown, as untagged):
         overrides whose tag selector matches keep only their name glob, the others are dropped.
         Whatever then calls for_cluster(name) (the engine, the alert ledger's timings,
         remediation) sees the tag selection without having to be handed the tags."""
-        if not self.selects_by_tags:
+        if not any(o.match.tags for o in self.overrides):
             return self
         kept = tuple(
             o.model_copy(update={"match": o.match.model_copy(update={"tags": {}})})
@@ -244,7 +359,8 @@ class Rules(RulesModel):
         `adhoc`: the active ad-hoc silences (silences.py); those of other clusters are left out."""
         return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name), self.silences,
                             self.remediation_budget, dict(tags) if tags is not None else None,
-                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)), self.grouping)
+                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)), self.grouping,
+                            self.routing)
 
 
 @dataclass(frozen=True)
@@ -261,6 +377,8 @@ class ClusterRules:
     #: the active ad-hoc silences whose cluster glob matches this cluster (silences.py)
     adhoc: tuple[AdHocSilence, ...] = ()
     grouping: Grouping = field(default_factory=Grouping)
+    #: the rules' routing, whole: routing.py picks the receivers of each alert with this cluster's name and tags
+    routing: Routing = field(default_factory=Routing)
 
     @property
     def remediates(self) -> bool:

@@ -5,6 +5,11 @@ A silence whose matchers are all `*` mutes every alert of every cluster; a silen
 has passed mutes nothing (it is dead weight, or a typo in the year); a `policy` matcher that no
 registered policy name matches mutes nothing either (a misspelt policy). Each warning names the
 JSON path of what it is about, as validation problems do (`$.silences[0].until`).
+
+Routing: a route that can never match, because an earlier route without `continue` takes every alert
+it would (an empty `match` shadows every route after it), is a warning. A receiver other than
+`default` needs its webhook secret (<prefix>/slack/NAME); the rules cannot know whether it exists,
+so `routing_notes` says which: notes, not warnings (`validate --strict` does not fail on them).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
+from . import naming
 from .constants import RULES_INVALID
 from .policies import POLICY_NAMES
 from .policy_settings import glob_match
-from .rules import Rules, Silence
+from .rules import RouteMatch, Routing, Rules, Silence
 from .timeutil import isoformat
 
 MATCHERS = ("cluster", "policy", "instance_group", "node")
@@ -52,8 +58,50 @@ def silence_warnings(silence: Silence, path: str, now: datetime,
     return warnings
 
 
+def _one_of_covers(earlier: tuple[str, ...], later: tuple[str, ...]) -> bool:
+    """A one-of matcher (empty: any) takes every value another takes."""
+    return not earlier or (bool(later) and set(later) <= set(earlier))
+
+
+def _covers(earlier: RouteMatch, later: RouteMatch) -> bool:
+    """Whether every alert `later` matches is matched by `earlier` too (judged matcher by matcher:
+    a glob covers only `*` patterns and itself, so this may miss a shadowed route, never invent one)."""
+    return (_one_of_covers(earlier.severity, later.severity) and _one_of_covers(earlier.policy, later.policy)
+            and (_matches_everything(earlier.cluster) or earlier.cluster == later.cluster)
+            # "**" does not match an alert without an instance group; only "*" does (glob_match)
+            and earlier.instance_group in ("*", later.instance_group)
+            and earlier.tags.items() <= later.tags.items())
+
+
+def routing_warnings(routing: Routing) -> list[RulesWarning]:
+    """Routes that can never match: an earlier route without `continue` takes every alert they would."""
+    warnings = []
+    for index, later in enumerate(routing.routes):
+        shadow = next((i for i, earlier in enumerate(routing.routes[:index])
+                       if not earlier.continue_ and _covers(earlier.match, later.match)), None)
+        if shadow is not None:
+            warnings.append(RulesWarning(f"$.routing.routes[{index}]", f"never matches: route #{shadow} (without "
+                                         "`continue`) takes every alert this one would; move this route before it, "
+                                         f"or give route #{shadow} `\"continue\": true`"))
+    return warnings
+
+
+def routing_notes(routing: Routing, prefix: str = naming.DEFAULT_PREFIX) -> list[RulesWarning]:
+    """One note per receiver other than `default`, where it is first named: its webhook secret must exist."""
+    places = [(f"$.routing.routes[{index}].receivers", route.receivers) for index, route in enumerate(routing.routes)]
+    first: dict[str, str] = {}
+    for path, names in [*places, ("$.routing.default", routing.default)]:
+        for name in names:
+            first.setdefault(name, path)
+    return [RulesWarning(path, f"receiver {name!r}: make sure the secret "
+                         f"{naming.slack_receiver_secret_name(prefix, name)} exists (its Slack incoming-webhook URL; "
+                         f"with another stack prefix: <prefix>/slack/{name})")
+            for name, path in first.items() if name != naming.DEFAULT_RECEIVER]
+
+
 def rules_warnings(rules: Rules, now: datetime, policy_names: Iterable[str] = SILENCEABLE) -> list[RulesWarning]:
     """Every warning about the rules at `now`, in document order."""
     names = tuple(policy_names)
-    return [warning for index, silence in enumerate(rules.silences)
-            for warning in silence_warnings(silence, f"$.silences[{index}]", now, names)]
+    return [*(warning for index, silence in enumerate(rules.silences)
+              for warning in silence_warnings(silence, f"$.silences[{index}]", now, names)),
+            *routing_warnings(rules.routing)]

@@ -165,7 +165,7 @@ def evaluate_cluster(
     if grouped:  # an action's news goes now, with the page it is about
         committed = pipeline.send_now(runtime.ledger, committed, reports, now, token)
     notification = pipeline.compose(committed, reports, now, region=runtime.region, cluster_arn=snapshot.arn,
-                                    tags=rules.tags)                                     # one message
+                                    tags=rules.tags, rules=rules)                        # one message
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
     return evaluation, replace(outcome, flush_at=flush_at)
 
@@ -194,8 +194,9 @@ def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) 
         logger.info("flush %s of %s superseded while starting", flush.flush_id, flush.cluster)
         return None
     committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token)
+    rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags)  # runbooks and routes as they are now
     notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
-                                    tags=state.tags)
+                                    tags=state.tags, rules=rules)
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
     if notification is not None and any(item.reason is not Reason.RESOLVED
                                         and item.finding.severity is Severity.CRITICAL for item in notification.items):
@@ -265,10 +266,11 @@ def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEven
     elif isinstance(event, NodeHealthEvent) and event.detail.instance_id:
         node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
         nodes, gone = ([node], gone) if node else ([], frozenset({event.detail.instance_id}))
+    read = snapshot.model_copy(update={"nodes": tuple(nodes)})
     scope = Scope(snapshot.name, rules.enabled(REGISTRY), nodes=frozenset(n.instance_id for n in nodes),
                   all_nodes=list_all, gone_nodes=gone,
-                  launched={n.instance_id: n.launch_time for n in nodes if n.launch_time})
-    return snapshot.model_copy(update={"nodes": tuple(nodes)}), scope
+                  launched={n.instance_id: n.launch_time for n in nodes if n.launch_time}, snapshot=read)
+    return read, scope
 
 
 def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> EventResult:

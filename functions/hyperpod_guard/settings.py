@@ -28,6 +28,7 @@ from .constants import (
     RULES_REQUIRED,
     SILENCES_MAX_AGE,
     SLACK_MAX_ATTEMPTS,
+    SLACK_RECEIVER_SECRET_PREFIX,
     SLACK_SECRET_MAX_AGE,
     SLACK_TIMEOUT,
     SLACK_WEBHOOK_SECRET,
@@ -107,6 +108,8 @@ class WorkQueueSettings(_Settings):
 @dataclass(frozen=True)
 class SlackNotifierSettings(_Settings):
     webhook_secret: str = _env(SLACK_WEBHOOK_SECRET)
+    #: receiver X (other than `default`, whose secret is webhook_secret) reads secret receiver_secret_prefix + X
+    receiver_secret_prefix: str = _env(SLACK_RECEIVER_SECRET_PREFIX)
     secret_max_age: int = _env(SLACK_SECRET_MAX_AGE)
     timeout: float = _env(SLACK_TIMEOUT)
     max_attempts: int = _env(SLACK_MAX_ATTEMPTS)

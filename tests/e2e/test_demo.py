@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 from hyperpod_guard.local import demo
+from tests.chatbot_schema import validate_chatbot
 
 
 def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
@@ -22,24 +23,49 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     for scenario in demo.SCENARIOS:
         assert scenario.name in page
     assert "NOT met" not in page
-    slack = sorted((tmp_path / "slack").glob("*.json"))
+    slack = sorted((tmp_path / "slack" / "default").glob("*.json"))
     sns = sorted((tmp_path / "sns").glob("*.json"))
     # every SNS message reached Slack exactly once (the outage one after recovery); the rolled-back group's
     # Degraded status is part of the rollback's alert, not a message of its own (one problem, one alert);
     # the grouped storm of 200 nodes is 2 messages (grouping, issue 17)
     assert len(slack) == len(sns) == 9
     assert len({json.loads(p.read_text())["sns_message_id"] for p in slack}) == 9  # no SNS message twice
+    # routing (issue 18): the critical messages also reach the on-call receiver, with its user group mentioned
+    critical = [json.loads(p.read_text()) for p in sns]
+    critical = [m for m in critical if m["attributes"]["severity"] == "critical"]
+    oncall = [json.loads(p.read_text()) for p in sorted((tmp_path / "slack" / demo.ONCALL).glob("*.json"))]
+    assert len(oncall) == len(critical) >= 3
+    assert all("<!subteam^S0DEMO123>" in json.dumps(m["payload"]) for m in oncall)
+    # what Chatbot and email subscribers get: each SNS message's "https" and "email" per protocol
+    chatbot = sorted((tmp_path / "chatbot").glob("*.json"))
+    emails = sorted((tmp_path / "email").glob("*.txt"))
+    assert len(chatbot) == len(emails) == 9
+    for path in chatbot:
+        validate_chatbot(json.loads(path.read_text()))
+    for path in emails:
+        text = path.read_text()
+        assert text.startswith("Subject: [") and "\nCluster: " in text and "{" not in text, path.name
+    resolved = next(t for t in (p.read_text() for p in emails) if t.startswith("Subject: [RESOLVED]"))
+    assert "Now: Instance group p5-train is back to InService" in resolved and "Lasted: " in resolved
+    assert "back to InService" in page and "Runbook: failed-rollback" in page  # what the HTML shows
     ledger = json.loads((tmp_path / "ledger.json").read_text())
     assert {row["cluster"] for row in ledger} >= {s.cluster for s in demo.SCENARIOS}
     logs = (tmp_path / "lambda-logs.jsonl").read_text().splitlines()
     assert any('"alert decision"' in line for line in logs)
 
 
+def _item(status: str, now: str = "Instance group p5-train is back to InService, 16/16 nodes") -> dict[str, object]:
+    if status == "resolved":
+        return {"reason": "resolved", "resolved_evidence": {"summary": now}}
+    return {"reason": "first"}
+
+
 def _stage(sns_statuses: list[str], slack: int) -> SimpleNamespace:
     cluster = "demo-degraded"
     return SimpleNamespace(
-        sns=[{"message": {"cluster": cluster, "status": s}, "at": "x", "attributes": {}} for s in sns_statuses],
-        slack=[{"cluster": cluster, "at": "x", "sns_message_id": str(i)} for i in range(slack)],
+        sns=[{"message": {"cluster": cluster, "status": s, "items": [_item(s)]}, "at": "x", "attributes": {}}
+             for s in sns_statuses],
+        slack=[{"cluster": cluster, "at": "x", "sns_message_id": str(i), "receiver": "default"} for i in range(slack)],
     )
 
 
@@ -48,3 +74,6 @@ def test_a_scenario_whose_outcome_differs_is_reported():
     assert scenario.check(_stage(["firing", "resolved"], 2), scenario) == []
     assert scenario.check(_stage(["firing", "firing", "resolved"], 3), scenario) != []  # a repeat too many
     assert scenario.check(_stage(["firing"], 1), scenario) != []  # never resolved
+    stale = _stage(["firing", "resolved"], 2)
+    stale.sns[1]["message"]["items"] = [_item("resolved", "Instance group p5-train is Degraded (15/16 nodes)")]
+    assert scenario.check(stale, scenario) != []  # the resolved repeats the firing evidence

@@ -53,6 +53,7 @@ EVENT_DIRS = sorted(path.parent for path in (REPO / "events").glob("*/event.json
 ALL_OPTIONS: dict[str, Any] = {
     "emails": ["a@example.com"], "opsEmails": ["ops@example.com"], "chatbotSlackWorkspaceId": "T0123ABCD",
     "chatbotSlackChannelId": "C0123ABCD", "remediation": True, "logLevel": "debug", "sweepRate": 15,
+    "slackReceivers": ["ml-oncall", "platform"],
 }
 FUNCTIONS_SPEC = {  # name -> (handler, MemorySize, Timeout)
     "evaluator": ("hyperpod_guard.handlers.evaluator.handler", 512, 60),
@@ -75,6 +76,8 @@ CLUSTERS_ARN = _join("arn:", PARTITION, ":sagemaker:", REGION, ":", ACCOUNT, ":c
 RULES_ARNS = [_join("arn:", PARTITION, ":ssm:", REGION, ":", ACCOUNT, f":parameter{RULES_PATH}"),
               _join("arn:", PARTITION, ":ssm:", REGION, ":", ACCOUNT, f":parameter{RULES_PATH}/*")]
 DENY_INSECURE = {"Bool": {"aws:SecureTransport": "false"}}
+#: the named Slack receivers' secrets, which the notifier reads by name (infra/alerting.py Alerting._receivers)
+RECEIVER_SECRETS_ARN = _join("arn:", PARTITION, ":secretsmanager:", REGION, ":", ACCOUNT, f":secret:{PREFIX}/slack/*")
 
 
 # --- template helpers ---------------------------------------------------------------------------
@@ -448,7 +451,8 @@ def test_notifier_role(template: dict[str, Any]) -> None:
     statements = function_statements(template, "slack-notifier")
     secret_id, _ = find(template, "AWS::SecretsManager::Secret", Name=f"{PREFIX}/slack-webhook")
     read = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
-    assert [s["Resource"] for s in read] == [{"Ref": secret_id}]
+    # its webhook secret, and the named receivers' under their prefix (tests/infra/test_slack_receivers.py)
+    assert [s["Resource"] for s in read] == [{"Ref": secret_id}, RECEIVER_SECRETS_ARN]
     assert not any(a.split(":")[0] in ("sagemaker", "ssm", "sns") for a in actions_of(statements))
     # DynamoDB: only the idempotency records' item calls (see the test above)
     assert {a for a in actions_of(statements) if a.startswith("dynamodb:")} == {
@@ -572,7 +576,8 @@ def test_existing_slack_secret(synth) -> None:
     assert env["SLACK_WEBHOOK_SECRET"] == "existing/name"
     read = [s for s in function_statements(template, "slack-notifier")
             if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
-    assert len(read) == 1 and "secret:existing/name-??????" in json.dumps(read[0]["Resource"])
+    assert len(read) == 2 and "secret:existing/name-??????" in json.dumps(read[0]["Resource"])
+    assert read[1]["Resource"] == RECEIVER_SECRETS_ARN  # the named receivers' stay under the stack's prefix
 
 
 def test_sweep_rate(synth) -> None:
@@ -602,6 +607,8 @@ def test_log_level(synth) -> None:
     ({"slack": "maybe"}, "'slack'"),
     ({"eventAccounts": "12345678901"}, "'eventAccounts'"),
     ({"eventAccounts": ["111122223333", "arn:aws:iam::444455556666:root"]}, "'eventAccounts'"),
+    ({"slackReceivers": "ml-oncall,default"}, "'slackReceivers'"),
+    ({"slackReceivers": ["ML_oncall"]}, "'slackReceivers'"),
 ], ids=lambda v: v if isinstance(v, str) else json.dumps(v))
 def test_invalid_context(tmp_path: Path, context: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as raised:

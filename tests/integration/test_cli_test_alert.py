@@ -52,7 +52,7 @@ def test_one_test_message_reaches_the_topic_and_the_ledger_is_untouched(env):
     # what the Slack notifier makes of it says TEST
     notification = Notification.model_validate(message["message"])
     payload = render(notification)
-    assert "TEST" in payload["blocks"][0]["text"]["text"] and "[TEST]" in payload["text"]
+    assert "TEST" in payload["blocks"][0]["text"]["text"] and payload["text"].startswith("TEST ")
     assert ledger_items(resources.table_name) == []
 
 

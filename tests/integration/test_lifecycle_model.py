@@ -83,6 +83,9 @@ I8 grouping (the `grouped` case): alerts go out only in grouped messages (a flus
    group_interval after the previous one, unless it carries a critical alert's first page or escalation or a
    flush was lost or refused since. Liveness (I1, I2) is judged group_wait + group_interval after a sweep, as of
    the sweep; and at the end, past a lost flush's recovery by the sweep, nothing is open.
+I9 what a message says (issue 18): every item's first seen <= resolved <= the message's sent_at; a resolved
+   item says when it cleared and what was true then (its evidence is what an evaluation at that moment read:
+   the group's status and count, the node's status), never the firing evidence again.
 
 A failure prints the invariant, the step, and the timeline: each step with the clock (h:mm after T0), what
 SNS accepted (reason, policy/condition, scope, remediation lines) and the remediation calls made.
@@ -259,6 +262,8 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.failure_reads: dict[str, list[int]] = {name: [] for name in NODES}
         self.failure_since: dict[str, datetime | None] = {name: None for name in NODES}
         self.group_since: datetime | None = None
+        #: the state each evaluating step served, by clock: what a resolved message may say is true now (I9)
+        self.served: dict[datetime, list[tuple[str, int, dict[str, str]]]] = defaultdict(list)
         self.step = 0
         self.timeline: list[str] = []
         self.started = False
@@ -583,6 +588,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         if invoke is None:  # nothing ran: nothing can have been sent or done
             return False
         self.broken = True  # until the step and its checks are done
+        self.served[self.now].append((self.state.group_status, self.state.group_current, dict(self.state.node_status)))
         outcome = invoke()
         self.pipeline.flushes.stamp(self.now)  # the flushes it scheduled are due from now on
         sent = self.pipeline.take_sent(self.now)
@@ -641,6 +647,34 @@ class AlertLifecycle(RuleBasedStateMachine):
                 f"(group_interval {span(GROUP_INTERVAL)}), with no critical page in it"))
         self.last_group_message = self.now
 
+    def _check_message_content(self, item: Sent) -> None:
+        """I9: an item's times are in order (first seen <= resolved <= sent), and a resolved item says what
+        was true when it cleared: what some evaluation at that moment read, never the firing evidence."""
+        times = [t for t in (item.first_seen, item.resolved_at, item.sent_at) if t is not None]
+        if item.first_seen is None or item.sent_at is None or times != sorted(times):
+            raise InvariantBroken(self._explain(
+                "I9 (times in order: first seen <= resolved <= sent)",
+                f"{item.reason} for {item.alert}: first seen {item.first_seen}, resolved {item.resolved_at}, "
+                f"sent {item.sent_at}"))
+        if item.reason != "resolved":
+            return
+        evidence = item.resolved_evidence or {}
+        if item.resolved_at is None or not evidence.get("summary"):
+            raise InvariantBroken(self._explain(
+                "I9 (a resolved message says what is true now)",
+                f"resolved for {item.alert} without when or what is true now: {item.resolved_at}, {evidence}"))
+        read = self.served.get(item.resolved_at, [])
+        name = NODE_NAMES.get(item.node or "")
+        possible = [(group, current, nodes) for group, current, nodes in read
+                    if evidence.get("group_status", group) == group and evidence.get("current_count", current) == current
+                    and (name is None or evidence.get("instance_status", nodes[name]) == nodes[name])]
+        if not possible:
+            shown = {k: v for k, v in evidence.items() if k != "summary"}
+            raise InvariantBroken(self._explain(
+                "I9 (a resolved message says what is true now)",
+                f"resolved for {item.alert} says {shown} ({evidence['summary']!r}), but what was served at "
+                f"{clock(item.resolved_at)} was {[(g, c, n) for g, c, n in read] or 'nothing'}"))
+
     def _check(self, sent: list[Sent], calls: list[Call], *, stale: str | None, liveness: bool) -> None:
         now = self.now
         for item in sent:
@@ -675,6 +709,7 @@ class AlertLifecycle(RuleBasedStateMachine):
                     "I3 (nothing is sent for a silenced alert)", f"{item.reason} for {item.alert} under the {silence}"))
 
         for item in sent:
+            self._check_message_content(item)
             episode = self.open.get(item.fingerprint)
             if item.reason == "first":
                 if episode is not None:

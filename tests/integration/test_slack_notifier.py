@@ -232,14 +232,29 @@ def test_filled_in_secret_is_picked_up_at_once(env, secrets, slack_sink):  # noq
     assert handler(sns_event(notification().body()), FakeContext())["sent"] == 1
 
 
-def test_missing_secret_raises(env, slack_sink, output):  # noqa: F811
+def test_missing_secret_raises_as_not_configured(env, slack_sink, output):  # noqa: F811
+    # a secret that does not exist is a receiver not configured (was: a read error, GetParameterError)
+    with pytest.raises(SlackNotConfiguredError) as caught:
+        handler(sns_event(notification().body()), FakeContext())
+    assert slack_sink.requests == []
+    message = f"Slack webhook secret {SECRET} does not exist: create it holding the webhook URL"
+    assert str(caught.value) == message
+    logs, metrics = records(output.readouterr().out)
+    assert [(r["level"], r["message"], r["receiver"]) for r in logs] == [("ERROR", message, "default")]
+    assert metrics == {"NotificationsReceived": 1, "SlackNotConfigured": 1}
+
+
+def test_unreadable_secret_raises(env, secrets, slack_sink, output):  # noqa: F811
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+    secrets.create_secret(Name=SECRET, SecretString=slack_sink.url)
+    Faults("secretsmanager").fail("GetSecretValue", "AccessDeniedException")
     with pytest.raises(GetParameterError):
         handler(sns_event(notification().body()), FakeContext())
     assert slack_sink.requests == []
     logs, _ = records(output.readouterr().out)
     assert logs[0]["message"].startswith(f"Slack webhook secret {SECRET} could not be read: ")
+    assert logs[0]["receiver"] == "default"
 
 
 NOT_A_NOTIFICATION = "not a notification ("

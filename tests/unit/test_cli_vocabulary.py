@@ -119,7 +119,8 @@ def test_readme_row_options_match_the_parser(path):
 def test_format_is_text_or_json_everywhere_and_table_means_text(path):
     action = visible_options(LEAVES[path])["--format"]
     assert list(action.choices or ()) == ["text", "json"] and action.default == "text"
-    required = {("check",): ["--cluster", "c"], ("evaluate",): ["--event", "e"], ("explain",): ["--cluster", "c"]}
+    required = {("check",): ["--cluster", "c"], ("evaluate",): ["--event", "e"], ("explain",): ["--cluster", "c"],
+                ("routes", "test"): ["--cluster", "c"]}
     prefix = [*path, *required.get(path, [])]
     parser = build_parser()
     assert parser.parse_args([*prefix, "--format", "table"]).format == "text"

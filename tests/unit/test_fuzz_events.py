@@ -23,6 +23,7 @@ from hyperpod_guard.notify.sns import SnsPublisher
 from hyperpod_guard.service import EventResult, Runtime, handle_event
 from tests import strict_fakes
 from tests.fuzzing import SCENARIOS, any_event, near_limit_event
+from tests.lifecycle_model import message_body
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 TOPIC = "arn:aws:sns:us-west-2:123456789012:hyperpod-guard-alerts"
@@ -68,7 +69,7 @@ def check(result: EventResult, sns: strict_fakes.Sns) -> None:
         return
     assert isinstance(result.cluster, str) and result.cluster
     for message in sns.published:  # what the Slack notifier and email subscribers will read
-        body = json.loads(message["Message"])
+        body = message_body(message["Message"])
         assert body["cluster"] == result.cluster and body["items"]
 
 
@@ -126,7 +127,7 @@ def test_event_text_as_long_as_an_event_is_cut_so_the_alert_can_be_stored_and_se
     text = "Unhealthy " + "x" * 250_000
     result, sns = run(node_event(**{field: text}))
     (message,) = sns.published
-    finding = json.loads(message["Message"])["items"][0]["finding"]
+    finding = message_body(message["Message"])["items"][0]["finding"]
     assert len(finding["summary"]) <= TEXT_LIMIT
     assert all(len(value) <= TEXT_LIMIT for value in finding["details"].values() if isinstance(value, str))
     texts = [finding["summary"], *(v for v in finding["details"].values() if isinstance(v, str))]

@@ -28,7 +28,9 @@ def notification(tags: dict[str, str] | None) -> Notification:
 ])
 def test_tags_attribute(tags, attribute):
     attributes = notification(tags).attributes()
-    assert set(attributes) == {"severity", "cluster", "policy", "status"} | ({"tags"} if attribute else set())
+    # `receivers`: where the rules' routing sends the items (here none routed: the default receiver)
+    assert set(attributes) == {"severity", "cluster", "policy", "status", "receivers"} | ({"tags"} if attribute else set())
+    assert json.loads(attributes["receivers"]["StringValue"]) == ["default"]
     if attribute:
         assert attributes["tags"]["DataType"] == "String.Array"
         assert json.loads(attributes["tags"]["StringValue"]) == attribute
@@ -37,7 +39,7 @@ def test_tags_attribute(tags, attribute):
 def test_fifty_tags_are_still_one_attribute():
     tags = {f"k{i:02d}": "v" * 256 for i in range(50)}  # AWS: at most 50 tags, values up to 256 characters
     attributes = notification(tags).attributes()
-    assert len(attributes) == 5 <= ATTRIBUTE_LIMIT
+    assert len(attributes) == 6 <= ATTRIBUTE_LIMIT  # severity, cluster, policy, status, receivers, tags
     assert len(json.loads(attributes["tags"]["StringValue"])) == 50
 
 
@@ -45,7 +47,8 @@ def test_tags_in_body_and_text_and_back():
     message = notification({"team": "llm", "env": "prod"})
     body = json.loads(message.body())
     assert body["tags"] == {"team": "llm", "env": "prod"}
-    assert message.text().splitlines()[:2] == ["hyperpod-guard: cluster burst-infer (us-west-2)", "tags: env=prod, team=llm"]
+    lines = message.text().splitlines()
+    assert lines[0] == message.preview and "tags: env=prod, team=llm" in lines[:8]  # the email's head
     assert Notification.model_validate_json(message.body()).tags == {"team": "llm", "env": "prod"}  # the Slack notifier's read
     assert "tags:" not in notification(None).text() and json.loads(notification(None).body())["tags"] is None
 
@@ -73,9 +76,11 @@ def test_hundreds_of_findings_go_as_numbered_parts_that_each_fit_sns() -> None:
     assert len(parts) > 1
     assert [p.part for p in parts] == list(range(1, len(parts) + 1)) and {p.parts for p in parts} == {len(parts)}
     assert all(len(p.body().encode()) <= 240 * 1024 for p in parts)
+    # SNS counts the whole per-protocol message (body, email, Chatbot JSON) against its 256 KiB
+    assert all(len(p.sns_message().encode()) <= 240 * 1024 for p in parts)
     assert [i for p in parts for i in p.items] == list(big.items)  # nothing lost, order kept
     assert parts[0].subject.endswith(f"[1/{len(parts)}]") and len(parts[0].subject) < 100
-    assert f"part 2 of {len(parts)}" in parts[1].text().splitlines()[0]
+    assert f"Part 2 of {len(parts)}" in parts[1].text() and parts[1].text().startswith(parts[1].preview)
     assert Notification.model_validate_json(parts[1].body()).part == 2  # the Slack notifier reads it back
 
 
@@ -94,4 +99,7 @@ def test_publisher_sends_every_part() -> None:
     big = many(400)
     assert SnsPublisher("arn:aws:sns:us-west-2:123456789012:t", sns).publish(big) == "m-1"
     assert len(sns.messages) == len(big.split()) > 1
-    assert sum(len(json.loads(m["Message"])["items"]) for m in sns.messages) == 400
+    assert {m["MessageStructure"] for m in sns.messages} == {"json"}
+    messages = [json.loads(m["Message"]) for m in sns.messages]
+    assert all(set(m) == {"default", "email", "https"} for m in messages)
+    assert sum(len(json.loads(m["default"])["items"]) for m in messages) == 400  # what the Slack notifier reads

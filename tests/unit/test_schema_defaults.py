@@ -43,7 +43,9 @@ DEFAULTS = dict(defaults(SCHEMA))
 
 
 def test_the_walk_finds_the_defaults_of_every_part():
-    assert len(DEFAULTS) == json.dumps(SCHEMA).count('"default":')
+    # the text count also finds the properties *named* "default" (routing's default receivers)
+    named_default = sum("default" in d.get("properties", {}) for d in SCHEMA["$defs"].values())
+    assert len(DEFAULTS) == json.dumps(SCHEMA).count('"default":') - named_default
     grace = DEFAULTS["#/$defs/TaintDriftSettings/properties/grace"]
     assert grace["pattern"] and grace["default"] == "15m"
     assert DEFAULTS["#/$defs/NodeRemediation/properties/after"]["default"] == "30m"

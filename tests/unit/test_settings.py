@@ -35,7 +35,7 @@ def test_sweep_is_the_evaluator_plus_its_concurrency() -> None:
 def test_slack_notifier_defaults() -> None:
     env = {"SLACK_WEBHOOK_SECRET": "hyperpod-guard/slack-webhook", "TABLE_NAME": "hyperpod-guard-ledger"}
     assert SlackNotifierSettings.from_env(env) == SlackNotifierSettings(
-        webhook_secret="hyperpod-guard/slack-webhook", secret_max_age=300, timeout=15.0, max_attempts=4,
+        webhook_secret="hyperpod-guard/slack-webhook", receiver_secret_prefix="hyperpod-guard/slack/", secret_max_age=300, timeout=15.0, max_attempts=4,
         table_name="hyperpod-guard-ledger", idempotency_ttl=86400, function_name=None,
     )
 

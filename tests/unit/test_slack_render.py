@@ -7,13 +7,16 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem
+from hyperpod_guard.local import slack_html
+from hyperpod_guard.notify.delivery import routed
+from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem, ReceiverRef
 from hyperpod_guard.notify.slack import (
+    MENTION,
     SlackDeliveryError,
     SlackError,
     SlackPermanentError,
@@ -22,7 +25,12 @@ from hyperpod_guard.notify.slack import (
     detail_lines,
     escape_mrkdwn,
     render,
+    runbook_url,
+    slack_date,
 )
+from tests.golden import check_golden
+from tests.message_samples import RUNBOOK as SAMPLE_RUNBOOK
+from tests.message_samples import SAMPLES
 from tests.slack_sink import slack_sink  # noqa: F401
 
 CLUSTER = "ml-prod"
@@ -86,9 +94,10 @@ def test_header_and_context(items, header, counts):
         {"type": "mrkdwn", "text": f"HyperPod cluster `ml-prod` · region `us-west-2` · {counts}"}]}
 
 
-def test_fallback_text_is_the_subject():
+def test_fallback_text_is_the_preview():
+    # a sentence for a phone's lock screen (Notification.preview), no longer the SNS Subject's "[CRITICAL]"
     payload = render(note(item(severity="critical", summary="Instance group workers is Failed"), item()))
-    assert payload["text"] == "[CRITICAL] ml-prod: Instance group workers is Failed (+1 more)"
+    assert payload["text"] == "CRITICAL ml-prod: Instance group workers is Failed (+1 more)"
     assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
 
 
@@ -107,7 +116,8 @@ def test_one_section_per_item_most_severe_first_resolved_last():
         item(severity="critical", summary="c"),
         item(severity="warning", summary="w"),
     ))
-    assert [s.split("\n")[1] for s in sections(payload)] == ["c", "w", "i", "r"]
+    # a resolved item without re-read evidence shows its firing summary only as "was:"
+    assert [s.split("\n")[1] for s in sections(payload)] == ["c", "w", "i", "_was:_ r"]
     assert [b["type"] for b in payload["blocks"]] == ["header", "context"] + ["section"] * 4 + ["actions"]
 
 
@@ -121,21 +131,29 @@ def test_firing_section_exact():
     ]
 
 
-@pytest.mark.parametrize(("reason", "first_seen", "severity", "line"), [
-    ("repeat", SINCE, "warning", "_🔁 Still firing: repeat reminder (firing since 2026-06-01 17:20 UTC)_"),
-    ("repeat", None, "warning", "_🔁 Still firing: repeat reminder_"),
-    ("escalated", SINCE, "critical", "_⏫ Escalated to critical (firing since 2026-06-01 17:20 UTC)_"),
-    ("escalated", None, "critical", "_⏫ Escalated to critical_"),
+SINCE_TOKEN = "<!date^1780334425^{date_short_pretty} {time}|2026-06-01 17:20 UTC>"
+
+
+@pytest.mark.parametrize(("reason", "first_seen", "severity", "lines"), [
+    # since when is now a line of its own, in Slack date formatting (note() has no sent_at: no "for")
+    ("repeat", SINCE, "warning", ["_🔁 Repeat reminder: still firing_", f"🕒 Firing since {SINCE_TOKEN}"]),
+    ("repeat", None, "warning", ["_🔁 Repeat reminder: still firing_"]),
+    ("escalated", SINCE, "critical", ["_⏫ Escalated to critical_", f"🕒 Firing since {SINCE_TOKEN}"]),
+    ("escalated", None, "critical", ["_⏫ Escalated to critical_"]),
 ])
-def test_repeat_and_escalated_reason_shown(reason, first_seen, severity, line):
+def test_repeat_and_escalated_reason_shown(reason, first_seen, severity, lines):
     text = sections(render(note(item(reason, severity=severity, first_seen=first_seen))))[0]
-    assert text.split("\n")[2] == line
+    assert text.split("\n")[2:] == lines
 
 
-@pytest.mark.parametrize("reason", ["first", "resolved"])
-def test_first_and_resolved_have_no_reason_line(reason):
-    text = sections(render(note(item(reason))))[0]
+def test_first_has_no_reason_line():
+    text = sections(render(note(item("first"))))[0]
     assert text.split("\n") == [text.split("\n")[0], "Instance group workers is Degraded (2/4 nodes)"]
+
+
+def test_resolved_without_evidence_says_only_what_it_was():
+    text = sections(render(note(item("resolved"))))[0]
+    assert text.split("\n")[1:] == ["_was:_ Instance group workers is Degraded (2/4 nodes)"]
 
 
 def test_resolved_item_marked():
@@ -340,10 +358,13 @@ def test_header_is_one_line():
 # -- limits ---------------------------------------------------------------------------------
 
 
-def test_long_summary_cut_to_section_limit():
-    text = sections(render(note(item(summary="s" * 10_000))))[0]
-    assert len(text) == 3000
-    assert text.endswith("s…")
+def test_long_summary_cut_so_the_rest_of_the_section_fits():
+    # the summary is cut to 1 000 characters (was: to the section's 3 000), so that since when, the
+    # evidence and the next step still fit after it
+    text = sections(render(note(item(summary="s" * 10_000, details={"status": "Failed"}))))[0]
+    assert len(text) < 3000
+    assert text.split("\n")[1] == "s" * 999 + "…"
+    assert text.split("\n")[2] == "• status `Failed`"
 
 
 def test_escaping_growth_is_cut_without_breaking_an_entity():
@@ -685,6 +706,8 @@ def _untrusted(field: str, value: str) -> Notification:
     details: dict[str, Any] = {"status": "Degraded"}
     kwargs: dict[str, Any] = {}
     cluster, region, actions = CLUSTER, "us-west-2", ()
+    update: dict[str, Any] = {}  # the item's fields besides the finding's
+    message: dict[str, Any] = {}  # the notification's fields besides cluster and region
     direct = {"summary": "summary", "instance_group": "group", "node": "node"}
     detail_keys = {"status", "group_status", "instance_status", "health_status", "software_update_status",
                    "failure_message", "message", "reason", "event_description", "description", "recommendation",
@@ -713,10 +736,31 @@ def _untrusted(field: str, value: str) -> Notification:
                          if kind == "taints" else {"missing": {value: value}, "changed": {value: {"current": value, "desired": value}}})
     elif field in ("extra_key", "extra_value"):
         details[value if field == "extra_key" else "future_evidence"] = "v" if field == "extra_key" else value
+    elif field == "next_step":  # built from an action or the node's repair action: event data
+        update["next_step"] = f"HyperPod repairs the node automatically ({value})"
+    elif field in ("resolved_summary", "resolved_status", "resolved_key", "resolved_value"):
+        # what is true now: re-read cluster state, shown instead of the firing evidence
+        kwargs["reason"] = "resolved"
+        evidence = {"summary": value if field == "resolved_summary" else "Instance group workers is back",
+                    "group_status": value if field == "resolved_status" else "InService"}
+        if field in ("resolved_key", "resolved_value"):
+            key, shown = (value, "v") if field == "resolved_key" else ("future_evidence", value)
+            evidence[key] = shown
+        update.update(resolved_evidence=evidence, resolved_at=SINCE + timedelta(hours=2))
+    elif field == "account":  # from the cluster's ARN
+        message["account"] = value
+    elif field in ("tag_key", "tag_value"):
+        message["tags"] = {value: "v"} if field == "tag_key" else {"team": value}
+    elif field == "runbook_url":  # the rules validate it; the message is read back from SNS all the same
+        update["runbook_url"] = f"https://wiki.example.com/{value}"
+    elif field == "mention":  # the rules validate it too; a mention is the one raw sequence we write
+        update["receivers"] = (ReceiverRef(name="oncall", mention=value),)
     else:  # pragma: no cover - a typo in the table below
         raise AssertionError(field)
-    untrusted = item(cluster=cluster, details=details, **kwargs).model_copy(update={"actions": actions})
-    return note(untrusted, cluster=cluster, region=region)
+    untrusted = item(cluster=cluster, details=details, first_seen=SINCE, **kwargs).model_copy(
+        update={"actions": actions, **update})
+    return note(untrusted, cluster=cluster, region=region).model_copy(
+        update={"sent_at": SINCE + timedelta(hours=3), **message})
 
 
 UNTRUSTED_FIELDS = [
@@ -725,7 +769,8 @@ UNTRUSTED_FIELDS = [
     "description", "recommendation", "guidance", "repair_action", "node_recovery", "critical_after", "instance_type",
     "current_image_id", "desired_image_id", "shortfall_ratio", "current_count", "target_state_count",
     "triggered_alarms", "auto_rollback_alarms", "counts_key", "counts_value", "cluster_event", "cluster_event_level",
-    "taint", "label", "extra_key", "extra_value",
+    "taint", "label", "extra_key", "extra_value", "next_step", "resolved_summary", "resolved_status", "resolved_key",
+    "resolved_value", "account", "tag_key", "tag_value", "runbook_url", "mention",
 ]
 INJECTIONS = PAYLOADS + [
     "<!everyone> <!subteam^S123|team>", "<mailto:a@evil.example|mail>", "@channel @here",
@@ -747,30 +792,45 @@ def _texts(payload: dict[str, Any]) -> list[str]:
     return texts
 
 
+#: the one control sequence we write ourselves into every message with times: a date, its fallback the UTC time
+DATE_TOKEN = re.compile(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|\d{4}-\d\d-\d\d \d\d:\d\d UTC>")
+
+
+def without_dates(serialized: str) -> str:
+    return DATE_TOKEN.sub("", serialized)
+
+
 @pytest.mark.parametrize("payload", INJECTIONS)
 @pytest.mark.parametrize("field", UNTRUSTED_FIELDS)
 def test_no_field_can_inject(field, payload):
-    rendered = render(_untrusted(field, payload))
-    benign = render(_untrusted(field, "plain"))
-    serialized = json.dumps(rendered, ensure_ascii=False)
-    assert "<" not in serialized and ">" not in serialized  # no control sequence: <!..>, <@..>, <http..|..>
+    rendered = render(_untrusted(field, payload), "oncall")
+    benign = render(_untrusted(field, "plain"), "oncall")
+    serialized = without_dates(json.dumps(rendered, ensure_ascii=False))
+    if field == "mention" and MENTION.match(payload):  # a route's mention, as the rules may write it: its job
+        assert sections(rendered)[0] == f"{payload} 1 warning alert"
+        assert "<" not in serialized.replace(payload, "", 1)
+        return
+    # no control sequence: <!..>, <@..>, <http..|..> (but our own dates, in the strict form above)
+    assert "<" not in serialized and ">" not in serialized
     # a word joiner defuses bare mentions where Slack parses them (plain_text, the header, never does)
     assert not [t for t in mrkdwn_texts(rendered) if "@channel" in t or "@here" in t]
-    # no extra lines: a field's text cannot add a bullet, a "resolved" line or a quote
-    assert [t.count("\n") for t in _texts(rendered)] == [t.count("\n") for t in _texts(benign)]
+    # no extra lines: a field's text cannot add a bullet, a "resolved" line or a quote (nor a button: a
+    # runbook link that is no URL makes none, so there only the texts are compared)
+    texts = mrkdwn_texts if field == "runbook_url" else _texts
+    assert [t.count("\n") for t in texts(rendered)] == [t.count("\n") for t in texts(benign)]
     # no way out of a code span: as many backticks in the blocks' mrkdwn as with a harmless value, unless
     # the field is free text (where a backtick is only formatting, as in the fallback text; the header is plain)
     if field not in ("summary", "failure_message", "message", "reason", "event_description", "description",
                      "recommendation", "guidance", "action", "cluster_event", "cluster_event_level", "extra_key",
                      "extra_value", "shortfall_ratio", "current_count", "target_state_count", "counts_key",
-                     "counts_value"):
+                     "counts_value", "next_step", "resolved_summary", "resolved_key", "resolved_value"):
         assert [t.count("`") for t in mrkdwn_texts(rendered)[1:]] == [t.count("`") for t in mrkdwn_texts(benign)[1:]]
     assert not [t for t in _texts(rendered) if _CONTROL.search(t)], "control or bidi characters reach Slack"
 
 
 @pytest.mark.parametrize("field", UNTRUSTED_FIELDS)
 def test_any_field_however_long_keeps_slacks_limits(field):
-    rendered = render(_untrusted(field, "&<" * 50_000))  # grows fourfold when escaped
+    rendered = render(_untrusted(field, "&<" * 50_000), "oncall")  # grows fourfold when escaped
     blocks = rendered["blocks"]
     assert len(blocks) <= 50 and len(rendered["text"]) <= 3000
     for block in blocks:
@@ -781,5 +841,239 @@ def test_any_field_however_long_keeps_slacks_limits(field):
         elif block["type"] == "context":
             assert all(len(e["text"]) <= 3000 for e in block["elements"])
         elif block["type"] == "actions":
-            assert all(len(e["url"]) <= 3000 for e in block["elements"])
+            assert len(block["elements"]) <= 25
+            assert all(len(e["url"]) <= 3000 and len(e["text"]["text"]) <= 75 for e in block["elements"])
     assert len(json.dumps(rendered).encode()) < 40_000  # one finding: far below what Slack accepts
+    assert "<" not in without_dates(json.dumps(rendered))  # a cut never leaves half a date behind
+
+
+# -- every message kind, as the notifier posts it (tests/message_samples.py, golden files) --------------
+
+
+def posted(kind: str) -> dict[str, dict[str, Any]]:
+    """What the notifier posts for sample `kind`: receiver -> its payload."""
+    return {name: render(part, name) for name, part in routed(SAMPLES[kind])}
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_every_kind_matches_its_golden_file(kind):
+    for receiver, payload in posted(kind).items():
+        check_golden("slack", kind if receiver == "default" else f"{kind}.{receiver}", payload)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_every_kind_keeps_slacks_limits_and_says_where(kind):
+    for payload in posted(kind).values():
+        assert len(payload["blocks"]) <= 50 and len(payload["text"]) <= 100
+        context = payload["blocks"][1]["elements"][0]["text"]
+        assert "cluster `ml-prod` · account `123456789012` · region `us-west-2`" in context
+        assert "<" not in without_dates(json.dumps(payload).replace("<!subteam^S0123ABCD>", ""))
+
+
+#: the samples' first seen, 2026-11-30 07:16 UTC, as Slack date formatting
+SAMPLE_SINCE = "<!date^1796022960^{date_short_pretty} {time}|2026-11-30 07:16 UTC>"
+
+
+def test_firing_says_since_when_for_how_long_and_what_happens_next():
+    (section,) = sections(render(SAMPLES["firing"], "default"))
+    lines = section.split("\n")
+    assert lines[:3] == [
+        "🔴 *CRITICAL* · `failed-rollback` · group `p5-train`",
+        "Software update of instance group p5-train failed and its rollback failed too",
+        # first seen 07:16, the message sent 09:30: Slack shows the date in the reader's zone, else UTC
+        f"🕒 Firing for 2h14m, since {SAMPLE_SINCE}",
+    ]
+    assert lines[-1] == "➡️ _Next:_ Nothing automatic: a person must act"
+    assert "• failure: Instance i-0a1b2c3d4e5f60718 failed health checks after the update" in lines
+
+
+def test_repeat_says_so_and_how_long():
+    lines = sections(render(SAMPLES["repeat"]))[0].split("\n")
+    assert lines[2:4] == ["_🔁 Repeat reminder: still firing_", f"🕒 Firing for 2h14m, since {SAMPLE_SINCE}"]
+
+
+def test_escalated_says_so_and_since_when():
+    lines = sections(render(SAMPLES["escalated"]))[0].split("\n")
+    assert lines[2:4] == ["_⏫ Escalated to critical_", f"🕒 Firing for 2h14m, since {SAMPLE_SINCE}"]
+
+
+def test_resolved_says_what_is_true_now_when_it_cleared_and_how_long_it_lasted():
+    (section,) = sections(render(SAMPLES["resolved"]))
+    assert section.split("\n") == [
+        "✅ *Resolved* · ~warning~ · `degraded-group` · group `p5-train`",
+        "Instance group p5-train is back to InService, 16/16 nodes",
+        "_was:_ Instance group p5-train is Degraded (15/16 nodes)",
+        "🕒 Cleared <!date^1796030960^{date_short_pretty} {time}|2026-11-30 09:29 UTC>, lasted 2h13m",
+        "• group status `InService`",
+        "• nodes: 16 current · 16 target",
+    ]
+    # not the firing evidence: the item's details (Degraded, 15 nodes) are not shown
+    assert "`Degraded`" not in section and "15 current" not in section
+
+
+def test_remediated_shows_the_action_and_the_next_step():
+    lines = sections(render(SAMPLES["remediated"]))[0].split("\n")
+    assert lines[-2:] == [
+        "🛠 _Remediation:_ would replace i-0a1b2c3d4e5f60718 (dry run)",
+        ("➡️ _Next:_ HyperPod repairs the node automatically (NodeRecovery Automatic, repair action Replace); "
+         "remediation is a dry run: it would replace i-0a1b2c3d4e5f60718 and changes nothing"),
+    ]
+
+
+@pytest.mark.parametrize(("first_seen", "sent_at", "line"), [
+    (SINCE, SINCE + timedelta(hours=2, minutes=14, seconds=59), "🕒 Firing for 2h14m, since "),  # whole minutes
+    (SINCE, SINCE + timedelta(seconds=40), "🕒 Firing for 40s, since "),
+    (SINCE, SINCE + timedelta(days=3, hours=1), "🕒 Firing for 3d1h, since "),
+    (SINCE, SINCE - timedelta(minutes=5), "🕒 Firing for 0s, since "),  # a clock ahead: never negative
+    (SINCE, None, "🕒 Firing since "),
+])
+def test_how_long_against_the_messages_time(first_seen, sent_at, line):
+    message = note(item(first_seen=first_seen)).model_copy(update={"sent_at": sent_at})
+    assert sections(render(message))[0].split("\n")[2] == line + SINCE_TOKEN
+
+
+def test_a_date_slack_cannot_format_is_its_fallback():
+    assert slack_date(datetime(1969, 12, 31, 23, 0, tzinfo=timezone.utc)) == "1969-12-31 23:00 UTC"
+    assert slack_date(SINCE) == SINCE_TOKEN
+
+
+def test_resolved_without_times_or_evidence():
+    resolved = item("resolved").model_copy(update={"resolved_evidence": {"summary": "Cluster ml-prod is InService"}})
+    assert sections(render(note(resolved)))[0].split("\n")[1:] == [
+        "Cluster ml-prod is InService", "_was:_ Instance group workers is Degraded (2/4 nodes)"]
+
+
+# -- context: account, region, tags -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fields", "context"), [
+    ({"account": "123456789012"},
+     "HyperPod cluster `ml-prod` · account `123456789012` · region `us-west-2` · 1 firing"),
+    ({"tags": {"team": "llm", "env": "prod"}},
+     "HyperPod cluster `ml-prod` · region `us-west-2` · tags `env=prod` `team=llm` · 1 firing"),
+    ({"tags": {f"k{i}": "v" for i in range(50)}},
+     "HyperPod cluster `ml-prod` · region `us-west-2` · tags `k0=v` `k1=v` `k10=v` (+47 more) · 1 firing"),
+    ({"tags": {}}, "HyperPod cluster `ml-prod` · region `us-west-2` · 1 firing"),
+])
+def test_context_says_account_and_a_few_tags(fields, context):
+    payload = render(note(item()).model_copy(update=fields))
+    assert payload["blocks"][1]["elements"][0]["text"] == context + " · 0 resolved"
+
+
+# -- mentions: per receiver, firing only, checked ---------------------------------------------------
+
+GROUP = "<!subteam^S0123ABCD>"
+
+
+def routed_item(severity: str = "critical", reason: str = "first", mention: str | None = GROUP) -> NotificationItem:
+    return item(reason, severity=severity).model_copy(update={"receivers": (
+        ReceiverRef(name="ml-oncall", mention=mention, route=0), ReceiverRef(name="default"))})
+
+
+def test_mention_first_for_the_receiver_whose_route_adds_it():
+    message = note(routed_item())
+    oncall, default = render(message, "ml-oncall"), render(message, "default")
+    assert sections(oncall)[0] == f"{GROUP} 1 critical alert"
+    assert len(sections(oncall)) == len(sections(default)) + 1
+    assert GROUP not in json.dumps(default) and GROUP not in json.dumps(render(message))
+
+
+@pytest.mark.parametrize(("items", "line"), [
+    ([routed_item(), routed_item(), routed_item("warning")], f"{GROUP} 3 alerts: 2 critical, 1 warning"),
+    ([routed_item(), routed_item("warning", mention="<!here>")], f"{GROUP} <!here> 2 alerts: 1 critical, 1 warning"),
+    ([routed_item(), routed_item(mention=None)], f"{GROUP} 1 critical alert"),  # that route mentions nobody
+    ([routed_item(), routed_item(reason="resolved")], f"{GROUP} 1 critical alert"),  # resolved never mentions
+    ([routed_item(reason="resolved")], None),
+])
+def test_mention_counts_the_firing_items_it_is_for(items, line):
+    payload = render(note(*items), "ml-oncall")
+    first = sections(payload)[0]
+    assert first == line if line else not first.startswith("<")
+
+
+@pytest.mark.parametrize("mention", [
+    "<!subteam^S0123ABCD|oncall>", "<!everyone>", "<!subteam^s0123>", "<@U123> <!channel>", "<#C0123>",
+    "<http://evil.example|click>", "!here", "<!here", "<@X123>", "<!date^1^{time}|x>", "",
+])
+def test_a_mention_slack_would_read_otherwise_is_refused(mention):
+    payload = render(note(routed_item(mention=mention)), "ml-oncall")
+    assert not sections(payload)[0].startswith("<")
+    assert "<" not in without_dates(json.dumps(payload))
+
+
+@pytest.mark.parametrize("mention", ["<!subteam^S0123ABCD>", "<@U0123ABCD>", "<@W0123ABCD>", "<!here>", "<!channel>"])
+def test_the_mentions_the_rules_may_write(mention):
+    assert sections(render(note(routed_item(mention=mention)), "ml-oncall"))[0] == f"{mention} 1 critical alert"
+
+
+# -- runbook buttons --------------------------------------------------------------------------------
+
+RUNBOOK = "https://wiki.example.com/runbooks/degraded"
+
+
+def buttons(payload: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(e["action_id"], e["text"]["text"], e["url"])
+            for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_runbook_button_beside_the_console_button_once_per_runbook():
+    firing = item().model_copy(update={"runbook_url": RUNBOOK})
+    resolved = item("resolved", policy="taint-drift").model_copy(update={"runbook_url": RUNBOOK + "/taints"})
+    payload = render(note(firing, firing, resolved))
+    assert [(a, t) for a, t, _ in buttons(payload)] == [("open-console", "Open cluster in the SageMaker console"),
+                                                       ("runbook-0", "Runbook: degraded-group")]
+    assert buttons(payload)[1][2] == RUNBOOK
+    assert payload["blocks"][-1]["type"] == "actions"
+
+
+def test_runbook_button_without_a_region():
+    payload = render(note(item().model_copy(update={"runbook_url": RUNBOOK}), region=None))
+    assert buttons(payload) == [("runbook-0", "Runbook: degraded-group", RUNBOOK)]
+
+
+@pytest.mark.parametrize("url", [
+    "http://wiki.example.com/x", "javascript:alert(1)", "https://", "https:///path", "https://wiki.example.com/a b",
+    "https://wiki.example.com/<!channel>", "https://wiki.example.com/x|label", 'https://wiki.example.com/"x',
+    "https://wiki.example.com/\x00", "https://wiki.example.com/" + "x" * 3000, "ftp://wiki.example.com", "",
+])
+def test_a_runbook_url_that_is_not_https_is_no_button(url):
+    payload = render(note(item().model_copy(update={"runbook_url": url})))
+    assert [a for a, _, _ in buttons(payload)] == ["open-console"]
+    assert runbook_url(url) is None
+
+
+def test_at_most_25_buttons():
+    items = [item(summary=f"f{i}").model_copy(update={"runbook_url": f"{RUNBOOK}/{i}"}) for i in range(40)]
+    payload = render(note(*items))
+    (actions,) = [b for b in payload["blocks"] if b["type"] == "actions"]
+    assert len(actions["elements"]) == 25 and len(payload["blocks"]) <= 50
+    assert [e["url"] for e in actions["elements"][1:]] == [f"{RUNBOOK}/{i}" for i in range(24)]
+
+
+def test_block_limit_with_mention_and_runbooks():
+    items = [routed_item().model_copy(update={"runbook_url": RUNBOOK}) for _ in range(80)]
+    blocks = render(note(*items), "ml-oncall")["blocks"]
+    assert len(blocks) == 50
+    assert [b["type"] for b in blocks[:3]] == ["header", "context", "section"] and blocks[-1]["type"] == "actions"
+    assert blocks[-2]["text"]["text"].startswith("…and 35 more findings (35 firing, 0 resolved)")
+
+
+# -- the demo's HTML view ---------------------------------------------------------------------------
+
+
+def test_html_shows_dates_as_their_fallback_mentions_highlighted_and_runbook_buttons():
+    page = slack_html.message_html(render(SAMPLES["firing"].for_receiver("ml-oncall"), "ml-oncall"))
+    assert "Firing for 2h14m, since <span class=\"date\"" in page and ">2026-11-30 07:16 UTC</span>" in page
+    assert "<!date" not in page and "{date_short_pretty}" not in page
+    assert '<span class="mention" title="user group">@S0123ABCD</span> 1 critical alert' in page
+    assert f'<a class="button runbook" href="{SAMPLE_RUNBOOK}">Runbook: failed-rollback</a>' in page
+    assert '<a class="button" href="https://us-west-2.console.aws.amazon.com/' in page
+
+
+@pytest.mark.parametrize("text", [
+    "&lt;!date^1^{time}|<b>x</b>&gt;", "<!date^1^x|<script>alert(1)</script>>", "<!subteam^S1|<img src=x>>",
+    "<!everyone>", "<@U1><script>", "&lt;!here&gt;",
+])
+def test_html_of_anything_is_inert(text):
+    page = slack_html.mrkdwn(text)
+    assert "<script" not in page and "<img" not in page and "<b>x" not in page

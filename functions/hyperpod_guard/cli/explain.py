@@ -1,6 +1,8 @@
 """`hyperpod-guard explain --cluster NAME`: the rules as they apply to one cluster, like `amtool
 config routes test`: per policy the effective settings, the overrides that matched (by name, by
-tag), and the silences that apply now (the rules' and the ad-hoc ones).
+tag), the silences that apply now (the rules' and the ad-hoc ones), and the routing: per enabled
+policy and severity, the routes an alert about the whole cluster takes and its receivers
+(`hyperpod-guard routes test` tries one alert, instance group included; cli/routes.py).
 
 Where the rules come from: `--rules FILE` (or `-`, stdin) offline; otherwise the rules in SSM
 (RulesStore, as the evaluator reads them). Ad-hoc silences come from the ledger table: always
@@ -16,15 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from .. import naming
 from ..errors import InvalidRulesError
+from ..findings import Severity
 from ..policies import REGISTRY
 from ..policy_settings import glob_match, remediation_of
-from ..rules import Rules, load_rules_text
+from ..routing import decide, describe_routes
+from ..rules import Routing, Rules, load_rules_text
 from ..rules_store import DEFAULT_RULES_PATH, RulesStore
 from ..silences import AdHocSilence
 from ..timeutil import format_duration, isoformat
@@ -40,6 +44,7 @@ from .common import (
     aws_errors,
     exit_codes,
     read_text,
+    table,
     tags_of,
 )
 from .silence import BAD_INPUT, now, silence_store
@@ -50,9 +55,12 @@ def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, sile
     """What the evaluator would apply to `cluster` (with `tags`; None: unknown) at `at`: pure."""
     resolved = rules.resolve(cluster, tags, silences)
     policies = {}
+    alerts: list[tuple[str, Severity]] = []  # (policy, severity) of the alerts the cluster can have
     for name in REGISTRY:
         settings = resolved.policies.for_policy(name)
         remediation = remediation_of(settings)
+        if settings.enabled:  # the severity its settings force, or any
+            alerts += [(name, severity) for severity in ((settings.severity,) if settings.severity else Severity)]
         policies[name] = {
             "enabled": settings.enabled, "severity": settings.severity.value if settings.severity else "(per finding)",
             "grace": format_duration(settings.grace), "repeat_interval": format_duration(settings.repeat_interval),
@@ -75,7 +83,55 @@ def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, sile
     ]
     adhoc = [s.to_dict() for s in resolved.adhoc if s.active(at) and s.tags_match(tags)]
     return {"cluster": cluster, "tags": dict(tags) if tags is not None else None, "at": isoformat(at),
-            "policies": policies, "overrides": overrides, "rules_silences": rule_silences, "adhoc_silences": adhoc}
+            "policies": policies, "overrides": overrides, "rules_silences": rule_silences, "adhoc_silences": adhoc,
+            "routing": routing_explanation(rules.routing, cluster, tags, alerts, None)}
+
+
+def routing_explanation(routing: Routing, cluster: str, tags: Mapping[str, str] | None,
+                        alerts: Iterable[tuple[str, Severity]], instance_group: str | None) -> dict[str, Any]:
+    """Where alerts of `cluster` with these (policy, severity) go, about `instance_group` (None: about
+    the whole cluster, so routes that match on an instance group are listed as not tried): pure."""
+    rows = []
+    for policy, severity in alerts:
+        decision = decide(routing, cluster=cluster, policy=policy, severity=severity, instance_group=instance_group,
+                          tags=tags)
+        rows.append({"policy": policy, "severity": severity.value, "routes": list(decision.routes),
+                     "receivers": [ref.model_dump(mode="json") for ref in decision.receivers]})
+    by_group = [index for index, r in enumerate(routing.routes) if r.match.instance_group != "*"]
+    return {"instance_group": instance_group, "alerts": rows, "table": describe_routes(routing),
+            "continue": [index for index, r in enumerate(routing.routes) if r.continue_],
+            "by_instance_group": by_group if instance_group is None else []}
+
+
+def _receivers_text(receivers: list[dict[str, Any]]) -> str:
+    return ", ".join(r["name"] + (f" {r['mention']}" if r["mention"] else "") for r in receivers)
+
+
+def _routes_text(routes: list[int]) -> str:
+    return ",".join(f"#{index}" for index in routes) or "default"
+
+
+def not_tried(routing: dict[str, Any]) -> list[str]:
+    """The line saying which routes were not tried (they match on an instance group), if any."""
+    indexes = routing["by_instance_group"]
+    if not indexes:
+        return []
+    line = (f"not tried: {', '.join(f'#{i}' for i in indexes)} (match on an instance group; "
+            "`hyperpod-guard routes test --instance-group G` tries them)")
+    return [line]
+
+
+def render_routing(routing: dict[str, Any]) -> list[str]:
+    """The routing section of `explain` (and `routes test` for several alerts): a table of the
+    alerts (policy, severity) with the routes they take and their receivers, then the route table."""
+    if len(routing["table"]) == 1:  # no routes, only the default
+        return [f"  no routes: every alert goes to {routing['table'][0].removeprefix('default -> ')}"]
+    lines = ["  " + line for line in table(
+        ("POLICY", "SEVERITY", "ROUTES", "RECEIVERS"),
+        [(a["policy"], a["severity"], _routes_text(a["routes"]), _receivers_text(a["receivers"]))
+         for a in routing["alerts"]]).splitlines()]
+    return [*lines, *("  " + line for line in not_tried(routing)),
+            "  route table (first match wins unless `continue`):", *("    " + r for r in routing["table"])]
 
 
 def render_text(data: dict[str, Any]) -> str:
@@ -105,6 +161,8 @@ def render_text(data: dict[str, Any]) -> str:
             matchers += "".join(f" tag:{k}={v}" for k, v in sorted(s["matchers"]["tags"].items()))
             lines.append(f"  {s['id']} {matchers.strip() or '(everything)'} until {s['until']} by {s['author']}: "
                          f"{s['comment']}")
+    lines += ["", "routing of alerts about the whole cluster, per enabled policy and severity:",
+              *render_routing(data["routing"])]
     return "\n".join(lines)
 
 
@@ -118,7 +176,9 @@ def _rules_from_ssm(args: argparse.Namespace) -> tuple[Rules, str | None]:
     return loaded.rules, loaded.error
 
 
-def _read_rules(args: argparse.Namespace) -> tuple[Rules, str | None]:
+def read_rules(args: argparse.Namespace) -> tuple[Rules, str | None]:
+    """The rules of --rules FILE (`-`: stdin), or else as the evaluator loads them from SSM (--path):
+    (rules, error), with the defaults or the last good rules when those in SSM are invalid."""
     if args.rules is None:
         return _rules_from_ssm(args)
     text = read_text(args.rules, "rules")  # `-`: standard input
@@ -133,7 +193,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not cluster:
         raise BadInput("--cluster must not be empty")
     tags = tags_of(args)
-    rules, error = _read_rules(args)
+    rules, error = read_rules(args)
     at = now()
     silences: list[AdHocSilence] | None = None
     if args.rules is None or args.table is not None:
@@ -150,11 +210,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     data = explanation(rules, cluster, tags, silences or [], at)
     if silences is None:
         data["adhoc_silences"] = None
+    return print_explained(data, error, args.format, render_text)
+
+
+def print_explained(data: dict[str, Any], error: str | None, fmt: str,
+                    render: Callable[[dict[str, Any]], str]) -> int:
+    """Print what `explain`/`routes test` found, as text or JSON; rules in SSM that are invalid (`error`)
+    are a warning on stderr, a `rules_error` in the data and exit 1."""
     if error:
         data["rules_error"] = error
         print(f"warning: the rules in SSM are invalid; the evaluator uses the defaults or the last good rules: {error}",
               file=sys.stderr)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.format == "json" else render_text(data))
+    print(json.dumps(data, indent=2, ensure_ascii=False) if fmt == "json" else render(data))
     return EXIT_PROBLEMS if error else EXIT_OK
 
 
@@ -170,11 +237,13 @@ examples:
 def add_explain_command(commands: Any) -> None:
     """Add `explain` to the top-level subparsers."""
     explain = commands.add_parser(
-        "explain", help="show the effective rules for one cluster: settings, overrides matched, silences",
+        "explain", help="show the effective rules for one cluster: settings, overrides matched, silences, routing",
         description="Show what the evaluator applies to one cluster: per policy enabled, severity, grace,\n"
         "repeat interval and remediation; the overrides that matched (by name or tag, with their index);\n"
-        "the rules' silences and the ad-hoc silences that apply now. Rules from --rules FILE (offline) or\n"
-        "from SSM; ad-hoc silences from the ledger table (without --rules, or with --table).",
+        "the rules' silences and the ad-hoc silences that apply now; the routing: per enabled policy and\n"
+        "severity, the routes an alert about the whole cluster takes and the receivers (with mentions) it\n"
+        "reaches. Rules from --rules FILE (offline) or from SSM; ad-hoc silences from the ledger table\n"
+        "(without --rules, or with --table). One alert, instance group included: `routes test`.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     explain.add_argument("--cluster", required=True, metavar="NAME", help="the cluster's name")

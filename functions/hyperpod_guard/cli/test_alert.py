@@ -7,13 +7,16 @@ in the text and in Slack, and a `test` message attribute for subscription filter
 Nothing is read from or written to the ledger: there is no alert behind a test.
 
 The topic is `--topic-arn`, or the one named after the stack's prefix (naming.alerts_topic_name),
-looked up with ListTopics in the region.
+looked up with ListTopics in the region. `--receiver NAME` sends it to that Slack receiver only
+(its webhook secret `<prefix>/slack/NAME`, or the stack's own for `default`), whatever the rules'
+routing says, and sets the `receiver` message attribute; without it, the `default` receiver gets it.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,8 +66,10 @@ def _sender() -> str | None:
 
 
 def cmd_test_alert(args: argparse.Namespace) -> int:
-    if args.receiver is not None and not args.receiver.strip():
-        raise BadInput("--receiver must not be empty")
+    if args.receiver is not None and re.fullmatch(naming.RECEIVER_NAME_PATTERN, args.receiver) is None:
+        # the notifier reads the secret <prefix>/slack/NAME: only a name the rules' routing could use
+        raise BadInput(f"--receiver {args.receiver!r} is not a receiver name: 1 to 63 lowercase letters, digits "
+                       "and '-', starting with a letter or digit")
     sns = aws_client(args, "sns", "SNS")
     topic_arn = args.topic_arn or find_topic(sns, naming.alerts_topic_name(args.prefix))
     notification = test_notification(Severity(args.severity), args.receiver, sns.meta.region_name,
@@ -89,8 +94,9 @@ def add_test_alert_command(commands: Any) -> None:
     command.add_argument("--severity", choices=[s.value for s in Severity], default=Severity.WARNING.value,
                          help="the severity the test carries, for filter policies on `severity` (default: warning)")
     command.add_argument("--receiver", metavar="NAME",
-                         help="name a receiver: sets the `receiver` message attribute (and says it in the message), "
-                         "for subscriptions that filter on it")
+                         help="send it to this Slack receiver only (the rules' routing names receivers; `default` is "
+                         "the stack's webhook), and set the `receiver` message attribute, for subscriptions that "
+                         "filter on it (default: the `default` receiver)")
     target = command.add_mutually_exclusive_group()
     target.add_argument("--topic-arn", metavar="ARN", help="publish to this topic (default: the stack's alerts topic)")
     add_prefix_option(target)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidRulesError
 from ..rules import load_rules_text, rules_schema
-from ..rules_checks import rules_warnings
+from ..rules_checks import routing_notes, rules_warnings
 from .common import EXIT_OK, EXIT_PROBLEMS, STDIN, exit_codes, print_problems, read_text
 
 
@@ -34,6 +34,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{label}: {len(warnings)} warning(s)" + (" (--strict: treated as problems)" if args.strict else ""))
         for path, message in warnings:
             print(f"  {path}: {message}")
+    for path, message in routing_notes(rules.routing):  # not warnings: --strict passes a file that names receivers
+        print(f"  note: {path}: {message}")
     return EXIT_PROBLEMS if warnings and args.strict else EXIT_OK
 
 

@@ -1,14 +1,16 @@
-"""Slack notifier: SNS topic -> this Lambda -> a Slack incoming webhook. Thin: Powertools around
-notify/delivery.py, which posts each message once per SNS message id (and says what is left of
+"""Slack notifier: SNS topic -> this Lambda -> the Slack incoming webhooks of the message's receivers.
+Thin: Powertools around notify/delivery.py, which posts each message to each receiver its items are
+routed to (only those items), once per SNS message id and receiver (and says what is left of
 at-least-once).
 
 Each SNS record carries one `Notification` (JSON, see notify/message.py). A record that is
 not a notification is logged, counted and dropped: retrying it cannot help. Anything that
-may heal (the webhook secret not filled in yet, Slack down or rate limiting) raises, so
-Lambda retries and, in the end, the on-failure destination keeps the message.
+may heal (a receiver's webhook secret not filled in yet, Slack down or rate limiting) raises, after
+every other receiver got its part, so Lambda retries (posting only to the receivers that failed) and,
+in the end, the on-failure destination keeps the message.
 
-Environment: settings.SlackNotifierSettings (SLACK_WEBHOOK_SECRET, SLACK_SECRET_MAX_AGE, SLACK_TIMEOUT,
-SLACK_MAX_ATTEMPTS, TABLE_NAME, IDEMPOTENCY_TTL), read per invocation.
+Environment: settings.SlackNotifierSettings (SLACK_WEBHOOK_SECRET, SLACK_RECEIVER_SECRET_PREFIX,
+SLACK_SECRET_MAX_AGE, SLACK_TIMEOUT, SLACK_MAX_ATTEMPTS, TABLE_NAME, IDEMPOTENCY_TTL), read per invocation.
 """
 
 from __future__ import annotations

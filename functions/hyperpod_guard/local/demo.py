@@ -37,6 +37,19 @@ from .slack_sink import SlackSink
 
 REGION = "us-west-2"
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+#: the second Slack receiver (issue 18): critical alerts also page its on-call user group
+ONCALL = "ml-oncall"
+#: the demo's rules: the defaults, plus a runbook and routing, so every receiver's view can be shown
+DEMO_RULES: dict[str, Any] = {
+    "version": 1,
+    "policies": {"failed-rollback": {"runbook_url": "https://wiki.example.com/runbooks/hyperpod/failed-rollback"}},
+    # critical: the on-call channel with its user group mentioned, and (`continue`) the team's channel too;
+    # the rest: the team's channel (the default route)
+    "routing": {"routes": [{"match": {"severity": ["critical"]}, "receivers": [ONCALL], "mention": "subteam^S0DEMO123",
+                            "continue": True},
+                           {"match": {"severity": ["critical"]}, "receivers": ["default"]}],
+                "default": ["default"]},
+}
 
 
 # --- the stage: moto, the Slack sink, the resources, the handlers --------------------------
@@ -50,9 +63,12 @@ class Stage:
         os.environ.update({**moto_server.environment(url, REGION),
                            "POWERTOOLS_LOG_LEVEL": "INFO", "SLACK_MAX_ATTEMPTS": "2"})
         os.environ.pop("AWS_PROFILE", None)
-        self.sink = SlackSink()
+        self.sink = SlackSink()  # the `default` receiver's webhook
         self.sink.start()
-        self.resources: Resources = provision(slack_webhook_url=self.sink.url)
+        self.oncall_sink = SlackSink()
+        self.oncall_sink.start()
+        self.resources: Resources = provision(slack_webhook_url=self.sink.url, rules=DEMO_RULES,
+                                              receivers={ONCALL: self.oncall_sink.url})
         # the work queue, as deployed: the sweep fans out to the worker, and messages are grouped (grouping.py)
         sqs = aws_clients.client("sqs")
         self.work_url = sqs.create_queue(QueueName=f"{PREFIX}-work")["QueueUrl"]
@@ -65,6 +81,9 @@ class Stage:
         from ..handlers import evaluator, slack_notifier, sweep, worker  # after the environment is set
 
         self.evaluator, self.sweep, self.notifier, self.worker = evaluator, sweep, slack_notifier, worker
+        # what each Publish asked SNS to deliver per protocol: email subscribers get "email", Chatbot "https"
+        self.published: list[dict[str, Any]] = []
+        aws_clients.client("sns").meta.events.register("before-call.sns.Publish", self._publishing)
         # what the functions log (JSON lines) and their EMF metrics go to a file, as CloudWatch would keep them
         output.mkdir(parents=True, exist_ok=True)
         self.lambda_log = (output / "lambda-logs.jsonl").open("w")
@@ -73,7 +92,7 @@ class Stage:
         self.lines: list[str] = []
         self.muted = False  # log() records nothing while set
         self.sns: list[dict[str, Any]] = []     # every SNS message, in order
-        self.slack: list[dict[str, Any]] = []   # every Slack payload delivered (HTTP 200), in order
+        self.slack: list[dict[str, Any]] = []   # every Slack payload delivered (HTTP 200), in order, per receiver
         self.retry_queue: list[dict[str, Any]] = []  # notifier invocations that failed (Lambda retries them)
         self.clusters: set[str] = set()  # whose grouped messages may come due (_next_flush)
 
@@ -81,7 +100,16 @@ class Stage:
         self.lambda_log.close()
         clock.use(None)
         self.sink.stop()
+        self.oncall_sink.stop()
         self.server.stop()
+
+    def _publishing(self, params: dict[str, Any], **_: Any) -> None:
+        body = params["body"]  # the query protocol's parameters, before botocore encodes them
+        structured = json.loads(body["Message"]) if body.get("MessageStructure") == "json" else {}
+        default = json.loads(structured.get("default") or body["Message"])
+        self.published.append({"at": isoformat(self.now), "cluster": default.get("cluster"),
+                               "subject": body.get("Subject"), "email": structured.get("email"),
+                               "chatbot": json.loads(structured["https"]) if "https" in structured else None})
 
     def at(self, minutes: float) -> None:
         """The clock moves on; every grouped message that comes due meanwhile goes out at its time."""
@@ -184,20 +212,26 @@ class Stage:
             self._notify(message)
 
     def _notify(self, message: dict[str, Any]) -> None:
-        before = len(self.sink.requests)
+        before = {ONCALL: len(self.oncall_sink.requests), "default": len(self.sink.requests)}
+        failed: Exception | None = None
         try:
             with contextlib.redirect_stdout(self.lambda_log):
                 self.notifier.handler(message["sns_event"],
                                       LambdaContext(function_name="hyperpod-guard-slack-notifier"))
         except Exception as exc:  # noqa: BLE001 - what Lambda does: retry later, then the DLQ
+            failed = exc
+        for receiver, sink in (("default", self.sink), (ONCALL, self.oncall_sink)):
+            for request in sink.requests[before[receiver]:]:
+                if 200 <= request.status < 300:  # posted (a receiver that failed is retried with the message)
+                    self.slack.append({"at": isoformat(self.now), "cluster": message["message"]["cluster"],
+                                       "receiver": receiver,
+                                       "sns_message_id": message["sns_event"]["Records"][0]["Sns"]["MessageId"],
+                                       "payload": request.json})
+        if failed is not None:
             self.retry_queue.append(message)
             self.log(message["message"]["cluster"], "Slack  delivery failed: Lambda will retry",
-                     f"{type(exc).__name__}: {str(exc)[:120]}")
+                     f"{type(failed).__name__}: {str(failed)[:120]}")
             return
-        for request in self.sink.requests[before:]:
-            self.slack.append({"at": isoformat(self.now), "cluster": message["message"]["cluster"],
-                               "sns_message_id": message["sns_event"]["Records"][0]["Sns"]["MessageId"],
-                               "payload": request.json})
         self.log(message["message"]["cluster"], "Slack  delivered")
 
 
@@ -234,8 +268,8 @@ class Scenario:
     def sns(self, stage: Stage) -> list[dict[str, Any]]:
         return [m for m in stage.sns if m["message"]["cluster"] == self.cluster]
 
-    def slack(self, stage: Stage) -> list[dict[str, Any]]:
-        return [m for m in stage.slack if m["cluster"] == self.cluster]
+    def slack(self, stage: Stage, receiver: str = "default") -> list[dict[str, Any]]:
+        return [m for m in stage.slack if m["cluster"] == self.cluster and m["receiver"] == receiver]
 
 
 def statuses(messages: list[dict[str, Any]]) -> list[str]:
@@ -261,9 +295,13 @@ def degraded_recovers(stage: Stage, s: Scenario) -> None:
 
 
 def check_degraded(stage: Stage, s: Scenario) -> list[str]:
+    now = [(i.get("resolved_evidence") or {}).get("summary", "") for m in s.sns(stage) for i in m["message"]["items"]
+           if i["reason"] == "resolved"]
     return expect(statuses(s.sns(stage)) == ["firing", "resolved"],
                   f"SNS statuses {statuses(s.sns(stage))}, expected firing then resolved") + \
-        expect(len(s.slack(stage)) == 2, f"{len(s.slack(stage))} Slack messages, expected 2")
+        expect(len(s.slack(stage)) == 2, f"{len(s.slack(stage))} Slack messages, expected 2") + \
+        expect(len(now) == 1 and "back to InService" in now[0],
+               f"the resolved message should say what is true now (back to InService), said {now}")
 
 
 def drift_persists(stage: Stage, s: Scenario) -> None:
@@ -294,8 +332,12 @@ def failed_rollback(stage: Stage, s: Scenario) -> None:
 
 def check_rollback(stage: Stage, s: Scenario) -> list[str]:
     sent = s.sns(stage)
+    paged = [json.dumps(m["payload"]) for m in s.slack(stage, ONCALL)]
     return expect(len(sent) == 1 and sent[0]["attributes"]["severity"] == "critical",
-                  f"expected one critical message, got {[m['attributes'] for m in sent]}")
+                  f"expected one critical message, got {[m['attributes'] for m in sent]}") + \
+        expect(len(paged) == 1 and "<!subteam^S0DEMO123>" in paged[0] and DEMO_RULES["policies"]["failed-rollback"]
+               ["runbook_url"] in paged[0], f"expected the {ONCALL} receiver paged once, with its user group "
+               f"mentioned and the runbook linked; got {len(paged)} message(s)")
 
 
 def load_node_event(scenario: str, cluster: str) -> dict[str, Any]:
@@ -405,8 +447,10 @@ SCENARIOS = [
     Scenario("Taint drift that persists past its grace", "demo-drift", "Nodes lack a declared taint: pending at "
              "T+01:00 and T+01:10, firing at T+01:16 once the 15m grace has passed.", drift_persists, check_drift),
     Scenario("Failed rollback", "demo-rollback", "A software update whose rollback failed: critical at once "
-             "(the Cluster Event and DescribeCluster agree on one fingerprint). Its group is also Degraded: that "
-             "warning waits for its 5m grace and goes out with a later sweep.", failed_rollback, check_rollback),
+             "(the Cluster Event and DescribeCluster agree on one fingerprint), to the default channel and, routed "
+             f"by severity, to {ONCALL} with its user group mentioned and the policy's runbook linked. Its group is "
+             "also Degraded: that warning waits for its 5m grace and goes out with a later sweep.",
+             failed_rollback, check_rollback),
     Scenario("Unhealthy node with no automatic repair", "demo-node", "HyperPod's health agent reports a GPU "
              "fault and RepairAction None: critical.", unhealthy_node, check_node),
     Scenario("Duplicate storm", "demo-storm", f"The same Node Health Event {STORM} times: one message.",
@@ -442,8 +486,8 @@ def run(output: Path) -> int:
         mark = "ok  " if not scenario.problems else "FAIL"
         print(f"{mark} {scenario.name}: {len(scenario.sns(stage))} SNS, {len(scenario.slack(stage))} Slack"
               + "".join(f"\n     - {p}" for p in scenario.problems))
-    print(f"\nwrote {output}/sns/, {output}/slack/, {output}/ledger.json, {output}/timeline.txt, "
-          f"{output}/lambda-logs.jsonl")
+    print(f"\nwrote {output}/sns/, {output}/slack/<receiver>/, {output}/chatbot/, {output}/email/, "
+          f"{output}/ledger.json, {output}/timeline.txt, {output}/lambda-logs.jsonl")
     print(f"Slack messages as a person sees them: {(output / 'index.html').resolve()}")
     print(f"{len(SCENARIOS) - len(failed)}/{len(SCENARIOS)} scenarios met their expected outcome "
           f"in {time.monotonic() - started:.1f} s")
@@ -458,21 +502,39 @@ def _ledger_dump(stage: Stage) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["cluster"], r["policy"], r["condition"]))
 
 
+#: what each receiver got, one file per message: `slack/<receiver>/`, and per SNS protocol (`chatbot/`: the
+#: "https" message Chatbot's subscription gets; `email/`: the Subject and the "email" text)
+OUTPUT_FOLDERS = ("sns", "slack/default", f"slack/{ONCALL}", "chatbot", "email")
+
+
 def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
-    for folder in ("sns", "slack"):
+    for folder in OUTPUT_FOLDERS:
         (output / folder).mkdir(parents=True, exist_ok=True)
-        for old in (output / folder).glob("*.json"):
+        for old in [*(output / folder).glob("*.json"), *(output / folder).glob("*.txt")]:
             old.unlink()
+    for stale in (output / "slack").glob("*.json"):  # where earlier versions wrote every Slack message
+        stale.unlink()
     for index, message in enumerate(stage.sns, 1):
         record = {k: v for k, v in message.items() if k != "sns_event"}
         (output / "sns" / f"{index:03d}-{message['message']['cluster']}.json").write_text(json.dumps(record, indent=2))
-    for index, message in enumerate(stage.slack, 1):
-        (output / "slack" / f"{index:03d}-{message['cluster']}.json").write_text(json.dumps(message, indent=2))
+    for receiver in ("default", ONCALL):
+        received = [m for m in stage.slack if m["receiver"] == receiver]
+        for index, message in enumerate(received, 1):
+            (output / "slack" / receiver / f"{index:03d}-{message['cluster']}.json").write_text(
+                json.dumps(message, indent=2))
+    for index, published in enumerate(stage.published, 1):
+        name = f"{index:03d}-{published['cluster']}"
+        if published["chatbot"] is not None:
+            (output / "chatbot" / f"{name}.json").write_text(json.dumps(published["chatbot"], indent=2,
+                                                                         ensure_ascii=False))
+        if published["email"] is not None:
+            (output / "email" / f"{name}.txt").write_text(f"Subject: {published['subject']}\n\n{published['email']}\n")
     (output / "ledger.json").write_text(json.dumps(ledger, indent=2))
     (output / "timeline.txt").write_text("\n".join(stage.lines) + "\n")
-    sections = [
+    sections = [  # each scenario's Slack messages, per receiver (channel)
         (s.name, s.story, not s.problems,
-         [(f"T+{_clock(m['at'])}", m["payload"]) for m in s.slack(stage)])
+         [(f"T+{_clock(m['at'])} · receiver {receiver}", m["payload"])
+          for receiver in ("default", ONCALL) for m in s.slack(stage, receiver)])
         for s in SCENARIOS
     ]
     (output / "index.html").write_text(slack_html.page(

@@ -8,6 +8,7 @@ An SQS queue subscribed to the topic lets tests and the demo read back what SNS 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ class Resources:
     queue_url: str
     slack_secret: str
     rules_path: str
+    #: where the Slack receivers' webhook secrets live: `<prefix>/slack/<receiver>`
+    receiver_secret_prefix: str = naming.slack_receiver_secret_prefix(PREFIX)
 
     def environment(self) -> dict[str, str]:
         """What the stack sets on the functions (here one environment serves all three)."""
@@ -36,13 +39,17 @@ class Resources:
             "RULES_PATH": self.rules_path,
             "RULES_MAX_AGE": "60",
             "SLACK_WEBHOOK_SECRET": self.slack_secret,
+            "SLACK_RECEIVER_SECRET_PREFIX": self.receiver_secret_prefix,
             "POWERTOOLS_SERVICE_NAME": PREFIX,
             "POWERTOOLS_METRICS_NAMESPACE": "HyperPodGuard",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
 
 
-def provision(*, slack_webhook_url: str = "", rules: dict[str, Any] | None = None, prefix: str = PREFIX) -> Resources:
+def provision(*, slack_webhook_url: str = "", rules: dict[str, Any] | None = None, prefix: str = PREFIX,
+              receivers: Mapping[str, str] | None = None) -> Resources:
+    """`receivers`: Slack receivers' webhook URLs by name, each in its secret (as `cdk deploy -c
+    slackReceivers=...` creates them and people fill them in)."""
     dynamodb, sns, sqs = boto3.client("dynamodb"), boto3.client("sns"), boto3.client("sqs")
     table = naming.table_name(prefix)
     create_table(dynamodb, table)
@@ -51,11 +58,14 @@ def provision(*, slack_webhook_url: str = "", rules: dict[str, Any] | None = Non
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     secret = naming.slack_secret_name(prefix)
-    boto3.client("secretsmanager").create_secret(Name=secret, SecretString=slack_webhook_url or " ")
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name=secret, SecretString=slack_webhook_url or " ")
+    for receiver, url in (receivers or {}).items():
+        secrets.create_secret(Name=naming.slack_receiver_secret_name(prefix, receiver), SecretString=url or " ")
     rules_path = naming.rules_path(prefix)
     if rules is not None:
         push_rules(rules, rules_path, ssm=boto3.client("ssm"))
-    return Resources(table, topic_arn, queue_url, secret, rules_path)
+    return Resources(table, topic_arn, queue_url, secret, rules_path, naming.slack_receiver_secret_prefix(prefix))
 
 
 def delivered(resources: Resources, *, max_batches: int = 10) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
 """Render Slack Block Kit payloads as HTML, roughly as Slack shows them, so a person can look.
 
 Only what our renderer emits is supported: header, section (text and fields), context,
-divider, actions with link buttons. Text is Slack mrkdwn with Slack's own escaping (&amp;
-&lt; &gt;); links `<url|label>` become anchors, everything else is HTML-escaped, so nothing
-in an alert can inject markup into the page either.
+divider, actions with link buttons (the console, runbooks). Text is Slack mrkdwn with Slack's own
+escaping (&amp; &lt; &gt;); of its control sequences, links `<url|label>` become anchors, dates
+`<!date^…|fallback>` their fallback (the time in UTC, where Slack shows the reader's own time zone)
+and mentions (`<!subteam^S…>`, `<@U…>`, `<!here>`, `<!channel>`) a highlighted @name; everything
+else is HTML-escaped, so nothing in an alert can inject markup into the page either.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import html
 import re
 from typing import Any
 
-_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>|<(https?://[^>]+)>")
+#: the control sequences shown: a link with a label, a bare link, a date (its fallback), a mention
+_SEQUENCE = re.compile(
+    r"<(?P<url>https?://[^|>]+)\|(?P<label>[^>]*)>|<(?P<bare>https?://[^>]+)>"
+    r"|<!date\^\d+\^[^|>]*\|(?P<date>[^>]*)>"
+    r"|<(?:!subteam\^(?P<group>[A-Z0-9]+)|@(?P<user>[UW][A-Z0-9]+)|!(?P<special>here|channel))>"
+)
 _STYLES = (
     (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
     (re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])"), r"<b>\1</b>"),
@@ -40,6 +47,9 @@ h2 { font-size: 16px; margin: 28px 0 6px; } .scenario-note { color: #616061; fon
 hr { border: 0; border-top: 1px solid #e8e8e8; margin: 8px 0; }
 .button { display: inline-block; border: 1px solid #bbb; border-radius: 4px; padding: 3px 12px; font-size: 13px;
           font-weight: bold; color: #1d1c1d; text-decoration: none; margin-right: 6px; }
+.mention { background: #fff3c4; color: #1264a3; border-radius: 3px; padding: 0 2px; font-weight: bold; }
+.date { border-bottom: 1px dotted #616061; }
+.button.runbook { border-color: #1264a3; color: #1264a3; }
 code { background: #f7f7f9; border: 1px solid #e1e1e8; border-radius: 3px; padding: 0 3px; color: #e01e5a;
        font-size: 12px; }
 a { color: #1264a3; }
@@ -50,14 +60,24 @@ def mrkdwn(text: str) -> str:
     """Slack mrkdwn -> safe HTML."""
     out: list[str] = []
     position = 0
-    for match in _LINK.finditer(text):
+    for match in _SEQUENCE.finditer(text):
         out.append(_styled(text[position:match.start()]))
-        url = match.group(1) or match.group(3)
-        label = match.group(2) if match.group(1) else url
-        out.append(f'<a href="{html.escape(html.unescape(url), quote=True)}">{_styled(label)}</a>')
+        out.append(_sequence(match))
         position = match.end()
     out.append(_styled(text[position:]))
     return "".join(out)
+
+
+def _sequence(match: re.Match[str]) -> str:
+    if match["date"] is not None:
+        return f'<span class="date" title="Slack shows this in the reader\'s time zone">{_styled(match["date"])}</span>'
+    if match["group"] or match["user"] or match["special"]:
+        who = f"@{match['group']}" if match["group"] else f"@{match['user'] or match['special']}"
+        title = "user group" if match["group"] else "user" if match["user"] else "everyone in the channel"
+        return f'<span class="mention" title="{title}">{html.escape(who)}</span>'
+    url = match["url"] or match["bare"]
+    label = match["label"] if match["url"] else url
+    return f'<a href="{html.escape(html.unescape(url), quote=True)}">{_styled(label)}</a>'
 
 
 def _styled(segment: str) -> str:
@@ -89,12 +109,15 @@ def block_html(block: dict[str, Any]) -> str:
     if kind == "divider":
         return "<hr>"
     if kind == "actions":
-        buttons = [
-            f'<a class="button" href="{html.escape(e.get("url", "#"), quote=True)}">{_text(e.get("text"))}</a>'
-            for e in block.get("elements", []) if e.get("type") == "button"
-        ]
+        buttons = [_button(e) for e in block.get("elements", []) if e.get("type") == "button"]
         return "<div>" + "".join(buttons) + "</div>"
     return f'<div class="context">[{html.escape(str(kind))} block]</div>'
+
+
+def _button(element: dict[str, Any]) -> str:
+    kind = "button runbook" if str(element.get("action_id", "")).startswith("runbook") else "button"
+    url = html.escape(element.get("url", "#"), quote=True)
+    return f'<a class="{kind}" href="{url}">{_text(element.get("text"))}</a>'
 
 
 def message_html(payload: dict[str, Any], *, when: str = "") -> str:

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +30,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: what the sink answered
+    status: int = 0
 
     @property
     def json(self) -> Any:
@@ -74,8 +76,9 @@ class SlackSink:
 
     def _record(self, request: Request) -> Response:
         with self._lock:
-            self.requests.append(request)
-            return self._script.popleft() if self._script else Response()
+            response = self._script.popleft() if self._script else Response()
+            self.requests.append(replace(request, status=response.status))
+            return response
 
     @property
     def url(self) -> str:

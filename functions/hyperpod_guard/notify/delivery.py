@@ -2,6 +2,13 @@
 SlackSender) with one retry on a rotated webhook, and Powertools Idempotency keyed on the SNS message id,
 so that a redelivered message is answered from its record instead of being posted again.
 
+One message goes to each of its receivers (the rules' routing, Notification.receiver_names), each with
+the items routed to it and the mentions its routes add, to the webhook in that receiver's secret:
+`default`'s is SLACK_WEBHOOK_SECRET, receiver X's is SLACK_RECEIVER_SECRET_PREFIX + X. Each receiver's
+post is remembered on its own (the key `<message id>#<receiver>`; `default` keeps the bare message id, the
+key of the records written before there were receivers), so when one receiver fails, the others are still
+posted to, the invocation raises, and Lambda's retry posts only to the one that failed.
+
 Once Slack has accepted a message, the invocation must not fail (Lambda's retry would post it
 again): nothing but recording the success runs between Slack's 2xx and that record; reporting
 the delivery (log line, metric) comes after it; and when the record cannot be written, that is
@@ -15,6 +22,7 @@ so Lambda retries and, in the end, the on-failure destination keeps the message.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +38,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .. import aws_clients
 from ..constants import Metric
 from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
+from ..naming import RECEIVER_NAME_PATTERN
 from ..settings import SlackNotifierSettings
-from .message import Notification
+from .message import DEFAULT_RECEIVER, Notification
 from .slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
 
 #: time kept back from the Lambda timeout after the last POST: recording the delivery (one
@@ -53,7 +62,7 @@ sleep = time.sleep
 
 
 class SlackNotConfiguredError(RuntimeError):
-    """The webhook secret holds no usable URL (empty or still the placeholder)."""
+    """A receiver's webhook secret holds no usable URL (empty or still the placeholder) or does not exist."""
 
 
 @dataclass
@@ -83,11 +92,49 @@ def webhook_url(value: str | bytes | None) -> str | None:
     return text if valid_webhook_url(text) else None
 
 
-def _no_value_yet(exc: Exception) -> bool:
-    """Secrets Manager's answer for a secret that exists but has no AWSCURRENT value."""
+def _missing(exc: Exception) -> str | None:
+    """What Secrets Manager did not find: "secret" (there is no such secret), "value" (it exists
+    without an AWSCURRENT value), or None (another error: access denied, throttling, ...)."""
     cause = exc.__cause__ or exc.__context__  # Powertools re-raises inside `except`
     code = getattr(cause, "response", {}).get("Error", {}).get("Code")
-    return code == "ResourceNotFoundException" and "secret value" in str(cause)
+    if code != "ResourceNotFoundException":
+        return None
+    return "value" if "secret value" in str(cause) else "secret"
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """A Slack receiver as the notifier posts to it: its name and the secret holding its webhook."""
+
+    name: str
+    #: None: the name is not a receiver name (a test notification's, say), so no secret is read for it
+    secret: str | None
+
+    @classmethod
+    def named(cls, name: str, settings: SlackNotifierSettings) -> Receiver:
+        if name == DEFAULT_RECEIVER:
+            return cls(name, settings.webhook_secret)
+        valid = re.fullmatch(RECEIVER_NAME_PATTERN, name) is not None
+        return cls(name, f"{settings.receiver_secret_prefix}{name}" if valid else None)
+
+    def key(self, message_id: str) -> str:
+        """What its delivery of SNS message `message_id` is remembered by. `default` keeps the bare
+        message id: records written before there were receivers still answer a redelivery."""
+        return message_id if self.name == DEFAULT_RECEIVER else f"{message_id}#{self.name}"
+
+
+def routed(notification: Notification) -> list[tuple[str, Notification]]:
+    """Who gets what of one message: each receiver the items are routed to, with those items; a test
+    notification that names a receiver (`test-alert --receiver`) goes, whole, to that one only."""
+    if notification.test and notification.receiver:
+        return [(notification.receiver, notification)]
+    return [(name, part) for name in notification.receiver_names
+            if (part := notification.for_receiver(name)) is not None]
+
+
+def receivers(notification: Notification, settings: SlackNotifierSettings) -> list[tuple[Receiver, Notification]]:
+    """`routed`, with each receiver's secret."""
+    return [(Receiver.named(name, settings), part) for name, part in routed(notification)]
 
 
 def _parameters() -> Any:
@@ -138,20 +185,45 @@ class SlackDelivery:
 
     def deliver(self, message_id: str, notification: Notification, settings: SlackNotifierSettings,
                 context: LambdaContext, until: float | None) -> None:
-        """Post one SNS message unless its id was delivered already; `until`: `deadline(context)`.
-        Raises only while nothing was posted (so Lambda's retry posts)."""
-        config, post_once = self._post_once(settings)
+        """Post one SNS message to each of its receivers, to each once per message id; `until`:
+        `deadline(context)`. Every receiver is tried; then, if any failed, its error is raised (all of
+        them in an ExceptionGroup when several failed), so that Lambda's retry posts to those: the
+        others answer it from their idempotency records. A receiver's error raises only while nothing
+        was posted to it."""
+        config, _ = self._post_once(settings)
         config.register_lambda_context(context)  # the in-progress lock lasts until the invocation's timeout
+        targets = receivers(notification, settings)
+        failed: list[tuple[Receiver, Exception]] = []
+        for receiver, part in targets:
+            try:
+                self._deliver_to(receiver, message_id, part, settings, until)
+            except Exception as exc:  # noqa: BLE001 - the other receivers still get theirs; raised below
+                failed.append((receiver, exc))
+        if not failed:
+            return
+        if len(targets) > 1:
+            names = ", ".join(r.name for r, _ in failed)
+            self.logger.error(f"Slack delivery failed for {len(failed)} of {len(targets)} receivers ({names}); "
+                              "raising so that Lambda retries them (the others are not posted again)",
+                              extra={"message_id": message_id, "receivers": [r.name for r, _ in failed]})
+        if len(failed) == 1:
+            raise failed[0][1]
+        raise ExceptionGroup(f"Slack delivery failed for receivers {', '.join(r.name for r, _ in failed)}",
+                             [exc for _, exc in failed])
+
+    def _deliver_to(self, receiver: Receiver, message_id: str, notification: Notification,
+                    settings: SlackNotifierSettings, until: float | None) -> None:
+        _, post_once = self._post_once(settings)
         delivery = Delivery()
         try:
-            post_once(message={"message_id": message_id}, notification=notification, settings=settings,
-                      until=until, delivery=delivery)
+            post_once(message={"message_id": receiver.key(message_id)}, notification=notification,
+                      settings=settings, until=until, delivery=delivery, receiver=receiver)
         except IdempotencyPersistenceLayerError as exc:
             if not delivery.posted:  # nothing posted: raise, so the retry does
                 raise
-            self._record_failed(message_id, exc)  # save_success failed after Slack's 2xx
+            self._record_failed(message_id, receiver, exc)  # save_success failed after Slack's 2xx
         if delivery.posted:
-            self._sent(message_id, notification, delivery)
+            self._sent(message_id, receiver, notification, delivery)
 
     # -- the idempotent post ----------------------------------------------------------------------
 
@@ -174,98 +246,117 @@ class SlackDelivery:
         return self._idempotency
 
     def _post(self, message: dict[str, str], notification: Notification, settings: SlackNotifierSettings,
-              until: float | None, delivery: Delivery) -> dict[str, int]:
-        """Post one SNS message (keyed by `message["message_id"]`); the result is what its
-        idempotency record keeps, so never the webhook URL. Raises only before Slack accepted it:
-        an exception from here makes Powertools delete the record, and Lambda's retry post again."""
-        url = self.configured_url(settings)  # cached by Powertools Parameters; a rotation refreshes it
+              until: float | None, delivery: Delivery, receiver: Receiver) -> dict[str, Any]:
+        """Post one SNS message to one receiver (keyed by `message["message_id"]`, Receiver.key); the
+        result is what its idempotency record keeps, so never the webhook URL. Raises only before Slack
+        accepted it: an exception from here makes Powertools delete the record, and Lambda's retry post again."""
+        url = self.configured_url(settings, receiver)  # cached by Powertools Parameters; a rotation refreshes it
         try:
-            attempts = self._send(notification, settings, url, until)
+            attempts = self._send(notification, settings, receiver, url, until)
         except SlackError as exc:
             self.metrics.add_metric(name=Metric.SLACK_DELIVERY_FAILED, unit=MetricUnit.Count, value=1)
             self.logger.error(f"Slack delivery failed: {exc}", extra={
-                "message_id": message["message_id"], "cluster": notification.cluster, "status": exc.status,
-                "attempts": exc.attempts,
+                "message_id": message["message_id"], "receiver": receiver.name, "cluster": notification.cluster,
+                "status": exc.status, "attempts": exc.attempts,
             })
             raise
         # Slack accepted it: nothing else may run before Powertools records the success
         delivery.attempts = attempts
-        return {"attempts": attempts}
+        return {"attempts": attempts, "receiver": receiver.name}
 
-    def _send(self, notification: Notification, settings: SlackNotifierSettings, url: str, until: float | None) -> int:
+    def _send(self, notification: Notification, settings: SlackNotifierSettings, receiver: Receiver, url: str,
+              until: float | None) -> int:
         """Send (returns the attempts); when Slack says the webhook is gone, try once more if the
         secret now holds another one."""
-        sender = self._sender(url, settings, until)
+        payload = render(notification, receiver.name)
+        sender = self._sender(url, settings, receiver, until)
         try:
-            sender.send(render(notification))
+            sender.send(payload)
             return sender.attempts
         except SlackPermanentError as exc:
             if exc.status not in _STALE_WEBHOOK:
                 raise
-            fresh = self._fetch(settings, force=True)
+            fresh = self._fetch(settings, receiver, force=True)
             if fresh is None or fresh == url:
                 raise
             self.logger.info("Slack webhook refused the message; the secret holds a new webhook, retrying with it",
-                             extra={"status": exc.status})
-            sender = self._sender(fresh, settings, until)
-            sender.send(render(notification))
+                             extra={"status": exc.status, "receiver": receiver.name})
+            sender = self._sender(fresh, settings, receiver, until)
+            sender.send(payload)
             return sender.attempts + exc.attempts
 
-    def _sender(self, url: str, settings: SlackNotifierSettings, until: float | None) -> SlackSender:
+    def _sender(self, url: str, settings: SlackNotifierSettings, receiver: Receiver,
+                until: float | None) -> SlackSender:
         return SlackSender(
             url, timeout=settings.timeout, max_attempts=settings.max_attempts,
-            sleep=lambda seconds: sleep(seconds), deadline=until, on_unanswered=self._unanswered,
+            sleep=lambda seconds: sleep(seconds), deadline=until,
+            on_unanswered=lambda attempt, reason: self._unanswered(receiver, attempt, reason),
         )
 
     # -- the webhook secret -----------------------------------------------------------------------
 
-    def configured_url(self, settings: SlackNotifierSettings) -> str:
-        """The webhook URL, fetched again once if the cached value is unusable (someone may just
-        have filled the secret in); raises SlackNotConfiguredError when there is still none."""
-        url = self._fetch(settings) or self._fetch(settings, force=True)
+    def configured_url(self, settings: SlackNotifierSettings, receiver: Receiver) -> str:
+        """The receiver's webhook URL, fetched again once if the cached value is unusable (someone may
+        just have filled the secret in); raises SlackNotConfiguredError when there is still none."""
+        if receiver.secret is None:
+            raise self._not_configured(receiver, f"Slack receiver {receiver.name!r} is not a receiver name "
+                                                 f"({RECEIVER_NAME_PATTERN}): no secret to read")
+        url = self._fetch(settings, receiver) or self._fetch(settings, receiver, force=True)
         if url is None:
-            name = settings.webhook_secret
-            message = f"Slack webhook secret {name} is empty: put the webhook URL into it"
-            self.logger.error(message, extra={"secret": name})
-            self.metrics.add_metric(name=Metric.SLACK_NOT_CONFIGURED, unit=MetricUnit.Count, value=1)
-            raise SlackNotConfiguredError(message)
+            raise self._not_configured(receiver, f"Slack webhook secret {receiver.secret} is empty: "
+                                                 "put the webhook URL into it")
         return url
 
-    def _fetch(self, settings: SlackNotifierSettings, *, force: bool = False) -> str | None:
+    def _fetch(self, settings: SlackNotifierSettings, receiver: Receiver, *, force: bool = False) -> str | None:
         parameters = _parameters()
-        name = settings.webhook_secret
+        name = receiver.secret
+        if name is None:  # configured_url said so already
+            return None
         try:
             value = parameters.get_secret(name, max_age=settings.secret_max_age, force_fetch=force)
         except parameters.exceptions.GetParameterError as exc:
-            if _no_value_yet(exc):
+            missing = _missing(exc)
+            if missing == "value":
                 return None  # created without a value: the same as empty
-            self.logger.error(f"Slack webhook secret {name} could not be read: {exc}", extra={"secret": name})
+            if missing == "secret":
+                raise self._not_configured(receiver, f"Slack webhook secret {name} does not exist: create it "
+                                                     "holding the webhook URL") from exc
+            self.logger.error(f"Slack webhook secret {name} could not be read: {exc}",
+                              extra={"secret": name, "receiver": receiver.name})
             raise
         return webhook_url(value)
+
+    def _not_configured(self, receiver: Receiver, message: str) -> SlackNotConfiguredError:
+        self.logger.error(message, extra={"secret": receiver.secret, "receiver": receiver.name})
+        self.metrics.add_metric(name=Metric.SLACK_NOT_CONFIGURED, unit=MetricUnit.Count, value=1)
+        return SlackNotConfiguredError(message)
 
     # -- reporting --------------------------------------------------------------------------------
 
     def _answered_again(self, response: Any, idempotent_data: DataRecord) -> Any:  # IdempotentHookFunction
-        self.logger.info("SNS message already delivered to Slack; not posting it again")
+        # records written before there were receivers are the default receiver's, and do not say so
+        receiver = response.get("receiver", DEFAULT_RECEIVER) if isinstance(response, dict) else DEFAULT_RECEIVER
+        self.logger.info("SNS message already delivered to Slack; not posting it again", extra={"receiver": receiver})
         self.metrics.add_metric(name=Metric.SLACK_DUPLICATES_SKIPPED, unit=MetricUnit.Count, value=1)
         return response
 
-    def _unanswered(self, attempt: int, reason: str) -> None:
+    def _unanswered(self, receiver: Receiver, attempt: int, reason: str) -> None:
         # retried all the same (an alert is never dropped for this): Slack may show it twice
         self.logger.warning(f"Slack webhook received attempt {attempt} but did not answer ({reason}); "
-                            "if Slack posted it, the retry posts it again", extra={"attempt": attempt})
+                            "if Slack posted it, the retry posts it again",
+                            extra={"attempt": attempt, "receiver": receiver.name})
         self.metrics.add_metric(name=Metric.SLACK_POSSIBLE_DUPLICATE, unit=MetricUnit.Count, value=1)
 
-    def _sent(self, message_id: str, notification: Notification, delivery: Delivery) -> None:
+    def _sent(self, message_id: str, receiver: Receiver, notification: Notification, delivery: Delivery) -> None:
         self.metrics.add_metric(name=Metric.SLACK_MESSAGES_SENT, unit=MetricUnit.Count, value=1)
         self.logger.info("Sent to Slack", extra={
-            "message_id": message_id, "cluster": notification.cluster, "items": len(notification.items),
-            "status": notification.status, "attempts": delivery.attempts,
+            "message_id": message_id, "receiver": receiver.name, "cluster": notification.cluster,
+            "items": len(notification.items), "status": notification.status, "attempts": delivery.attempts,
         })
 
-    def _record_failed(self, message_id: str, exc: IdempotencyPersistenceLayerError) -> None:
+    def _record_failed(self, message_id: str, receiver: Receiver, exc: IdempotencyPersistenceLayerError) -> None:
         # Not raised: Lambda's retry would post again. The record stays INPROGRESS until this
         # invocation's timeout; a redelivery of the message after that posts it a second time.
         self.logger.error(f"Posted to Slack, but recording SNS message {message_id} as delivered failed: {exc}",
-                          extra={"message_id": message_id})
+                          extra={"message_id": message_id, "receiver": receiver.name})
         self.metrics.add_metric(name=Metric.SLACK_RECORD_FAILED, unit=MetricUnit.Count, value=1)

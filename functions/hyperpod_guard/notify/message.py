@@ -4,8 +4,8 @@ Published to SNS as JSON (the body), with message attributes for subscription fi
 policies, a Subject of at most 100 characters and a plain-text rendering for email.
 The Slack notifier reads the same JSON back (`Notification.model_validate_json`).
 
-SNS allows 10 message attributes per message; we use at most seven (`test` and `receiver` only
-on test notifications). The cluster's tags (known
+SNS allows 10 message attributes per message; we use at most eight (`test` and `receiver` only
+on test notifications, which carry no `receivers`). The cluster's tags (known
 when the rules select clusters by tag) travel as ONE attribute, `tags`, a String.Array of
 "key=value" strings, rather than one attribute per tag: a cluster may carry 50 tags, and tag
 keys may hold characters (`:`, `/`, spaces) that attribute names may not. A filter policy
@@ -14,7 +14,7 @@ keys may hold characters (`:`, `/`, spaces) that attribute names may not. A filt
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,6 +27,11 @@ from ..timeutil import Timestamp, isoformat
 Status = Literal["firing", "resolved"]
 
 SUBJECT_LIMIT = 99  # SNS: Subject is ASCII, one line, and "less than 100 characters"
+#: what a phone's lock screen shows of a notification before it cuts (Slack, email): the preview
+#: sentence fits it whole
+PREVIEW_LIMIT = 100
+#: the receiver of an item the rules' routing sends nowhere else: the stack's Slack webhook
+DEFAULT_RECEIVER = "default"
 ATTRIBUTE_LIMIT = 10  # SNS: message attributes per message
 #: SNS takes 256 KiB per message, attributes included: the body keeps clear of it
 BODY_BUDGET = 240 * 1024
@@ -56,18 +61,77 @@ class FindingPayload(FindingFields):
         return cls(**shape_of(record), fingerprint=record.fingerprint)
 
 
+class ReceiverRef(BaseModel):
+    """Where an item goes (routing.route): a Slack receiver by name, with the mention its route adds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = DEFAULT_RECEIVER
+    #: Slack syntax, rendered from the rules ("<!subteam^S0123>"): added to firing items only
+    mention: str | None = None
+    #: the index of the route that matched in the rules' `routing.routes`; None: the default route
+    route: int | None = None
+
+
 class NotificationItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reason: Reason
     finding: FindingPayload
+    #: when the problem was first seen, fired (past its grace) and resolved (this episode)
     first_seen: Timestamp = None
+    fired_at: Timestamp = None
+    resolved_at: Timestamp = None
+    #: resolved: what the evaluation that cleared it read (state_now.py); "summary" is a sentence
+    resolved_evidence: dict[str, Any] | None = None
     #: what remediation did or would do: "would replace i-…", "replaced i-…", "skipped: budget spent"
     actions: tuple[str, ...] = ()
+    #: firing: what happens next without anyone acting (next_step)
+    next_step: str | None = None
+    #: the policy's (or its override's) `runbook_url` in the rules
+    runbook_url: str | None = None
+    #: the receivers the rules' routing picked; empty: the default receiver
+    receivers: tuple[ReceiverRef, ...] = ()
 
     @property
     def status(self) -> Status:
         return "resolved" if self.reason == "resolved" else "firing"
+
+    def lasted(self, at: datetime | None) -> timedelta | None:
+        """How long the problem lasted (resolved) or has lasted by `at` (firing); never negative."""
+        end = self.resolved_at if self.status == "resolved" and self.resolved_at else at
+        if self.first_seen is None or end is None:
+            return None
+        return max(end - self.first_seen, timedelta(0))
+
+    @property
+    def receiver_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.receivers) or (DEFAULT_RECEIVER,)
+
+
+def next_step(finding: FindingFields, actions: tuple[str, ...]) -> str:
+    """What will happen to a firing alert with nobody acting: HyperPod's own node repair, and what
+    hyperpod-guard's remediation did or plans; or nothing automatic."""
+    steps: list[str] = []
+    repaired = False  # something repairs it without a person
+    details = finding.details
+    recovery, repair = str(details.get("node_recovery") or ""), str(details.get("repair_action") or "")
+    if finding.node and recovery and recovery.lower() != "none" and repair.lower() != "none":
+        steps.append(f"HyperPod repairs the node automatically (NodeRecovery {recovery}"
+                     + (f", repair action {repair})" if repair else ")"))
+        repaired = True
+    action = actions[0] if actions else None
+    if action and action.startswith("would "):
+        steps.append(f"remediation is a dry run: it {action.removesuffix(' (dry run)')} and changes nothing")
+    elif action and action.startswith("skipped"):
+        steps.append(f"remediation {action}")
+    elif action:
+        steps.append(f"remediation {action}; a resolved message follows once it is healthy")
+        repaired = True
+    if not steps:
+        return "Nothing automatic: a person must act"
+    text = "; ".join(steps) + ("" if repaired else "; a person must act")
+    return text[0].upper() + text[1:]
 
 
 class Notification(BaseModel):
@@ -76,6 +140,8 @@ class Notification(BaseModel):
     version: int = MESSAGE_VERSION
     cluster: str
     cluster_arn: str | None = None
+    #: the AWS account of the cluster (from its ARN): same-named clusters of two accounts differ by it
+    account: str | None = None
     region: str | None = None
     sent_at: Timestamp = None
     items: tuple[NotificationItem, ...] = Field(min_length=1)
@@ -91,9 +157,11 @@ class Notification(BaseModel):
     receiver: str | None = None
 
     def split(self, budget: int = BODY_BUDGET) -> list[Notification]:
-        """This notification as SNS messages whose bodies fit `budget` bytes: itself, unless a
-        cluster has hundreds of findings at once (each item's texts are already cut to 2,000
-        characters, so one item always fits). Items keep their order across the parts."""
+        """This notification as SNS messages that each fit `budget` bytes: the whole per-protocol
+        message (`sns_message`: the JSON body, the email and the Chatbot notification), as SNS counts
+        it. Itself, unless a cluster has hundreds of findings at once (each item's texts are already
+        cut to 2,000 characters, and the email and Chatbot renderings are bounded, so one item always
+        fits). Items keep their order across the parts."""
         chunks = self._chunks(self.items, budget)
         if len(chunks) == 1:
             return [self]
@@ -102,7 +170,7 @@ class Notification(BaseModel):
 
     def _chunks(self, items: tuple[NotificationItem, ...], budget: int) -> list[tuple[NotificationItem, ...]]:
         candidate = self.model_copy(update={"items": items})
-        if len(items) == 1 or len(candidate.body().encode()) <= budget:
+        if len(items) == 1 or len(candidate.sns_message().encode()) <= budget:
             return [items]
         half = len(items) // 2
         return self._chunks(items[:half], budget) + self._chunks(items[half:], budget)
@@ -129,53 +197,68 @@ class Notification(BaseModel):
     def policies(self) -> list[str]:
         return sorted({i.finding.policy for i in self.items})
 
-    @property
-    def subject(self) -> str:
+    def _headline(self, severity_label: str, limit: int, ellipsis: str = "…") -> str:
+        """"<LABEL> <cluster>: <what> (+N more)" cut on a word boundary to `limit` characters
+        (`severity_label`: "{}" or "[{}]", filled with the severity, RESOLVED or TEST)."""
+        lead = self.firing[0] if self.firing else self.items[0]
         if self.firing:
-            head = f"[{self.severity.value.upper()}] {self.cluster}: "
-            summary = self.firing[0].finding.summary
-            extra = len(self.items) - 1
+            label, what = severity_label.format(self.severity.value.upper()), lead.finding.summary
         else:
-            head = f"[RESOLVED] {self.cluster}: "
-            summary = self.items[0].finding.summary
-            extra = len(self.items) - 1
+            label = severity_label.format("RESOLVED")
+            what = (lead.resolved_evidence or {}).get("summary") or lead.finding.summary
+        extra = len(self.items) - 1
         tail = f" (+{extra} more)" if extra else ""
-        if self.test:
-            head = f"[TEST] {head}"
         if self.parts:
             tail += f" [{self.part}/{self.parts}]"
-        text = " ".join((head + summary).split())  # one line
+        head = f"{severity_label.format('TEST') + ' ' if self.test else ''}{label} {self.cluster}: "
+        return cut_words(" ".join(f"{head}{what}".split()), limit - len(tail), ellipsis) + tail
+
+    @property
+    def subject(self) -> str:
+        """The SNS Subject (the email's subject): printable ASCII, one line, under 100 characters."""
         # SNS refuses a Subject with anything but printable ASCII (a control character too)
-        text = "".join(c if " " <= c <= "~" else "?" for c in text)
-        if len(text) + len(tail) > SUBJECT_LIMIT:
-            text = text[: SUBJECT_LIMIT - len(tail) - 3] + "..."
-        return text + tail
+        text = "".join(c if " " <= c <= "~" else "?" for c in self._headline("[{}]", SUBJECT_LIMIT, "..."))
+        return text if len(text) <= SUBJECT_LIMIT else text[: SUBJECT_LIMIT - 3] + "..."
+
+    @property
+    def preview(self) -> str:
+        """The sentence a phone shows (Slack's fallback `text`, Chatbot's summary): "CRITICAL
+        ml-prod: Software update of instance group p5-train failed… (+2 more)", never cut mid-word."""
+        return self._headline("{}", PREVIEW_LIMIT)
+
+    @property
+    def receiver_names(self) -> list[str]:
+        """Every receiver some item goes to (sorted)."""
+        return sorted({name for item in self.items for name in item.receiver_names})
+
+    def for_receiver(self, name: str) -> Notification | None:
+        """The items routed to receiver `name`, as their own notification (None: none is)."""
+        items = tuple(i for i in self.items if name in i.receiver_names)
+        return self.model_copy(update={"items": items}) if items else None
 
     def text(self) -> str:
-        """Plain text for email subscribers."""
-        lines = [f"hyperpod-guard: cluster {self.cluster}" + (f" ({self.region})" if self.region else "")
-                 + (f", part {self.part} of {self.parts}" if self.parts else "")]
-        if self.test:
-            lines.insert(0, f"TEST notification ({TEST_NOTE})" + (f" for receiver {self.receiver}" if self.receiver
-                                                                    else ""))
-        if self.tags:
-            lines.append("tags: " + ", ".join(self.tag_pairs))
-        for label, items in (("FIRING", self.firing), ("RESOLVED", self.resolved)):
-            if items:
-                lines.append("")
-                lines.append(f"{label}:")
-                for item in items:
-                    f = item.finding
-                    tag = f" [{item.reason}]" if item.reason not in ("first", "resolved") else ""
-                    lines.append(f"- {f.severity.value.upper()} {f.policy} {f.scope}: {f.summary}{tag}")
-                    lines.extend(f"    remediation: {action}" for action in item.actions)
-        return "\n".join(lines)
+        """Plain text for email subscribers (notify/email.py)."""
+        from . import email
+
+        return email.render(self)
 
     def body(self) -> str:
-        """The SNS message body: this model as JSON, plus the plain text."""
+        """The SNS message body (the per-protocol message's "default"): this model as JSON, plus the
+        status, severity, subject and the email text, for SQS, email-json and Lambda subscribers."""
         data = self.model_dump(mode="json")
         data.update(status=self.status, severity=self.severity.value, subject=self.subject, text=self.text())
         return json_dumps(data)
+
+    def sns_message(self) -> str:
+        """The Message published with MessageStructure "json": one text per subscription protocol.
+
+        "default": the JSON body, for every protocol without its own key (the Slack notifier's
+        `lambda` subscription, SQS, email-json); "email": the plain text; "https": the Chatbot custom
+        notification, since Chatbot subscribes to the topic over https (every other https
+        subscriber gets it too)."""
+        from . import chatbot
+
+        return json_dumps({"default": self.body(), "email": self.text(), "https": json_dumps(chatbot.render(self))})
 
     @property
     def tag_pairs(self) -> list[str]:
@@ -195,7 +278,22 @@ class Notification(BaseModel):
             attributes["test"] = {"DataType": "String", "StringValue": "true"}
         if self.receiver:
             attributes["receiver"] = {"DataType": "String", "StringValue": self.receiver}
+        else:  # a filter policy {"receivers": ["ml-oncall"]} takes what the rules route there
+            attributes["receivers"] = {"DataType": "String.Array", "StringValue": json_dumps(self.receiver_names)}
+        if self.account:
+            attributes["account"] = {"DataType": "String", "StringValue": self.account}
         return attributes
+
+
+def cut_words(text: str, limit: int, ellipsis: str = "…") -> str:
+    """`text` in at most `limit` characters, cut after a whole word (ending in `ellipsis`); mid-word
+    only when the text has no space to cut at (one huge token)."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(ellipsis), 0)
+    cut = text.rfind(" ", 0, room + 1)
+    head = text[:cut] if cut > 0 else text[:room]
+    return head.rstrip(" ,;:-—(") + ellipsis
 
 
 def json_dumps(data: Any) -> str:

@@ -21,10 +21,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from email.message import Message
 from typing import Any
 
 from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
+from ..timeutil import format_duration
+from . import evidence
+from .evidence import console_url
 from .message import TEST_NOTE, Notification, NotificationItem
 
 # Block Kit limits (https://api.slack.com/reference/block-kit)
@@ -33,22 +37,35 @@ SECTION_LIMIT = 3000  # section block: text object
 CONTEXT_LIMIT = 3000
 FALLBACK_LIMIT = 3000  # top-level `text` (Slack truncates at 40 000; notifications show far less)
 BLOCK_LIMIT = 50
+ACTIONS_LIMIT = 25  # elements of one actions block
+BUTTON_TEXT_LIMIT = 75
+URL_LIMIT = 3000  # a button's url
 
 #: one detail line (a failure message, a recommendation) before it is cut
 DETAIL_VALUE_LIMIT = 500
 #: detail lines per finding: the rest is in the SNS message and the console
 MAX_DETAIL_LINES = 8
-#: entries per list (taints, labels, alarms)
-MAX_LIST_ENTRIES = 5
 
 ELLIPSIS = "…"
 SEVERITY_EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 RESOLVED_EMOJI = "✅"
 TEST_EMOJI = "🧪"
 
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+#: the firing summary a resolved item still shows, after "was:"
+WAS_LIMIT = 200
+#: the summary (or what is true now) of one item: the rest of its section (times, evidence, next step) must fit
+SUMMARY_LIMIT = 1000
+#: tags in the context line: the message is not the place for all 50
+MAX_TAGS = 3
+
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+#: what a cut can leave of a control sequence we wrote (a date, a mention): every other `<` is escaped
+_PARTIAL_SEQUENCE = re.compile(r"<[^<>]*$")
+#: the mentions a route may add (routing.mention_syntax): a user group, a user, @here, @channel. The rules
+#: are trusted and validated, but a mention is the one raw control sequence we pass on: check it again
+_RUNBOOK_URL = re.compile(r'^https://[^\s<>|"\\\x00-\x1f\x7f-\x9f]+$')
+MENTION = re.compile(r"^<(!subteam\^[A-Z0-9]+|@[UW][A-Z0-9]+|!here|!channel)>$")
 _WORD_JOINER = "\u2060"
 
 
@@ -68,13 +85,8 @@ def escape_mrkdwn(text: Any) -> str:
     return _BROADCAST.sub(lambda m: "@" + _WORD_JOINER + m.group(1), text)
 
 
-#: not text: C0/C1 control characters, and bidi overrides/isolates, with which a value could
-#: reorder what Slack shows around it ("Trojan Source")
-_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(_NOT_TEXT.sub(" ", str(text)).split())
+#: one line of text: control characters, line separators, bidi controls and lone surrogates become spaces
+_one_line = evidence.one_line
 
 
 def _clip(text: str, limit: int) -> str:
@@ -83,10 +95,11 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    """Cut already escaped mrkdwn to `limit`, never leaving half an entity (`&am…`)."""
+    """Cut already escaped mrkdwn to `limit`, never leaving half an entity (`&am…`) or half of a
+    control sequence we wrote (`<!date^…` without its `>`)."""
     if len(text) <= limit:
         return text
-    head = _PARTIAL_ENTITY.sub("", text[: limit - 1])
+    head = _PARTIAL_SEQUENCE.sub("", _PARTIAL_ENTITY.sub("", text[: limit - 1]))
     return head + ELLIPSIS
 
 
@@ -110,184 +123,45 @@ def _code(value: Any, limit: int = 200) -> str:
     return f"`{escape_mrkdwn(text)}`" if text else "_(empty)_"
 
 
-# -- console link ---------------------------------------------------------------------------
+# -- times ----------------------------------------------------------------------------------
 
 
-def console_url(region: str, cluster: str) -> str:
-    """The SageMaker console page of a HyperPod cluster.
+def slack_date(moment: datetime) -> str:
+    """A moment as Slack date formatting: each reader sees it in their own time zone ("Nov 30th
+    7:16 AM"); clients that cannot (and notifications) show the fallback, the time in UTC."""
+    fallback = f"{moment:%Y-%m-%d %H:%M} UTC"
+    epoch = int(moment.timestamp())
+    if epoch < 0:  # before 1970: not a date Slack formats, and not one an alert has
+        return fallback
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
 
-    The region becomes part of the host name, so it must look like a region: a value such as
-    `evil.example/x#` would otherwise send people elsewhere (ValueError then).
-    """
-    if not _REGION.match(region or ""):
-        raise ValueError("not an AWS region name")
-    name = urllib.parse.quote(cluster, safe="")
-    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/cluster-management/{name}"
+
+def duration(delta: timedelta) -> str:
+    """How long, as a person reads it in an alert: whole minutes ("2h14m") from a minute on, never negative."""
+    seconds = max(int(delta.total_seconds()), 0)
+    return format_duration(timedelta(seconds=seconds - seconds % 60 if seconds >= 60 else seconds))
 
 
 # -- details --------------------------------------------------------------------------------
 
-_STATUS_KEYS = ("status", "group_status", "instance_status", "health_status", "software_update_status")
-_TEXT_KEYS = (  # free text, in the order a person needs it
-    ("failure_message", "failure"),
-    ("message", "message"),
-    ("reason", "reason"),
-    ("event_description", "event"),
-    ("description", "description"),
-    ("recommendation", "recommendation"),
-    ("guidance", "guidance"),
+
+def _aside(note: str) -> str:
+    return f"_{note}_"
+
+
+#: the evidence as mrkdwn: a short value as an inline code span, free text and labels escaped
+SLACK = evidence.Markup(
+    code=_code, text=_text, label=escape_mrkdwn, aside=_aside, text_limit=DETAIL_VALUE_LIMIT, name_limit=200,
+    line_limit=None,  # the section is cut as a whole (_cut), never inside an entity
+    none="",  # `_(empty)_`
+    node_counts=(("current_count", "current"), ("target_count", "target"), ("target_state_count", "on target image")),
+    skip=frozenset({"check"}),  # internal to the policy; the summary already says which check
 )
-_SKIP = {"check"}  # internal to the policy; the summary already says which check
-
-
-def _entries(values: Iterable[str]) -> str:
-    values = list(values)
-    shown = ", ".join(values[:MAX_LIST_ENTRIES])
-    return shown + (f" (+{len(values) - MAX_LIST_ENTRIES} more)" if len(values) > MAX_LIST_ENTRIES else "")
-
-
-def _pair(pair: Any) -> str:
-    """A changed taint or label: {current, desired} or {declared, required}."""
-    if not isinstance(pair, Mapping):
-        return _code(pair)
-    for have, want in (("current", "desired"), ("declared", "required")):
-        if have in pair or want in pair:
-            return f"{have} {_code(pair.get(have) or '')} → {want} {_code(pair.get(want) or '')}"
-    return _code(json.dumps(pair, sort_keys=True, default=str))
-
-
-def _drift_lines(kind: str, drift: Any) -> list[str]:
-    """taint-drift evidence: {"missing": ..., "unexpected": ..., "changed": ...}."""
-    if not isinstance(drift, Mapping):
-        return []
-    lines = []
-    for what in ("missing", "unexpected", "changed"):
-        value = drift.get(what)
-        if not value:
-            continue
-        if isinstance(value, Mapping):  # labels: {key: value} or {key: {current, desired}}
-            if what == "changed":
-                items = [f"{_code(k)}: {_pair(v)}" for k, v in value.items()]
-            else:
-                items = [_code(f"{k}={v}") for k, v in value.items()]
-        elif isinstance(value, list):  # taints: ["k=v:Effect"] or [{key, current, desired}]
-            items = [f"{_code(v['key'])}: {_pair(v)}" if isinstance(v, Mapping) and "key" in v else _code(v)
-                     for v in value]
-        else:
-            items = [_code(value)]
-        lines.append(f"{kind} {what}: {_entries(items)}")
-    return lines
-
-
-def _counts_line(counts: Any) -> str | None:
-    if not isinstance(counts, Mapping) or not counts:
-        return None
-    parts = [f"{_text(v, 40)} {_text(k, 40)}" for k, v in counts.items()]
-    return "nodes: " + " · ".join(parts)
-
-
-def _cluster_event_line(event: Any) -> str | None:
-    if not isinstance(event, Mapping) or not event:
-        return None
-    level = f" ({_text(event['level'], 20)})" if event.get("level") else ""
-    text = " — ".join(_text(event[k]) for k in ("description", "failure_message") if event.get(k))
-    return f"cluster event{level}: {text}" if text else None
-
-
-def _status_lines(details: Mapping[str, Any]) -> list[str]:
-    statuses = [f"{escape_mrkdwn(k.replace('_', ' '))} {_code(details[k], 60)}" for k in _STATUS_KEYS if details.get(k)]
-    return [" · ".join(statuses)] if statuses else []
-
-
-def _shortfall_lines(details: Mapping[str, Any]) -> list[str]:
-    ratio, threshold = details.get("shortfall_ratio"), details.get("threshold_ratio")
-    if ratio is None:
-        return []
-    try:
-        against = f" (threshold {float(threshold):.0%})" if threshold is not None else ""
-        return [f"shortfall {float(ratio):.0%}{against}"]
-    except (TypeError, ValueError):
-        return [f"shortfall {_text(ratio, 40)}"]
-
-
-def _node_count_lines(details: Mapping[str, Any]) -> list[str]:
-    node_counts = (("current_count", "current"), ("target_state_count", "on target image"))
-    parts = [f"{_text(details[k], 20)} {label}" for k, label in node_counts if details.get(k) is not None]
-    return ["nodes: " + " · ".join(parts)] if parts else []
-
-
-def _image_lines(details: Mapping[str, Any]) -> list[str]:
-    current, desired = details.get("current_image_id"), details.get("desired_image_id")
-    if not (current or desired):
-        return []
-    image = f"image {_code(current or '?')}"
-    if desired and desired != current:
-        image += f" (desired {_code(desired)})"
-    return [image]
-
-
-def _alarm_lines(details: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for key in ("triggered_alarms", "auto_rollback_alarms"):
-        alarms = details.get(key)
-        if alarms:
-            values = alarms if isinstance(alarms, list) else [alarms]
-            lines.append(f"{escape_mrkdwn(key.replace('_', ' '))}: {_entries(_code(a) for a in values)}")
-    return lines
-
-
-def _also_lines(details: Mapping[str, Any]) -> list[str]:
-    """The same problem's lesser findings, folded into this alert (alerting.fold)."""
-    return [f"also: {_text(entry['summary'])} ({_text(entry.get('severity') or '?', 10)})"
-            for entry in details.get("also") or [] if isinstance(entry, dict) and entry.get("summary")]
-
-
-def _labelled_text_lines(details: Mapping[str, Any]) -> list[str]:
-    return [f"{label}: {_text(details[key])}" for key, label in _TEXT_KEYS if details.get(key)]
-
-
-#: short facts shown together on one line: (key, label, longest value)
-_FACTS = (("repair_action", "repair action", 60), ("node_recovery", "node recovery", 60),
-          ("critical_after", "critical after", 30), ("instance_type", "instance type", 60))
-
-
-def _facts_lines(details: Mapping[str, Any]) -> list[str]:
-    facts = [f"{label} {_code(details[key], limit)}" for key, label, limit in _FACTS if details.get(key)]
-    return [" · ".join(facts)] if facts else []
-
-
-def _optional(line: str | None) -> list[str]:
-    return [line] if line else []
-
-
-DetailLines = Callable[[Mapping[str, Any]], list[str]]
-#: the evidence of a finding, most useful first: (the keys read, what makes their lines)
-_DETAIL_LINES: tuple[tuple[tuple[str, ...], DetailLines], ...] = (
-    (_STATUS_KEYS, _status_lines),
-    (("counts",), lambda d: _optional(_counts_line(d.get("counts")))),
-    (("shortfall_ratio", "threshold_ratio"), _shortfall_lines),
-    (("current_count", "target_state_count"), _node_count_lines),
-    (("taints",), lambda d: _drift_lines("taints", d.get("taints"))),
-    (("labels",), lambda d: _drift_lines("labels", d.get("labels"))),
-    (("current_image_id", "desired_image_id"), _image_lines),
-    (("triggered_alarms", "auto_rollback_alarms"), _alarm_lines),
-    (("cluster_event",), lambda d: _optional(_cluster_event_line(d.get("cluster_event")))),
-    (("also",), _also_lines),
-    (tuple(key for key, _ in _TEXT_KEYS), _labelled_text_lines),
-    (tuple(key for key, _, _ in _FACTS), _facts_lines),
-)
-_SHOWN = frozenset(_SKIP).union(*(keys for keys, _ in _DETAIL_LINES))
 
 
 def detail_lines(details: Mapping[str, Any]) -> list[str]:
     """The evidence of a finding as short mrkdwn lines, most useful first, at most MAX_DETAIL_LINES."""
-    lines = [line for _, make in _DETAIL_LINES for line in make(details)]
-    for key, value in details.items():  # evidence a newer policy added: scalars only
-        if key not in _SHOWN and value not in (None, "", [], {}) and isinstance(value, str | int | float | bool):
-            lines.append(f"{_text(key.replace('_', ' '), 40)}: {_text(value)}")
-    if len(lines) > MAX_DETAIL_LINES:
-        lines = [*lines[: MAX_DETAIL_LINES - 1], f"_(+{len(lines) - MAX_DETAIL_LINES + 1} more details)_"]
-    return lines
+    return evidence.evidence_lines(details, SLACK, MAX_DETAIL_LINES)
 
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -303,23 +177,64 @@ def _scope(item: NotificationItem) -> str:
     return " · ".join(parts) or "cluster"
 
 
-def item_text(item: NotificationItem) -> str:
-    """One finding as the mrkdwn text of a section (≤ SECTION_LIMIT)."""
+def _since_line(item: NotificationItem, sent_at: datetime | None) -> list[str]:
+    """Firing: since when (first seen) and for how long by the time the message was sent."""
+    if item.first_seen is None:
+        return []
+    lasted = item.lasted(sent_at)
+    for_how_long = f"for {duration(lasted)}, " if lasted is not None else ""
+    return [f"🕒 Firing {for_how_long}since {slack_date(item.first_seen)}"]
+
+
+def _cleared_line(item: NotificationItem, sent_at: datetime | None) -> list[str]:
+    """Resolved: when it cleared and how long it lasted."""
+    parts = []
+    if item.resolved_at is not None:
+        parts.append(f"Cleared {slack_date(item.resolved_at)}")
+    lasted = item.lasted(sent_at) if item.resolved_at is not None else None
+    if lasted is not None:
+        parts.append(f"lasted {duration(lasted)}")
+    return [f"🕒 {', '.join(parts)}"] if parts else []
+
+
+def _firing_lines(item: NotificationItem, sent_at: datetime | None) -> list[str]:
     f = item.finding
-    severity = f.severity.value
-    if item.reason == "resolved":
-        head = f"{RESOLVED_EMOJI} *Resolved* · ~{severity}~"
-    else:
-        head = f"{SEVERITY_EMOJI.get(severity, '⚪')} *{severity.upper()}*"
-    lines = [f"{head} · {_code(f.policy, 60)} · {_scope(item)}", _text(f.summary, SECTION_LIMIT)]
-    since = f" (firing since {item.first_seen:%Y-%m-%d %H:%M} UTC)" if item.first_seen else ""
+    lines = [_text(f.summary, SUMMARY_LIMIT)]
     if item.reason == "repeat":
-        lines.append(f"_🔁 Still firing: repeat reminder{since}_")
+        lines.append("_🔁 Repeat reminder: still firing_")
     elif item.reason == "escalated":
-        lines.append(f"_⏫ Escalated to {severity}{since}_")
+        lines.append(f"_⏫ Escalated to {f.severity.value}_")
+    lines.extend(_since_line(item, sent_at))
     lines.extend(f"• {line}" for line in detail_lines(f.details))
     lines.extend(f"🛠 _Remediation:_ {_text(action, 300)}" for action in item.actions)
-    return _cut("\n".join(lines), SECTION_LIMIT)
+    if item.next_step:
+        lines.append(f"➡️ _Next:_ {_text(item.next_step, 300)}")
+    return lines
+
+
+def _resolved_lines(item: NotificationItem, sent_at: datetime | None) -> list[str]:
+    """What is true now (re-read when it cleared), not the firing evidence: that is only a "was:" line."""
+    now = dict(item.resolved_evidence or {})
+    summary_now = now.pop("summary", None)
+    lines = [_text(summary_now, SUMMARY_LIMIT)] if summary_now else []
+    lines.append(f"_was:_ {_text(item.finding.summary, WAS_LIMIT)}")
+    lines.extend(_cleared_line(item, sent_at))
+    lines.extend(f"• {line}" for line in detail_lines(now))
+    return lines
+
+
+def item_text(item: NotificationItem, sent_at: datetime | None = None) -> str:
+    """One finding as the mrkdwn text of a section (≤ SECTION_LIMIT); `sent_at`: the message's, for
+    how long it has been firing."""
+    f = item.finding
+    severity = f.severity.value
+    if item.status == "resolved":
+        head = f"{RESOLVED_EMOJI} *Resolved* · ~{severity}~"
+        lines = _resolved_lines(item, sent_at)
+    else:
+        head = f"{SEVERITY_EMOJI.get(severity, '⚪')} *{severity.upper()}*"
+        lines = _firing_lines(item, sent_at)
+    return _cut("\n".join([f"{head} · {_code(f.policy, 60)} · {_scope(item)}", *lines]), SECTION_LIMIT)
 
 
 def _ordered(items: Iterable[NotificationItem]) -> list[NotificationItem]:
@@ -340,37 +255,106 @@ def header_text(notification: Notification) -> str:
     return f"{emoji} {_plain(notification.cluster, room)}{tail}"
 
 
-def render(notification: Notification) -> dict[str, Any]:
-    """The incoming-webhook payload (Block Kit) for one notification."""
+def _context(notification: Notification) -> str:
+    """Where: cluster, account, region, a few tags; then the counts."""
     firing, resolved = len(notification.firing), len(notification.resolved)
     context = [f"HyperPod cluster {_code(notification.cluster, 100)}"]
+    if notification.account:
+        context.append(f"account {_code(notification.account, 20)}")
     if notification.region:
         context.append(f"region {_code(notification.region, 40)}")
+    if notification.tags:
+        pairs = notification.tag_pairs
+        more = f" (+{len(pairs) - MAX_TAGS} more)" if len(pairs) > MAX_TAGS else ""
+        context.append("tags " + " ".join(_code(pair, 40) for pair in pairs[:MAX_TAGS]) + more)
     context.append(f"{firing} firing · {resolved} resolved")
     if notification.test:
         receiver = f" for receiver {_code(notification.receiver, 80)}" if notification.receiver else ""
         context.insert(0, f"*TEST notification*{receiver}, {escape_mrkdwn(TEST_NOTE)}")
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(context), CONTEXT_LIMIT)}]},
-    ]
+    return _cut(" · ".join(context), CONTEXT_LIMIT)
 
-    actions: list[dict[str, Any]] = []
+
+def _mention_text(notification: Notification, receiver: str) -> str | None:
+    """The first line for `receiver`: the mentions its routes add to firing items, and what they are
+    for ("<!subteam^S0123ABCD> 1 critical alert"); None when none adds one. Resolved items never mention."""
+    mentions: dict[str, None] = {}
+    severities: dict[str, int] = {}
+    for item in _ordered(notification.firing):
+        ref = next((r for r in item.receivers if r.name == receiver), None)
+        if ref is None or not ref.mention or not MENTION.match(ref.mention):
+            continue
+        mentions[ref.mention] = None
+        severity = item.finding.severity.value
+        severities[severity] = severities.get(severity, 0) + 1
+    if not mentions:
+        return None
+    count = sum(severities.values())
+    if len(severities) == 1:
+        what = f"{count} {next(iter(severities))} alert{'s' if count != 1 else ''}"
+    else:
+        what = f"{count} alerts: " + ", ".join(f"{n} {severity}" for severity, n in severities.items())
+    return f"{' '.join(mentions)} {what}"
+
+
+def runbook_url(url: str | None) -> str | None:
+    """A runbook link worth a button: https with a host, nothing that cannot be in a URL (spaces,
+    `<>|"`, control characters), within Slack's url limit. The rules validate it already
+    (policy_settings.RunbookUrl); a message is read back from SNS, so check again."""
+    if not url or len(url) > URL_LIMIT or not _RUNBOOK_URL.match(url):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme == "https" and parts.hostname else None
+
+
+def _buttons(notification: Notification, items: Iterable[NotificationItem]) -> list[dict[str, Any]]:
+    """The console button, then one "Runbook: <policy>" button per runbook of a firing item (each once)."""
+    buttons: list[dict[str, Any]] = []
     if notification.region:
         try:
-            url = console_url(notification.region, notification.cluster)
+            url: str | None = console_url(notification.region, notification.cluster)
         except ValueError:
             url = None
-        if url and len(url) <= 3000:
-            actions.append({"type": "actions", "elements": [{
+        if url and len(url) <= URL_LIMIT:
+            buttons.append({
                 "type": "button", "action_id": "open-console", "url": url,
                 "text": {"type": "plain_text", "text": "Open cluster in the SageMaker console", "emoji": True},
-            }]})
+            })
+    runbooks: dict[str, str] = {}
+    for item in items:
+        url = runbook_url(item.runbook_url) if item.status == "firing" else None
+        if url and url not in runbooks:
+            runbooks[url] = item.finding.policy
+    for n, (url, policy) in enumerate(runbooks.items()):
+        if len(buttons) == ACTIONS_LIMIT:
+            break
+        buttons.append({
+            "type": "button", "action_id": f"runbook-{n}", "url": url,
+            "text": {"type": "plain_text", "text": _plain(f"Runbook: {policy}", BUTTON_TEXT_LIMIT), "emoji": True},
+        })
+    return buttons
+
+
+def render(notification: Notification, receiver: str | None = None) -> dict[str, Any]:
+    """The incoming-webhook payload (Block Kit) for one notification; `receiver`: the receiver it is
+    posted to (Notification.for_receiver), whose routes' mentions it carries."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _context(notification)}]},
+    ]
+    mention = _mention_text(notification, receiver) if receiver else None
+    if mention:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
 
     items = _ordered(notification.items)
+    buttons = _buttons(notification, items)
+    actions = [{"type": "actions", "elements": buttons}] if buttons else []
     room = BLOCK_LIMIT - len(blocks) - len(actions)
     shown, rest = (items, []) if len(items) <= room else (items[: room - 1], items[room - 1:])
-    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": item_text(i)}} for i in shown)
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": item_text(i, notification.sent_at)}}
+                  for i in shown)
     if rest:
         more_firing = sum(1 for i in rest if i.status == "firing")
         text = (f"…and {len(rest)} more finding{'s' if len(rest) != 1 else ''} "
@@ -378,7 +362,8 @@ def render(notification: Notification) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     blocks.extend(actions)
     return {
-        "text": _cut(escape_mrkdwn(notification.subject), FALLBACK_LIMIT),
+        # the push notification and the fallback: a sentence that fits a phone's preview, cut on a word
+        "text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT),
         "blocks": blocks,
         "unfurl_links": False,
         "unfurl_media": False,

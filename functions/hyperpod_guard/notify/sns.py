@@ -1,10 +1,21 @@
-"""Publish notifications to the SNS topic."""
+"""Publish notifications to the SNS topic, one text per subscription protocol.
+
+Each message goes with MessageStructure "json" (Notification.sns_message): SNS delivers the
+"email" key to email subscribers, the "https" key to https subscribers (the Chatbot subscription,
+endpoint https://global.sns-api.chatbot.amazonaws.com) and "default", the JSON body, to every other
+protocol: the Slack notifier's Lambda subscription reads it from record["Sns"]["Message"] as before
+(there is no "lambda" key), and so do SQS and email-json subscribers. One topic stays the single
+fan-out point: one publish, one set of attributes for every subscription's filter policy.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .message import Notification
+
+#: SNS: send a different message to each protocol (the Message is then a JSON object of them)
+MESSAGE_STRUCTURE = "json"
 
 
 class SnsPublisher:
@@ -21,7 +32,8 @@ class SnsPublisher:
             response = self.sns.publish(
                 TopicArn=self.topic_arn,
                 Subject=part.subject,
-                Message=part.body(),
+                Message=part.sns_message(),
+                MessageStructure=MESSAGE_STRUCTURE,
                 MessageAttributes=part.attributes(),
             )
             message_ids.append(response["MessageId"])
