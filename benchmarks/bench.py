@@ -161,6 +161,10 @@ class _Stage:
         from hyperpod_guard.local import moto_server
 
         self.server, url = moto_server.start()
+        from hyperpod_guard.local import sagemaker_standin
+
+        # moto lacks the HyperPod feature reads (issue 19): answered, so that they are counted as real calls
+        sagemaker_standin.serve()
         # moto's backends are per process: a second stage starts from nothing, not from the first's tables
         urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()  # noqa: S310
         os.environ.update(moto_server.environment(url))

@@ -28,6 +28,14 @@ from .rules_seed import RulesSeed
 #: what the evaluator and the sweep read (ListTags: the cluster's tags, for rules that select clusters by tag)
 SAGEMAKER_READ = ("sagemaker:DescribeCluster", "sagemaker:DescribeClusterNode", "sagemaker:ListClusterNodes",
                   "sagemaker:ListTags")
+#: the HyperPod feature reads (cluster_reader.py, issue 19), on the cluster ARN: operations and extensions
+#: (the sweep's reads, made by the worker; operations also by an event of a cluster scaling), Cluster Events
+#: (the backfill of Continuous-provisioning clusters)
+SAGEMAKER_FEATURE_READ = ("sagemaker:DescribeClusterEvent", "sagemaker:DescribeClusterExtension",
+                          "sagemaker:DescribeClusterOperation", "sagemaker:ListClusterEvents",
+                          "sagemaker:ListClusterExtensions", "sagemaker:ListClusterOperations")
+#: ... and the training plans the groups run on, on the training-plan ARN
+SAGEMAKER_PLAN_READ = ("sagemaker:DescribeTrainingPlan",)
 #: granted only with -c remediation=true
 SAGEMAKER_REMEDIATE = tuple(f"sagemaker:{operation}" for operation in remediation_actions.API_OPERATIONS)
 #: what the evaluator and the sweep call on the ledger table: declared next to the calls (dry runs
@@ -178,6 +186,7 @@ class Evaluation(Construct):
         self._grant_rules_and_alerts(function, config, topic, key, TABLE_ACTIONS)
         clusters = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:cluster/*"
         function.add_to_role_policy(iam.PolicyStatement(actions=list(SAGEMAKER_READ), resources=[clusters]))
+        self._grant_feature_reads(function, clusters)
         # ListClusters has no resource-level permissions
         function.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListClusters"], resources=["*"]))
         if config.remediation:
@@ -185,3 +194,19 @@ class Evaluation(Construct):
         # grouping: an evaluation schedules its cluster's flush on the work queue (a flush that comes early re-queues)
         function.add_to_role_policy(iam.PolicyStatement(actions=list(grouping.QUEUE_ACTIONS),
                                                         resources=[self.work_queue.queue_arn]))
+
+    def _grant_feature_reads(self, function: lambda_.Function, clusters: str) -> None:
+        """The HyperPod feature reads, in a policy of their own: cfn-lint's IAM data (W3037) does not know
+        the operations and extensions actions yet (sagemaker:ListClusterOperations, DescribeClusterOperation,
+        ListClusterExtensions, DescribeClusterExtension: operations of botocore's model, whose IAM actions are
+        named after them), so the check is ignored here only, not for the role's other statements."""
+        plans = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:training-plan/*"
+        policy = iam.Policy(self, f"{function.node.id}FeatureReads", statements=[
+            iam.PolicyStatement(actions=list(SAGEMAKER_FEATURE_READ), resources=[clusters]),
+            iam.PolicyStatement(actions=list(SAGEMAKER_PLAN_READ), resources=[plans]),
+        ])
+        assert function.role is not None
+        policy.attach_to_role(function.role)
+        cfn = policy.node.default_child
+        assert isinstance(cfn, iam.CfnPolicy)
+        cfn.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})

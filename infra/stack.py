@@ -83,6 +83,10 @@ class HyperPodGuardStack(Stack):
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
             "HyperPod cluster ARNs carry a generated cluster id, not the name: "
             "clusters of this account and region only.")
+        ack(self,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-plan/*]",
+            "sagemaker:DescribeTrainingPlan only, for the plans the clusters' groups name (TrainingPlanArn), "
+            "which are bought outside this stack: training plans of this account and region only.")
         parameters = f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{self.config.rules_path}/*"
         ack(self, f"AwsSolutions-IAM5[Resource::{parameters}]",
             "The rules are every parameter under the rules path (several parameters, merged).")

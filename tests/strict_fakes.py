@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,22 @@ class SageMaker:
             if isinstance(node, dict) and node.get("InstanceId") == NodeId:
                 return {"NodeDetails": copy.deepcopy(node)}
         raise refuse("DescribeClusterNode", "ResourceNotFound", f"Node {NodeId} not found")
+
+    def get_paginator(self, name: str) -> _Pages:
+        """The HyperPod feature listings (operations, extensions, cluster events): none here."""
+        return _Pages({"list_cluster_operations": "ClusterOperationSummaries", "list_cluster_extensions": "Extensions",
+                       "list_cluster_events": "Events"}[name])
+
+    def describe_training_plan(self, *, TrainingPlanName: str) -> dict[str, Any]:  # noqa: N803
+        raise refuse("DescribeTrainingPlan", "ResourceNotFound", f"Training plan {TrainingPlanName} not found")
+
+
+class _Pages:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def paginate(self, **_: Any) -> Iterator[dict[str, Any]]:
+        yield {self.key: []}
 
 
 class Ledger:

@@ -22,7 +22,7 @@ from .freshness import Report, ReportMark, advance, stale
 from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
 from .notify.message import FindingPayload, Notification, NotificationItem, next_step
-from .policies import REGISTRY
+from .policies import REGISTRY, auto_patch
 from .routing import receivers_for
 from .rules import ClusterRules, Policies, Rules, Silence, glob_match
 from .snapshot import ClusterSnapshot
@@ -114,7 +114,9 @@ def _silence_matches(silence: Silence, record: FindingFields, now: datetime) -> 
 def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors: list[Finding],
                  now: datetime) -> str | None:
     """Why an alert sends nothing now: a silence that matches it (the rules' silences, then the
-    ad-hoc ones, silences.py, which name their author and id), or a cluster-level inhibitor."""
+    ad-hoc ones, silences.py, which name their author and id), or an inhibitor (`inhibitors_of`): a
+    cluster-level one mutes every group and node alert, an open auto-patch window of a group only
+    what it causes by design there (auto_patch.inhibition)."""
     for silence in rules.silences:
         if _silence_matches(silence, record, now):
             note = f": {silence.comment}" if silence.comment else ""
@@ -125,8 +127,23 @@ def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors:
                 return adhoc.reason()
     if record.instance_group or record.node:
         for inhibitor in inhibitors:
+            if inhibitor.policy == auto_patch.NAME:  # an open patch window: only what it causes by design
+                why = auto_patch.inhibition(inhibitor, record, now)
+                if why:
+                    return why
+                continue
             return f"inhibited by {inhibitor.policy}/{inhibitor.condition}: {inhibitor.summary}"
     return None
+
+
+def inhibitors_of(findings: list[Finding]) -> list[Finding]:
+    """The findings that inhibit others: a critical cluster-level inhibiting condition (every group and
+    node finding), then the open auto-patch windows (their group's findings the window causes by design)."""
+    cluster = [f for f in findings if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS
+               and not (f.instance_group or f.node)]
+    windows = [f for f in findings if (f.policy, f.condition) == (auto_patch.NAME, auto_patch.WINDOW)
+               and f.details.get("phase") == auto_patch.ACTIVE]
+    return cluster + windows
 
 
 def _clear_reason(record: AlertRecord, scope: Scope, now: datetime, resolved: Mapping[str, str]) -> str | None:
@@ -232,8 +249,7 @@ def plan(
     mark = ledger.marks.get(report.key) if report else None
     stale_why = stale(report, mark) if report else None
     findings, resolved = _believed(evaluation, scope, report, bool(stale_why))
-    inhibitors = [f for f in findings if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS
-                  and not (f.instance_group or f.node)]
+    inhibitors = inhibitors_of(findings)
     carried, clearing = _unseen(records, {f.fingerprint for f in findings}, scope, now, resolved)
     led, leaders = fold(findings, carried, records, now)
     observed_at = _observations(findings, leaders, report.time if report else None, now)
@@ -243,7 +259,11 @@ def plan(
         if muted is None and finding.fingerprint in leaders:
             leader = leaders[finding.fingerprint]
             muted = f"inhibited: part of {leader.policy}/{leader.condition}: {leader.summary}"
-        decision = observe(records.get(finding.fingerprint), finding, timing(policies, finding.policy), now,
+        # a finding may ask for a longer grace than its policy's (engine: the longer wins)
+        notify_timing = timing(policies, finding.policy)
+        if finding.grace:
+            notify_timing = replace(notify_timing, grace=finding.grace)
+        decision = observe(records.get(finding.fingerprint), finding, notify_timing, now,
                            muted=muted, token=token,
                            reported_at=report.time if report and finding.origin == "event" else None)
         decisions.append(replace(decision, observed_at=observed_at[finding.fingerprint]))

@@ -41,6 +41,11 @@ class Metric(StrEnum):
     STALE_EVENTS = "StaleEvents"
     FINDINGS = "Findings"  # by Policy, Severity
     TAGS_UNAVAILABLE = "TagsUnavailable"
+    #: a HyperPod feature read (operations, extensions, training plans, Cluster Events) that could not be
+    #: made (AccessDenied, not in this region, throttled): that part of the snapshot was not read
+    READS_UNAVAILABLE = "HyperPodReadsUnavailable"
+    #: Cluster Events EventBridge did not deliver, read back by the sweep (ListClusterEvents) and evaluated
+    BACKFILLED_EVENTS = "BackfilledClusterEvents"
     # the evaluator and the sweep
     RULES_ERRORS = "RulesErrors"
     NOTIFICATIONS = "Notifications"

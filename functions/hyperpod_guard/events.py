@@ -106,11 +106,46 @@ class NodeHealthEvent(_Envelope):
 # --- Cluster Event (Continuous provisioning only) ---------------------------------------
 
 
+class SlurmHealth(ApiModel):
+    """`EventMetadata.SlurmHealth`: the health of a Slurm component on the cluster's controller node
+    (Component `Slurmdbd`; Status `Healthy` | `Unhealthy`; Reason `DaemonDown` | `DaemonDisabled` |
+    `DbUnreachable`, omitted when healthy). Plain strings: a value AWS adds is kept, not rejected."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    component: str | None = None
+    status: str | None = None
+    reason: str | None = None
+
+
+class DatabaseConfiguration(ApiModel):
+    """`EventMetadata.DatabaseConfiguration`: a change to the cluster's external Slurm accounting database.
+    RollbackStatus (`NotApplicable` | `Reverted` | `RevertFailed`) is omitted when the change succeeded."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    rollback_status: str | None = None
+    advisory: str | None = None
+    failure_message: str | None = None
+
+
+class EventMetadata(ApiModel):
+    """The typed members of `EventMetadata` that policies read (the others stay raw, `event_metadata`)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    slurm_health: SlurmHealth | None = None
+    database_configuration: DatabaseConfiguration | None = None
+
+
 class EventMetadataHolder(ApiModel):
     model_config = ConfigDict(defer_build=True)  # Node Health / Cluster Event only: built on first use
 
-    #: a union in the API: exactly one of Cluster / InstanceGroup / InstanceGroupScaling / Instance
+    #: a union in the API: exactly one of Cluster / InstanceGroup / InstanceGroupScaling / Instance /
+    #: DatabaseConfiguration / SlurmHealth, as sent
     event_metadata: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: the same `EventMetadata`, its members that policies read typed
+    metadata: EventMetadata = Field(default_factory=EventMetadata, validation_alias="EventMetadata", exclude=True)
 
 
 class ClusterEventDetails(ApiModel):
@@ -127,6 +162,8 @@ class ClusterEventDetails(ApiModel):
     event_level: str | None = None
     description: str = ""
     event_details: EventMetadataHolder | None = None
+    #: the cluster operation (ListClusterOperations) the event belongs to, when it belongs to one
+    operation_id: str | None = None
 
     @property
     def failure_message(self) -> str | None:
@@ -134,6 +171,14 @@ class ClusterEventDetails(ApiModel):
         metadata = self.event_details.event_metadata if self.event_details else {}
         messages = (m.get("FailureMessage") for m in metadata.values() if isinstance(m, dict))
         return next((m for m in messages if isinstance(m, str) and m), None)
+
+    @property
+    def slurm_health(self) -> SlurmHealth | None:
+        return self.event_details.metadata.slurm_health if self.event_details else None
+
+    @property
+    def database_configuration(self) -> DatabaseConfiguration | None:
+        return self.event_details.metadata.database_configuration if self.event_details else None
 
 
 class ClusterEventDetail(ApiModel):

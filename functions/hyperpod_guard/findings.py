@@ -111,7 +111,8 @@ class Finding(FindingFields):
         # A shallow copy with two fields set: dataclasses.replace() re-runs __init__ and costs
         # ~4x this, once per finding (hundreds on a large cluster).
         clone = object.__new__(Finding)
-        clone.__dict__.update(self.__dict__, grace=grace, severity=severity or self.severity)
+        # the policy's grace, or the finding's own when it asks for longer (image-hygiene's release drift)
+        clone.__dict__.update(self.__dict__, grace=max(grace, self.grace), severity=severity or self.severity)
         return clone
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,7 +31,8 @@ KEY_LIMIT = 300
 @dataclass(frozen=True)
 class Report:
     """What an event reports about, and when. `key` names the sequence it belongs to:
-    "<kind>/<scope>", e.g. "node-health/node/i-0abc" or "cluster-event/group/p5"."""
+    "<kind>/<scope>", e.g. "node-health/node/i-0abc", "cluster-event/group/p5" or
+    "slurm-health/cluster/Slurmdbd"."""
 
     key: str
     #: when it happened (Cluster Event: EventTime; otherwise the envelope's `time`), never after `now`
@@ -59,9 +60,18 @@ def report_of(event: HyperPodEvent | None, now: datetime) -> Report | None:
         key, when = f"node-health/node/{event.detail.instance_id}", event.time
     elif isinstance(event, ClusterEvent):
         info = event.info
-        scope = (f"node/{info.instance_id}" if info.instance_id
-                 else f"group/{info.instance_group_name}" if info.instance_group_name else "cluster")
-        key, when = f"cluster-event/{scope}", info.event_time or event.time
+        if info.slurm_health:
+            # a sequence of its own per component, about the cluster whichever controller node sent it: a
+            # Healthy report is newer than the Unhealthy one even if the controller was replaced in
+            # between, and another Cluster Event about the cluster does not make a Slurm report stale
+            key = f"slurm-health/cluster/{info.slurm_health.component or ''}"
+        elif info.database_configuration:
+            key = "database-configuration/cluster"
+        else:
+            scope = (f"node/{info.instance_id}" if info.instance_id
+                     else f"group/{info.instance_group_name}" if info.instance_group_name else "cluster")
+            key = f"cluster-event/{scope}"
+        when = info.event_time or event.time
     else:
         return None
     if when is None:

@@ -12,6 +12,7 @@ Single-table layout (keys are strings):
 | silence       | `SILENCE`           | `SILENCE#<id>`                  | an ad-hoc silence (silences.py)       |
 | remediation   | `CLUSTER#<cluster>` | `REMEDIATION#`, `BUDGET`, `AUDIT#`, `NODEACTION#` | remediation/store.py |
 | group         | `CLUSTER#<cluster>` | `GROUP`                         | grouping.py                           |
+| backfill mark | `CLUSTER#<cluster>` | `BACKFILL`                      | Cluster Events read back (BackfillMark) |
 
 Every alert has a `version` for optimistic concurrency.
 
@@ -21,7 +22,7 @@ open alerts (e.g. clusters that were deleted) with one Query, `hyperpod-guard al
 clusters whose records to read. GSI `resolved` (sparse, all attributes): `resolved_pk =
 "RESOLVED"`, `resolved_sk = "<cluster>#<fingerprint>"`, present while an alert is resolved:
 `hyperpod-guard alerts --state resolved` reads them without a Scan. TTL attribute `expires_at`:
-resolved alerts are kept RESOLVED_RETENTION, report marks MARK_RETENTION, silences
+resolved alerts are kept RESOLVED_RETENTION, report marks and backfill marks MARK_RETENTION, silences
 silences.SILENCE_RETENTION after they end, idempotency records as Powertools sets them.
 
 Reads (issue 17): an evaluation reads what it can change (`LedgerReads`, ledger_reads.py), not the
@@ -50,7 +51,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -68,6 +69,7 @@ _TRANSACTION_LIMIT = 100
 #: a confirm/release transaction cancelled by another transaction on one of its items is tried this often
 _CONFLICT_ATTEMPTS = 3
 _ALERT, _MARK = "ALERT#", "ALERTMARK#"
+_BACKFILL = "BACKFILL"
 #: the sort key prefixes of alerts without a node and of one node's alerts; `_ALERT` + a fingerprint: an old item
 _CLUSTER_ALERT, _NODE_ALERT = f"{_ALERT}C#", f"{_ALERT}N#"
 #: present once every alert of the cluster is under the keys above (upper case: never a fingerprint)
@@ -81,7 +83,7 @@ MARK_RETENTION = timedelta(days=15)
 #: The IAM actions LedgerStore's calls need on the table (the stack grants exactly these; a test
 #: records the calls on moto and compares). TransactWriteItems has no action of its own: IAM
 #: authorises each item, Put as PutItem, Update as UpdateItem, ConditionCheck as ConditionCheckItem.
-#: GetItem: an event's report mark; DeleteItem: moving an alert of the old layout (in a transaction).
+#: GetItem: an event's report mark, a backfill mark; DeleteItem: moving an alert of the old layout (in a transaction).
 TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 #: ... and on the `open` index (open_clusters, which only the sweep calls)
 OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
@@ -101,6 +103,17 @@ class ClusterLedger:
 
     records: dict[str, AlertRecord] = field(default_factory=dict)
     marks: dict[str, ReportMark] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackfillMark:
+    """How far the sweep read a Continuous-provisioning cluster's Cluster Events back (ListClusterEvents,
+    service.backfill_events): every event up to `after` (its EventTime) was delivered or evaluated. Not
+    under `ALERT`: an evaluation's reads never see it. Which events were delivered is in the report marks
+    (a delivered Cluster Event leaves its EventTime in the mark of its scope)."""
+
+    cluster: str
+    after: datetime
 
 
 @dataclass(frozen=True)
@@ -359,6 +372,32 @@ class LedgerStore:
                     "None", "ConditionalCheckFailed", "TransactionConflict"}:
                 raise LedgerConflict(str(exc)) from exc
             raise
+
+    def report_marks(self, cluster: str) -> dict[str, ReportMark]:
+        """Every report mark of the cluster, by key (one consistent Query): what the backfill checks the
+        listed Cluster Events against."""
+        return {mark.key: mark for mark in map(mark_from_item, self._query(cluster, _MARK))}
+
+    def backfill_mark(self, cluster: str) -> BackfillMark | None:
+        item = next(iter(self._get(cluster, _BACKFILL)), None)
+        after = parse_timestamp(_get(item, "after")) if item else None
+        return BackfillMark(cluster, after) if after else None
+
+    def save_backfill_mark(self, mark: BackfillMark, now: datetime) -> None:
+        """Store the mark unless a later one is stored (two sweeps of one cluster at once: the furthest
+        wins; the events both read are evaluated twice, which the ledger makes harmless)."""
+        # fixed width (microseconds always), so that the condition's string order is the time order
+        after = {"S": mark.after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table_name, ConditionExpression="attribute_not_exists(pk) OR #after <= :after",
+                Item={"pk": {"S": f"CLUSTER#{mark.cluster}"}, "sk": {"S": _BACKFILL}, "after": after,
+                      "expires_at": {"N": str(int((now + MARK_RETENTION).timestamp()))}},
+                ExpressionAttributeNames={"#after": "after"}, ExpressionAttributeValues={":after": after},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def open_clusters(self) -> set[str]:
         """Clusters that have pending or firing alerts, or notifications still owed."""

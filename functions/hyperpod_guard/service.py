@@ -13,16 +13,26 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import aws_clients, pipeline
 from .alerting import SYSTEM_CLUSTER, Outcome, Scope, rules_evaluation
-from .cluster_reader import ClusterReader, TagCache, TagsUnavailable
-from .constants import SWEEP_CONCURRENCY
+from .cluster_reader import (
+    ClusterReader,
+    ClusterSummary,
+    ReadUnavailable,
+    TagCache,
+    TagsUnavailable,
+    TrainingPlanCache,
+)
+from .constants import NAMESPACE, SWEEP_CONCURRENCY, Metric
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
 from .events import (
+    CLUSTER_EVENT,
+    SOURCE,
+    ClusterEvent,
     HyperPodEvent,
     IgnoredEvent,
     NodeHealthEvent,
@@ -31,10 +41,10 @@ from .events import (
     parse_event,
 )
 from .findings import Severity
-from .freshness import report_of
+from .freshness import ReportMark, report_of
 from .grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
 from .ledger import Reason
-from .ledger_store import LedgerStore
+from .ledger_store import BackfillMark, LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
 from .rules import ClusterRules, Rules, glob_match
@@ -42,8 +52,18 @@ from .rules_store import LoadedRules, RulesStore
 from .settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 from .silences import AdHocSilence, SilenceCache, SilenceStore
 from .snapshot import ClusterSnapshot, Node
+from .timeutil import isoformat
 
 logger = logging.getLogger(__name__)
+
+#: the provisioning mode whose clusters send Cluster Events (and can list them back)
+CONTINUOUS = "Continuous"
+#: Cluster Events the sweep reads back per cluster and run, at most (the next run goes on from there)
+BACKFILL_LIMIT = 100
+#: how far back a cluster's first backfill reads (no mark yet): an event lost before is not news any more
+BACKFILL_LOOKBACK = timedelta(hours=1)
+#: events younger than this are left to EventBridge, which may still be delivering them
+BACKFILL_SETTLE = timedelta(minutes=2)
 
 
 @dataclass
@@ -64,10 +84,14 @@ class Runtime:
     silences: SilenceCache | None = None
     #: schedules grouped messages (grouping.py); None: no work queue, every message goes at once
     grouper: Grouper | None = None
+    #: the training plans the clusters' groups run on (DescribeTrainingPlan), kept a few minutes
+    plans: TrainingPlanCache | None = None
 
     def __post_init__(self) -> None:
         if self.tags is None:
             self.tags = TagCache(self.reader)
+        if self.plans is None:
+            self.plans = TrainingPlanCache(self.reader)
         if self.silences is None and isinstance(self.ledger, LedgerStore):  # the silences live in its table
             self.silences = SilenceCache(SilenceStore(self.ledger.table_name, self.ledger.dynamodb))
 
@@ -142,13 +166,31 @@ def check_rules(runtime: Runtime, now: datetime, token: str, *,
 
 def evaluate_cluster(
     runtime: Runtime, cluster: str, event: HyperPodEvent | None, all_rules: Rules, now: datetime, token: str, *,
-    list_nodes: bool = False, silences: tuple[AdHocSilence, ...] = (),
+    list_nodes: bool = False, silences: tuple[AdHocSilence, ...] = (), summary: ClusterSummary | None = None,
+    backfilled: list[Outcome] | None = None,
 ) -> tuple[Evaluation, Outcome]:
     """One cluster, from what the API says now (events are hints) to what people are told.
-    `silences`: the active ad-hoc silences, read once by the caller (the event's or the sweep's)."""
+    `silences`: the active ad-hoc silences, read once by the caller (the event's or the sweep's).
+    `list_nodes` (the sweep): every node listed, the sweep's feature reads, and a Continuous cluster's
+    lost Cluster Events evaluated first (their outcomes appended to `backfilled`, if given).
+    `summary`: the cluster's ListClusters summary when the caller listed it (its ImageVersionStatus)."""
     snapshot = runtime.reader.describe(cluster)                                          # read the cluster
     if snapshot is None:
         return _gone(runtime, cluster, all_rules, now, token, silences)
+    snapshot = read_features(runtime, snapshot, now, sweep=list_nodes, summary=summary)  # its HyperPod features
+    if list_nodes and snapshot.node_provisioning_mode == CONTINUOUS:                     # what EventBridge lost
+        outcomes = backfill_events(runtime, snapshot, all_rules, now, token, silences)
+        if backfilled is not None:
+            backfilled.extend(outcomes)
+    return _evaluate(runtime, snapshot, event, all_rules, now, token, list_nodes=list_nodes, silences=silences)
+
+
+def _evaluate(
+    runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None, all_rules: Rules, now: datetime,
+    token: str, *, list_nodes: bool, silences: tuple[AdHocSilence, ...],
+) -> tuple[Evaluation, Outcome]:
+    """evaluate_cluster once the cluster (and its features) are read."""
+    cluster = snapshot.name
     tags = cluster_tags(runtime, snapshot, all_rules, silences)
     rules = all_rules.resolve(cluster, tags, silences)                                  # its rules, once
     snapshot, scope = _read_nodes(runtime, snapshot, event, rules, list_nodes)           # its nodes
@@ -235,8 +277,6 @@ def _count_tags_unavailable() -> None:
     """EMF metric `TagsUnavailable`, so a missing sagemaker:ListTags grant shows on a dashboard."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-    from .constants import NAMESPACE, Metric
-
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
     with single_metric(name=Metric.TAGS_UNAVAILABLE, unit=MetricUnit.Count, value=1, namespace=namespace):
         pass
@@ -267,10 +307,147 @@ def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEven
         node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
         nodes, gone = ([node], gone) if node else ([], frozenset({event.detail.instance_id}))
     read = snapshot.model_copy(update={"nodes": tuple(nodes)})
-    scope = Scope(snapshot.name, rules.enabled(REGISTRY), nodes=frozenset(n.instance_id for n in nodes),
-                  all_nodes=list_all, gone_nodes=gone,
+    scope = Scope(snapshot.name, _read_policies(rules.enabled(REGISTRY), read),
+                  nodes=frozenset(n.instance_id for n in nodes), all_nodes=list_all, gone_nodes=gone,
                   launched={n.instance_id: n.launch_time for n in nodes if n.launch_time}, snapshot=read)
     return read, scope
+
+
+def _read_policies(policies: frozenset[str], snapshot: ClusterSnapshot) -> frozenset[str]:
+    """The policies whose inputs this evaluation read. A policy that declares `reads` (snapshot fields such
+    as "extensions") says nothing while one of them is None (not read: the sweep reads extensions, an
+    event does not), so its alerts are carried, not resolved by their absence."""
+    return frozenset(name for name in policies
+                     if all(getattr(snapshot, f) is not None for f in REGISTRY[name].reads))
+
+
+# -- the HyperPod features: what is read when -----------------------------------------------------------
+
+
+def read_features(runtime: Runtime, snapshot: ClusterSnapshot, now: datetime, *, sweep: bool,
+                  summary: ClusterSummary | None = None) -> ClusterSnapshot:
+    """The snapshot with the features its cluster has, read only when they can matter:
+
+    - `ImageVersionStatus`: from the ListClusters summary the caller already has (the sweep): no call;
+    - `Operations` (ListClusterOperations; DescribeClusterOperation for those InProgress): in the sweep,
+      and for an event when a group has ActiveOperations (a Scaling runs: the capacity findings depend on
+      it). An event about a cluster with nothing running pays no call; the sweep sees DeepHealthChecks,
+      which ActiveOperations does not count, and operations that hang, within one sweep interval;
+    - `Extensions` (ListClusterExtensions; DescribeClusterExtension for those not Active): in the sweep
+      only. No DescribeCluster field says a cluster has extensions, so an event would pay a call for
+      every cluster; their health changes on the sweep's scale, not an event's;
+    - `TrainingPlans` (DescribeTrainingPlan, cached per container): for each distinct `TrainingPlanArn`
+      of the groups, in every evaluation; none for a cluster without plans.
+    A read that cannot be made leaves its field None (ReadUnavailable: logged, counted)."""
+    update: dict[str, Any] = {}
+    if summary is not None and summary.image_version_status is not None:
+        update["image_version_status"] = summary.image_version_status
+    reader = runtime.reader
+    if sweep or any(group.active_operations for group in snapshot.all_groups):
+        update["operations"] = _optional(snapshot, lambda: reader.operations(snapshot.name, now))
+    if sweep and snapshot.arn:
+        update["extensions"] = _optional(snapshot, lambda: reader.extensions(snapshot.arn or ""))
+    arns = list(dict.fromkeys(g.training_plan_arn for g in snapshot.all_groups if g.training_plan_arn))
+    if arns:
+        plans = runtime.plans or TrainingPlanCache(reader)
+        read = _optional(snapshot, lambda: tuple(p for p in map(plans.get, arns) if p is not None))
+        update["training_plans"] = read
+    return snapshot.model_copy(update=update) if update else snapshot
+
+
+def _optional(snapshot: ClusterSnapshot, read: Callable[[], Any]) -> Any:
+    """`read()`, or None (logged, counted) when it is not available."""
+    try:
+        return read()
+    except ReadUnavailable as exc:
+        logger.warning("cannot read %s of cluster %s; evaluating without it (its policies say nothing): %s",
+                       exc.operation, snapshot.name, exc,
+                       extra={"cluster": snapshot.name, "cluster_arn": snapshot.arn, "operation": exc.operation})
+        _count_reads_unavailable()
+        return None
+
+
+def _count_reads_unavailable() -> None:
+    """EMF metric `HyperPodReadsUnavailable` (as TagsUnavailable): a missing grant shows on a dashboard."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
+    with single_metric(name=Metric.READS_UNAVAILABLE, unit=MetricUnit.Count, value=1, namespace=namespace):
+        pass
+
+
+def _count_backfilled(events: int) -> None:
+    """EMF metric `BackfilledClusterEvents`: Cluster Events EventBridge lost, evaluated by the sweep."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
+    with single_metric(name=Metric.BACKFILLED_EVENTS, unit=MetricUnit.Count, value=events, namespace=namespace):
+        pass
+
+
+# -- backfill: the Cluster Events EventBridge did not deliver --------------------------------------------
+
+
+def backfill_events(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules, now: datetime, token: str,
+                    silences: tuple[AdHocSilence, ...] = ()) -> list[Outcome]:
+    """Evaluate the Cluster Events of a Continuous-provisioning cluster that EventBridge did not deliver,
+    as if they had come (a lost event heals like lost state does).
+
+    ListClusterEvents from the cluster's backfill mark (ledger_store.BackfillMark; the first time,
+    BACKFILL_LOOKBACK ago) to BACKFILL_SETTLE ago, oldest first, at most BACKFILL_LIMIT a run. An event
+    was delivered when one of the cluster's report marks holds its EventTime, or its EventId (a delivered
+    Cluster Event leaves its EventTime in the mark of its scope, freshness.py; a backfilled one its EventId
+    too): skipped. The others are described (DescribeClusterEvent: EventMetadata), built as the envelope
+    EventBridge would have sent, and evaluated against the snapshot just read. The mark then moves to the
+    last event listed. A read that cannot be made skips the backfill this run (logged, counted)."""
+    cursor = runtime.ledger.backfill_mark(snapshot.name)
+    after = cursor.after if cursor else now - BACKFILL_LOOKBACK
+    before = now - BACKFILL_SETTLE
+    if after >= before:
+        return []
+    listed = _optional(snapshot, lambda: runtime.reader.cluster_events(snapshot.name, after, before, BACKFILL_LIMIT))
+    # EventTimeAfter goes on the wire in whole seconds: what the last run read up to may come again
+    listed = [e for e in listed or () if cursor is None or e["EventTime"] > cursor.after]
+    if not listed:
+        return []
+    marks = runtime.ledger.report_marks(snapshot.name)
+    outcomes: list[Outcome] = []
+    for summary in missed(listed, marks.values()):
+        event_id = str(summary["EventId"])
+        details = _optional(snapshot, lambda: runtime.reader.cluster_event(snapshot.name, event_id))  # noqa: B023
+        if details is None:
+            continue  # not readable now (or gone): the mark still moves on, as for an event lost for good
+        event = parse_event(cluster_event_envelope(details))
+        if not isinstance(event, ClusterEvent):
+            continue
+        logger.info("backfill: evaluating Cluster Event %s of %s that EventBridge did not deliver",
+                    summary["EventId"], snapshot.name, extra={"cluster": snapshot.name, "event_id": summary["EventId"]})
+        _, outcome = _evaluate(runtime, snapshot, event, rules, now, token, list_nodes=False, silences=silences)
+        outcomes.append(outcome)
+    if outcomes:
+        _count_backfilled(len(outcomes))
+    runtime.ledger.save_backfill_mark(BackfillMark(snapshot.name, max(e["EventTime"] for e in listed)), now)
+    return outcomes
+
+
+def missed(listed: list[dict[str, Any]], marks: Any) -> list[dict[str, Any]]:
+    """The listed Cluster Event summaries no report mark accounts for (see backfill_events), in order."""
+    times = {mark.time for mark in marks if isinstance(mark, ReportMark)}
+    ids = {mark.event_id for mark in marks if isinstance(mark, ReportMark) and mark.event_id}
+    return [e for e in listed if e["EventId"] not in ids and e["EventTime"] not in times]
+
+
+def cluster_event_envelope(details: dict[str, Any]) -> dict[str, Any]:
+    """A DescribeClusterEvent `EventDetails` as the EventBridge event that carries it (events.py parses
+    it); the envelope's `id` is the EventId, so its report mark names the event."""
+    arn = str(details.get("ClusterArn") or "")
+    parts = arn.split(":")
+    detail = {k: (isoformat(v) if isinstance(v, datetime) else v) for k, v in details.items()}
+    return {
+        "version": "0", "id": details["EventId"], "detail-type": CLUSTER_EVENT, "source": SOURCE,
+        "account": parts[4] if len(parts) > 5 else "", "region": parts[3] if len(parts) > 5 else "",
+        "time": detail.get("EventTime"), "resources": [arn] if arn else [], "detail": {"EventDetails": detail},
+    }
 
 
 def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> EventResult:
@@ -319,10 +496,12 @@ class SweepResult:
     outcomes: list[Outcome] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     rules_error: str | None = None
+    #: Cluster Events EventBridge did not deliver, evaluated by the inline sweep (their outcomes are in `outcomes`)
+    backfilled: int = 0
 
 
 def sweep(runtime: Runtime, now: datetime, token: str, *,
-          dispatch: Callable[[list[str]], None] | None = None) -> SweepResult:
+          dispatch: Callable[[list[ClusterSummary]], None] | None = None) -> SweepResult:
     """Evaluate every cluster: advances pending alerts past their grace, heals lost events, and
     resolves the alerts of clusters that are gone. The rules check (the rules-invalid alert fires,
     and resolves once they are valid) is the sweep's own, once per run.
@@ -336,35 +515,39 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
     result = SweepResult(rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
-    listed = runtime.reader.list_clusters()
+    summaries = {summary.name: summary for summary in runtime.reader.list_cluster_summaries()}
+    listed = list(summaries)
     remembered = runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
     clusters = sorted(set(listed) | remembered)  # remembered but unlisted: describe says gone
     result.clusters = len(listed)
-    if dispatch is not None:
-        dispatch(clusters)
+    if dispatch is not None:  # each with its listing (a remembered cluster no longer listed: its name alone)
+        dispatch([summaries.get(cluster) or ClusterSummary(cluster) for cluster in clusters])
         result.enqueued = len(clusters)
         result.gone = len(remembered - set(listed))
         return result
     silences = runtime.active_silences(now)  # once for every cluster
 
-    def one(cluster: str) -> tuple[str, Evaluation | None, Outcome | None, str | None]:
+    def one(cluster: str) -> tuple[str, Evaluation | None, list[Outcome], str | None]:
+        backfilled: list[Outcome] = []
         try:
             evaluation, outcome = evaluate_cluster(runtime, cluster, None, loaded.rules, now, token, list_nodes=True,
-                                                   silences=silences)
-            return cluster, evaluation, outcome, None
+                                                   silences=silences, summary=summaries.get(cluster),
+                                                   backfilled=backfilled)
+            return cluster, evaluation, [*backfilled, outcome], None
         except Exception as exc:
             logger.exception("sweep: evaluating %s failed", cluster)
-            return cluster, None, None, f"{type(exc).__name__}: {exc}"
+            return cluster, None, [], f"{type(exc).__name__}: {exc}"
 
     with ThreadPoolExecutor(max_workers=max(1, runtime.sweep_concurrency)) as pool:
-        for cluster, evaluation, outcome, error in pool.map(one, clusters):
+        for cluster, evaluation, outcomes, error in pool.map(one, clusters):
             if error:
                 result.errors[cluster] = error
                 continue
-            assert evaluation is not None and outcome is not None
+            assert evaluation is not None and outcomes
             result.evaluated += 1
             result.findings += len(evaluation.findings)
-            result.outcomes.append(outcome)
+            result.outcomes.extend(outcomes)
+            result.backfilled += len(outcomes) - 1
             if cluster not in listed:
                 result.gone += 1
     return result

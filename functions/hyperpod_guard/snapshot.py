@@ -25,11 +25,34 @@ from .timeutil import Timestamp
 class ClusterStatus:
     CREATING, UPDATING, SYSTEM_UPDATING = "Creating", "Updating", "SystemUpdating"
     IN_SERVICE, FAILED, ROLLING_BACK, DELETING = "InService", "Failed", "RollingBack", "Deleting"
+    #: botocore's ClusterStatus enum (tests/unit/test_policy_unknown_status.py keeps it equal): a value
+    #: outside it is news (policies/unknown_status.py). Constants, not the model read at import: loading
+    #: the sagemaker service model costs ~35 ms and ~15 MB of a cold start
+    KNOWN = frozenset({CREATING, UPDATING, SYSTEM_UPDATING, IN_SERVICE, FAILED, ROLLING_BACK, DELETING})
 
 
 class GroupStatus:
     CREATING, UPDATING, SYSTEM_UPDATING = "Creating", "Updating", "SystemUpdating"
     IN_SERVICE, DEGRADED, FAILED, DELETING = "InService", "Degraded", "Failed", "Deleting"
+    #: botocore's InstanceGroupStatus enum (restricted instance groups share it)
+    KNOWN = frozenset({CREATING, UPDATING, SYSTEM_UPDATING, IN_SERVICE, DEGRADED, FAILED, DELETING})
+
+
+class NodeStatus:
+    """A node's `InstanceStatus.Status` (botocore's ClusterInstanceStatus)."""
+
+    RUNNING, FAILURE, PENDING, SHUTTING_DOWN = "Running", "Failure", "Pending", "ShuttingDown"
+    SYSTEM_UPDATING, NOT_FOUND = "SystemUpdating", "NotFound"
+    DEEP_HEALTH_CHECK_IN_PROGRESS = "DeepHealthCheckInProgress"
+    KNOWN = frozenset({RUNNING, FAILURE, PENDING, SHUTTING_DOWN, SYSTEM_UPDATING, DEEP_HEALTH_CHECK_IN_PROGRESS,
+                       NOT_FOUND})
+
+
+class TrainingPlanStatus:
+    """DescribeTrainingPlan's `Status` (botocore's TrainingPlanStatus; ReservedCapacityStatus has the same values)."""
+
+    PENDING, ACTIVE, SCHEDULED, EXPIRED, FAILED = "Pending", "Active", "Scheduled", "Expired", "Failed"
+    KNOWN = frozenset({PENDING, ACTIVE, SCHEDULED, EXPIRED, FAILED})
 
 
 class SoftwareUpdateStatus:
@@ -140,6 +163,23 @@ class ScheduledUpdateConfig(ApiModel):
     deployment_config: DeploymentConfig | None = None
 
 
+class PatchSchedule(ApiModel):
+    """ClusterPatchScheduleDetails."""
+
+    next_patch_date: Timestamp = None
+
+
+class AutoPatchConfig(ApiModel):
+    """An instance group's `AutoPatchConfig` (ClusterAutoPatchConfigDetails): when HyperPod patches
+    its nodes' images, and how (WhenIdle, WhenAllIdle, DrainFirst)."""
+
+    patching_strategy: str | None = None
+    current_patch_schedule: PatchSchedule | None = None
+    desired_patch_schedule: PatchSchedule | None = None
+    idle_wait_window_in_seconds: int | None = None
+    drain_policy: Any = None
+
+
 #: a node count as DescribeCluster gives it (the API allows 0..6758 per group; generous bound):
 #: anything else is a malformed document, not arithmetic for the policies to overflow on
 NodeCount = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -161,6 +201,12 @@ class InstanceGroup(ApiModel):
     current_image_id: str | None = None
     desired_image_id: str | None = None
     image_version_status: str | None = None
+    current_image_release_version: str | None = None
+    desired_image_release_version: str | None = None
+    auto_patch_config: AutoPatchConfig | None = None
+    #: the training plan whose reserved capacity the group runs on (its status as DescribeCluster says)
+    training_plan_arn: str | None = None
+    training_plan_status: str | None = None
     target_state_count: NodeCount | None = None
     #: e.g. {"Scaling": 1} while a scaling operation runs
     active_operations: dict[str, int] = Field(default_factory=dict)
@@ -218,10 +264,93 @@ class Node(ApiModel):
     #: when this instance was launched: a report older than that is about its predecessor
     launch_time: Timestamp = None
     kubernetes_config: KubernetesConfig | None = None
+    current_image_id: str | None = None
+    desired_image_id: str | None = None
+    current_image_release_version: str | None = None
+    desired_image_release_version: str | None = None
+    image_version_status: str | None = None
+    last_software_update_time: Timestamp = None
 
     @property
     def status(self) -> str | None:
         return self.instance_status.status if self.instance_status else None
+
+
+class OperationType:
+    SCALING, DEEP_HEALTH_CHECK = "Scaling", "DeepHealthCheck"
+
+
+class OperationStatus:
+    IN_PROGRESS, SUPERSEDED, DONE = "InProgress", "Superseded", "Done"
+
+
+class ExtensionStatus:
+    CREATING, ACTIVE, UPDATING, DELETING = "Creating", "Active", "Updating", "Deleting"
+    CREATE_FAILED, UPDATE_FAILED, DELETE_FAILED, DEGRADED = "CreateFailed", "UpdateFailed", "DeleteFailed", "Degraded"
+
+
+class ClusterOperation(ApiModel):
+    """A ListClusterOperations summary (ClusterOperationSummary) or a DescribeClusterOperation answer:
+    Scaling or DeepHealthCheck, InProgress / Superseded / Done."""
+
+    operation_id: str
+    type: str | None = None
+    status: str | None = None
+    creation_time: Timestamp = None
+    #: DescribeClusterOperation only: per group {InstanceGroupName, Status, Original, Desired}
+    scaling_details: tuple[dict[str, Any], ...] = ()
+
+
+class ExtensionNodeSummary(ApiModel):
+    total_count: int | None = None
+    active_count: int | None = None
+
+
+class ExtensionHealthIssue(ApiModel):
+    code: str | None = None
+    message: str | None = None
+    node_count: int | None = None
+
+
+class ClusterExtension(ApiModel):
+    """One cluster extension: its ExtensionSummary (ListClusterExtensions), with DescribeClusterExtension's
+    `NodeSummary` and `Health` (only when a node has a problem) when it was described."""
+
+    extension_arn: str
+    extension_name: str | None = None
+    extension_version: str | None = None
+    status: str | None = None
+    creation_time: Timestamp = None
+    node_summary: ExtensionNodeSummary | None = None
+    health_issues: tuple[ExtensionHealthIssue, ...] = ()
+
+
+class ReservedCapacity(ApiModel):
+    """A training plan's ReservedCapacitySummary: a block of instances from StartTime to EndTime."""
+
+    reserved_capacity_arn: str | None = None
+    instance_type: str | None = None
+    total_instance_count: int | None = None
+    status: str | None = None
+    start_time: Timestamp = None
+    end_time: Timestamp = None
+
+
+class TrainingPlan(ApiModel):
+    """A DescribeTrainingPlan answer, for a plan an instance group runs on (`TrainingPlanArn`)."""
+
+    training_plan_arn: str
+    training_plan_name: str | None = None
+    status: str | None = None
+    status_message: str | None = None
+    start_time: Timestamp = None
+    end_time: Timestamp = None
+    total_instance_count: int | None = None
+    available_instance_count: int | None = None
+    in_use_instance_count: int | None = None
+    unhealthy_instance_count: int | None = None
+    available_spare_instance_count: int | None = None
+    reserved_capacity_summaries: tuple[ReservedCapacity, ...] = ()
 
 
 class Orchestrator(ApiModel):
@@ -246,6 +375,14 @@ class ClusterSnapshot(ApiModel):
     orchestrator: Orchestrator | None = None
     #: our extension: DescribeClusterNode `NodeDetails` for nodes we looked at, if any
     nodes: tuple[Node, ...] = ()
+    #: our extensions, read only for a cluster that has the feature (cluster_reader.py): ListClusters'
+    #: `ImageVersionStatus` of the cluster, its operations (ListClusterOperations), its extensions
+    #: (ListClusterExtensions + DescribeClusterExtension), the training plans its groups run on
+    #: (DescribeTrainingPlan); None: not read (a policy then says nothing about it)
+    image_version_status: str | None = None
+    operations: tuple[ClusterOperation, ...] | None = None
+    extensions: tuple[ClusterExtension, ...] | None = None
+    training_plans: tuple[TrainingPlan, ...] | None = None
     #: True when built from an event alone, without a DescribeCluster read
     partial: bool = Field(default=False, exclude=True)
 

@@ -73,6 +73,7 @@ def _join(*parts: Any) -> dict[str, Any]:
 
 PARTITION, REGION, ACCOUNT = ({"Ref": f"AWS::{name}"} for name in ("Partition", "Region", "AccountId"))
 CLUSTERS_ARN = _join("arn:", PARTITION, ":sagemaker:", REGION, ":", ACCOUNT, ":cluster/*")
+PLANS_ARN = _join("arn:", PARTITION, ":sagemaker:", REGION, ":", ACCOUNT, ":training-plan/*")
 RULES_ARNS = [_join("arn:", PARTITION, ":ssm:", REGION, ":", ACCOUNT, f":parameter{RULES_PATH}"),
               _join("arn:", PARTITION, ":ssm:", REGION, ":", ACCOUNT, f":parameter{RULES_PATH}/*")]
 DENY_INSECURE = {"Bool": {"aws:SecureTransport": "false"}}
@@ -418,7 +419,9 @@ def test_sagemaker_scoped_to_clusters(synth, context: dict[str, Any]) -> None:
     for statement in statements:
         actions = set(as_list(statement["Action"]))
         sagemaker = {a for a in actions if a.startswith("sagemaker:")}
-        if sagemaker - {"sagemaker:ListClusters"}:
+        if sagemaker == {"sagemaker:DescribeTrainingPlan"}:  # the plans a cluster's groups run on
+            assert as_list(statement["Resource"]) == [PLANS_ARN], statement
+        elif sagemaker - {"sagemaker:ListClusters"}:
             assert as_list(statement["Resource"]) == [CLUSTERS_ARN], statement
         if "*" in as_list(statement["Resource"]):  # only ListClusters lacks resource-level permissions
             assert actions == {"sagemaker:ListClusters"}, statement

@@ -29,11 +29,17 @@ from tests.runtime_fixtures import scenario
 #: scenarios whose expected findings come (partly) from the event itself (a Cluster Event's
 #: text, a Node Health Event): a DescribeCluster read alone cannot see them
 EVENT_FINDINGS = {
-    "rollback-failed-instance-event", "taint-drift-k8s-config-update-failed",
+    "rollback-failed-instance-event", "slurm-dbd-down", "taint-drift-k8s-config-update-failed",
     "unhealthy-node-auto-replace", "unhealthy-node-no-repair",
 }
+#: scenarios judged at their own `now` (a patch window, a capacity's end, an operation's age) or on what `check`
+#: does not read (a cluster's operations, extensions, training plans: our keys in snapshot.json)
+AS_OF_THEIR_TIME = {
+    "auto-patch-window-upcoming", "extension-degraded", "scaling-operation-stuck", "training-plan-ending",
+}
 STATE_SCENARIOS = sorted(
-    d.name for d in EVENTS.iterdir() if (d / "snapshot.json").exists() and d.name not in EVENT_FINDINGS
+    d.name for d in EVENTS.iterdir()
+    if (d / "snapshot.json").exists() and d.name not in EVENT_FINDINGS | AS_OF_THEIR_TIME
 )
 
 

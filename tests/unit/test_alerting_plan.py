@@ -169,3 +169,14 @@ def test_muted_reason(record, rules, inhibitors, muted):
         assert muted in reason
     # the alert record of the finding is muted the same way
     assert muted_reason(AlertRecord.start(record, T0), rules, inhibitors, T0) == reason
+
+
+@pytest.mark.parametrize("own_grace, expected", [
+    (timedelta(0), Reason.FIRST),            # the policy's grace (0s in RULES): fires at once
+    (timedelta(hours=24), None),             # the finding asks for longer (image-hygiene's release drift): pending
+])
+def test_a_finding_may_ask_for_a_longer_grace_than_its_policy(own_grace, expected):
+    finding = replace(BELOW_TARGET, grace=own_grace)
+    planned = plan(Evaluation("c", [finding]), Scope("c", ALL), ClusterLedger({}, {}), RULES, T0, "t")
+    (decision,) = planned.decisions
+    assert decision.notify is expected and decision.record.state is (AlertState.FIRING if expected else AlertState.PENDING)

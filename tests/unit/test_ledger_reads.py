@@ -59,7 +59,22 @@ def test_only_unhealthy_node_resolves_by_fingerprint_and_names_the_events_own_no
     from hyperpod_guard.events import parse_event
     from hyperpod_guard.snapshot import ClusterSnapshot
 
-    assert sorted(name for name, policy in REGISTRY.items() if policy.resolves) == ["unhealthy-node"]
+    # slurm-health resolves cluster-scope alerts only (node None): the ALERT#C# range, always read
+    assert sorted(name for name, policy in REGISTRY.items() if policy.resolves) == ["slurm-health", "unhealthy-node"]
+    slurm = REGISTRY["slurm-health"].resolves
+    assert slurm is not None
+    healthy = parse_event({
+        "version": "0", "id": "s", "detail-type": "SageMaker HyperPod Cluster Event", "source": "aws.sagemaker",
+        "account": "1", "time": "2026-11-26T10:00:00Z", "region": "us-west-2", "resources": [],
+        "detail": {"EventDetails": {"EventId": "s", "ClusterArn": "arn:aws:sagemaker:us-west-2:1:cluster/x",
+                                    "ClusterName": "c", "ResourceType": "Cluster", "EventTime": 1764151200000,
+                                    "EventDetails": {"EventMetadata": {"SlurmHealth": {
+                                        "Component": "Slurmdbd", "Status": "Healthy"}}}}},
+    })
+    from hyperpod_guard.policies.slurm_health import SLURMDBD, unhealthy_condition
+
+    assert slurm(ClusterSnapshot.minimal("c", None), healthy) == [
+        fingerprint("slurm-health", "c", None, None, unhealthy_condition(SLURMDBD))]
     event = parse_event({
         "version": "0", "id": "e", "detail-type": "SageMaker HyperPod Cluster Node Health Event",
         "source": "aws.sagemaker", "account": "1", "time": "2026-11-26T10:00:00Z", "region": "us-west-2",

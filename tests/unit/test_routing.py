@@ -171,7 +171,7 @@ def routing_doc(**routing: Any) -> dict[str, Any]:
                  "not a Slack mention", id="mention-in-slack-syntax"),
     pytest.param({"routes": [{"receivers": ["a"], "match": {"policy": ["taint-drift", "taint-drfit"]}}]},
                  "$.routing.routes[0].match.policy[1]", "unknown policy 'taint-drfit'; policies are taint-drift, "
-                 "degraded-group, failed-rollback, unhealthy-node, cluster-health, rules-invalid", id="unknown-policy"),
+                 "degraded-group, failed-rollback, unhealthy-node, cluster-health, image-hygiene", id="unknown-policy"),
     pytest.param({"routes": [{"receivers": ["a"], "match": {"severity": ["page"]}}]},
                  "$.routing.routes[0].match.severity[0]", "'critical', 'warning' or 'info'", id="unknown-severity"),
     pytest.param({"routes": [{"receivers": ["a"], "match": {"sevrity": ["critical"]}}]},

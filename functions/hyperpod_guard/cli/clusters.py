@@ -60,6 +60,9 @@ class ClusterRow:
     #: None: not read (the rules select no cluster by tag) or unreadable (see `warning`)
     tags: dict[str, str] | None = None
     warning: str | None = None
+    #: patch debt: ListClusters' ImageVersionStatus of the cluster (UpToDate, SecurityUpdateRequired, EndOfLife,
+    #: ...); None when the listing did not say
+    image_version_status: str | None = None
 
     @classmethod
     def of(cls, snapshot: ClusterSnapshot, severities: list[Severity], tags: dict[str, str] | None,
@@ -69,6 +72,7 @@ class ClusterRow:
             name=snapshot.name, arn=snapshot.arn, status=snapshot.status, orchestrator=snapshot.orchestration,
             groups_in_service=sum(g.status == GroupStatus.IN_SERVICE for g in groups), groups_total=len(groups),
             findings=Counter(s.value for s in severities), tags=tags, warning=warning,
+            image_version_status=snapshot.image_version_status,
         )
 
     @property
@@ -83,6 +87,8 @@ class ClusterRow:
             "instance_groups": {"in_service": self.groups_in_service, "total": self.groups_total},
             "findings": {"total": sum(self.findings.values()), **{s.value: self.findings[s.value] for s in Severity}},
             "tags": self.tags,
+            # patch debt only when ListClusters said it: a listing without it keeps the document as it was
+            **({"image_version_status": self.image_version_status} if self.image_version_status else {}),
         }
 
 
@@ -126,17 +132,21 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def list_cluster_names(sagemaker: Any) -> list[str]:
+def list_cluster_names(sagemaker: Any) -> dict[str, str | None]:
+    """Every cluster's name, with its ImageVersionStatus as ListClusters says it (patch debt without a call)."""
     with aws_errors("SageMaker"):
-        return ClusterReader(sagemaker).list_clusters()
+        return {s.name: s.image_version_status for s in ClusterReader(sagemaker).list_cluster_summaries()}
 
 
-def read_row(sagemaker: Any, name: str, rules: Rules, now: datetime) -> ClusterRow | None:
+def read_row(sagemaker: Any, name: str, rules: Rules, now: datetime,
+             image_version_status: str | None = None) -> ClusterRow | None:
     """One cluster's row, or None when it was deleted between ListClusters and DescribeCluster."""
     try:
         snapshot = read_cluster(sagemaker, name, nodes=False)
     except BadInput:  # read_cluster's "not found": listed, then gone
         return None
+    if image_version_status is not None:  # the listing's, passed through (DescribeCluster does not say it)
+        snapshot = snapshot.model_copy(update={"image_version_status": image_version_status})
     tags, warning = read_tags(sagemaker, snapshot, rules)
     evaluation = evaluate(snapshot, None, rules.for_tags(tags), now)
     return ClusterRow.of(snapshot, [f.severity for f in evaluation.findings], tags, warning)
@@ -161,8 +171,8 @@ def inventory(sagemaker: Any, rules: Rules, now: datetime, progress: Progress) -
     try:
         listing = pool.submit(list_cluster_names, sagemaker)
         _await([listing], progress, lambda _: "listing clusters...")
-        names = sorted(set(listing.result()))
-        reads = [pool.submit(read_row, sagemaker, name, rules, now) for name in names]
+        listed = listing.result()
+        reads = [pool.submit(read_row, sagemaker, name, rules, now, listed[name]) for name in sorted(listed)]
         _await(reads, progress, lambda done: f"reading clusters {done}/{len(reads)}")
         return [row for row in (f.result() for f in reads) if row is not None]
     finally:
@@ -173,10 +183,12 @@ def inventory(sagemaker: Any, rules: Rules, now: datetime, progress: Progress) -
 def render_table(rows: list[ClusterRow], region: str) -> str:
     if not rows:
         return f"no clusters in {region}"
+    # IMAGES (patch debt) only when ListClusters reports an ImageVersionStatus (older APIs and moto do not)
+    images = any(r.image_version_status for r in rows)
     return table(
-        ("CLUSTER", "STATUS", "ORCHESTRATOR", "GROUPS", "FINDINGS"),
-        [(r.name, r.status or "unknown", r.orchestrator, f"{r.groups_in_service}/{r.groups_total}", r.findings_text)
-         for r in rows],
+        ("CLUSTER", "STATUS", "ORCHESTRATOR", "GROUPS", *(("IMAGES",) if images else ()), "FINDINGS"),
+        [(r.name, r.status or "unknown", r.orchestrator, f"{r.groups_in_service}/{r.groups_total}",
+          *((r.image_version_status or "-",) if images else ()), r.findings_text) for r in rows],
     )
 
 
@@ -204,6 +216,9 @@ def cmd_clusters(args: argparse.Namespace) -> int:
 EPILOG = """\
 columns:
   GROUPS    instance groups InService / all instance groups (restricted instance groups included)
+  IMAGES    patch debt, from ListClusters alone: the cluster's ImageVersionStatus over its instance groups
+            (UpToDate, UpdateAvailable, SecurityUpdateRequired, EndOfLife; "-" when not listed); shown
+            when ListClusters reports it for some cluster
   FINDINGS  what an evaluation with the rules finds now, by severity (DescribeCluster only: nodes in
             Failure need `hyperpod-guard check --cluster NAME`, which also lists the nodes)
 

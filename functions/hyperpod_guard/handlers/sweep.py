@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws_clients, clock
+from ..cluster_reader import ClusterSummary
 from ..constants import Metric, Service
 from ..service import Runtime, new_token, sweep
 from ..settings import SweepSettings, WorkQueueSettings
@@ -48,10 +49,11 @@ def work_queue() -> WorkQueue | None:
 aws_clients.on_reset(work_queue.cache_clear)
 
 
-def fan_out(queue: WorkQueue, run: str, at: datetime) -> Callable[[list[str]], None]:
+def fan_out(queue: WorkQueue, run: str, at: datetime) -> Callable[[list[ClusterSummary]], None]:
     """service.sweep's dispatch: one evaluate-cluster message per cluster, 10 per SendMessageBatch."""
-    def dispatch(clusters: list[str]) -> None:
-        queue.send([EvaluateCluster(cluster=cluster, run=run, at=at) for cluster in clusters])
+    def dispatch(clusters: list[ClusterSummary]) -> None:
+        queue.send([EvaluateCluster(cluster=c.name, run=run, at=at, image_version_status=c.image_version_status)
+                    for c in clusters])
 
     return dispatch
 

@@ -79,6 +79,8 @@ class EvaluateCluster(BaseModel):
     cluster: str
     run: str
     at: AwareDatetime
+    #: what the sweep's ListClusters said of the cluster's images (a worker does not list clusters again)
+    image_version_status: str | None = None
 
 
 #: every message of the work queue, told apart by `kind`
@@ -144,6 +146,7 @@ aws_clients.on_reset(runtime.cache_clear)  # tests point the clients elsewhere
 def evaluate(message: EvaluateCluster, record: SQSRecord) -> list[Outcome]:
     """One cluster, as the inline sweep evaluates each (service.sweep): every node listed."""
     from .. import clock
+    from ..cluster_reader import ClusterSummary
     from ..service import check_rules, evaluate_cluster, new_token
 
     rt, now, token = runtime(), clock.now(), new_token(record.message_id)
@@ -154,8 +157,9 @@ def evaluate(message: EvaluateCluster, record: SQSRecord) -> list[Outcome]:
         loaded, rules_outcome = check_rules(rt, now, token)
         if loaded.error:
             logger.warning("rules are invalid; evaluating with fallback rules", extra={**extra, "reason": loaded.error})
+        listed = ClusterSummary(message.cluster, image_version_status=message.image_version_status)
         evaluation, outcome = evaluate_cluster(rt, message.cluster, None, loaded.rules, now, token, list_nodes=True,
-                                               silences=rt.active_silences(now))
+                                               silences=rt.active_silences(now), summary=listed)
     except Exception:
         logger.exception("evaluating cluster %s failed; SQS delivers the message again", message.cluster, extra=extra)
         count(metrics, Metric.SWEEP_ERRORS)

@@ -23,6 +23,11 @@ def start() -> tuple[Any, str]:
         port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto lacks the HyperPod reads of issue 19 (operations, extensions, training plans, cluster events): the
+    # stand-in answers them in this server, validated against botocore's model
+    from .sagemaker_standin import serve
+
+    serve()
     return server, f"http://127.0.0.1:{port}"
 
 

@@ -20,9 +20,23 @@ __all__ = ["POLICY_NAMES", "REGISTRY", "Evaluate", "Policy", "Remediate", "Resol
 
 
 def _load() -> dict[str, Policy[Any]]:
-    from . import cluster_health, degraded_group, failed_rollback, taint_drift, unhealthy_node
+    from . import (
+        auto_patch,
+        cluster_extensions,
+        cluster_health,
+        cluster_operations,
+        degraded_group,
+        failed_rollback,
+        image_hygiene,
+        slurm_health,
+        taint_drift,
+        training_plans,
+        unhealthy_node,
+        unknown_status,
+    )
 
-    modules = (taint_drift, degraded_group, failed_rollback, unhealthy_node, cluster_health)
+    modules = (taint_drift, degraded_group, failed_rollback, unhealthy_node, cluster_health, image_hygiene,
+               auto_patch, cluster_operations, cluster_extensions, slurm_health, training_plans, unknown_status)
     return {m.POLICY.name: m.POLICY for m in modules}
 
 

@@ -46,3 +46,7 @@ class Policy(Generic[S]):
     #: its conditions, causes before their effects: of two equally severe findings of one scope
     #: and problem, the earlier leads the alert (alerting.fold), e.g. a Failed group before its shortfall
     precedence: tuple[str, ...] = ()
+    #: the snapshot fields it reads that an evaluation may not have read (None: the sweep reads extensions,
+    #: an event does not): while one is None the policy is out of the evaluation's scope, so its alerts are
+    #: carried, not resolved by their absence (service._read_policies)
+    reads: tuple[str, ...] = ()

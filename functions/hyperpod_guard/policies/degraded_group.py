@@ -3,7 +3,8 @@
 - group `Degraded` -> warning; group `Failed` -> critical;
 - CurrentCount < MinCount -> critical;
 - otherwise, CurrentCount below TargetCount by more than `target_shortfall_ratio` -> warning (not while a
-  scaling operation runs);
+  scaling operation runs, until it is older than `scaling_grace` when the operations were read: then the
+  shortfall is reported with the operation in its evidence, cluster-operations reports the operation);
 - no count findings while the group is Creating or Deleting: then a gap is expected;
 - cluster `Failed` -> critical, cluster-level.
 Restricted instance groups (`RestrictedInstanceGroups`) are judged the same way; their findings
@@ -29,6 +30,7 @@ from ..remediation.actions import Planned, node_action
 from ..snapshot import ClusterSnapshot, ClusterStatus, GroupStatus, InstanceGroup
 from ..timeutil import Duration, isoformat
 from .base import Policy
+from .cluster_operations import operation_context, scaling_in_progress
 
 NAME = "degraded-group"
 _GAP_EXPECTED = frozenset({GroupStatus.CREATING, GroupStatus.DELETING})
@@ -45,6 +47,12 @@ class DegradedGroupSettings(PolicySettings):
         le=1,
         description="Alert when CurrentCount is below TargetCount by more than this share of TargetCount.",
     )
+    scaling_grace: Duration = Field(
+        default=timedelta(hours=1),
+        description="A below-target shortfall waits while a Scaling operation for the group is InProgress, for "
+        "at most this long from the operation's start (when the operations were read; else while it runs). "
+        "Keep it equal to cluster-operations' scaling_stuck_after.",
+    )
     remediation: NodeRemediation = Field(default_factory=NodeRemediation)
 
 
@@ -55,7 +63,9 @@ def _event_evidence(event: HyperPodEvent | None, group: str | None) -> dict[str,
     info = event.info
     if info.event_level not in ("Error", "Warn") or info.instance_group_name != group:
         return {}
-    evidence = {"description": info.description, "level": info.event_level, "failure_message": info.failure_message}
+    # the operation the event is part of (OperationId): the alerts of one operation can be grouped by it
+    evidence = {"description": info.description, "level": info.event_level, "failure_message": info.failure_message,
+                "operation_id": info.operation_id}
     if info.event_time:
         evidence["time"] = isoformat(info.event_time)
     return {"cluster_event": {k: v for k, v in evidence.items() if v}}
@@ -79,8 +89,19 @@ def _quiet(group: InstanceGroup) -> bool:
     return not group.target_count or current >= group.target_count
 
 
+def _scaling_expected(snapshot: ClusterSnapshot, group: InstanceGroup, settings: DegradedGroupSettings,
+                      now: datetime) -> bool:
+    """A shortfall is expected while the group scales: while DescribeCluster says so (ActiveOperations), or,
+    when the operations were read, while the Scaling operation for the group is younger than scaling_grace."""
+    operation = scaling_in_progress(snapshot, group)
+    if operation is None or operation.creation_time is None:
+        return group.scaling  # not read, or its start unknown: as long as it runs
+    return now - operation.creation_time < settings.scaling_grace
+
+
 def _group_findings(
-    snapshot: ClusterSnapshot, group: InstanceGroup, event: HyperPodEvent | None, settings: DegradedGroupSettings
+    snapshot: ClusterSnapshot, group: InstanceGroup, event: HyperPodEvent | None, settings: DegradedGroupSettings,
+    now: datetime,
 ) -> list[Finding]:
     if _quiet(group):
         return []
@@ -91,7 +112,8 @@ def _group_findings(
     def finding(severity: Severity, condition: str, summary: str, **extra: Any) -> Finding:
         nonlocal evidence
         if evidence is None:  # built with the first finding, once: most groups of a large cluster have none
-            evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name)}
+            evidence = {"status": group.status, "counts": _counts(group), **_event_evidence(event, group.name),
+                        **operation_context(snapshot, group, now)}
             if group.restricted:
                 evidence["restricted"] = True
         return Finding(policy=NAME, severity=severity, cluster=snapshot.name, instance_group=group.name,
@@ -111,7 +133,7 @@ def _group_findings(
         findings.append(finding(
             Severity.CRITICAL, "below-min", f"{label} has {current} nodes, below its minimum of {minimum}",
         ))
-    elif target and not group.scaling:
+    elif target and not _scaling_expected(snapshot, group, settings, now):
         shortfall = (target - current) / target
         if shortfall > settings.target_shortfall_ratio:
             findings.append(finding(
@@ -135,7 +157,7 @@ def evaluate(
                      **_event_evidence(event, None)},
         ))
     for group in snapshot.all_groups:
-        findings.extend(_group_findings(snapshot, group, event, settings))
+        findings.extend(_group_findings(snapshot, group, event, settings, now))
     return findings
 
 
