@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -163,3 +164,16 @@ def test_hundreds_of_findings_stay_in_the_limits_and_say_how_many_more() -> None
     assert_inert_and_bounded(payload)
     assert re.search(r"…and \d+ more findings \(\d+ firing, 0 resolved\): see the console$",
                      payload["content"]["description"])
+
+
+def test_alerts_of_one_hyperpod_operation_thread_together() -> None:
+    """Cluster Events carry OperationId (issue 19): a stuck scale-up and the shortfall it leaves thread as one."""
+    from tests.message_samples import firing, message
+
+    operation = "9f3b1d7e-2a4c-4e6a-8b0d-1c3e5a7b9d2f"
+    stuck = replace(degraded(), policy="cluster-operations", fingerprint="1" * 20, instance_group=None,
+                    details={"operation_id": operation, "type": "Scaling"})
+    short = replace(degraded(), details={**degraded().details, "cluster_event": {"operation_id": operation}})
+    threads = {chatbot.render(message(firing("first", f)))["metadata"]["threadId"] for f in (stuck, short)}
+    assert threads == {f"operation-{operation}"}
+    assert chatbot.render(message(firing("first", degraded())))["metadata"]["threadId"] == degraded().fingerprint

@@ -21,8 +21,8 @@ from hyperpod_guard.policies.auto_patch import (
     evaluate,
 )
 from hyperpod_guard.snapshot import ClusterSnapshot
+from tests.botocore_model import model_errors
 from tests.conftest import REPO
-from tests.unit.test_policy_image_hygiene import describe_cluster_errors
 
 PATCH = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 SETTINGS = AutoPatchSettings()
@@ -114,8 +114,9 @@ def test_notices_do_not_repeat_every_few_hours_by_default() -> None:
 
 def test_scenario_snapshot_is_a_describe_cluster_answer() -> None:
     document = json.loads((REPO / "events" / "auto-patch-window-upcoming" / "snapshot.json").read_text())
-    assert describe_cluster_errors(document) == []
+    assert model_errors(document, "DescribeClusterResponse") == []
     ClusterSnapshot.from_describe_cluster(document)
     group = document["InstanceGroups"][0]
     bad = {**group, "AutoPatchConfig": {**group["AutoPatchConfig"], "PatchingStrategy": "WhenTheMoonIsFull"}}
-    assert describe_cluster_errors({**document, "InstanceGroups": [bad]})  # an unknown strategy breaks the enum
+    (unknown_strategy,) = model_errors({**document, "InstanceGroups": [bad]}, "DescribeClusterResponse")
+    assert "'WhenTheMoonIsFull' is not one of" in unknown_strategy  # an unknown strategy breaks the enum

@@ -1,63 +1,41 @@
 """cluster-extensions: one row per case of extension status, node counts and health issues.
 
 Each extension is built as a DescribeClusterExtension answer, validated against botocore's output shape
-(DescribeClusterExtensionResponse: ExtensionDetails, NodeSummary, Health) with botocore's ParamValidator
-plus the shape's enums (ParamValidator checks types, required members and ranges, not enums), then
-flattened the way the reader does (`Health.Issues` -> `HealthIssues`); the DescribeCluster part of the
-snapshot is validated as DescribeClusterResponse. Only the rows with unknown values break an enum.
+(DescribeClusterExtensionResponse: ExtensionDetails, NodeSummary, Health) with the stand-in's validator
+(tests/botocore_model.py: ParamValidator, enums, max lengths, patterns), then flattened the way the
+reader does (`Health.Issues` -> `HealthIssues`); the DescribeCluster part of the snapshot is validated as
+DescribeClusterResponse. Only the rows with unknown values break an enum, and they name those values.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.model import Shape
-from botocore.validate import ParamValidator
 
 from hyperpod_guard.findings import Finding
 from hyperpod_guard.policies import cluster_extensions
 from hyperpod_guard.policies.cluster_extensions import ClusterExtensionsSettings, extension_name
 from hyperpod_guard.snapshot import ClusterSnapshot
+from tests.botocore_model import NewValue, members, model_errors, valid
 from tests.conftest import REPO
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CLUSTER_ARN = "arn:aws:sagemaker:us-west-2:111122223333:cluster/abcdef123456"
 CW = "amazon-cloudwatch-observability"
-
-
-@cache
-def shape(name: str) -> Shape:
-    return botocore.session.get_session().get_service_model("sagemaker").shape_for(name)
-
-
-def enum_errors(value: Any, of: Shape, path: str = "") -> list[str]:
-    """Values outside their shape's enum, anywhere in `value`."""
-    if of.type_name == "structure" and isinstance(value, dict):
-        return [e for k, v in value.items() if k in of.members for e in enum_errors(v, of.members[k], f"{path}.{k}")]
-    if of.type_name == "list" and isinstance(value, list):
-        return [e for i, v in enumerate(value) for e in enum_errors(v, of.member, f"{path}[{i}]")]
-    allowed = of.metadata.get("enum")
-    if allowed and value not in allowed:
-        return [f"{path}: {value!r} not in {allowed}"]
-    return []
-
-
-def valid(document: dict[str, Any], shape_name: str, *, enums: bool = True) -> dict[str, Any]:
-    report = ParamValidator().validate(document, shape(shape_name))
-    assert not report.has_errors(), report.generate_report()
-    assert not enums or enum_errors(document, shape(shape_name)) == []
-    return document
+#: values botocore's enums do not know (yet): news
+SUSPENDED: NewValue = ("ExtensionStatus", "Suspended")
+NEW_CODE: NewValue = ("ExtensionHealthIssueCode", "NewCode")
 
 
 def extension(name: str = CW, status: str = "Active", *, nodes: tuple[int, int] | None = (16, 16),
-              issues: list[tuple[str, str, int]] | None = None, known: bool = True) -> dict[str, Any]:
+              issues: list[tuple[str, str, int]] | None = None, allow: Iterable[NewValue] = ()) -> dict[str, Any]:
     """A DescribeClusterExtension answer (validated), flattened into our snapshot's `Extensions` item.
-    nodes: (total, active); issues: (code, message, node count)."""
+    nodes: (total, active); issues: (code, message, node count); allow: the enum values it uses on purpose
+    that botocore does not know."""
     answer: dict[str, Any] = {"ExtensionDetails": {
         "ClusterArn": CLUSTER_ARN,
         "ExtensionArn": f"arn:aws:sagemaker:us-west-2:111122223333:extension/eks-{name}/c/a1b2c3",
@@ -67,9 +45,8 @@ def extension(name: str = CW, status: str = "Active", *, nodes: tuple[int, int] 
         answer["NodeSummary"] = {"TotalCount": nodes[0], "ActiveCount": nodes[1]}
     if issues is not None:
         answer["Health"] = {"Issues": [{"Code": c, "Message": m, "NodeCount": n} for c, m, n in issues]}
-    valid(answer, "DescribeClusterExtensionResponse", enums=known)
-    summary = {k: v for k, v in answer["ExtensionDetails"].items() if k in shape("ExtensionSummary").members}
-    valid(summary, "ExtensionSummary", enums=known)
+    valid(answer, "DescribeClusterExtensionResponse", allow=allow)
+    summary = valid(members(answer["ExtensionDetails"], "ExtensionSummary"), "ExtensionSummary", allow=allow)
     out: dict[str, Any] = {**summary}
     if "NodeSummary" in answer:
         out["NodeSummary"] = answer["NodeSummary"]
@@ -119,7 +96,7 @@ OTHER = ("Other", "Pod restarts", 5)
                  id="delete-failed-warning"),
     pytest.param([extension(nodes=(16, 14))], False, [(f"{CW}/nodes-inactive", "warning")], id="active-nodes-short"),
     pytest.param([extension(nodes=(16, 14))], True, [], id="active-nodes-short-while-scaling"),
-    pytest.param([extension(status="Suspended", known=False)], False, [(f"{CW}/status-unknown", "warning")],
+    pytest.param([extension(status="Suspended", allow=[SUSPENDED])], False, [(f"{CW}/status-unknown", "warning")],
                  id="unknown-status-is-news"),
     pytest.param([extension(status="Degraded", issues=[DENIED]),
                   extension("aws-fsx-csi-driver", status="CreateFailed")], False,
@@ -164,9 +141,11 @@ def test_unknown_values_are_kept_raw():
     """The unknown rows use values botocore's enums refuse: news, kept raw in the evidence."""
     bad = {"ExtensionArn": "arn:aws:sagemaker:us-west-2:111122223333:extension/eks-x/c/a1", "ExtensionName": "x",
            "ExtensionVersion": "1.0.0", "Status": "Suspended"}
-    assert len(enum_errors(bad, shape("ExtensionSummary"))) == 1
+    refused, = model_errors(bad, "ExtensionSummary")
+    assert "'Suspended' is not one of ExtensionStatus's values" in refused
+    assert model_errors(bad, "ExtensionSummary", allow=[SUSPENDED]) == []
     finding, = evaluate(snapshot([extension(status="Suspended", nodes=(4, 4), issues=[("NewCode", "m", 1)],
-                                            known=False)]))
+                                            allow=[SUSPENDED, NEW_CODE])]))
     assert finding.details["status"] == "Suspended" and finding.details["health_issues"][0]["code"] == "NewCode"
     assert finding.summary == ("Extension amazon-cloudwatch-observability of cluster ml-prod has a status this tool "
                                "does not know: Suspended: 1 of 4 nodes NewCode")
@@ -200,8 +179,7 @@ def test_the_scenario_snapshot_is_what_the_api_answers():
     extensions = document.pop("Extensions")
     valid(document, "DescribeClusterResponse")
     for item in extensions:
-        summary = {k: v for k, v in item.items() if k in shape("ExtensionSummary").members}
-        valid(summary, "ExtensionSummary")
+        summary = valid(members(item, "ExtensionSummary"), "ExtensionSummary")
         answer: dict[str, Any] = {"ExtensionDetails": {**summary, "ClusterArn": document["ClusterArn"]},
                                   "NodeSummary": item["NodeSummary"]}
         if "HealthIssues" in item:

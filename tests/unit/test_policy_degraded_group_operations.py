@@ -2,7 +2,7 @@
 a below-target shortfall waits while a young Scaling operation for the group is InProgress, fires once the
 operation is older than `scaling_grace` (the operation in its evidence), and a Superseded scale-up is noted
 on the capacity finding. Operation documents are validated against botocore's
-DescribeClusterOperationResponse shape with ParamValidator (test_policy_cluster_operations.valid)."""
+DescribeClusterOperationResponse shape with the stand-in's validator (tests/botocore_model.valid)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hyperpod_guard.findings import Finding
 from hyperpod_guard.policies import degraded_group
 from hyperpod_guard.policies.degraded_group import DegradedGroupSettings
 from hyperpod_guard.snapshot import ClusterSnapshot
+from tests.botocore_model import valid
 from tests.builders import cluster_event
-from tests.unit.test_policy_cluster_operations import valid
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CLUSTER_ARN = "arn:aws:sagemaker:us-west-2:111122223333:cluster/abcdef123456"

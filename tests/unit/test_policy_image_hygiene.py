@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.model import Shape
-from botocore.validate import ParamValidator
 
 from hyperpod_guard.findings import Escalation, Severity
 from hyperpod_guard.policies.image_hygiene import (
@@ -26,6 +22,7 @@ from hyperpod_guard.policies.image_hygiene import (
     evaluate,
 )
 from hyperpod_guard.snapshot import ClusterSnapshot
+from tests.botocore_model import model_errors
 from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -172,37 +169,16 @@ def test_policy_settings_are_described() -> None:
 # --- the scenario's snapshot is a DescribeCluster answer ------------------------------------------
 
 
-@cache
-def _shape(name: str) -> Shape:
-    return botocore.session.get_session().get_service_model("sagemaker").shape_for(name)
-
-
-def _enum_errors(value: Any, of: Shape, path: str = "") -> list[str]:
-    """Values outside their shape's enum (ParamValidator checks types and required members, not enums)."""
-    if of.type_name == "structure" and isinstance(value, dict):
-        return [e for k, v in value.items() if k in of.members for e in _enum_errors(v, of.members[k], f"{path}.{k}")]
-    if of.type_name == "list" and isinstance(value, list):
-        return [e for i, v in enumerate(value) for e in _enum_errors(v, of.member, f"{path}[{i}]")]
-    allowed = of.metadata.get("enum")
-    return [f"{path}: {value!r} not in {allowed}"] if allowed and value not in allowed else []
-
-
-def describe_cluster_errors(document: dict[str, Any]) -> list[str]:
-    """What botocore's model refuses in a DescribeCluster answer: ParamValidator against the output
-    shape DescribeClusterResponse (unknown members, types, required members), then the enums."""
-    report = ParamValidator().validate(document, _shape("DescribeClusterResponse"))
-    return ([report.generate_report()] if report.has_errors() else []) + _enum_errors(
-        document, _shape("DescribeClusterResponse"))
-
-
 def test_scenario_snapshot_is_a_describe_cluster_answer() -> None:
     document = json.loads((REPO / "events" / "image-end-of-life" / "snapshot.json").read_text())
-    assert describe_cluster_errors(document) == []
+    assert model_errors(document, "DescribeClusterResponse") == []
     ClusterSnapshot.from_describe_cluster(document)
     # and the check bites: our own extension key and an unknown status are refused
-    assert describe_cluster_errors({**document, "Nodes": []})
-    assert describe_cluster_errors({**document, "InstanceGroups": [
-        {**document["InstanceGroups"][0], "ImageVersionStatus": "Quarantined"}]})
+    (extension_key,) = model_errors({**document, "Nodes": []}, "DescribeClusterResponse")
+    assert 'Unknown parameter in input: "Nodes"' in extension_key
+    (unknown_status,) = model_errors({**document, "InstanceGroups": [
+        {**document["InstanceGroups"][0], "ImageVersionStatus": "Quarantined"}]}, "DescribeClusterResponse")
+    assert "'Quarantined' is not one of ClusterImageVersionStatus's values" in unknown_status
 
 
 # --- `hyperpod-guard clusters` shows patch debt from ListClusters alone ---------------------------

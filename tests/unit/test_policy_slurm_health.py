@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import botocore.loaders
 import pytest
 
 from hyperpod_guard.alerting import Scope, plan
@@ -29,6 +28,7 @@ from hyperpod_guard.policies.slurm_health import (
 )
 from hyperpod_guard.rules import Rules
 from hyperpod_guard.snapshot import ClusterSnapshot
+from tests.botocore_model import enum
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=1)
@@ -179,13 +179,9 @@ def test_timeline_unhealthy_pages_healthy_resolves_late_unhealthy_is_stale():
     assert [d.notify for d in late.decisions if d.notify] == []
 
 
-def _shape(name: str) -> dict[str, Any]:
-    return botocore.loaders.Loader().load_service_model("sagemaker", "service-2")["shapes"][name]
-
-
 def test_known_values_are_botocores():
-    assert set(policy.KNOWN_COMPONENTS) == set(_shape("SlurmHealthComponent")["enum"])
-    assert {policy.HEALTHY, policy.UNHEALTHY} == set(_shape("SlurmHealthStatus")["enum"])
-    assert set(policy.REASON_SEVERITY) == set(policy.REASON_TEXT) == set(_shape("SlurmHealthReason")["enum"])
-    assert {policy.NOT_APPLICABLE, policy.REVERTED, policy.REVERT_FAILED} == set(
-        _shape("DatabaseConfigurationRollbackStatus")["enum"])
+    assert set(policy.KNOWN_COMPONENTS) == enum("SlurmHealthComponent")
+    assert {policy.HEALTHY, policy.UNHEALTHY} == enum("SlurmHealthStatus")
+    assert set(policy.REASON_SEVERITY) == set(policy.REASON_TEXT) == enum("SlurmHealthReason")
+    assert {policy.NOT_APPLICABLE, policy.REVERTED, policy.REVERT_FAILED} == enum(
+        "DatabaseConfigurationRollbackStatus")

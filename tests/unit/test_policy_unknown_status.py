@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import botocore.loaders
 import pytest
 
+from hyperpod_guard.local import sagemaker_standin
 from hyperpod_guard.policies import cluster_health, degraded_group, failed_rollback, unhealthy_node
 from hyperpod_guard.policies.unknown_status import NAME, POLICY, UnknownStatusSettings, evaluate, slug
 from hyperpod_guard.snapshot import ClusterSnapshot, ClusterStatus, GroupStatus, NodeStatus, TrainingPlanStatus
+from tests.botocore_model import enum
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 CLUSTER = "future-proof"
@@ -128,11 +129,6 @@ def test_existing_policies_neither_report_nor_drop_an_unknown_status():
     assert group_findings == {("p5-train", "health")}
 
 
-def _botocore_enum(shape: str) -> set[str]:
-    model = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
-    return set(model["shapes"][shape]["enum"])
-
-
 @pytest.mark.parametrize("known, shape", [
     (ClusterStatus.KNOWN, "ClusterStatus"),
     (GroupStatus.KNOWN, "InstanceGroupStatus"),
@@ -142,13 +138,12 @@ def _botocore_enum(shape: str) -> set[str]:
 ])
 def test_known_statuses_are_botocores_enums(known, shape):
     """The constants cannot drift from the pinned botocore: a new status there fails here, and is added."""
-    assert set(known) == _botocore_enum(shape)
+    assert set(known) == enum(shape)
 
 
 def test_restricted_groups_share_the_group_enum():
-    model = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
-    restricted = model["shapes"]["ClusterRestrictedInstanceGroupDetails"]
-    assert restricted["members"]["Status"]["shape"] == "InstanceGroupStatus"
+    restricted = sagemaker_standin.shape("ClusterRestrictedInstanceGroupDetails")
+    assert restricted.members["Status"].name == "InstanceGroupStatus"
 
 
 def test_policy_shape():

@@ -11,7 +11,9 @@ Threading: `metadata.threadId` is the fingerprint of the notification's lead ale
 preview names: the first firing one, else the first). With threading on in the channel (`@Amazon Q
 preferences`), that alert's repeats, escalation and resolution go under its first message. A grouped
 message threads under its lead alert only: its other alerts appear in that thread, and a later message
-led by one of them (its own repeat or resolution) starts or continues that alert's own thread.
+led by one of them (its own repeat or resolution) starts or continues that alert's own thread. An alert
+about a HyperPod operation (its evidence names the OperationId) threads under `operation-<id>` instead,
+so a stuck scale-up and the shortfall it leaves read as one story.
 
 client-markdown is the chat platform's markdown (Slack's mrkdwn for the stack's Slack channel), so
 every string from events and cluster state is made inert (`inert`): no `<…>` control sequence
@@ -223,11 +225,25 @@ def _context(notification: NotificationView) -> dict[str, str]:
 
 
 def _thread_id(notification: NotificationView) -> str:
-    """The lead alert's fingerprint (hex); anything else in its place is hashed to hex."""
-    fingerprint = evidence.fingerprint(evidence.lead(notification).finding)
-    if _THREAD_ID.match(fingerprint):
-        return fingerprint
-    return hashlib.sha256(fingerprint.encode("utf-8", "replace")).hexdigest()[:20]
+    """The lead alert's HyperPod operation when it names one (every alert a scale-up or a deep health check
+    causes threads together: `operation-<OperationId>`), else its fingerprint (hex); anything else in its
+    place is hashed to hex."""
+    finding = evidence.lead(notification).finding
+    operation = operation_id(finding.details)
+    thread = f"operation-{operation}" if operation else evidence.fingerprint(finding)
+    if _THREAD_ID.match(thread):
+        return thread
+    return hashlib.sha256(thread.encode("utf-8", "replace")).hexdigest()[:20]
+
+
+def operation_id(details: Any) -> str | None:
+    """The HyperPod operation a finding is about: its own `operation_id` (cluster-operations) or that of the
+    Cluster Event it was made from (`cluster_event.operation_id`)."""
+    if not isinstance(details, dict):
+        return None
+    event = details.get("cluster_event")
+    found = details.get("operation_id") or (event.get("operation_id") if isinstance(event, dict) else None)
+    return str(found) if found else None
 
 
 def render(notification: NotificationView) -> dict[str, Any]:
