@@ -23,7 +23,7 @@ import copy
 import io
 import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,22 @@ def _figure(calls: list[str], notified: int) -> dict[str, Any]:
             "confirm_writes": len(after)}
 
 
+def _put_feature_cluster(name: str, now: datetime) -> None:
+    """A cluster whose group scales on a training plan: DescribeCluster from the moto backend, its operation
+    and plan from the SageMaker stand-in (validated against botocore's model)."""
+    from hyperpod_guard.local import sagemaker_standin
+    from hyperpod_guard.local.hyperpod_state import put_cluster
+
+    plan = "arn:aws:sagemaker:us-west-2:123456789012:training-plan/p5-io"
+    base = json.loads((REPO / "events/degraded-group-failed/event.json").read_text())["detail"]
+    group = dict(base["InstanceGroups"][0], ActiveOperations={"Scaling": 1}, TrainingPlanArn=plan)
+    put_cluster(dict(base, ClusterName=name, InstanceGroups=[group]), region="us-west-2")
+    sagemaker_standin.put_operations(name, [{"OperationId": "3f1e0c9a-1b2d-4c3e-8f4a-5b6c7d8e9f01", "Type": "Scaling",
+                                             "Status": "InProgress", "CreationTime": now - timedelta(minutes=10)}])
+    sagemaker_standin.put_training_plans([{"TrainingPlanArn": plan, "TrainingPlanName": "p5-io", "Status": "Active",
+                                           "EndTime": now + timedelta(days=10)}])
+
+
 def calls_per_event_figures() -> dict[str, object]:
     from bench import _Stage, _state_change, synthetic_describe_cluster  # bench imports this module: not at the top
 
@@ -87,6 +103,7 @@ def calls_per_event_figures() -> dict[str, object]:
         node_event = json.loads(json.dumps(node_event).replace(node_snapshot["ClusterName"], "io-node"))
         node_snapshot = json.loads(json.dumps(node_snapshot).replace(node_snapshot["ClusterName"], "io-node"))
         put_cluster(node_snapshot, region="us-west-2", nodes=node_snapshot.get("Nodes"))
+        _put_feature_cluster("io-plan", start)  # issue 19: a group scaling on a training plan
 
         with contextlib.redirect_stdout(io.StringIO()):
             handle(_state_change("io-1", "io-warm"))  # cold start; degraded-group pending (5m grace)
@@ -109,6 +126,14 @@ def calls_per_event_figures() -> dict[str, object]:
             node["time"] = later.strftime("%Y-%m-%dT%H:%M:%SZ")
             _counted(calls, lambda: handle(node))
             figures["node_health"] = _figure(calls, notified_items())
+            # the HyperPod features it has are read too (issue 19): its operations while a group scales, its
+            # training plan (cached per container after the first event); a cluster without them: none
+            with contextlib.redirect_stdout(io.StringIO()):
+                handle(_state_change("io-plan", "io-plan-prime"))
+            delivered(stage.resources, max_batches=100)  # the prime's own message
+            calls = []
+            _counted(calls, lambda: handle(_state_change("io-plan", "io-plan-warm")))
+            figures["features_scaling_on_plan"] = _figure(calls, notified_items())
             # both caches expired: the runtime rebuilt with max age 0 (each event reads rules and silences)
             os.environ.update({"RULES_MAX_AGE": "0", "SILENCES_MAX_AGE": "0"})
             aws_clients.reset()
