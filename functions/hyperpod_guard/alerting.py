@@ -56,9 +56,13 @@ class Scope:
     launched: Mapping[str, datetime] = field(default_factory=dict)
     #: what was read (with the nodes read): a resolved message says what is true now from it
     snapshot: ClusterSnapshot | None = field(default=None, compare=False)
+    #: policies whose cluster-level findings this evaluation could not judge (Policy.cluster_reads not read)
+    unjudged_cluster: frozenset[str] = frozenset()
 
     def covers(self, record: AlertRecord) -> bool:
         if record.policy not in self.policies:
+            return False
+        if record.policy in self.unjudged_cluster and not (record.instance_group or record.node):
             return False
         return record.node is None or self.all_nodes or record.node in self.nodes
 

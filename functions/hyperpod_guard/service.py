@@ -307,9 +307,12 @@ def _read_nodes(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEven
         node = runtime.reader.describe_node(snapshot.name, event.detail.instance_id)
         nodes, gone = ([node], gone) if node else ([], frozenset({event.detail.instance_id}))
     read = snapshot.model_copy(update={"nodes": tuple(nodes)})
-    scope = Scope(snapshot.name, _read_policies(rules.enabled(REGISTRY), read),
+    enabled = rules.enabled(REGISTRY)
+    scope = Scope(snapshot.name, _read_policies(enabled, read),
                   nodes=frozenset(n.instance_id for n in nodes), all_nodes=list_all, gone_nodes=gone,
-                  launched={n.instance_id: n.launch_time for n in nodes if n.launch_time}, snapshot=read)
+                  launched={n.instance_id: n.launch_time for n in nodes if n.launch_time}, snapshot=read,
+                  unjudged_cluster=frozenset(name for name in enabled
+                                             if any(getattr(read, f) is None for f in REGISTRY[name].cluster_reads)))
     return read, scope
 
 

@@ -180,3 +180,18 @@ def test_a_finding_may_ask_for_a_longer_grace_than_its_policy(own_grace, expecte
     planned = plan(Evaluation("c", [finding]), Scope("c", ALL), ClusterLedger({}, {}), RULES, T0, "t")
     (decision,) = planned.decisions
     assert decision.notify is expected and decision.record.state is (AlertState.FIRING if expected else AlertState.PENDING)
+
+
+@pytest.mark.parametrize("unjudged, resolved", [
+    (frozenset(), {"cluster", "group"}),               # the sweep read the cluster's ImageVersionStatus: both judged
+    (frozenset({"image-hygiene"}), {"group"}),         # an event did not: the cluster-level alert is carried
+])
+def test_cluster_level_findings_an_evaluation_could_not_judge_are_carried(unjudged, resolved):
+    cluster = f("image-hygiene", "end-of-life", CRIT, group=None, problem="image")
+    group = f("image-hygiene", "end-of-life", CRIT, problem="image")
+    records = {r.fingerprint: r for r in (paged(cluster), paged(group))}
+    scope = Scope("c", ALL, unjudged_cluster=unjudged)
+    planned = plan(Evaluation("c", []), scope, ClusterLedger(records, {}), RULES, T0, "t")
+    done = {("group" if d.record.instance_group else "cluster") for d in planned.decisions
+            if d.record.state is AlertState.RESOLVED}
+    assert done == resolved

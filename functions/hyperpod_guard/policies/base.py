@@ -50,3 +50,6 @@ class Policy(Generic[S]):
     #: an event does not): while one is None the policy is out of the evaluation's scope, so its alerts are
     #: carried, not resolved by their absence (service._read_policies)
     reads: tuple[str, ...] = ()
+    #: the same, for its cluster-level findings only (image-hygiene: the cluster's ImageVersionStatus comes from
+    #: the sweep's ListClusters; its group and node findings from what every evaluation reads)
+    cluster_reads: tuple[str, ...] = ()

@@ -232,4 +232,5 @@ POLICY = Policy(NAME, "Image patch debt: ImageVersionStatus of the cluster, grou
                 "EndOfLife), groups partially patched after their window, current vs desired image release.",
                 ImageHygieneSettings, evaluate,
                 precedence=(END_OF_LIFE, UNKNOWN_STATUS, SECURITY_UPDATE, PARTIALLY_PATCHED, RELEASE_DRIFT,
-                            UPDATE_AVAILABLE))
+                            UPDATE_AVAILABLE),
+                cluster_reads=("image_version_status",))
