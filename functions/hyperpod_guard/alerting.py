@@ -22,7 +22,7 @@ from .freshness import Report, ReportMark, advance, stale
 from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
 from .notify.message import FindingPayload, Notification, NotificationItem, next_step
-from .policies import REGISTRY, auto_patch
+from .policies import REGISTRY
 from .routing import receivers_for
 from .rules import ClusterRules, Policies, Rules, Silence, glob_match
 from .snapshot import ClusterSnapshot
@@ -119,8 +119,8 @@ def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors:
                  now: datetime) -> str | None:
     """Why an alert sends nothing now: a silence that matches it (the rules' silences, then the
     ad-hoc ones, silences.py, which name their author and id), or an inhibitor (`inhibitors_of`): a
-    cluster-level one mutes every group and node alert, an open auto-patch window of a group only
-    what it causes by design there (auto_patch.inhibition)."""
+    cluster-level one mutes every group and node alert; one of a policy with its own rule
+    (Policy.inhibits, e.g. an open auto-patch window) only what that rule says."""
     for silence in rules.silences:
         if _silence_matches(silence, record, now):
             note = f": {silence.comment}" if silence.comment else ""
@@ -131,8 +131,9 @@ def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors:
                 return adhoc.reason()
     if record.instance_group or record.node:
         for inhibitor in inhibitors:
-            if inhibitor.policy == auto_patch.NAME:  # an open patch window: only what it causes by design
-                why = auto_patch.inhibition(inhibitor, record, now)
+            policy = REGISTRY.get(inhibitor.policy)
+            if policy is not None and policy.inhibits is not None:  # the policy says what its finding mutes
+                why = policy.inhibits(inhibitor, record, now)
                 if why:
                     return why
                 continue
@@ -142,12 +143,12 @@ def muted_reason(record: FindingFields, rules: ClusterRules | Rules, inhibitors:
 
 def inhibitors_of(findings: list[Finding]) -> list[Finding]:
     """The findings that inhibit others: a critical cluster-level inhibiting condition (every group and
-    node finding), then the open auto-patch windows (their group's findings the window causes by design)."""
+    node finding), then those of policies with their own inhibit rule (Policy.inhibits: an open auto-patch
+    window mutes what it causes by design in its group)."""
     cluster = [f for f in findings if f.severity is Severity.CRITICAL and f.condition in INHIBITING_CONDITIONS
                and not (f.instance_group or f.node)]
-    windows = [f for f in findings if (f.policy, f.condition) == (auto_patch.NAME, auto_patch.WINDOW)
-               and f.details.get("phase") == auto_patch.ACTIVE]
-    return cluster + windows
+    own_rules = [f for f in findings if f.policy in REGISTRY and REGISTRY[f.policy].inhibits is not None]
+    return cluster + own_rules
 
 
 def _clear_reason(record: AlertRecord, scope: Scope, now: datetime, resolved: Mapping[str, str]) -> str | None:

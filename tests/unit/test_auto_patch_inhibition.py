@@ -81,7 +81,8 @@ def test_cluster_inhibitors_come_first_and_still_mute_everything() -> None:
     assert inhibitors_of([BELOW_TARGET, window, failed]) == [failed, window]
     why = muted_reason(f("degraded-group", "below-min", CRIT), RULES, inhibitors_of([window, failed]), OPEN)
     assert why == "inhibited by degraded-group/cluster-failed: cluster-failed summary"
-    assert inhibitors_of([window_finding(PATCH - timedelta(hours=1))]) == []  # an upcoming window inhibits nothing
+    upcoming = window_finding(PATCH - timedelta(hours=1))  # an upcoming window inhibits nothing
+    assert muted_reason(BELOW_TARGET, RULES, inhibitors_of([upcoming]), PATCH - timedelta(hours=1)) is None
 
 
 def test_plan_mutes_the_dip_with_the_window_as_reason_and_pages_the_rest() -> None:

@@ -156,7 +156,7 @@ def _rebooting(record: FindingFields) -> bool:
 def inhibition(window_finding: FindingFields, record: FindingFields, now: datetime) -> str | None:
     """Why `record` sends nothing because of `window_finding` (an open patch window of the record's
     instance group, seen in this evaluation), or None: only what the window causes by design."""
-    if (window_finding.policy, window_finding.condition) != (NAME, WINDOW):
+    if window_finding.condition != WINDOW:
         return None
     until = parse_timestamp(window_finding.details.get("window_end"))
     if window_finding.details.get("phase") != ACTIVE or until is None or now >= until:
@@ -170,4 +170,4 @@ def inhibition(window_finding: FindingFields, record: FindingFields, now: dateti
 
 POLICY = Policy(NAME, "Auto-patch windows of instance groups: a notice before each window, pending reschedules; "
                 "while a window is open, what it causes by design is inhibited.", AutoPatchSettings, evaluate,
-                precedence=(UNKNOWN_STRATEGY, WINDOW, RESCHEDULE))
+                precedence=(UNKNOWN_STRATEGY, WINDOW, RESCHEDULE), inhibits=inhibition)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from ..events import HyperPodEvent
-from ..findings import Finding
+from ..findings import Finding, FindingFields
 from ..ledger import AlertRecord
 from ..policy_settings import PolicySettings
 from ..remediation.actions import Planned
@@ -30,6 +30,8 @@ Resolves = Callable[[ClusterSnapshot, HyperPodEvent | None], list[str]]
 #: (alert, snapshot read now, settings, now, nodes an earlier alert's action in this plan takes)
 #: -> an Action, a Skip saying why not, or None when the alert is not this remediation's business
 Remediate = Callable[[AlertRecord, ClusterSnapshot, S, datetime, Set[str]], Planned | None]
+#: (one of its findings seen now, another alert, now) -> why that alert sends nothing because of it, or None
+Inhibits = Callable[[Finding, FindingFields, datetime], str | None]
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,6 @@ class Policy(Generic[S]):
     #: the same, for its cluster-level findings only (image-hygiene: the cluster's ImageVersionStatus comes from
     #: the sweep's ListClusters; its group and node findings from what every evaluation reads)
     cluster_reads: tuple[str, ...] = ()
+    #: its findings may mute other alerts (Alertmanager's inhibit rules), e.g. an open auto-patch window
+    #: what the window causes by design in its group (alerting.muted_reason asks it)
+    inhibits: Inhibits | None = None
