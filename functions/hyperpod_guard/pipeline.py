@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from .alerting import Outcome, Scope, build_notification, plan
+from .alerting import Outcome, Scope, build_notification, muted_reason, plan
 from .engine import Evaluation
 from .findings import Severity
 from .freshness import Report, ReportMark
@@ -137,12 +137,15 @@ def _deferred(decisions: list[Decision], stored: Mapping[str, AlertRecord]) -> t
 
 
 def flush_owed(store: Store, cluster: str, now: datetime, token: str,
-               only: frozenset[str] | None = None) -> Committed:
+               only: frozenset[str] | None = None, rules: ClusterRules | None = None) -> Committed:
     """A grouped message is due: claim every notification the cluster owes (`only` these
-    fingerprints), carried as they are (nothing is evaluated), retrying on a concurrent write."""
+    fingerprints), carried as they are (nothing is evaluated), retrying on a concurrent write. A page
+    (not a resolved) that a silence of `rules` covers now is dropped instead: silenced since it was
+    decided, it is muted as an evaluation would mute it (Alertmanager's mute stage runs at send time)."""
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         ledger = store.load_cluster(cluster)
-        decisions = [carry(record, now, token=token) for record in ledger.records.values()
+        decisions = [_silenced_since(record, rules, now, token) or carry(record, now, token=token)
+                     for record in ledger.records.values()
                      if record.owed and (only is None or record.fingerprint in only)]
         try:
             written = store.commit(decisions, token, now)
@@ -153,6 +156,17 @@ def flush_owed(store: Store, cluster: str, now: datetime, token: str,
             continue
         return Committed(cluster, decisions, {r.fingerprint: r for r in written})
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _silenced_since(record: AlertRecord, rules: ClusterRules | None, now: datetime, token: str) -> Decision | None:
+    """The owed page of `record` dropped because a silence covers it now, or None (send what is owed)."""
+    if rules is None or record.owed in (None, Reason.RESOLVED) or record.claimed_by_other(token, now):
+        return None
+    why = muted_reason(record, rules, [], now)
+    if why is None:
+        return None
+    why = f"{why} (silenced before its grouped message went out)"
+    return Decision(replace(record, owed=None, reason=why), None, why, muted=True)
 
 
 def remediate(remediator: Remediate | None, committed: Committed) -> Mapping[str, ActionReport]:

@@ -235,8 +235,9 @@ def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) 
     if not runtime.grouper.store.start(flush.cluster, flush.flush_id, now):
         logger.info("flush %s of %s superseded while starting", flush.flush_id, flush.cluster)
         return None
-    committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token)
-    rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags)  # runbooks and routes as they are now
+    # the rules as they are now: silences (a page silenced since it was decided is not sent), runbooks, routes
+    rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags, runtime.active_silences(now))
+    committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token, rules=rules)
     notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
                                     tags=state.tags, rules=rules)
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
