@@ -1,8 +1,10 @@
 """The notification message: one per cluster per evaluation that changed something.
 
-Published to SNS as JSON (the body), with message attributes for subscription filter
-policies, a Subject of at most 100 characters and a plain-text rendering for email.
-The Slack notifier reads the same JSON back (`Notification.model_validate_json`).
+Published to SNS one text per protocol (`sns_message`: the JSON body by default, the email text
+(notify/email.py) to email, the Chatbot custom notification (notify/chatbot.py) to https), with
+message attributes for subscription filter policies and a Subject of at most 100 characters. The
+Slack notifier reads the JSON body back (`Notification.model_validate_json`) and renders each
+receiver's items (notify/slack.py). What every rendering says first is `preview`, one sentence.
 
 SNS allows 10 message attributes per message; we use at most eight (`test` and `receiver` only
 on test notifications, which carry no `receivers`). The cluster's tags (known
@@ -33,7 +35,7 @@ PREVIEW_LIMIT = 100
 #: the receiver of an item the rules' routing sends nowhere else: the stack's Slack webhook
 DEFAULT_RECEIVER = "default"
 ATTRIBUTE_LIMIT = 10  # SNS: message attributes per message
-#: SNS takes 256 KiB per message, attributes included: the body keeps clear of it
+#: SNS takes 256 KiB per message, attributes included: the per-protocol message (body, email, Chatbot) keeps clear of it
 BODY_BUDGET = 240 * 1024
 MESSAGE_VERSION = 1
 #: what a test notification says of itself, in every rendering
