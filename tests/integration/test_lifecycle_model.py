@@ -472,7 +472,9 @@ class AlertLifecycle(RuleBasedStateMachine):
         self._sweep("end: sweep")
         if self.grouped:  # a lost flush is rescheduled by a sweep once overdue; then its message goes out
             self.refuse_flush = False
-            self._pass(OVERDUE + GROUP_WAIT)
+            # a lost flush may have been due up to group_interval from now (a flush after a recent one): the
+            # sweep that reschedules it comes once it is OVERDUE (the deployed sweep runs every 5 minutes)
+            self._pass(OVERDUE + GROUP_INTERVAL + GROUP_WAIT)
             self._sweep("end: sweep (lost flushes overdue)")
             self._pass(GROUP_WAIT + GROUP_INTERVAL + VISIBILITY_TIMEOUT)
             self._step("end: every flush delivered")
