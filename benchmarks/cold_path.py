@@ -288,8 +288,11 @@ def _event() -> dict[str, Any]:
 
 
 @contextmanager
-def moto_process(clusters: int) -> Iterator[dict[str, Any]]:
-    process = subprocess.Popen([sys.executable, __file__, "serve", str(clusters)],  # noqa: S603
+def moto_process(script: str, *args: str, timeout: float = 30) -> Iterator[dict[str, Any]]:
+    """`python script serve *args`: a moto server in a process of its own (its CPU is not the measured
+    one). Yields the JSON line it prints first (its environment); once the block is done, closes its
+    stdin (the server stops) and adds the JSON line it prints last, if any (its counts)."""
+    process = subprocess.Popen([sys.executable, script, "serve", *args],  # noqa: S603 - our own scripts
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdin is not None
     try:
@@ -301,7 +304,7 @@ def moto_process(clusters: int) -> Iterator[dict[str, Any]]:
         process.stdin.close()
         stage.update(json.loads(process.stdout.readline() or "{}"))
     finally:
-        process.wait(timeout=30) if process.stdin.closed else process.kill()
+        process.wait(timeout=timeout) if process.stdin.closed else process.kill()
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -377,7 +380,7 @@ def interleaved(layouts: dict[str, Layout], names: list[tuple[str, str]],
     """Median time (process wall time, CPU time) of every (variant, snippet), interleaved run by run
     (round 0 is a warm-up, not counted); each run gets a cluster (and SNS message id) of its own. Also:
     Slack posts the sink saw."""
-    with moto_process(len(names) * (runs + 1)) as stage:
+    with moto_process(__file__, str(len(names) * (runs + 1))) as stage:
         base = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "PYTHONPATH", "VIRTUAL_ENV")}
         base.update(stage["env"], PYTHONDONTWRITEBYTECODE="1", POWERTOOLS_LOG_LEVEL="INFO",
                     BENCH_EVENT=json.dumps(stage["event"]), BENCH_SNS_EVENT=json.dumps(stage["sns_event"]))

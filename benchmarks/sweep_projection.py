@@ -115,21 +115,6 @@ def serve() -> None:
     server.stop()
 
 
-@contextlib.contextmanager
-def moto_process() -> Iterator[dict[str, Any]]:
-    process = subprocess.Popen([sys.executable, __file__, "serve"],  # noqa: S603 - a fixed argv
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdin is not None
-    try:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the moto process did not start")
-        yield json.loads(line)
-        process.stdin.close()
-    finally:
-        process.wait(timeout=60) if process.stdin.closed else process.kill()
-
-
 # --- measuring ------------------------------------------------------------------------------------
 
 
@@ -241,7 +226,9 @@ def sweep_projection_figures(sweep_runs: int = 3) -> dict[str, object]:
     stack = stack_numbers()
     vcpu = stack["worker_memory_mb"] / MB_PER_VCPU
     batch_size, rounds = stack["batch_size"], ceil(CLUSTERS / (stack["max_concurrency"] * stack["batch_size"]))
-    with moto_process() as child:
+    from cold_path import moto_process  # its module imports the CDK bundling: only when measuring
+
+    with moto_process(__file__, timeout=60) as child:
         sys.path.insert(0, str(REPO / "functions"))
         saved = dict(os.environ)
         os.environ.pop("AWS_PROFILE", None)
