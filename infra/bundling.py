@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS = REPO / "functions"
 PACKAGE = FUNCTIONS / "hyperpod_guard"
 #: what the functions import besides boto3 (pinned like requirements-dev.lock)
-LAMBDA_REQUIREMENTS = ("aws-lambda-powertools[parser]==3.37.0", "pydantic==2.14.3")
+LAMBDA_REQUIREMENTS = ("aws-lambda-powertools[parser]==3.37.0", "pydantic==2.14.3", "slack-sdk==3.48.0")
 #: subpackages of hyperpod_guard that are not Lambda code: the command line and the local stand-ins
 NOT_SHIPPED = ("cli", "local")
 #: what a developer's tree holds besides the sources, at any depth

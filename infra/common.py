@@ -64,8 +64,9 @@ class PythonFunction:
 
 def python_function(
     scope: Construct, id: str, *, config: Config, name: str, handler: str, description: str,
-    memory_mb: int, timeout: Duration, environment: dict[str, str],
+    memory_mb: int, timeout: Duration, environment: dict[str, str], reserved_concurrency: int | None = None,
 ) -> PythonFunction:
+    """`reserved_concurrency`: at most this many at once (and as many kept for it out of the account's pool)."""
     log_group = logs.LogGroup(
         scope, f"{id}Logs", log_group_name=f"/aws/lambda/{config.prefix}-{name}",
         retention=logs.RetentionDays[_retention(config.log_retention_days)], removal_policy=RemovalPolicy.DESTROY,
@@ -74,6 +75,7 @@ def python_function(
         scope, id, function_name=f"{config.prefix}-{name}", description=description,
         runtime=RUNTIME, architecture=lambda_.Architecture.ARM_64, handler=handler, code=function_code(RUNTIME),
         memory_size=memory_mb, timeout=timeout, log_group=log_group,
+        reserved_concurrent_executions=reserved_concurrency,
         environment={
             "POWERTOOLS_SERVICE_NAME": config.prefix, "POWERTOOLS_METRICS_NAMESPACE": "HyperPodGuard",
             "POWERTOOLS_LOG_LEVEL": config.log_level, **environment,

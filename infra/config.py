@@ -28,7 +28,12 @@ DEFAULTS: dict[str, Any] = {
     "rulesFile": "rules/defaults.json",
     "eventAccounts": [],
     "slackReceivers": [],
+    "slackMode": "webhook",
+    "slackChannels": {},
 }
+SLACK_MODES = ("webhook", "app")
+#: a Slack conversation id: public (C), private (G) channel or direct message (D)
+CHANNEL_ID_PATTERN = r"[CGD][A-Z0-9]{2,}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -51,6 +56,19 @@ def _int(name: str, value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"context {name!r} must be a whole number, got {value!r}") from None
+
+
+def _mapping(name: str, value: Any) -> dict[str, str]:
+    """A JSON object, or `key=value` pairs separated by commas (what `-c slackChannels=default=C0123,x=C0456` gives)."""
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    text = str(value or "").strip()
+    if text.startswith("{"):
+        return _mapping(name, json.loads(text))
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ConfigError(f"context {name!r} takes name=value pairs separated by commas, got {value!r}")
+    return {key.strip(): channel.strip() for key, channel in pairs}
 
 
 def _list(value: Any) -> list[str]:
@@ -85,6 +103,14 @@ class Config:
     #: the Slack receivers besides `default` whose webhook secret the stack creates (one each, under
     #: naming.slack_receiver_secret_prefix; a secret created there by hand is read as well)
     slack_receivers: list[str] = field(default_factory=list)
+    #: "webhook" (incoming webhooks) or "app" (a Slack app: threads, updates, buttons; infra/chatops.py)
+    slack_mode: str = "webhook"
+    #: app mode: receiver name -> Slack channel id (`default` at least)
+    slack_channels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slack_app(self) -> bool:
+        return self.slack and self.slack_mode == "app"
 
     @property
     def rules_path(self) -> str:
@@ -113,6 +139,8 @@ class Config:
             rules_file=str(get("rulesFile")),
             event_accounts=list(dict.fromkeys(_list(get("eventAccounts")))),  # dict: drop repeats, keep order
             slack_receivers=list(dict.fromkeys(_list(get("slackReceivers")))),
+            slack_mode=str(get("slackMode")).strip().lower(),
+            slack_channels=_mapping("slackChannels", get("slackChannels")),
         )
         config.validate()
         return config
@@ -143,5 +171,25 @@ class Config:
                               f"(not starting with '-'), other than {naming.DEFAULT_RECEIVER!r}; got {bad}")
         if self.slack_receivers and not self.slack:
             raise ConfigError("context 'slackReceivers' needs 'slack' (the Slack notifier reads their secrets)")
+        self._validate_slack_app()
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")
+
+    def _validate_slack_app(self) -> None:
+        if self.slack_mode not in SLACK_MODES:
+            raise ConfigError(f"context 'slackMode' takes {' or '.join(SLACK_MODES)}, got {self.slack_mode!r}")
+        if self.slack_mode != "app":
+            if self.slack_channels:
+                raise ConfigError("context 'slackChannels' needs 'slackMode=app' (webhooks post to their own channel)")
+            return
+        if not self.slack:
+            raise ConfigError("context 'slackMode=app' needs 'slack' (the Slack notifier posts as the app)")
+        bad = {name: channel for name, channel in self.slack_channels.items()
+               if not re.fullmatch(naming.RECEIVER_NAME_PATTERN, name) or not re.fullmatch(CHANNEL_ID_PATTERN, channel)}
+        if bad:
+            raise ConfigError(f"context 'slackChannels' takes receiver=channel-id pairs (a receiver name of lowercase "
+                              f"letters, digits or '-'; a channel id such as C0123ABCD), got {bad}")
+        if naming.DEFAULT_RECEIVER not in self.slack_channels:
+            raise ConfigError(f"context 'slackChannels' must name the {naming.DEFAULT_RECEIVER!r} receiver's channel "
+                              f"in app mode (e.g. -c slackChannels={naming.DEFAULT_RECEIVER}=C0123ABCD), "
+                              f"got {self.slack_channels}")

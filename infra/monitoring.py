@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -35,11 +37,16 @@ def _count(metric: Metric, service: Service) -> cloudwatch.Metric:
                              period=FIVE_MINUTES)
 
 
+#: refused signatures in 5 minutes that alarm: a stale signing secret refuses every click (a person retries a
+#: few times); a scanner that found the URL sends more. Either way someone should look (the logs say why)
+SIGNATURES_REFUSED_THRESHOLD = 3
+
+
 class Monitoring(Construct):
     def __init__(
         self, scope: Construct, id: str, *, config: Config, key: kms.IKey,
         functions: dict[str, lambda_.Function], queues: dict[str, sqs.Queue], sweep: lambda_.Function,
-        work_queue: sqs.Queue,
+        work_queue: sqs.Queue, chatops: bool = False,
     ):
         super().__init__(scope, id)
         self.ops_topic = sns.Topic(
@@ -82,6 +89,9 @@ class Monitoring(Construct):
               comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
               missing=cloudwatch.TreatMissingData.BREACHING)
 
+        if chatops:
+            self._chatops(alarm)
+
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}")
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="HyperPod events by detail-type", width=12, left=[
@@ -113,8 +123,30 @@ class Monitoring(Construct):
                                                                    label="oldest (s)"),
             ]),
         )
+        if chatops:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(title="Slack clicks: the endpoint", width=12, left=[
+                    _count(Metric.CHATOPS_CLICKS, Service.SLACK_INTERACTIVITY),
+                    _count(Metric.CHATOPS_SIGNATURES_REFUSED, Service.SLACK_INTERACTIVITY),
+                    _count(Metric.CHATOPS_MALFORMED, Service.SLACK_INTERACTIVITY),
+                ]),
+                cloudwatch.GraphWidget(title="Slack clicks: carried out", width=12, left=[
+                    _count(Metric.CHATOPS_DONE, Service.SLACK_ACTIONS),
+                    _count(Metric.CHATOPS_REFUSED, Service.SLACK_ACTIONS),
+                    _count(Metric.CHATOPS_FAILED, Service.SLACK_ACTIONS),
+                ]),
+            )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Durations (p95)", width=24, left=[
                 f.metric_duration(period=FIVE_MINUTES, statistic="p95", label=n) for n, f in functions.items()
             ]),
         )
+
+    @staticmethod
+    def _chatops(alarm: Callable[..., None]) -> None:
+        """Slack app mode: the endpoint's errors and throttles and the actions' dead-letter queue are alarmed
+        with the other functions and queues; here, the requests refused for their signature."""
+        alarm("slack-signatures-refused", _count(Metric.CHATOPS_SIGNATURES_REFUSED, Service.SLACK_INTERACTIVITY),
+              "requests to the Slack interactivity endpoint were refused for their signature: the signing secret "
+              "is not the app's, or someone else calls the URL (see the endpoint's logs)",
+              threshold=SIGNATURES_REFUSED_THRESHOLD)

@@ -13,6 +13,7 @@ from hyperpod_guard import naming
 from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK
 
 from .alerting import Alerting
+from .chatops import ChatOps
 from .config import Config
 from .evaluation import Evaluation
 from .ingestion import Ingestion
@@ -39,9 +40,17 @@ class HyperPodGuardStack(Stack):
             functions["slack-notifier"] = self.alerting.notifier.function
             queues["slack-dlq"] = self.alerting.notifier_dlq
             self._remember_deliveries(self.alerting.notifier.function)
+        # Slack app mode (-c slackMode=app): the buttons' endpoint and the worker that carries the clicks out
+        self.chatops: ChatOps | None = None
+        if config.slack_app and self.alerting.notifier:
+            self.chatops = ChatOps(self, "ChatOps", config=config, table=self.evaluation.table,
+                                   notifier=self.alerting.notifier, work_queue_=self.evaluation.work_queue)
+            functions["slack-interactivity"] = self.chatops.endpoint.function
+            functions["slack-actions"] = self.chatops.actions.function
+            queues["slack-actions-dlq"] = self.chatops.dlq
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
                                      functions=functions, queues=queues, sweep=self.evaluation.sweep.function,
-                                     work_queue=self.evaluation.work_queue)
+                                     work_queue=self.evaluation.work_queue, chatops=self.chatops is not None)
         CfnOutput(self, "AlertsTopicArn", value=self.alerting.topic.topic_arn)
         CfnOutput(self, "OperationsTopicArn", value=self.monitoring.ops_topic.topic_arn)
         CfnOutput(self, "LedgerTableName", value=self.evaluation.table.table_name)

@@ -15,6 +15,13 @@ stand-ins around it, all on the moto server the suite already runs:
 - rules (silences included) pushed to SSM (`RULES_MAX_AGE=0`: every evaluation reads them);
 - ad-hoc silences added to and expired in the ledger table (`SILENCES_MAX_AGE=0`: every
   evaluation reads them), through silences.SilenceStore as `hyperpod-guard silence` does;
+- acknowledgements (issue 20) written through LedgerStore.acknowledge, as the Slack actions worker
+  does when someone clicks Acknowledge (in app mode it then updates the alert's Slack messages too,
+  notify/slack_app.mark_acknowledged, as the worker does);
+- Slack app mode (the `app` case, issue 20): every message SNS accepted is delivered, in order, to the Slack
+  notifier's handler in app mode (handlers/slack_notifier.py), which talks to local/slack_api_standin.py (a
+  real HTTP server speaking Slack's Web API); a delivery that raises is retried before the next step's, as
+  Lambda retries an SNS invocation; `SlackPost`s are the messages each delivery posted (top level or in a thread).
 - grouping (the `grouped` case): flushes are sent to a work queue on moto (SendMessage with its
   DelaySeconds) and kept, with the time each is due, in a local/work_queue.LocalFlushQueue: SQS
   delays in real time, the model moves its own clock and delivers each flush when it is due.
@@ -31,7 +38,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
@@ -39,6 +46,8 @@ from botocore.awsrequest import AWSResponse
 from hyperpod_guard import aws_clients
 from hyperpod_guard.ledger import AlertRecord
 from hyperpod_guard.local.hyperpod_state import put_cluster
+from hyperpod_guard.local.lambda_context import LambdaContext
+from hyperpod_guard.local.slack_api_standin import TOKEN, SlackApiStandIn
 from hyperpod_guard.local.provision import Resources, provision
 from hyperpod_guard.alerting import Outcome
 from hyperpod_guard.grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
@@ -48,6 +57,9 @@ from hyperpod_guard.silences import SilenceStore, new_silence
 from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.conftest import ACCOUNT, REGION
 from tests.runtime_fixtures import scenario
+
+if TYPE_CHECKING:
+    from hyperpod_guard.ledger_store import Acknowledgement
 
 CLUSTER, GROUP, TARGET = "batch-infer", "g5-batch", 4
 CLUSTER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
@@ -157,6 +169,8 @@ class Sent:
     resolved_evidence: dict[str, Any] | None = None
     #: the message's `sent_at`
     sent_at: datetime | None = None
+    #: who acknowledged the alert's episode, as the item says (issue 20)
+    acknowledged_by: str | None = None
 
     @property
     def scope(self) -> str:
@@ -179,6 +193,31 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class SlackPost:
+    """A message the Slack notifier posted (chat.postMessage answered ok): top level, or a reply in a thread."""
+
+    ts: str
+    thread_ts: str | None
+
+
+@dataclass
+class SlackDelivery:
+    """One invocation of the Slack notifier (app mode) for one SNS message, and what it posted."""
+
+    message_id: str
+    body: dict[str, Any]
+    posts: list[SlackPost]
+    #: the invocation raised (Lambda retries it): why
+    failed: str | None = None
+    #: a retry of a delivery that failed, or SNS delivering the same message again
+    again: bool = False
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.body["items"])
+
+
+@dataclass(frozen=True)
 class Call:
     """One remediation request the HyperPod API received."""
 
@@ -198,8 +237,17 @@ class Pipeline:
     The runtime's boto3 clients are the process-wide ones (hyperpod_guard.aws_clients), as in a
     warm Lambda container; the hooks are registered on them once."""
 
-    def __init__(self, moto_url: str, setenv: Callable[[str, str], None], *, grouped: bool = False):
+    def __init__(self, moto_url: str, setenv: Callable[[str, str], None], *, grouped: bool = False,
+                 slack: SlackApiStandIn | None = None):
         self.moto_url = moto_url
+        #: app mode: the Slack Web API stand-in the notifier posts to (None: no Slack delivery)
+        self.slack = slack
+        self.channel = ""
+        self._resets = 0
+        #: app mode: SNS messages accepted and not yet delivered to Slack, and deliveries to retry
+        self.to_slack: list[tuple[str, dict[str, Any]]] = []
+        self.slack_retries: list[tuple[str, dict[str, Any]]] = []
+        self.slack_delivered: list[tuple[str, dict[str, Any]]] = []
         #: grouping on: flushes go to a work queue on moto and are kept in `flushes` with the time they are due
         self.grouped = grouped
         self.flushes = LocalFlushQueue()
@@ -239,12 +287,29 @@ class Pipeline:
                                            self.flushes)
         assert self.runtime.publisher.sns is aws_clients.client("sns"), "the hooks must be on the runtime's clients"
         assert self.runtime.reader.sagemaker is aws_clients.client("sagemaker"), "the hooks must be on the runtime's clients"
+        if self.slack is not None:
+            self._slack_app_mode()
         self.calls.clear()
         self.accepted.clear()
         self.published = 0
         self._refuse_publish = 0
         self.serve(state)
         self.push_rules(rules)
+
+    def _slack_app_mode(self) -> None:
+        """The notifier in app mode, posting to a channel of its own for this timeline."""
+        assert self.slack is not None
+        self._resets += 1
+        self.channel = f"C0MODEL{self._resets}"
+        boto3.client("secretsmanager").create_secret(Name="hyperpod-guard/slack-bot-token", SecretString=TOKEN)
+        for key, value in {"SLACK_MODE": "app", "SLACK_BOT_TOKEN_SECRET": "hyperpod-guard/slack-bot-token",
+                           "SLACK_CHANNELS": json.dumps({"default": self.channel}), "SLACK_API_URL": self.slack.url,
+                           "SLACK_MAX_ATTEMPTS": "4"}.items():
+            self.setenv(key, value)
+        self.slack.clear_faults()
+        self.to_slack.clear()
+        self.slack_retries.clear()
+        self.slack_delivered.clear()
 
     def serve(self, state: ClusterState) -> None:
         put_cluster(state.describe_cluster(), region=REGION, nodes=state.node_documents())
@@ -260,6 +325,64 @@ class Pipeline:
         silence = new_silence(until=until, comment=comment, author="model", now=now, **matchers)
         SilenceStore(self.runtime.ledger.table_name, self.runtime.ledger.dynamodb).add(silence)
         return silence.id
+
+    def acknowledge(self, fingerprint: str, node: str | None, first_seen: datetime, by: str, now: datetime,
+                    until: datetime | None) -> Acknowledgement:
+        """Someone clicks Acknowledge on the alert's message: what the Slack actions worker does in the ledger
+        (and, in app mode, on the alert's Slack messages: see show_acknowledged)."""
+        assert self.runtime is not None
+        return self.runtime.ledger.acknowledge(CLUSTER, fingerprint, node, first_seen, by, now, until)
+
+    def show_acknowledged(self, fingerprint: str, first_seen: datetime, by: str, now: datetime,
+                          until: datetime | None) -> str | None:
+        """App mode: the actions worker updates the episode's parent messages; None, or why it could not."""
+        from hyperpod_guard.notify.slack_app import SlackAppDeliveryError, app_api, mark_acknowledged
+        from hyperpod_guard.notify.slack_threads import ThreadStore
+        from hyperpod_guard.settings import SlackNotifierSettings
+
+        assert self.runtime is not None
+        threads = ThreadStore(self.runtime.ledger.dynamodb, self.runtime.ledger.table_name)
+        try:
+            api = app_api(SlackNotifierSettings.from_env().app, sleep=lambda _: None)
+            mark_acknowledged(api, threads, CLUSTER, fingerprint, first_seen, by, now, until)
+        except SlackAppDeliveryError as exc:
+            return f"the Slack update failed ({exc})"
+        return None
+
+    def parent_of(self, fingerprint: str) -> tuple[str, datetime | None] | None:
+        """App mode: the ts of the parent message the alert's thread pointer names, and its episode's first seen."""
+        from hyperpod_guard.notify.slack_threads import ThreadStore
+
+        assert self.runtime is not None
+        threads = ThreadStore(self.runtime.ledger.dynamodb, self.runtime.ledger.table_name)
+        thread = threads.thread(CLUSTER, fingerprint, "default")
+        return (thread.ts, thread.first_seen) if thread else None
+
+    def deliver_to_slack(self, *, again: tuple[str, dict[str, Any]] | None = None) -> list[SlackDelivery]:
+        """App mode: the notifier's invocations since the last call: first the retries of those that raised,
+        then each message SNS accepted, in order (`again`: SNS delivers this one once more)."""
+        from hyperpod_guard.handlers import slack_notifier
+
+        assert self.slack is not None
+        retries, self.slack_retries = self.slack_retries, []
+        fresh, self.to_slack = self.to_slack, []
+        work = [(m, True) for m in retries] + [(m, False) for m in fresh] + ([(again, True)] if again else [])
+        out: list[SlackDelivery] = []
+        for (message_id, body), repeated in work:
+            before = len(self.slack.calls)
+            event = {"Records": [{"Sns": {"MessageId": message_id, "Message": json.dumps(body)}}]}
+            failed: str | None = None
+            try:
+                slack_notifier.handler(event, LambdaContext(function_name="hyperpod-guard-slack-notifier"))
+            except Exception as exc:  # noqa: BLE001 - what Lambda does: the invocation is retried
+                failed = f"{type(exc).__name__}: {str(exc)[:100]}"
+                self.slack_retries.append((message_id, body))
+            else:
+                self.slack_delivered.append((message_id, body))
+            posts = [SlackPost(str(call.answer["ts"]), call.args.get("thread_ts") or None)
+                     for call in self.slack.calls[before:] if call.method == "chat.postMessage" and call.ok]
+            out.append(SlackDelivery(message_id, body, posts, failed, repeated))
+        return out
 
     def expire_silence(self, silence_id: str, now: datetime) -> None:
         assert self.runtime is not None
@@ -296,7 +419,7 @@ class Pipeline:
                     item["finding"].get("condition", ""), item["finding"].get("instance_group"),
                     item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""),
                     parse_timestamp(item.get("first_seen")), parse_timestamp(item.get("resolved_at")),
-                    item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")))
+                    item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")), item.get("acknowledged_by"))
                for body in self.accepted for item in body["items"]]
         self.accepted.clear()
         return out
@@ -339,8 +462,10 @@ class Pipeline:
                  "ResponseMetadata": {"HTTPStatusCode": 400}}
         return AWSResponse(params["url"], 400, {}, None), error
 
-    def _published(self, http_response: Any, **_: Any) -> None:
+    def _published(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         message, self._publishing = self._publishing, None
         if message is not None and http_response.status_code < 300:
             self.accepted.append(message)
             self.published += 1
+            if self.slack is not None:
+                self.to_slack.append((str(parsed["MessageId"]), message))

@@ -21,7 +21,7 @@ from .findings import Finding, FindingFields, Severity
 from .freshness import Report, ReportMark, advance, stale
 from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
-from .notify.message import FindingPayload, Notification, NotificationItem, next_step
+from .notify.message import ApprovalRef, FindingPayload, Notification, NotificationItem, next_step
 from .policies import REGISTRY
 from .routing import receivers_for
 from .rules import ClusterRules, Policies, Rules, Silence, glob_match
@@ -337,20 +337,23 @@ def build_notification(
     cluster: str, notified: list[tuple[Reason, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
     tags: Mapping[str, str] | None = None, rules: ClusterRules | None = None,
+    approvals: Mapping[str, ApprovalRef] | None = None,
 ) -> Notification:
     """notified: (reason, record) pairs; actions: remediation lines by fingerprint; tags: the
     cluster's, when they were read; rules: the cluster's (runbook links, routing to receivers;
-    None: neither, every item goes to the default receiver)."""
-    actions = actions or {}
+    None: neither, every item goes to the default receiver); approvals: the remediation actions
+    awaiting (or given) approval, by fingerprint."""
+    actions, approvals = actions or {}, approvals or {}
     ordered = sorted(notified, key=lambda pair: (pair[0] is Reason.RESOLVED, -pair[1].severity.rank, pair[1].policy))
-    items = tuple(_item(reason, record, tuple(actions.get(record.fingerprint, ())), rules)
+    items = tuple(_item(reason, record, tuple(actions.get(record.fingerprint, ())), rules,
+                        approvals.get(record.fingerprint))
                   for reason, record in ordered)
     return Notification(cluster=cluster, cluster_arn=cluster_arn, account=account_of(cluster_arn), region=region,
                         sent_at=now, items=items, tags=dict(tags) if tags is not None else None)
 
 
-def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...],
-          rules: ClusterRules | None) -> NotificationItem:
+def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...], rules: ClusterRules | None,
+          approval: ApprovalRef | None = None) -> NotificationItem:
     resolved = reason is Reason.RESOLVED
     settings = rules.policies.for_policy(record.policy) if rules is not None and record.policy in REGISTRY else None
     return NotificationItem(
@@ -361,6 +364,8 @@ def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...],
         runbook_url=settings.runbook_url if settings is not None else None,
         receivers=receivers_for(rules, policy=record.policy, severity=record.severity,
                                 instance_group=record.instance_group) if rules is not None else (),
+        acknowledged_by=record.acknowledged_by, acknowledged_at=record.acknowledged_at,
+        acknowledged_until=record.acknowledged_until, approval=None if resolved else approval,
     )
 
 

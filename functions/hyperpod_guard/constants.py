@@ -67,6 +67,31 @@ class Metric(StrEnum):
     SLACK_NOT_CONFIGURED = "SlackNotConfigured"
     SLACK_RECORD_FAILED = "SlackRecordFailed"
     SLACK_POSSIBLE_DUPLICATE = "SlackPossibleDuplicate"
+    # Slack app mode (notify/slack_app.py): helper A adds here
+    #: app mode: a parent message posted (an alert episode's first message to a receiver's channel)
+    SLACK_PARENTS_POSTED = "SlackParentsPosted"
+    #: app mode: replies in an alert's thread (repeats, escalations, remediation news, resolved)
+    SLACK_THREAD_REPLIES = "SlackThreadReplies"
+    #: app mode: parent messages updated to show their alerts' current state (chat.update)
+    SLACK_PARENTS_UPDATED = "SlackParentsUpdated"
+    #: app mode: a parent message was deleted (or cannot be updated): a new parent was posted instead
+    SLACK_PARENTS_GONE = "SlackParentsGone"
+    #: app mode: Slack answered 429 or `ratelimited`; the call was retried after Retry-After
+    SLACK_RATE_LIMITED = "SlackRateLimited"
+    # acknowledge and approvals in the core: helper B1 adds here
+    # the interactivity endpoint and the actions worker (chatops/): helper B2 adds here
+    #: the endpoint: interactions whose signature checked out and that were queued for the actions worker
+    CHATOPS_CLICKS = "ChatOpsClicks"
+    #: the endpoint: requests refused for their signature (missing, wrong, or a timestamp too old): 401
+    CHATOPS_SIGNATURES_REFUSED = "ChatOpsSignaturesRefused"
+    #: the endpoint: signed requests that are no interaction we know (another type, an unknown button): 400
+    CHATOPS_MALFORMED = "ChatOpsMalformedRequests"
+    #: the actions worker: clicks carried out (acknowledged, silenced, approved, rejected)
+    CHATOPS_DONE = "ChatOpsClicksDone"
+    #: the actions worker: clicks refused (not allowed, another workspace, the alert resolved, the approval expired)
+    CHATOPS_REFUSED = "ChatOpsClicksRefused"
+    #: the actions worker: clicks that failed (SQS delivers the message again, then its dead-letter queue keeps it)
+    CHATOPS_FAILED = "ChatOpsClicksFailed"
 
 
 class Dimension(StrEnum):
@@ -83,6 +108,9 @@ class Service(StrEnum):
     EVALUATOR = "evaluator"
     SWEEP = "sweep"
     SLACK_NOTIFIER = "slack-notifier"
+    # the interactivity endpoint and the actions worker: helper B2 adds here
+    SLACK_INTERACTIVITY = "slack-interactivity"
+    SLACK_ACTIONS = "slack-actions"
 
 
 # -- environment variables -------------------------------------------------------------------------
@@ -220,3 +248,38 @@ SLACK_MAX_ATTEMPTS: Var[int] = Var("SLACK_MAX_ATTEMPTS", _whole, "4", "a whole n
 IDEMPOTENCY_TTL: Var[int] = Var("IDEMPOTENCY_TTL", _whole, "86400", "a whole number of seconds")
 #: set by Lambda; the idempotency records' keys start with it (notify/delivery.py)
 FUNCTION_NAME: Var[str | None] = Var("AWS_LAMBDA_FUNCTION_NAME", _text)
+# Slack app mode: helper A adds its variables here
+
+
+def _slack_mode(raw: str) -> str:
+    if raw.lower() not in ("webhook", "app"):
+        raise ValueError
+    return raw.lower()
+
+
+def _channels(raw: str) -> dict[str, str]:
+    import json  # only when the variable is set
+
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
+        raise ValueError
+    return data
+
+
+#: "webhook" (incoming webhooks, the default) or "app" (a Slack app's bot token: threads, updates, buttons)
+SLACK_MODE: Var[str] = Var("SLACK_MODE", _slack_mode, "webhook", '"webhook" or "app"')
+#: app mode: name or ARN of the Secrets Manager secret holding the bot token (`xoxb-…`, or JSON {"token": …})
+SLACK_BOT_TOKEN_SECRET: Var[str | None] = Var("SLACK_BOT_TOKEN_SECRET", _text)
+#: app mode: receiver name -> channel id, a JSON object ({"default": "C0123", "ml-oncall": "C0456"})
+SLACK_CHANNELS: Var[dict[str, str]] = Var("SLACK_CHANNELS", _channels, "{}",
+                                          'a JSON object of receiver name -> channel id')
+#: app mode: the Web API's base URL (tests and the demo: the local stand-in, local/slack_api_standin.py)
+SLACK_API_URL: Var[str] = Var("SLACK_API_URL", _text, "https://slack.com/api/")
+# the interactivity endpoint and the actions worker: helper B2 adds its variables here
+#: name or ARN of the Secrets Manager secret holding the Slack app's signing secret (the endpoint's)
+SLACK_SIGNING_SECRET_SECRET: Var[str] = Var("SLACK_SIGNING_SECRET_SECRET", _text, required=True)
+#: the SQS queue the endpoint hands each interaction to, for the actions worker (handlers/slack_actions.py)
+SLACK_ACTIONS_QUEUE_URL: Var[str] = Var("SLACK_ACTIONS_QUEUE_URL", _text, required=True)

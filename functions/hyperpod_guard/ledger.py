@@ -6,6 +6,10 @@ knew, what this evaluation saw and the time, they return the new record and why 
 (first / repeat / escalated / resolved) or not. `ledger_store.LedgerStore` stores records in
 DynamoDB with conditional writes, so concurrent evaluations agree on exactly one notification.
 
+Acknowledged (someone said "I'm on it", `LedgerStore.acknowledge`, from Slack): no repeat is sent
+while the acknowledgement lasts (until its `acknowledged_until`, or until the episode ends when that
+is None); an escalation and the resolved still are. A new episode starts unacknowledged.
+
 Sending is at-least-once-safe without duplicates: a decision to notify is written first as
 an *owed* notification with a short claim (lease) by the invocation that will send it; the
 claimer confirms after SNS accepted the message (last_notified is set only then) or releases
@@ -20,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from .findings import Finding, FindingFields, Severity, shape_of
-from .timeutil import format_duration
+from .timeutil import format_duration, isoformat
 
 
 class AlertState(StrEnum):
@@ -84,12 +88,26 @@ class AlertRecord(FindingFields):
     claim_until: datetime | None = None
     #: the last transition, in words (shown in the demo and kept for audits)
     reason: str = ""
+    #: who acknowledged this episode (a Slack user id), when, and until when (None: until it resolves)
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_until: datetime | None = None
     #: optimistic concurrency: every write checks and increments it (0 = not stored yet)
     version: int = 0
 
     @property
     def open(self) -> bool:
         return self.state is not AlertState.RESOLVED or self.owed is not None
+
+    def acknowledged(self, now: datetime) -> bool:
+        """Someone acknowledged this episode and the acknowledgement still lasts at `now`."""
+        return self.acknowledged_by is not None and (self.acknowledged_until is None or self.acknowledged_until > now)
+
+    def acknowledgement(self, now: datetime) -> str:
+        """The acknowledgement in words: "acknowledged by U0123 12m ago; no repeats until resolved"."""
+        until = isoformat(self.acknowledged_until) if self.acknowledged_until else "resolved"
+        since = f" {_since(now, self.acknowledged_at)} ago" if self.acknowledged_at else ""
+        return f"acknowledged by {self.acknowledged_by}{since}; no repeats until {until}"
 
     def claimed_by_other(self, token: str, now: datetime) -> bool:
         return bool(self.claim_token and self.claim_token != token and self.claim_until and self.claim_until > now)
@@ -136,10 +154,18 @@ def _since(now: datetime, then: datetime) -> str:
 def _owed_or(record: AlertRecord, wanted: Reason | None, token: str, now: datetime) -> tuple[Reason | None, bool]:
     """What to send now: this evaluation's reason, else a notification still owed; nothing
     while another invocation holds the claim (it is sending). Returns (reason, busy)."""
-    reason = wanted or record.owed
+    reason = wanted or _still_owed(record, now)
     if reason is not None and record.claimed_by_other(token, now):
         return None, True
     return reason, False
+
+
+def _still_owed(record: AlertRecord, now: datetime) -> Reason | None:
+    """The notification the record owes, except a repeat of an episode acknowledged since it was
+    decided (left for a grouped message, or its send failed): nobody is to be reminded of it now."""
+    if record.owed is Reason.REPEAT and record.acknowledged(now):
+        return None
+    return record.owed
 
 
 def observe(
@@ -192,6 +218,8 @@ def _observe(
         wanted, why = Reason.FIRST, "firing: first notification"
     elif updated.notified_severity and severity.rank > updated.notified_severity.rank:
         wanted, why = Reason.ESCALATED, f"escalated from {updated.notified_severity.value} to {severity.value}"
+    elif updated.acknowledged(now):
+        why = updated.acknowledgement(now)
     elif now - updated.last_notified >= timing.repeat_interval:
         wanted, why = Reason.REPEAT, f"repeat: {_since(now, updated.last_notified)} since last notification"
     else:
@@ -207,6 +235,8 @@ def _with_notification(record: AlertRecord, wanted: Reason | None, why: str, tok
         return Decision(replace(record, owed=wanted or record.owed, reason=why), None, why)
     if notify and not wanted:
         why = f"re-sending owed {notify.value} notification"
+    elif record.owed and not notify:
+        why = f"{why}; owed {record.owed.value} dropped: {record.acknowledgement(now)}".lstrip("; ")
     return Decision(replace(record, owed=notify, reason=why), notify, why)
 
 
@@ -244,4 +274,5 @@ def carry(record: AlertRecord, now: datetime, *, token: str = "") -> Decision:
     if record.owed is None:
         return Decision(record, None, "unchanged", changed=False)
     decision = _with_notification(record, None, "", token, now)
-    return decision if decision.notify else replace(decision, changed=False)
+    dropped = decision.record.owed is None  # a repeat acknowledged since it was decided: written as not owed
+    return decision if decision.notify or dropped else replace(decision, changed=False)

@@ -12,9 +12,14 @@ Single-table layout (keys are strings):
 | silence       | `SILENCE`           | `SILENCE#<id>`                  | an ad-hoc silence (silences.py)       |
 | remediation   | `CLUSTER#<cluster>` | `REMEDIATION#`, `BUDGET`, `AUDIT#`, `NODEACTION#` | remediation/store.py |
 | group         | `CLUSTER#<cluster>` | `GROUP`                         | grouping.py                           |
+| Slack thread  | `CLUSTER#<cluster>` | `SLACKALERT#<fingerprint>#<receiver>` | its parent message (slack_threads.py) |
+| Slack message | `CLUSTER#<cluster>` | `SLACKMSG#<channel>#<ts>`       | what a parent shows (slack_threads.py)  |
+| approval      | `CLUSTER#<cluster>` | `APPROVAL#<fingerprint>`        | an action awaiting approval (approvals.py) |
 | backfill mark | `CLUSTER#<cluster>` | `BACKFILL`                      | Cluster Events read back (BackfillMark) |
 
-Every alert has a `version` for optimistic concurrency.
+Every alert has a `version` for optimistic concurrency. An acknowledgement (`acknowledge`, from Slack)
+is a conditional UpdateItem of the alert that increments it too, so an evaluation that read the alert
+before it re-reads instead of writing the acknowledgement away.
 
 GSI `open` (sparse, keys only): `open_pk = "OPEN"`, `open_sk = "<cluster>#<fingerprint>"`, present
 only while an alert is pending, firing or owes a notification: the sweep finds clusters with
@@ -83,7 +88,8 @@ MARK_RETENTION = timedelta(days=15)
 #: The IAM actions LedgerStore's calls need on the table (the stack grants exactly these; a test
 #: records the calls on moto and compares). TransactWriteItems has no action of its own: IAM
 #: authorises each item, Put as PutItem, Update as UpdateItem, ConditionCheck as ConditionCheckItem.
-#: GetItem: an event's report mark, a backfill mark; DeleteItem: moving an alert of the old layout (in a transaction).
+#: GetItem: an event's report mark, a backfill mark, `get` and `acknowledge`; UpdateItem: confirm/release, and
+#: `acknowledge`; DeleteItem: moving an alert of the old layout (in a transaction).
 TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 #: ... and on the `open` index (open_clusters, which only the sweep calls)
 OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
@@ -123,6 +129,19 @@ class LedgerReads:
 
     nodes: frozenset[str] | None = None
     mark: str | None = None
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What LedgerStore.acknowledge did: the alert as acknowledged (`record`), or why not (`refused`:
+    "the alert resolved at …", "a newer episode started at …", "no such alert", …)."""
+
+    record: AlertRecord | None
+    refused: str | None = None
+
+
+#: an acknowledgement that keeps losing to concurrent writes of the alert is tried this often
+_ACK_ATTEMPTS = 5
 
 
 class LedgerConflict(Exception):
@@ -193,6 +212,8 @@ def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
         "notified_severity": _s(record.notified_severity.value if record.notified_severity else None),
         "owed": _s(record.owed.value if record.owed else None), "claim_token": _s(record.claim_token),
         "claim_until": _t(record.claim_until), "reason": _s(record.reason), "version": {"N": str(record.version)},
+        "acknowledged_by": _s(record.acknowledged_by), "acknowledged_at": _t(record.acknowledged_at),
+        "acknowledged_until": _t(record.acknowledged_until),
     }
     if record.state is AlertState.RESOLVED:
         item["resolved_pk"] = {"S": "RESOLVED"}
@@ -225,7 +246,8 @@ def from_item(item: dict[str, Any]) -> AlertRecord:
         resolved_evidence=json.loads(evidence) if (evidence := _get(item, "resolved_evidence_json")) else None,
         notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
         claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",
-        version=int(_get(item, "version") or 0),
+        acknowledged_by=_get(item, "acknowledged_by"), acknowledged_at=when("acknowledged_at"),
+        acknowledged_until=when("acknowledged_until"), version=int(_get(item, "version") or 0),
     )
 
 
@@ -372,6 +394,50 @@ class LedgerStore:
                     "None", "ConditionalCheckFailed", "TransactionConflict"}:
                 raise LedgerConflict(str(exc)) from exc
             raise
+
+    def get(self, cluster: str, fingerprint: str, node: str | None) -> AlertRecord | None:
+        """One alert, by its key (a consistent GetItem); None when there is none."""
+        item = self.dynamodb.get_item(TableName=self.table_name, ConsistentRead=True,
+                                      Key=alert_key(cluster, fingerprint, node)).get("Item")
+        return from_item(item) if item else None
+
+    def acknowledge(self, cluster: str, fingerprint: str, node: str | None, first_seen: datetime, by: str,
+                    now: datetime, until: datetime | None) -> Acknowledgement:
+        """`by` (a Slack user id) acknowledges the episode of the alert that started at `first_seen`:
+        no repeats until `until` (None: until it resolves). Refused when there is no such alert, it
+        resolved, a newer episode started, or someone else's acknowledgement still lasts. The same user
+        acknowledging again succeeds and keeps the first acknowledgement (a click twice, a redelivery).
+
+        A conditional UpdateItem on the version read, the state (pending or firing) and the episode
+        (first_seen): an evaluation writing the alert meanwhile makes it read again and decide anew."""
+        for _ in range(_ACK_ATTEMPTS):
+            record = self.get(cluster, fingerprint, node)
+            refused = _ack_refusal(record, first_seen, by, now)
+            if refused is not None or record is None:
+                return Acknowledgement(None, refused or "no such alert")
+            if record.acknowledged(now) and record.acknowledged_by == by:
+                return Acknowledgement(record)
+            acknowledged = replace(record, acknowledged_by=by, acknowledged_at=now, acknowledged_until=until,
+                                   version=record.version + 1)
+            try:
+                self.dynamodb.update_item(
+                    TableName=self.table_name, Key=alert_key(cluster, fingerprint, node),
+                    UpdateExpression="SET acknowledged_by = :by, acknowledged_at = :at, "
+                                     "acknowledged_until = :until, #v = #v + :one",
+                    ConditionExpression="#v = :v AND #state IN (:pending, :firing) AND first_seen = :first_seen",
+                    ExpressionAttributeNames={"#v": "version", "#state": "state"},
+                    ExpressionAttributeValues={
+                        ":by": _s(by), ":at": _t(now), ":until": _t(until), ":one": {"N": "1"},
+                        ":v": {"N": str(record.version)}, ":pending": _s(AlertState.PENDING.value),
+                        ":firing": _s(AlertState.FIRING.value), ":first_seen": _t(record.first_seen),
+                    },
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue  # written meanwhile: read it again and judge anew
+            return Acknowledgement(acknowledged)
+        raise LedgerConflict(f"acknowledging {cluster}/{fingerprint}: {_ACK_ATTEMPTS} concurrent writes in a row")
 
     def report_marks(self, cluster: str) -> dict[str, ReportMark]:
         """Every report mark of the cluster, by key (one consistent Query): what the backfill checks the
@@ -606,6 +672,22 @@ class LedgerStore:
                     raise
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+
+def _ack_refusal(record: AlertRecord | None, first_seen: datetime, by: str, now: datetime) -> str | None:
+    """Why `by` may not acknowledge the episode of `record` that started at `first_seen`, or None."""
+    if record is None:
+        return "no such alert"
+    if record.first_seen > first_seen:
+        return f"a newer episode started at {isoformat(record.first_seen)}"
+    if record.first_seen != first_seen:
+        return f"no such episode (this alert's started at {isoformat(record.first_seen)})"
+    if record.state is AlertState.RESOLVED:
+        return f"the alert resolved at {isoformat(record.resolved_at)}" if record.resolved_at else "the alert resolved"
+    if record.acknowledged(now) and record.acknowledged_by != by:
+        return f"already acknowledged by {record.acknowledged_by} at {isoformat(record.acknowledged_at)}" \
+            if record.acknowledged_at else f"already acknowledged by {record.acknowledged_by}"
+    return None
 
 
 def _may_still_hold(current: dict[str, Any] | None, update: dict[str, Any]) -> bool:

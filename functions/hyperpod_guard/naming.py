@@ -32,5 +32,15 @@ def slack_receiver_secret_name(prefix: str, receiver: str) -> str:
     return f"{slack_receiver_secret_prefix(prefix)}{receiver}"
 
 
+def slack_bot_token_secret_name(prefix: str) -> str:
+    """Slack app mode: the secret holding the app's bot token (`xoxb-…`)."""
+    return f"{prefix}/slack-bot-token"
+
+
+def slack_signing_secret_name(prefix: str) -> str:
+    """Slack app mode: the secret holding the app's signing secret (the interactivity endpoint checks with it)."""
+    return f"{prefix}/slack-signing-secret"
+
+
 def rules_path(prefix: str = DEFAULT_PREFIX) -> str:
     return f"/{prefix}/rules"

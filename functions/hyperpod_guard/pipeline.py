@@ -202,8 +202,9 @@ def compose(committed: Committed, reports: Mapping[str, ActionReport], now: date
     if not notified:
         return None
     actions = {fp: list(done.lines) for fp, done in reports.items()}
+    approvals = {fp: done.approval for fp, done in reports.items() if done.approval is not None}
     return build_notification(committed.cluster, notified, now, region=region, cluster_arn=cluster_arn,
-                              actions=actions, tags=tags, rules=rules)
+                              actions=actions, tags=tags, rules=rules, approvals=approvals)
 
 
 def deliver(publisher: Publisher, store: Store, committed: Committed, notification: Notification | None,

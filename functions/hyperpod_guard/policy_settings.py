@@ -91,6 +91,14 @@ class Remediation(RulesModel):
 
     enabled: bool = False
     dry_run: bool = Field(default=True, description="Log, audit and report the exact request; send nothing.")
+    approval: Literal["none", "required"] = Field(
+        default="none", description="`required`: a real action (not a dry run) waits until one of `chatops.approvers` "
+        "approves it in Slack (app mode), then runs through the budgets and the audit, naming the approver.",
+    )
+    approval_expires: Duration = Field(
+        default=timedelta(hours=1), gt=timedelta(0),
+        description="How long a request for approval stands; after that a new one is asked for.",
+    )
 
 
 class NodeRemediation(Remediation):

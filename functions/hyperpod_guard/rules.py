@@ -304,6 +304,49 @@ class Routing(RulesModel):
         return any(route.match.tags for route in self.routes)
 
 
+# --- ChatOps: who may act on alerts from Slack (app mode) ------------------------------------------
+
+
+#: a Slack user id (U…, or W… in an Enterprise Grid) or a user-group id (S…)
+SLACK_PRINCIPAL_PATTERN = r"^[UWS][A-Z0-9]{2,20}$"
+SLACK_TEAM_PATTERN = r"^T[A-Z0-9]{2,20}$"
+
+
+def _slack_principal(value: str) -> str:
+    if re.fullmatch(SLACK_PRINCIPAL_PATTERN, value) is None:
+        raise ValueError(f"not a Slack user or user-group id: {value!r}; use a user id 'U0123ABCD' (or 'W0123ABCD'), "
+                         "from the person's profile (Copy member ID), or a user-group id 'S0123ABCD'")
+    return value
+
+
+def _slack_team(value: str) -> str:
+    if re.fullmatch(SLACK_TEAM_PATTERN, value) is None:
+        raise ValueError(f"not a Slack workspace (team) id: {value!r}; use 'T0123ABCD'")
+    return value
+
+
+SlackPrincipal = Annotated[str, AfterValidator(_slack_principal),
+                           WithJsonSchema({"type": "string", "pattern": SLACK_PRINCIPAL_PATTERN})]
+SlackTeam = Annotated[str, AfterValidator(_slack_team),
+                      WithJsonSchema({"type": "string", "pattern": SLACK_TEAM_PATTERN})]
+
+
+class ChatOps(RulesModel):
+    """Who may act on alerts from their Slack messages (app mode: Acknowledge, Silence, Approve / Reject)."""
+
+    approvers: tuple[SlackPrincipal, ...] = Field(
+        default=(), description="Who may approve or reject remediation configured `approval: required`: Slack user "
+        "ids (U…, W…) or user-group ids (S…). Empty: nobody can, and such actions never run.")
+    responders: tuple[SlackPrincipal, ...] = Field(
+        default=(), description="Who may acknowledge and silence alerts: Slack user or user-group ids. Empty: anyone "
+        "in the workspace.")
+    acknowledge_for: Duration | None = Field(
+        default=timedelta(hours=24), description="How long an acknowledgement stops repeats; null: until the alert "
+        "resolves. An escalation and the resolved are always sent.")
+    team_id: SlackTeam | None = Field(
+        default=None, description="The only Slack workspace (team id, T…) whose clicks count; null: any.")
+
+
 class Rules(RulesModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -320,6 +363,7 @@ class Rules(RulesModel):
     remediation_budget: RemediationBudget = Field(default_factory=RemediationBudget)
     grouping: Grouping = Field(default_factory=Grouping)
     routing: Routing = Field(default_factory=Routing)
+    chatops: ChatOps = Field(default_factory=ChatOps)
 
     @property
     def selects_by_tags(self) -> bool:
@@ -406,11 +450,14 @@ class RulesJsonSchema(GenerateJsonSchema):
     """The rules' JSON Schema with every default spelt as a rules file spells it: a field whose
     type has its own plain serializer (Duration: "15m") has its default written by it. pydantic
     does that only for serialization-mode schemas, and writes a timedelta default as ISO 8601
-    ("PT15M") otherwise, which the field's own pattern refuses."""
+    ("PT15M") otherwise, which the field's own pattern refuses. An optional one (`Duration | None`) too."""
 
     def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         default = super().get_default_value(schema)
-        serializer: Any = schema["schema"].get("serialization")
+        inner: Any = schema["schema"]
+        if inner.get("type") == "nullable" and default is not None:  # `Duration | None`: the Duration's serializer
+            inner = inner["schema"]
+        serializer: Any = inner.get("serialization")
         if default is NoDefault or not isinstance(serializer, dict) or serializer.get("type") != "function-plain" \
                 or serializer.get("info_arg"):
             return default

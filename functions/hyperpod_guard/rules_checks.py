@@ -10,6 +10,9 @@ Routing: a route that can never match, because an earlier route without `continu
 it would (an empty `match` shadows every route after it), is a warning. A receiver other than
 `default` needs its webhook secret (<prefix>/slack/NAME); the rules cannot know whether it exists,
 so `routing_notes` says which: notes, not warnings (`validate --strict` does not fail on them).
+
+ChatOps: a policy whose remediation says `approval: required` while `chatops.approvers` is empty never
+acts (nobody may approve): a warning at that policy's `approval`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import NamedTuple
 
 from . import naming
 from .constants import RULES_INVALID
-from .policies import POLICY_NAMES
-from .policy_settings import glob_match
-from .rules import RouteMatch, Routing, Rules, Silence
+from .policies import POLICY_NAMES, REGISTRY
+from .policy_settings import glob_match, remediation_of
+from .rules import Policies, RouteMatch, Routing, Rules, Silence, json_path
 from .timeutil import isoformat
 
 MATCHERS = ("cluster", "policy", "instance_group", "node")
@@ -99,9 +102,31 @@ def routing_notes(routing: Routing, prefix: str = naming.DEFAULT_PREFIX) -> list
             for name, path in first.items() if name != naming.DEFAULT_RECEIVER]
 
 
+def _approval_required(policies: Policies, path: tuple[int | str, ...]) -> list[str]:
+    """The JSON paths of the `approval` settings that say `required` among `policies` (at `path`)."""
+    found = []
+    for name in REGISTRY:
+        remediation = remediation_of(policies.for_policy(name))
+        if remediation is not None and remediation.approval == "required":
+            found.append(json_path((*path, name, "remediation", "approval")))
+    return found
+
+
+def approval_warnings(rules: Rules) -> list[RulesWarning]:
+    """Remediation that waits for an approval nobody may give: `chatops.approvers` is empty."""
+    if rules.chatops.approvers:
+        return []
+    paths = _approval_required(rules.policies, ("policies",))
+    for index, override in enumerate(rules.overrides):
+        paths += _approval_required(override.policies, ("overrides", index, "policies"))
+    return [RulesWarning(path, "approval is required but `chatops.approvers` is empty: nobody can approve, so this "
+                         "remediation never acts; name the Slack users or user groups who may (U…, W…, S…)")
+            for path in paths]
+
+
 def rules_warnings(rules: Rules, now: datetime, policy_names: Iterable[str] = SILENCEABLE) -> list[RulesWarning]:
     """Every warning about the rules at `now`, in document order."""
     names = tuple(policy_names)
     return [*(warning for index, silence in enumerate(rules.silences)
               for warning in silence_warnings(silence, f"$.silences[{index}]", now, names)),
-            *routing_warnings(rules.routing)]
+            *routing_warnings(rules.routing), *approval_warnings(rules)]

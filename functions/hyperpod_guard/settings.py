@@ -8,8 +8,10 @@ environment with `environment()`, so a default changed there changes the stack t
 | sweep          | `SweepSettings`: the evaluator's + `SWEEP_CONCURRENCY` | with the first run                       |
 |                | and `WorkQueueSettings` (`WORK_QUEUE_URL`)             | with the first run                       |
 | worker         | `EvaluatorSettings`                                    | with the first batch                     |
-| Slack notifier | `SlackNotifierSettings`                                | per invocation (a few lookups)           |
-| all four       | the Powertools variables (`constants.SERVICE_NAME`, ...) | at import (handlers/observability.py)  |
+| Slack notifier | `SlackNotifierSettings` (app mode: its `app`, `SlackAppSettings`) | per invocation (a few lookups) |
+| Slack endpoint | `SlackInteractivitySettings` (app mode only)           | per request                              |
+| Slack actions  | `SlackActionsSettings` (app mode only)                 | per batch                                |
+| all of them    | the Powertools variables (`constants.SERVICE_NAME`, ...) | at import (handlers/observability.py)  |
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from .constants import (
     RULES_PATH,
     RULES_REQUIRED,
     SILENCES_MAX_AGE,
+    SLACK_API_URL,
+    SLACK_BOT_TOKEN_SECRET,
+    SLACK_CHANNELS,
     SLACK_MAX_ATTEMPTS,
+    SLACK_MODE,
     SLACK_RECEIVER_SECRET_PREFIX,
     SLACK_SECRET_MAX_AGE,
     SLACK_TIMEOUT,
@@ -115,5 +121,68 @@ class SlackNotifierSettings(_Settings):
     max_attempts: int = _env(SLACK_MAX_ATTEMPTS)
     #: the ledger table, which also keeps Powertools' idempotency records
     table_name: str = _env(TABLE_NAME)
+    idempotency_ttl: int = _env(IDEMPOTENCY_TTL)
+    function_name: str | None = _env(FUNCTION_NAME)
+    #: "webhook" (the default) or "app": then the fields below, as `app` gives them. With their
+    #: variables' defaults, so that a model built by hand (webhook mode) need not name them
+    mode: str = field(default=SLACK_MODE.default_value, metadata={"var": SLACK_MODE})
+    bot_token_secret: str | None = field(default=None, metadata={"var": SLACK_BOT_TOKEN_SECRET})
+    channels: dict[str, str] = field(default_factory=lambda: SLACK_CHANNELS.default_value,
+                                     metadata={"var": SLACK_CHANNELS})
+    api_url: str = field(default=SLACK_API_URL.default_value, metadata={"var": SLACK_API_URL})
+
+    @property
+    def app(self) -> SlackAppSettings:
+        """What app mode needs of these (notify/slack_app.py)."""
+        return SlackAppSettings(self.mode, self.bot_token_secret, self.channels, self.api_url, self.timeout,
+                                self.max_attempts, self.table_name, self.secret_max_age)
+
+
+@dataclass(frozen=True)
+class SlackAppSettings(_Settings):
+    """Slack app mode (a bot token and the Web API: threads, updates, buttons): the notifier's
+    (SlackNotifierSettings.app), and whatever else posts as the app (the actions worker)."""
+
+    mode: str = _env(SLACK_MODE)
+    #: the Secrets Manager secret holding the bot token; None: not configured
+    bot_token_secret: str | None = _env(SLACK_BOT_TOKEN_SECRET)
+    #: receiver name -> channel id
+    channels: dict[str, str] = _env(SLACK_CHANNELS)  # noqa: RUF009 - a field() carrying its Var, no default
+    api_url: str = _env(SLACK_API_URL)
+    timeout: float = _env(SLACK_TIMEOUT)
+    max_attempts: int = _env(SLACK_MAX_ATTEMPTS)
+    #: the ledger table, which also keeps where each alert's thread is (notify/slack_threads.py)
+    table_name: str = _env(TABLE_NAME)
+    secret_max_age: int = _env(SLACK_SECRET_MAX_AGE)
+
+
+# -- ChatOps (chatops/): the interactivity endpoint and the actions worker ---------------------------------
+
+from .constants import SLACK_ACTIONS_QUEUE_URL, SLACK_SIGNING_SECRET_SECRET  # noqa: E402
+
+
+@dataclass(frozen=True)
+class SlackInteractivitySettings(_Settings):
+    """The interactivity endpoint (handlers/slack_interactivity.py): read at its first request."""
+
+    #: the Secrets Manager secret holding the Slack app's signing secret
+    signing_secret_secret: str = _env(SLACK_SIGNING_SECRET_SECRET)
+    #: where each believed click goes, for the actions worker
+    actions_queue_url: str = _env(SLACK_ACTIONS_QUEUE_URL)
+    #: seconds the signing secret stays cached in the container
+    secret_max_age: int = _env(SLACK_SECRET_MAX_AGE)
+
+
+@dataclass(frozen=True)
+class SlackActionsSettings(_Settings):
+    """The actions worker (handlers/slack_actions.py), beside SlackAppSettings (the Web API it answers with)."""
+
+    #: the ledger table: alerts, approvals, silences, the alerts' threads, and the clicks already carried out
+    table_name: str = _env(TABLE_NAME)
+    #: the rules (their `chatops` section: who may click what)
+    rules_path: str = _env(RULES_PATH)
+    rules_max_age: int = _env(RULES_MAX_AGE)
+    #: an approved remediation: the cluster is handed to the worker here (None: it runs at the next sweep)
+    work_queue_url: str | None = _env(WORK_QUEUE_URL)
     idempotency_ttl: int = _env(IDEMPOTENCY_TTL)
     function_name: str | None = _env(FUNCTION_NAME)

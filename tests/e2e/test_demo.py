@@ -24,7 +24,8 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
         assert scenario.name in page
     assert "NOT met" not in page
     slack = sorted((tmp_path / "slack" / "default").glob("*.json"))
-    sns = sorted((tmp_path / "sns").glob("*.json"))
+    every_sns = sorted((tmp_path / "sns").glob("*.json"))
+    sns = [p for p in every_sns if not p.name.endswith("-demo-chatops.json")]  # the last scenario's: app mode
     # every SNS message reached Slack exactly once (the outage one after recovery); the rolled-back group's
     # Degraded status is part of the rollback's alert, not a message of its own (one problem, one alert);
     # the grouped storm of 200 nodes is 2 messages (grouping, issue 17)
@@ -39,7 +40,7 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     # what Chatbot and email subscribers get: each SNS message's "https" and "email" per protocol
     chatbot = sorted((tmp_path / "chatbot").glob("*.json"))
     emails = sorted((tmp_path / "email").glob("*.txt"))
-    assert len(chatbot) == len(emails) == 9
+    assert len(chatbot) == len(emails) == len(every_sns) == 12
     for path in chatbot:
         validate_chatbot(json.loads(path.read_text()))
     for path in emails:
@@ -52,6 +53,15 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     assert {row["cluster"] for row in ledger} >= {s.cluster for s in demo.SCENARIOS}
     logs = (tmp_path / "lambda-logs.jsonl").read_text().splitlines()
     assert any('"alert decision"' in line for line in logs)
+    # Slack app mode (issue 20): the ChatOps scenario's three messages (first, the approved replacement, the
+    # resolved) became, in each channel, one parent (updated) and its thread: the acknowledgement, the approval
+    # and those messages' news; the refused click only its user saw
+    for receiver in ("default", demo.ONCALL):
+        (parent,) = json.loads((tmp_path / "slack-app" / f"{receiver}.json").read_text())
+        replies = [r["text"] for r in parent["replies"]]
+        assert parent["edits"] >= 2 and "*Resolved*" in json.dumps(parent["blocks"]), parent
+        assert len(replies) == 4 and replies[0].startswith("Acknowledged by maya") and "Approved by sam" in replies[1]
+    assert "Not done: only the approvers may approve" in page and "replaced i-" in page
 
 
 def _item(status: str, now: str = "Instance group p5-train is back to InService, 16/16 nodes") -> dict[str, object]:

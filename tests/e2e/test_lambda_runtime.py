@@ -137,12 +137,17 @@ class Synthesised:
 def synthesised() -> Synthesised:
     """The stack as `cdk synth` builds it (asset bundling skipped): each function's handler,
     timeout, memory and environment."""
+    return synthesise()
+
+
+def synthesise(**context: Any) -> Synthesised:
+    """The stack synthesised with `context` over cdk.json's (e.g. slackMode="app"): see `synthesised`."""
     import tempfile
 
     from tests.infra.conftest import make_stack  # jsii: ~4 s, once per module
 
     with tempfile.TemporaryDirectory() as outdir:
-        app, built = make_stack(Path(outdir))
+        app, built = make_stack(Path(outdir), **context)
         template = app.synth().get_stack_by_name(built.stack_name).template
     out = {}
     for resource in template["Resources"].values():

@@ -38,6 +38,7 @@ NAME_PROPERTY: dict[str, str | None] = {
     "AWS::Lambda::EventSourceMapping": None,  # its id is generated; deleted with the stack (the queue feeds it)
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Lambda::Permission": None,
+    "AWS::Lambda::Url": None,  # Slack app mode's endpoint: its URL is generated; deleted with its alias
     "AWS::Lambda::Version": None,  # numbered by Lambda; deleted with the stack, and when the next deploy replaces it
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::SNS::Subscription": None,

@@ -22,7 +22,8 @@ import pytest
 
 from .test_stack import ALL_OPTIONS, as_list, iam_statements, resources
 
-VARIANTS = {"default": {}, "all-options": ALL_OPTIONS, "without-slack": {"slack": False}}
+VARIANTS = {"default": {}, "all-options": ALL_OPTIONS, "without-slack": {"slack": False},
+            "slack-app": {**ALL_OPTIONS, "slackMode": "app", "slackChannels": "default=C0123ABCD"}}
 #: resource policies and where their statements are
 RESOURCE_POLICIES = {
     "AWS::KMS::Key": "KeyPolicy", "AWS::SQS::QueuePolicy": "PolicyDocument", "AWS::SNS::TopicPolicy": "PolicyDocument",
@@ -82,13 +83,24 @@ def test_resource_policies_allow_no_wildcard_action(variant: dict[str, Any]) -> 
 
 
 def test_lambda_permissions_name_their_source(variant: dict[str, Any]) -> None:
-    """Only EventBridge (from our rules) and SNS (from our topic) may invoke the functions."""
+    """Only EventBridge (from our rules) and SNS (from our topic) may invoke the functions; and, in Slack app
+    mode, anyone through the interactivity endpoint's Function URL only (Slack's signature is checked by the
+    handler before anything else: tests/integration/test_chatops.py), never the function directly."""
     permissions = [r["Properties"] for r in resources(variant, "AWS::Lambda::Permission").values()]
     assert permissions
+    urls = resources(variant, "AWS::Lambda::Url")
+    endpoint = {r["Properties"]["TargetFunctionArn"]["Fn::GetAtt"][0] for r in urls.values()}
     for permission in permissions:
+        if permission["Principal"] == "*":
+            url = (permission["Action"], permission.get("FunctionUrlAuthType"), permission.get("InvokedViaFunctionUrl"))
+            assert url in (("lambda:InvokeFunctionUrl", "NONE", None), ("lambda:InvokeFunction", None, True)), permission
+            alias = variant["Resources"][permission["FunctionName"]["Ref"]]["Properties"]
+            assert alias["FunctionName"]["Ref"] in endpoint and alias["Name"] == "live"
+            continue
         assert permission["Action"] == "lambda:InvokeFunction"
         assert permission["Principal"] in ("events.amazonaws.com", "sns.amazonaws.com")
         assert "SourceArn" in permission
+    assert len(endpoint) == len(urls) <= 1
 
 
 # --- roles ----------------------------------------------------------------------------------------

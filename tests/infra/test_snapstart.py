@@ -27,6 +27,7 @@ FUNCTIONS = {
     "default": {"evaluator", "sweep", "worker", "slack-notifier"},
     "all-options": {"evaluator", "sweep", "worker", "slack-notifier"},
     "without-slack": {"evaluator", "sweep", "worker"},
+    "slack-app": {"evaluator", "sweep", "worker", "slack-notifier", "slack-interactivity", "slack-actions"},
 }
 #: who invokes which function: (what, function); each must name the function's `live` alias
 WIRING = {
@@ -35,6 +36,9 @@ WIRING = {
     ("async invoke config", "evaluator"), ("event source mapping", "worker"),
     ("subscription", "slack-notifier"), ("permission sns.amazonaws.com", "slack-notifier"),
     ("async invoke config", "slack-notifier"),
+    # Slack app mode: the interactivity endpoint's Function URL (and its two public permissions), the actions queue
+    ("function url", "slack-interactivity"), ("permission *", "slack-interactivity"),
+    ("event source mapping", "slack-actions"),
 }
 REGION, ACCOUNT = "us-west-2", "123456789012"
 
@@ -114,11 +118,20 @@ def invocations(template: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     for config in resources(template, "AWS::Lambda::EventInvokeConfig").values():
         properties = config["Properties"]
         found.append(("async invoke config", *resolve.target(properties["FunctionName"], properties["Qualifier"])))
+    for url in resources(template, "AWS::Lambda::Url").values():
+        properties = url["Properties"]
+        found.append(("function url", *resolve.target(properties["TargetFunctionArn"], properties.get("Qualifier"))))
+    public: set[tuple[str, str, str | None]] = set()  # a Function URL's two: InvokeFunctionUrl, InvokeFunction
     for permission in resources(template, "AWS::Lambda::Permission").values():
         properties = permission["Properties"]
+        target = (f"permission {properties['Principal']}", *resolve.target(properties["FunctionName"]))
+        if properties["Principal"] == "*":
+            assert properties["Action"] in ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction"), properties
+            public.add(target)
+            continue
         assert properties["Action"] == "lambda:InvokeFunction", properties
-        found.append((f"permission {properties['Principal']}", *resolve.target(properties["FunctionName"])))
-    return found
+        found.append(target)
+    return found + sorted(public, key=str)
 
 
 def test_every_function_resumes_its_published_versions_from_a_snapshot(variant: tuple[str, dict[str, Any]]) -> None:

@@ -313,8 +313,9 @@ def test_show_prints_the_merged_rules(env):
     shown = json.loads(full.stdout)
     assert shown["policies"]["degraded-group"] == {"enabled": True, "severity": "info", "grace": "1m", "repeat_interval": "4h",
                                                    "notify_on_resolve": True, "runbook_url": None, "target_shortfall_ratio": 0.1, "scaling_grace": "1h",
-                                                   "remediation": {"enabled": False, "dry_run": True,
-                                                                   "action": "reboot", "after": "30m"}}
+                                                   "remediation": {"enabled": False, "dry_run": True, "approval": "none",
+                                                                   "approval_expires": "1h", "action": "reboot",
+                                                                   "after": "30m"}}
     assert shown["policies"]["taint-drift"]["grace"] == "15m"
 
 

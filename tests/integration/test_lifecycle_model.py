@@ -33,6 +33,14 @@ Steps (Hypothesis rules, drawn in any order):
 - add_silence(scope, minutes), remove_silences: silences of the rules (a rules push);
 - add_adhoc_silence(scope, minutes), expire_adhoc_silences: ad-hoc silences in the ledger table (issue 16),
   as `hyperpod-guard silence add` / `silence expire` make them; expiring one ends it now;
+- acknowledge(node, minutes): someone clicks Acknowledge on the open alert of that node (issue 20): the
+  Slack actions worker's LedgerStore.acknowledge, for 30m, 5h or 1d, or until resolved (None);
+- app case only (Slack app mode, issue 20): every message SNS accepted goes to the Slack notifier in app mode,
+  posting to a local Slack Web API; slack_rate_limited(times, how) (the next calls answered HTTP 429 with
+  Retry-After, or `ratelimited`: retried within the invocation), slack_outage (the next calls fail: the
+  invocation raises and Lambda retries it before the next step's deliveries), delete_parent(node) (someone
+  deletes the alert's parent message), redeliver_sns (SNS delivers the last message to the notifier again);
+  acknowledge also updates the alert's parent messages, as the actions worker does;
 - grouped case only (grouping on, issue 17): every flush message of the work queue is delivered when it is due
   as the clock passes it; redeliver_flush (SQS delivers at least once), lose_flush (a message that failed
   for good), refuse_next_flush (SNS refuses the flush's Publish: the worker raises, SQS delivers it again
@@ -86,6 +94,18 @@ I8 grouping (the `grouped` case): alerts go out only in grouped messages (a flus
 I9 what a message says (issue 18): every item's first seen <= resolved <= the message's sent_at; a resolved
    item says when it cleared and what was true then (its evidence is what an evaluation at that moment read:
    the group's status and count, the node's status), never the firing evidence again.
+I10 acknowledged (issue 20): no "repeat" is sent for an acknowledged episode while the acknowledgement lasts
+   (until its end, or until the episode resolves); an acknowledgement never outlives its episode: the next
+   episode's "first" is sent (I1's liveness) and says nobody acknowledged it. An escalation and the resolved
+   are still sent (I2).
+I11 Slack app mode (the `app` case, issue 20), per SNS message delivered to the notifier: exactly once: all
+   its deliveries together (retries, redeliveries) post at most one Slack message per item, and a
+   redelivery of a message already delivered posts nothing; threads: delivered in order (no earlier message
+   about the alert still waiting for Lambda's retry), a "first" is a new top-level message (the episode's
+   parent) and every later item of the episode a reply in its parent's thread, or, when someone deleted the
+   parent, a new top-level message that becomes the parent; the parent shows the episode's state: not
+   resolved while the model has it open, resolved once its resolved was delivered, acknowledged (with who)
+   while an acknowledgement lasts. At the end every parent still in the channel shows its episode resolved.
 
 A failure prints the invariant, the step, and the timeline: each step with the clock (h:mm after T0), what
 SNS accepted (reason, policy/condition, scope, remediation lines) and the remediation calls made.
@@ -102,7 +122,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
@@ -115,7 +136,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
 from hyperpod_guard.grouping import OVERDUE, FlushGroup
-from hyperpod_guard.timeutil import isoformat
+from hyperpod_guard.local.slack_api_standin import SlackApiStandIn
+from hyperpod_guard.notify import delivery
+from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.lifecycle_model import (
     CLUSTER, GROUP, NODE_NAMES, NODES, TARGET, Call, ClusterState, Pipeline, Sent, cluster_event, node_health_event,
     short, state_change_event,
@@ -221,6 +244,8 @@ class Episode:
     opened: datetime
     last_page: datetime
     last_action_report: datetime | None
+    #: the episode's first seen, as its message says (a Slack button carries it to LedgerStore.acknowledge)
+    first_seen: datetime | None = None
 
 
 @dataclass
@@ -257,6 +282,28 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.history: list[Delivered] = []
         self.events = 0
         self.open: dict[str, Episode] = {}
+        #: acknowledgements that held, by fingerprint: the episode's first seen and until when (None: resolved)
+        self.acks: dict[str, tuple[datetime, datetime | None]] = {}
+        #: Slack app mode: the notifier posts to the local Web API (I11)
+        self.app = pipeline.slack is not None
+        #: app mode: the parent message of each alert's current episode (ts, first seen), every parent ever
+        #: posted (ts -> fingerprint, first seen), those someone deleted, and the alerts whose acknowledgement
+        #: the parents show
+        self.parents: dict[str, tuple[str, datetime | None]] = {}
+        self.all_parents: dict[str, tuple[str, datetime | None]] = {}
+        self.deleted: set[str] = set()
+        self.shown_acks: set[str] = set()
+        #: app mode: Slack messages posted per SNS message id; fingerprints with a message awaiting Lambda's retry
+        self.slack_posts: dict[str, int] = defaultdict(int)
+        self.slack_ok: set[str] = set()
+        #: app mode: the order SNS accepted messages in; per fingerprint, its messages waiting for Lambda's
+        #: retry; the messages delivered after a later one about the same alert (out of order)
+        self.slack_seq: dict[str, int] = {}
+        self.slack_pending: dict[str, set[str]] = defaultdict(set)
+        self.slack_overtaken: set[str] = set()
+        #: app mode: the reason of the last item delivered per fingerprint (and its episode's first seen)
+        self.slack_last: dict[str, tuple[str, datetime | None]] = {}
+        self.slack_nodes: dict[str, str | None] = {}
         self.accepted: dict[str, set[datetime]] = defaultdict(set)
         self.last_call: dict[str, tuple[int, datetime]] = {}
         self.failure_reads: dict[str, list[int]] = {name: [] for name in NODES}
@@ -281,6 +328,7 @@ class AlertLifecycle(RuleBasedStateMachine):
             + ("remediation reboot (dry_run false)" if self.remediation else "no remediation")
             + (f"; grouping: group_wait {int(GROUP_WAIT.total_seconds())}s, group_interval {span(GROUP_INTERVAL)}"
                if self.grouped else "")
+            + ("; Slack app mode (threads, updates)" if self.app else "")
             + "; NodeRecovery None; every node Running, group InService 4/4")
 
     @rule(node=nodes, status=health, lag=st.sampled_from([0, 10, 60, 300]), sns_refuses=st.booleans())
@@ -454,6 +502,181 @@ class AlertLifecycle(RuleBasedStateMachine):
                 self.silences[index] = Silence(silence.target, silence.matchers, self.now, silence.adhoc)
         self._step("silence expire: every ad-hoc silence")
 
+    @precondition(lambda self: any(e.node for e in self.open.values()))
+    @rule(node=nodes, minutes=st.sampled_from([None, 30, 300, 1440]))
+    def acknowledge(self, node: str, minutes: int | None) -> None:
+        """Someone clicks Acknowledge on the open alerts of `node` (of its episode as its message says)."""
+        until = self.now + timedelta(minutes=minutes) if minutes is not None else None
+        episodes = {fp: e for fp, e in self.open.items() if e.node == NODES[node] and e.first_seen is not None}
+        notes: list[str] = []
+        for fingerprint, episode in sorted(episodes.items()):
+            assert episode.first_seen is not None
+            done = self.pipeline.acknowledge(fingerprint, episode.node, episode.first_seen, "U0MODEL", self.now, until)
+            held = self.acks.get(fingerprint)
+            if done.refused is None and (held is None or held[0] != episode.first_seen
+                                         or (held[1] is not None and held[1] <= self.now)):
+                self.acks[fingerprint] = (episode.first_seen, until)  # the same person again keeps the first
+            shown = ""
+            if self.app and done.refused is None:
+                failed = self.pipeline.show_acknowledged(fingerprint, episode.first_seen, "U0MODEL", self.now, until)
+                if failed is None:
+                    self.shown_acks.add(fingerprint)
+                else:
+                    self.shown_acks.discard(fingerprint)
+                shown = f"; Slack: {failed or 'parent updated'}"
+            notes.append(f"{episode.alert}: {done.refused or 'acknowledged'}{shown}")
+        self._step(f"acknowledge {node} {'until resolved' if until is None else f'until {clock(until)}'}"
+                   + (f" ({'; '.join(notes)})" if notes else " (no open alert with a node of it)"))
+
+    # --- Slack app mode ----------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.app)
+    @rule(times=st.integers(min_value=1, max_value=3), how=st.sampled_from(["429", "ratelimited"]))
+    def slack_rate_limited(self, times: int, how: str) -> None:
+        """Slack answers the next calls rate limited (fewer than the notifier's attempts: it gets through)."""
+        assert self.pipeline.slack is not None
+        self.pipeline.slack.rate_limit(times, retry_after=1, how=how)
+        self._step(f"Slack: the next {times} call(s) answered {how}")
+
+    @precondition(lambda self: self.app)
+    @rule()
+    def slack_outage(self) -> None:
+        """Slack fails the next calls (500): the deliveries that meet them raise, and Lambda retries them."""
+        assert self.pipeline.slack is not None
+        self.pipeline.slack.fail("internal_error", times=8, status=500)
+        self._step("Slack: outage (the next 8 calls answered 500)")
+
+    @precondition(lambda self: self.app and bool(self.parents))
+    @rule(node=nodes)
+    def delete_parent(self, node: str) -> None:
+        """Someone deletes the parent message of the node's alert (its current episode)."""
+        assert self.pipeline.slack is not None
+        gone = [(fp, ts) for fp, (ts, _) in sorted(self.parents.items())
+                if self.all_parents.get(ts, ("", None))[0] == fp and self._node_of(fp) == NODES[node]
+                and ts not in self.deleted]
+        for _, ts in gone:
+            self.pipeline.slack.delete(self.pipeline.channel, ts)
+            self.deleted.add(ts)
+        self._step(f"Slack: someone deletes the parent of {node}'s alert" + ("" if gone else " (none posted)"))
+
+    @precondition(lambda self: self.app and bool(self.pipeline.slack_delivered))
+    @rule()
+    def redeliver_sns(self) -> None:
+        """SNS delivers the last message the notifier got once more (at least once)."""
+        self._step("SNS delivers its last message to the Slack notifier again")
+        self._deliver_slack(again=self.pipeline.slack_delivered[-1])
+
+    def _node_of(self, fingerprint: str) -> str | None:
+        return self.slack_nodes.get(fingerprint)
+
+    def _deliver_slack(self, again: tuple[str, dict[str, Any]] | None = None) -> None:
+        """App mode: the notifier's invocations owed now, each checked (I11)."""
+        for delivery in self.pipeline.deliver_to_slack(again=again):
+            self._check_slack_delivery(delivery)
+        if not any(self.slack_pending.values()):
+            self._check_parents()
+
+    def _check_slack_delivery(self, d: Any) -> None:
+        """I11, one invocation of the notifier."""
+        items = d.items
+        fingerprints = [item["finding"]["fingerprint"] for item in items]
+        self.slack_nodes.update((item["finding"]["fingerprint"], item["finding"].get("node")) for item in items)
+        seq = self.slack_seq.setdefault(d.message_id, len(self.slack_seq))
+        delivered_before = d.message_id in self.slack_ok
+        posted = ", ".join(f"{'reply in ' + p.thread_ts if p.thread_ts else 'top-level'} {p.ts}" for p in d.posts)
+        label = "; ".join(f"{item['reason']} {short(item['finding'].get('node') or item['finding'].get('instance_group') or '')}"
+                          for item in items)
+        self.timeline.append(f"{'':16}SLACK{' (again)' if d.again else ''} [{label}] -> "
+                             + (f"FAILED ({d.failed}); Lambda retries" if d.failed else posted or "nothing posted"))
+        self.slack_posts[d.message_id] += len(d.posts)
+        if self.slack_posts[d.message_id] > len(items):
+            raise InvariantBroken(self._explain(
+                "I11 (Slack: exactly once)", f"SNS message {d.message_id} ({label}) made "
+                f"{self.slack_posts[d.message_id]} Slack posts for {len(items)} item(s)"))
+        if delivered_before and d.posts:
+            raise InvariantBroken(self._explain(
+                "I11 (Slack: exactly once)", f"a redelivery of SNS message {d.message_id} ({label}) posted again"))
+        if delivered_before:
+            return
+        if d.failed:
+            for fp in fingerprints:
+                self.slack_pending[fp].add(d.message_id)
+            return
+        self.slack_ok.add(d.message_id)
+        for post in d.posts:  # every top-level message is some episode's parent: at the end it shows it resolved
+            if post.thread_ts is None:
+                self.all_parents[post.ts] = (fingerprints[0], parse_timestamp(items[0].get("first_seen")))
+        # in order: nothing about the alert that SNS accepted earlier still waits for Lambda's retry, and nothing
+        # accepted later was delivered while this one waited
+        in_order = d.message_id not in self.slack_overtaken
+        for fp in fingerprints:
+            self.slack_pending[fp].discard(d.message_id)
+            earlier = {m for m in self.slack_pending[fp] if self.slack_seq[m] < seq}
+            in_order = in_order and not earlier
+            self.slack_overtaken |= earlier
+        if not in_order or len(items) != 1:
+            return
+        (item,) = items
+        fp, reason = item["finding"]["fingerprint"], item["reason"]
+        first_seen = parse_timestamp(item.get("first_seen"))
+        self.slack_last[fp] = (reason, first_seen)
+        if len(d.posts) != 1:
+            raise InvariantBroken(self._explain(
+                "I11 (Slack: exactly once)", f"{reason} for {fp[:8]} delivered in order made {len(d.posts)} posts"))
+        (post,) = d.posts
+        parent = self.parents.get(fp)
+        live = parent is not None and parent[1] == first_seen and parent[0] not in self.deleted
+        if reason == "first" or not live:
+            if post.thread_ts is not None:
+                raise InvariantBroken(self._explain(
+                    "I11 (Slack: a first, or news of an episode without a live parent, is a new top-level message)",
+                    f"{reason} for {fp[:8]} was posted in thread {post.thread_ts}"))
+            self.parents[fp] = (post.ts, first_seen)
+            self.all_parents[post.ts] = (fp, first_seen)
+            self.shown_acks.discard(fp)
+        elif post.thread_ts != parent[0]:  # type: ignore[index]
+            raise InvariantBroken(self._explain(
+                "I11 (Slack: an episode's news is a reply in its parent's thread)",
+                f"{reason} for {fp[:8]} was posted {'in thread ' + post.thread_ts if post.thread_ts else 'top-level'}, "
+                f"its parent is {parent[0]}"))  # type: ignore[index]
+
+    def _parent_text(self, ts: str) -> str | None:
+        assert self.pipeline.slack is not None
+        message = self.pipeline.slack.message(self.pipeline.channel, ts)
+        return None if message is None or message.deleted else " ".join(message.block_texts)
+
+    def _check_parents(self, *, end: bool = False) -> None:
+        """I11: each episode's parent shows its state (nothing waits for Lambda's retry)."""
+        for fp, (ts, first_seen) in self.parents.items():
+            text = self._parent_text(ts)
+            if text is None:
+                continue
+            resolved = "*Resolved*" in text
+            episode = self.open.get(fp)
+            is_open = episode is not None and episode.first_seen == first_seen
+            if is_open and resolved:
+                raise InvariantBroken(self._explain(
+                    "I11 (Slack: the parent shows the episode's state)", f"parent {ts} of open {episode.alert} "  # type: ignore[union-attr]
+                    "shows it resolved"))
+            last = self.slack_last.get(fp)
+            if not is_open and last == ("resolved", first_seen) and not resolved:
+                raise InvariantBroken(self._explain(
+                    "I11 (Slack: the parent shows the episode's state)",
+                    f"parent {ts} of {fp[:8]} does not show it resolved; its resolved was delivered"))
+            ack = self.acks.get(fp)
+            if (is_open and fp in self.shown_acks and ack is not None and ack[0] == first_seen
+                    and (ack[1] is None or ack[1] > self.now) and "*Acknowledged*" not in text):
+                raise InvariantBroken(self._explain(
+                    "I11 (Slack: the parent shows the acknowledgement)", f"parent {ts} of {episode.alert} "  # type: ignore[union-attr]
+                    "does not say it is acknowledged"))
+        if end:
+            for ts, (fp, _) in self.all_parents.items():
+                text = self._parent_text(ts)
+                if text is not None and "*Resolved*" not in text:
+                    raise InvariantBroken(self._explain(
+                        "I11 (Slack: at the end every parent shows its episode resolved)",
+                        f"parent {ts} of {fp[:8]} does not: {text[:160]!r}"))
+
     def teardown(self) -> None:
         if not self.started or self.broken:
             return
@@ -478,6 +701,12 @@ class AlertLifecycle(RuleBasedStateMachine):
             self._sweep("end: sweep (lost flushes overdue)")
             self._pass(GROUP_WAIT + GROUP_INTERVAL + VISIBILITY_TIMEOUT)
             self._step("end: every flush delivered")
+        if self.app:  # the outage is over; Lambda's retries get through
+            assert self.pipeline.slack is not None
+            self.pipeline.slack.clear_faults()
+            self._step("end: Slack answers again")
+            self._deliver_slack()
+            self._check_parents(end=True)
         delivered = self.pipeline.drain()
         assert len(delivered) == self.pipeline.published, (
             f"harness: SNS accepted {self.pipeline.published} messages, its SQS subscription got {len(delivered)}")
@@ -601,6 +830,8 @@ class AlertLifecycle(RuleBasedStateMachine):
         if self.grouped:
             self._check_grouping(sent, flush=flush)
         self._check(sent, calls, stale=stale, liveness=swept and not outcome.failed)
+        if self.app:
+            self._deliver_slack()
         self.broken = False
         return outcome.failed
 
@@ -677,6 +908,23 @@ class AlertLifecycle(RuleBasedStateMachine):
                 f"resolved for {item.alert} says {shown} ({evidence['summary']!r}), but what was served at "
                 f"{clock(item.resolved_at)} was {[(g, c, n) for g, c, n in read] or 'nothing'}"))
 
+    def _check_acknowledged(self, sent: list[Sent], now: datetime) -> None:
+        """I10: no repeat while an acknowledgement of the episode lasts; a new episode starts unacknowledged."""
+        for item in sent:
+            ack = self.acks.get(item.fingerprint)
+            if item.reason == "first" and item.acknowledged_by is not None:
+                raise InvariantBroken(self._explain(
+                    "I10 (an acknowledgement never outlives its episode)",
+                    f"first for {item.alert} says it was acknowledged by {item.acknowledged_by}"))
+            if item.reason != "repeat" or ack is None:
+                continue
+            first_seen, until = ack
+            if item.first_seen == first_seen and (until is None or now < until):
+                raise InvariantBroken(self._explain(
+                    "I10 (no repeat while acknowledged)",
+                    f"repeat for {item.alert}, acknowledged "
+                    + ("until resolved" if until is None else f"until {clock(until)}")))
+
     def _check(self, sent: list[Sent], calls: list[Call], *, stale: str | None, liveness: bool) -> None:
         now = self.now
         for item in sent:
@@ -710,6 +958,8 @@ class AlertLifecycle(RuleBasedStateMachine):
                 raise InvariantBroken(self._explain(
                     "I3 (nothing is sent for a silenced alert)", f"{item.reason} for {item.alert} under the {silence}"))
 
+        self._check_acknowledged(sent, now)
+
         for item in sent:
             self._check_message_content(item)
             episode = self.open.get(item.fingerprint)
@@ -719,13 +969,14 @@ class AlertLifecycle(RuleBasedStateMachine):
                         "I4 (firing never follows firing)",
                         f"first for {item.alert}, paged at {clock(episode.opened)} and never resolved since"))
                 self.open[item.fingerprint] = Episode(item.alert, item.instance_group, item.node, now, now,
-                                                      now if item.reports_action else None)
+                                                      now if item.reports_action else None, item.first_seen)
             elif item.reason == "resolved":
                 if episode is None:
                     raise InvariantBroken(self._explain(
                         "I2 (exactly one resolved per notified firing)",
                         f"resolved for {item.alert}, which is not open (never paged, or resolved already)"))
                 del self.open[item.fingerprint]
+                self.acks.pop(item.fingerprint, None)  # the episode is over: so is its acknowledgement
             elif episode is None:
                 raise InvariantBroken(self._explain(
                     "I4 (firing never follows firing)", f"{item.reason} for {item.alert}, which is not open"))
@@ -809,17 +1060,32 @@ class AlertLifecycle(RuleBasedStateMachine):
                 + "; ".join(f"{e.alert} (paged {clock(e.opened)})" for e in open_group)))
 
 
-@pytest.mark.parametrize(("remediation", "grouped"), [(True, False), (False, False), (True, True)],
-                         ids=["remediation", "no-remediation", "grouped"])
-def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool, grouped: bool) -> None:
+@contextmanager
+def slack_app(monkeypatch: pytest.MonkeyPatch, app: bool) -> Iterator[SlackApiStandIn | None]:
+    """App mode: the local Slack Web API, and no real waiting for its Retry-After."""
+    if not app:
+        yield None
+        return
+    monkeypatch.setattr(delivery, "sleep", lambda _seconds: None)
+    with SlackApiStandIn() as standin:
+        yield standin
+
+
+@pytest.mark.parametrize(("remediation", "grouped", "app"),
+                         [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
+                         ids=["remediation", "no-remediation", "grouped", "app"])
+def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool, grouped: bool,
+                               app: bool) -> None:
     """Without remediation too: Hypothesis stops looking 10s after its first failure, and the alerting
-    invariants deserve a search of their own. `grouped`: grouping on (issue 17), with remediation."""
+    invariants deserve a search of their own. `grouped`: grouping on (issue 17), with remediation. `app`:
+    every message also goes through the Slack notifier in app mode (issue 20), with remediation."""
     from hypothesis.internal.conjecture import engine
 
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)  # documented as monkeypatchable
-    pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped)
-    factory = cast("type[RuleBasedStateMachine]", lambda: AlertLifecycle(pipeline, remediation))  # any callable works
-    run_state_machine_as_test(factory, settings=BUDGET)
+    with slack_app(monkeypatch, app) as slack:
+        pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped, slack=slack)
+        factory = cast("type[RuleBasedStateMachine]", lambda: AlertLifecycle(pipeline, remediation))  # any callable
+        run_state_machine_as_test(factory, settings=BUDGET)
 
 
 #: Timelines written as Hypothesis prints a falsifying example, replayed on every run: issue 14's items, and
@@ -847,6 +1113,15 @@ TIMELINES: list[Any] = [
                                    m.node_health("n1", "Unhealthy"), m.expire_adhoc_silences(), m.sweep(),
                                    m.flip_node("n1"), m.node_health("n1", "Healthy"), m.sweep()),
                  id="adhoc-silence-mutes-then-expire-pages-and-resolves"),
+    # issue 20: acknowledged until resolved, no repeat; the next episode starts unacknowledged and repeats again
+    pytest.param(False, lambda m: (m.flip_node("n1"), m.sweep(), m.acknowledge("n1", None), m.advance(241), m.sweep(),
+                                   m.flip_node("n1"), m.sweep(), m.flip_node("n1"), m.sweep(), m.advance(241),
+                                   m.sweep()),
+                 id="acknowledged-until-resolved-then-a-new-episode-repeats"),
+    pytest.param(True, lambda m: (m.node_health("n1", "Unhealthy"), m.acknowledge("n1", 300), m.advance(241),
+                                  m.node_health("n1", "Unhealthy"), m.advance(61), m.node_health("n1", "Unhealthy"),
+                                  m.node_health("n1", "Healthy")),
+                 id="acknowledged-for-5h-repeats-once-it-ends"),
     pytest.param(True, lambda m: (m.flip_node("n1"), m.sweep(), m.add_adhoc_silence("policy unhealthy-node", 30),
                                   m.flip_node("n1"), m.sweep(), m.flip_node("n1"), m.cluster_trigger("state change"),
                                   m.advance(31), m.sweep()),
@@ -892,3 +1167,28 @@ def test_known_timeline_grouped(aws: str, monkeypatch: pytest.MonkeyPatch, remed
     machine.setup(node_grace=0)
     timeline(machine)
     machine.teardown()
+
+
+#: Slack app mode (issue 20): threads, updates, rate limits, a deleted parent, an outage retried by Lambda
+APP_TIMELINES: list[Any] = [
+    pytest.param(lambda m: (m.node_health("n1", "Unhealthy"), m.slack_rate_limited(2, "429"), m.advance(241),
+                            m.node_health("n1", "Unhealthy"), m.slack_rate_limited(1, "ratelimited"),
+                            m.node_health("n1", "Healthy")),
+                 id="app-first-repeat-resolved-in-one-thread-through-rate-limits"),
+    pytest.param(lambda m: (m.node_health("n1", "Unhealthy"), m.acknowledge("n1", None), m.delete_parent("n1"),
+                            m.node_health("n1", "Healthy"), m.redeliver_sns()),
+                 id="app-acknowledged-parent-deleted-resolved-in-a-new-parent"),
+    pytest.param(lambda m: (m.slack_outage(), m.node_health("n1", "Unhealthy"), m.node_health("n1", "Healthy"),
+                            m.node_health("n1", "Unhealthy")),
+                 id="app-outage-messages-retried-out-of-order"),
+]
+
+
+@pytest.mark.parametrize("timeline", APP_TIMELINES)
+def test_known_timeline_app(aws: str, monkeypatch: pytest.MonkeyPatch,
+                            timeline: Callable[[AlertLifecycle], object]) -> None:
+    with slack_app(monkeypatch, True) as slack:
+        machine = AlertLifecycle(Pipeline(aws, monkeypatch.setenv, slack=slack), remediation=True)
+        machine.setup(node_grace=0)
+        timeline(machine)
+        machine.teardown()

@@ -21,6 +21,8 @@ SERVICE_MODULES = {
     Service.EVALUATOR: ("handlers/evaluator.py", "handlers/observability.py"),
     Service.SWEEP: ("handlers/sweep.py", "handlers/observability.py"),
     Service.SLACK_NOTIFIER: ("handlers/slack_notifier.py", "notify/delivery.py"),
+    Service.SLACK_INTERACTIVITY: ("handlers/slack_interactivity.py",),
+    Service.SLACK_ACTIONS: ("handlers/slack_actions.py",),
 }
 #: where a metric name may be a variable: the helper that the handlers call with a Metric
 PASS_THROUGH = {("handlers/observability.py", "count")}

@@ -10,7 +10,9 @@ every other receiver got its part, so Lambda retries (posting only to the receiv
 in the end, the on-failure destination keeps the message.
 
 Environment: settings.SlackNotifierSettings (SLACK_WEBHOOK_SECRET, SLACK_RECEIVER_SECRET_PREFIX,
-SLACK_SECRET_MAX_AGE, SLACK_TIMEOUT, SLACK_MAX_ATTEMPTS, TABLE_NAME, IDEMPOTENCY_TTL), read per invocation.
+SLACK_SECRET_MAX_AGE, SLACK_TIMEOUT, SLACK_MAX_ATTEMPTS, TABLE_NAME, IDEMPOTENCY_TTL; for app mode
+SLACK_MODE=app, SLACK_BOT_TOKEN_SECRET, SLACK_CHANNELS, SLACK_API_URL), read per invocation. App mode posts
+through the Slack Web API as the app: threads, parent updates and buttons (notify/delivery.py AppDelivery).
 """
 
 from __future__ import annotations

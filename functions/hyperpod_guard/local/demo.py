@@ -1,10 +1,13 @@
 """`hyperpod-guard demo`: the whole pipeline on this machine, no AWS account.
 
 moto in server mode on 127.0.0.1 stands in for DynamoDB, SNS, SQS, SSM and Secrets Manager
-(HyperPod state is injected into it, see hyperpod_state.py); a local HTTP server stands in for
-the Slack webhook. The resources are created with the stack's names (provision.py). Scenario
-timelines replay events from events/ through the real Lambda handlers (evaluator, sweep, Slack
-notifier) on a simulated clock, and each scenario's expected outcome is checked.
+(HyperPod state is injected into it, see hyperpod_state.py; the HyperPod APIs moto lacks are answered by
+sagemaker_standin.py); local HTTP servers stand in for the Slack webhooks and, for the last scenario
+(Slack app mode), for Slack's Web API (slack_api_standin.py), whose button clicks are signed as Slack
+signs them and sent to the interactivity endpoint's handler. The resources are created with the
+stack's names (provision.py). Scenario timelines replay events from events/ through the real Lambda
+handlers (evaluator, sweep, worker, Slack notifier, and in app mode the interactivity endpoint and the
+actions worker) on a simulated clock, and each scenario's expected outcome is checked.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .. import aws_clients, clock
+from .. import aws_clients, clock, naming
 from ..cli.common import EXIT_OK, EXIT_PROBLEMS, table
 from ..cli.evaluate import evaluate_files
 from ..cli.scenarios import default_events_dir, load_scenarios
@@ -28,11 +31,14 @@ from ..constants import WORK_QUEUE_URL
 from ..errors import HyperPodGuardError
 from ..events import IgnoredEvent
 from ..grouping import FlushGroup, GroupStore
+from ..notify.buttons import ActionId
 from ..timeutil import isoformat
-from . import moto_server, slack_html
+from . import moto_server, sagemaker_standin, slack_html
 from .hyperpod_state import put_cluster
 from .lambda_context import LambdaContext
 from .provision import PREFIX, Resources, delivered, provision
+from .slack_api_standin import TOKEN, Message, SlackApiStandIn
+from .slack_clicks import block_actions, function_url_event
 from .slack_sink import SlackSink
 
 REGION = "us-west-2"
@@ -49,7 +55,18 @@ DEMO_RULES: dict[str, Any] = {
                             "continue": True},
                            {"match": {"severity": ["critical"]}, "receivers": ["default"]}],
                 "default": ["default"]},
+    # the ChatOps scenario's cluster: replacing a failed node needs a person's approval from Slack
+    # (and repeats every 30m, so that the scenario shows an acknowledged alert not repeating)
+    "overrides": [{"match": {"cluster": "demo-chatops"}, "policies": {"unhealthy-node": {
+        "repeat_interval": "30m",
+        "remediation": {"enabled": True, "dry_run": False, "action": "replace", "approval": "required"}}}}],
+    "chatops": {"approvers": ["U0DEMOLEAD"], "acknowledge_for": None},
 }
+#: Slack app mode (the ChatOps scenario): each receiver's channel, the app's signing secret, the people
+APP_CHANNELS = {"default": "C0DEMOALERTS", ONCALL: "C0DEMOONCALL"}
+SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"  # noqa: S105 - the demo's own, on this machine only
+TEAM = "T0DEMO"
+PEOPLE = {"U0DEMOONCALL": "maya", "U0DEMOLEAD": "sam", "U0DEMOINTERN": "lee"}
 
 
 # --- the stage: moto, the Slack sink, the resources, the handlers --------------------------
@@ -74,20 +91,29 @@ class Stage:
         self.work_url = sqs.create_queue(QueueName=f"{PREFIX}-work")["QueueUrl"]
         self.work_arn = sqs.get_queue_attributes(QueueUrl=self.work_url,
                                                  AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # Slack app mode (the ChatOps scenario): the Web API stand-in, the app's secrets, the actions queue
+        self.app_slack = SlackApiStandIn().start()
+        secrets = aws_clients.client("secretsmanager")
+        secrets.create_secret(Name=naming.slack_bot_token_secret_name(PREFIX), SecretString=TOKEN)
+        secrets.create_secret(Name=naming.slack_signing_secret_name(PREFIX), SecretString=SIGNING_SECRET)
+        self.actions_url = sqs.create_queue(QueueName=f"{PREFIX}-slack-actions")["QueueUrl"]
+        self.clicks = 0
         os.environ.update({**self.resources.environment(), WORK_QUEUE_URL.name: self.work_url})
         aws_clients.reset()
         self.now = START
         clock.use(lambda: self.now)
-        from ..handlers import evaluator, slack_notifier, sweep, worker  # after the environment is set
+        # after the environment is set
+        from ..handlers import evaluator, slack_actions, slack_interactivity, slack_notifier, sweep, worker
 
         self.evaluator, self.sweep, self.notifier, self.worker = evaluator, sweep, slack_notifier, worker
+        self.interactivity, self.actions = slack_interactivity, slack_actions
         # what each Publish asked SNS to deliver per protocol: email subscribers get "email", Chatbot "https"
         self.published: list[dict[str, Any]] = []
         aws_clients.client("sns").meta.events.register("before-call.sns.Publish", self._publishing)
         # what the functions log (JSON lines) and their EMF metrics go to a file, as CloudWatch would keep them
         output.mkdir(parents=True, exist_ok=True)
         self.lambda_log = (output / "lambda-logs.jsonl").open("w")
-        for module in (evaluator, sweep, slack_notifier, worker):
+        for module in (evaluator, sweep, slack_notifier, worker, slack_interactivity, slack_actions):
             module.logger.registered_handler.setStream(self.lambda_log)
         self.lines: list[str] = []
         self.muted = False  # log() records nothing while set
@@ -101,6 +127,7 @@ class Stage:
         clock.use(None)
         self.sink.stop()
         self.oncall_sink.stop()
+        self.app_slack.stop()
         self.server.stop()
 
     def _publishing(self, params: dict[str, Any], **_: Any) -> None:
@@ -198,6 +225,47 @@ class Stage:
         records = sorted(store.load(cluster).values(), key=lambda r: (r.policy, r.condition))
         return "\n".join(f"{'':24}{r.policy}/{r.condition} {r.instance_group or r.node or ''}: "
                          f"{r.state.value} — {r.reason}" for r in records).strip()
+
+    # Slack app mode (the ChatOps scenario)
+
+    def app_mode(self) -> None:
+        """The notifier posts as a Slack app from now on (`-c slackMode=app`), and the endpoint takes clicks."""
+        os.environ.update({
+            "SLACK_MODE": "app", "SLACK_BOT_TOKEN_SECRET": naming.slack_bot_token_secret_name(PREFIX),
+            "SLACK_CHANNELS": json.dumps(APP_CHANNELS), "SLACK_API_URL": self.app_slack.url,
+            "SLACK_SIGNING_SECRET_SECRET": naming.slack_signing_secret_name(PREFIX),
+            "SLACK_ACTIONS_QUEUE_URL": self.actions_url,
+        })
+
+    def click(self, cluster: str, action: ActionId, user: str, message: Message, channel: str) -> None:
+        """`user` clicks a button of `message`: Slack's signed POST to the interactivity endpoint, then the
+        actions worker (its queue), then the worker (an approval re-evaluates the cluster) and the notifier."""
+        self.clicks += 1
+        (value,) = [e["value"] for block in message.blocks if block.get("type") == "actions"
+                    for e in block.get("elements", ()) if e.get("action_id") == action]
+        body = block_actions(action_id=action, value=value, user=user, user_name=PEOPLE[user], team=TEAM,
+                             channel=channel, message_ts=message.ts, message_text=message.text,
+                             action_ts=f"{self.now.timestamp():.0f}.{self.clicks:06d}",
+                             trigger_id=f"{self.clicks}.1.demo")
+        event = function_url_event(body, signing_secret=SIGNING_SECRET, timestamp=int(self.now.timestamp()))
+        with contextlib.redirect_stdout(self.lambda_log):
+            answer = self.interactivity.handler(event,
+                                                LambdaContext(function_name="hyperpod-guard-slack-interactivity"))
+        self.log(cluster, f"click  {PEOPLE[user]} ({user}) clicks {action.value} in {channel}: "
+                          f"the endpoint answers {answer['statusCode']}")
+        sqs = aws_clients.client("sqs")
+        while batch := sqs.receive_message(QueueUrl=self.actions_url, MaxNumberOfMessages=10).get("Messages", []):
+            records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                        "attributes": {}, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                        "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:"
+                        f"{PREFIX}-slack-actions", "awsRegion": REGION} for m in batch]
+            with contextlib.redirect_stdout(self.lambda_log):
+                self.actions.handler({"Records": records}, LambdaContext(function_name="hyperpod-guard-slack-actions"))
+            for m in batch:
+                sqs.delete_message(QueueUrl=self.actions_url, ReceiptHandle=m["ReceiptHandle"])
+        self._work(None, "worker")  # an approval's evaluate-cluster
+        self.log(cluster, "Slack  the actions worker carried the click out", self.explain(cluster))
+        self.deliver()
 
     def deliver(self) -> None:
         """SNS -> the Slack notifier (and its Lambda retries of earlier failures)."""
@@ -441,6 +509,61 @@ def check_outage(stage: Stage, s: Scenario) -> list[str]:
                   f"expected the one alert delivered once after recovery, got {len(ids)} deliveries")
 
 
+def parent_in(stage: Stage, channel: str, cluster: str) -> Message | None:
+    """The alert's parent message in `channel` (app mode): the first top-level message about `cluster`."""
+    return next((m for m in stage.app_slack.messages(channel, deleted=True) if cluster in json.dumps(m.blocks)), None)
+
+
+def chatops(stage: Stage, s: Scenario) -> None:
+    """Slack app mode: a threaded alert acknowledged from Slack, and a node replacement approved there."""
+    stage.app_mode()
+    stage.log(s.cluster, "Slack  app mode from here on: a bot token, threads, buttons (-c slackMode=app)")
+    _, snapshot = load("node-failure-recovery-none", s.cluster)
+    serve(snapshot)
+    stage.at(240)
+    stage.run_sweep(s.cluster)  # the node in Failure: critical, and its replacement awaits approval
+    channel = APP_CHANNELS[ONCALL]
+    parent = parent_in(stage, channel, s.cluster)
+    if parent is None:
+        stage.log(s.cluster, "Slack  no parent message in the on-call channel: nothing to click")
+        return
+    stage.at(242)
+    stage.click(s.cluster, ActionId.ACKNOWLEDGE, "U0DEMOONCALL", parent, channel)
+    stage.at(244)
+    stage.click(s.cluster, ActionId.APPROVE, "U0DEMOINTERN", parent, channel)  # not an approver: refused
+    stage.at(246)
+    stage.click(s.cluster, ActionId.APPROVE, "U0DEMOLEAD", parent, channel)
+    stage.at(280)
+    stage.run_sweep(s.cluster)  # past the 30m repeat interval: acknowledged, so no repeat
+    stage.at(290)
+    for node in snapshot["Nodes"]:  # the replacement is in service
+        node["InstanceStatus"] = {"Status": "Running"}
+    serve(snapshot)
+    stage.run_sweep(s.cluster)
+
+
+def check_chatops(stage: Stage, s: Scenario) -> list[str]:
+    channel = APP_CHANNELS[ONCALL]
+    parent = parent_in(stage, channel, s.cluster)
+    if parent is None:
+        return ["no parent message was posted in the on-call channel"]
+    replies = [m.text for m in stage.app_slack.replies(channel, parent.ts)]
+    final = " ".join(parent.block_texts)
+    actions = [a for a in sagemaker_standin.node_actions(region=REGION) if a[0] == "BatchReplaceClusterNodes"]
+    refused = [c.args.get("user") for c in stage.app_slack.calls_of("chat.postEphemeral") if c.ok]
+    reasons = [i["reason"] for m in s.sns(stage) for i in m["message"]["items"]]
+    acknowledged = [r for r in replies if "maya" in r and "cknowledged" in r]
+    return (expect(len([m for m in stage.app_slack.messages(channel) if s.cluster in json.dumps(m.blocks)]) == 1,
+                   "expected one parent message for the alert in the on-call channel")
+            + expect("*Resolved*" in final and len(parent.edits) >= 2,
+                     f"expected the parent updated, in the end to resolved; it shows: {final[:200]!r}")
+            + expect(len(acknowledged) == 1, f"expected one reply saying maya acknowledged it: {replies}")
+            + expect(len(actions) == 1, f"expected exactly one BatchReplaceClusterNodes, got {actions}")
+            + expect(any("approved by" in r.lower() for r in replies), f"no reply names the approver: {replies}")
+            + expect(refused == ["U0DEMOINTERN"], f"expected one refusal, for lee; got {refused}")
+            + expect("repeat" not in reasons, f"an acknowledged alert repeated: {reasons}"))
+
+
 SCENARIOS = [
     Scenario("Degraded group that recovers", "demo-degraded", "A capacity shortfall: pending for the 5m grace, "
              "firing at the next sweep, resolved when the group is back to target.", degraded_recovers, check_degraded),
@@ -460,6 +583,14 @@ SCENARIOS = [
     Scenario("Storm of unhealthy nodes, grouped", "demo-node-storm", f"{NODE_STORM} different nodes reported "
              "unhealthy within 2 minutes: one message after group_wait (30s), the rest in the next one "
              "(group_interval 5m), every node named.", node_storm, check_node_storm),
+    # last: from here on the notifier is in Slack app mode
+    Scenario("ChatOps in Slack: a threaded alert, acknowledged, remediation approved", "demo-chatops",
+             "Slack app mode. A node in Failure pages the on-call channel (and the team's): one parent message "
+             "each, with Acknowledge, Silence and Approve/Reject (replacing the node needs approval). maya "
+             "acknowledges (no repeat past the 30m repeat interval); lee, not an approver, is refused (a message "
+             "only lee sees); sam approves: the cluster is re-read and the node replaced once, through the budget "
+             "and the audit; when it is back the parent shows resolved. Each channel's final view: the parent "
+             "as last updated, its thread below.", chatops, check_chatops),
 ]
 
 
@@ -484,10 +615,12 @@ def run(output: Path) -> int:
     failed = [s for s in SCENARIOS if s.problems]
     for scenario in SCENARIOS:
         mark = "ok  " if not scenario.problems else "FAIL"
-        print(f"{mark} {scenario.name}: {len(scenario.sns(stage))} SNS, {len(scenario.slack(stage))} Slack"
+        app = sum(1 for shown in app_threads(stage, scenario.cluster) if isinstance(shown, slack_html.Thread))
+        slack = f"{len(scenario.slack(stage))} Slack" + (f" + {app} Slack app threads" if app else "")
+        print(f"{mark} {scenario.name}: {len(scenario.sns(stage))} SNS, {slack}"
               + "".join(f"\n     - {p}" for p in scenario.problems))
-    print(f"\nwrote {output}/sns/, {output}/slack/<receiver>/, {output}/chatbot/, {output}/email/, "
-          f"{output}/ledger.json, {output}/timeline.txt, {output}/lambda-logs.jsonl")
+    print(f"\nwrote {output}/sns/, {output}/slack/<receiver>/, {output}/slack-app/, {output}/chatbot/, "
+          f"{output}/email/, {output}/ledger.json, {output}/timeline.txt, {output}/lambda-logs.jsonl")
     print(f"Slack messages as a person sees them: {(output / 'index.html').resolve()}")
     print(f"{len(SCENARIOS) - len(failed)}/{len(SCENARIOS)} scenarios met their expected outcome "
           f"in {time.monotonic() - started:.1f} s")
@@ -500,6 +633,30 @@ def _ledger_dump(stage: Stage) -> list[dict[str, Any]]:
             if item["pk"]["S"].startswith("CLUSTER#") and item["sk"]["S"].startswith("ALERT#")
             and "fingerprint" in item]  # nor the layout marker (ledger_store.py)
     return sorted(rows, key=lambda r: (r["cluster"], r["policy"], r["condition"]))
+
+
+def app_threads(stage: Stage, cluster: str) -> list[slack_html.Shown]:
+    """App mode: each channel's parent messages about `cluster` as last updated, with their threads (in the
+    on-call channel, where the clicks were, each earlier version of the parent first), and the messages only
+    one person saw (a refused click)."""
+    shown: list[slack_html.Shown] = []
+    for receiver, channel in APP_CHANNELS.items():
+        for parent in stage.app_slack.messages(channel):
+            if cluster not in json.dumps(parent.blocks):
+                continue
+            if receiver == ONCALL:
+                shown.extend((f"receiver {receiver} ({channel}) · the parent, version {n} of {len(parent.edits) + 1}",
+                              {"text": text, "blocks": blocks}) for n, (text, blocks) in enumerate(parent.edits, 1))
+            replies = tuple((f"reply · {receiver} ({channel})", {"text": r.text, "blocks": r.blocks})
+                            for r in stage.app_slack.replies(channel, parent.ts))
+            shown.append(slack_html.Thread(f"receiver {receiver} ({channel}) · as last updated",
+                                           {"text": parent.text, "blocks": parent.blocks}, replies,
+                                           edited=bool(parent.edits)))
+    for call in stage.app_slack.calls_of("chat.postEphemeral"):
+        if call.ok:
+            who = PEOPLE.get(str(call.args.get("user")), call.args.get("user"))
+            shown.append((f"only visible to {who} · {call.args.get('channel')}", {"text": str(call.args["text"])}))
+    return shown
 
 
 #: what each receiver got, one file per message: `slack/<receiver>/`, and per SNS protocol (`chatbot/`: the
@@ -531,12 +688,18 @@ def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
             (output / "email" / f"{name}.txt").write_text(f"Subject: {published['subject']}\n\n{published['email']}\n")
     (output / "ledger.json").write_text(json.dumps(ledger, indent=2))
     (output / "timeline.txt").write_text("\n".join(stage.lines) + "\n")
-    sections = [  # each scenario's Slack messages, per receiver (channel)
-        (s.name, s.story, not s.problems,
-         [(f"T+{_clock(m['at'])} · receiver {receiver}", m["payload"])
-          for receiver in ("default", ONCALL) for m in s.slack(stage, receiver)])
-        for s in SCENARIOS
-    ]
+    sections: list[tuple[str, str, bool, list[slack_html.Shown]]] = []
+    for s in SCENARIOS:  # each scenario's Slack messages, per receiver (channel); app mode: its channels' threads
+        shown: list[slack_html.Shown] = [(f"T+{_clock(m['at'])} · receiver {receiver}", m["payload"])
+                                         for receiver in ("default", ONCALL) for m in s.slack(stage, receiver)]
+        sections.append((s.name, s.story, not s.problems, shown + app_threads(stage, s.cluster)))
+    (output / "slack-app").mkdir(exist_ok=True)
+    for receiver, channel in APP_CHANNELS.items():  # app mode: each channel as Slack holds it at the end
+        threads = [{"ts": m.ts, "text": m.text, "blocks": m.blocks, "edits": len(m.edits),
+                    "replies": [{"ts": r.ts, "text": r.text, "blocks": r.blocks}
+                                for r in stage.app_slack.replies(channel, m.ts)]}
+                   for m in stage.app_slack.messages(channel)]
+        (output / "slack-app" / f"{receiver}.json").write_text(json.dumps(threads, indent=2, ensure_ascii=False))
     (output / "index.html").write_text(slack_html.page(
         "hyperpod-guard demo", f"{len(stage.slack)} Slack messages from {len(SCENARIOS)} scenarios, simulated from "
         f"{isoformat(START)}", sections))

@@ -2,8 +2,10 @@
 
 The operations (none of them in moto 5.2.5; its server answers 500 "has not been implemented"):
 ListClusterOperations, DescribeClusterOperation, ListClusterExtensions, DescribeClusterExtension,
-DescribeTrainingPlan, ListClusterEvents and DescribeClusterEvent; and it completes moto's ListClusters
-summaries with `ImageVersionStatus` and `TrainingPlanArns` (moto leaves them out).
+DescribeTrainingPlan, ListClusterEvents and DescribeClusterEvent; the node actions remediation calls,
+BatchRebootClusterNodes and BatchReplaceClusterNodes (Successful: the cluster's nodes among those asked
+for, the others Failed; each call kept in `node_actions()`; nothing about the node changes); and it
+completes moto's ListClusters summaries with `ImageVersionStatus` and `TrainingPlanArns` (moto leaves them out).
 
 How it is reached: `serve()` adds these actions to moto's SageMaker responses in this process (its
 server runs here, as hyperpod_state.py's injected clusters do), so the code under test reaches them
@@ -50,7 +52,10 @@ ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-west-2"
 #: the operations this stand-in answers (moto has none of them)
 OPERATIONS = ("ListClusterOperations", "DescribeClusterOperation", "ListClusterExtensions",
-              "DescribeClusterExtension", "DescribeTrainingPlan", "ListClusterEvents", "DescribeClusterEvent")
+              "DescribeClusterExtension", "DescribeTrainingPlan", "ListClusterEvents", "DescribeClusterEvent",
+              "BatchRebootClusterNodes", "BatchReplaceClusterNodes")
+#: the node actions among OPERATIONS: answered, and recorded in `node_actions()`
+NODE_ACTIONS = ("BatchRebootClusterNodes", "BatchReplaceClusterNodes")
 #: the error a request or answer that does not match the model comes back as
 MISMATCH = "StandInModelMismatch"
 #: the local cluster ARN form of hyperpod_state.py (accepted besides AWS's cluster/<id>)
@@ -170,6 +175,8 @@ class StandInState:
     calls: Counter[str] = field(default_factory=Counter)
     #: every refusal's message
     rejected: list[str] = field(default_factory=list)
+    #: the node actions asked for, in order: (operation, node ids)
+    node_actions: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def cluster(self, name: str) -> ClusterFeatures:
@@ -321,6 +328,11 @@ def calls(*, region: str = REGION, account: str = ACCOUNT) -> Counter[str]:
     return Counter(state(region=region, account=account).calls)
 
 
+def node_actions(*, region: str = REGION, account: str = ACCOUNT) -> list[tuple[str, tuple[str, ...]]]:
+    """The BatchReboot/ReplaceClusterNodes calls answered: (operation, node ids), in order."""
+    return list(state(region=region, account=account).node_actions)
+
+
 def rejections(*, region: str = REGION, account: str = ACCOUNT) -> list[str]:
     return list(state(region=region, account=account).rejected)
 
@@ -402,6 +414,13 @@ def _answer(backend: Any, standin: StandInState, operation: str, params: Mapping
                          for k in ("ResourceType", "InstanceGroupName", "OperationId"))
                  and params.get("NodeId") in (None, e.get("InstanceId"))]
         return _page(_sorted(found, "EventTime", params), params, "Events")
+    if operation in NODE_ACTIONS:
+        known = getattr(backend.clusters[name], "nodes", {})
+        asked = list(params["NodeIds"])
+        standin.node_actions.append((operation, tuple(asked)))
+        return {"Successful": [n for n in asked if n in known],
+                "Failed": [{"NodeId": n, "ErrorCode": "InstanceIdNotFound", "Message": f"Node {n} not found"}
+                           for n in asked if n not in known]}
     if operation == "DescribeClusterEvent":
         event = next((e for e in features.events if e["EventId"] == params["EventId"]), None)
         if event is None:

@@ -1,7 +1,9 @@
 """Render Slack Block Kit payloads as HTML, roughly as Slack shows them, so a person can look.
 
 Only what our renderer emits is supported: header, section (text and fields), context,
-divider, actions with link buttons (the console, runbooks). Text is Slack mrkdwn with Slack's own
+divider, actions with buttons (links: the console, runbooks; app mode's interactive buttons: Acknowledge,
+Silence, Approve/Reject, shown but inert), and threads (a parent message, "edited" when app mode updated
+it, with its replies below). Text is Slack mrkdwn with Slack's own
 escaping (&amp; &lt; &gt;); of its control sequences, links `<url|label>` become anchors, dates
 `<!date^…|fallback>` their fallback (the time in UTC, where Slack shows the reader's own time zone)
 and mentions (`<!subteam^S…>`, `<@U…>`, `<!here>`, `<!channel>`) a highlighted @name; everything
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: the control sequences shown: a link with a label, a bare link, a date (its fallback), a mention
@@ -50,6 +54,12 @@ hr { border: 0; border-top: 1px solid #e8e8e8; margin: 8px 0; }
 .mention { background: #fff3c4; color: #1264a3; border-radius: 3px; padding: 0 2px; font-weight: bold; }
 .date { border-bottom: 1px dotted #616061; }
 .button.runbook { border-color: #1264a3; color: #1264a3; }
+.button.primary { background: #007a5a; border-color: #007a5a; color: white; }
+.button.danger { border-color: #e01e5a; color: #e01e5a; }
+.edited { font-size: 12px; color: #616061; margin-left: 4px; }
+.thread { margin: -4px 0 8px 40px; border-left: 3px solid #e0e0e0; padding-left: 12px; }
+.thread .message { margin: 4px 0; }
+.thread-note { font-size: 12px; color: #1264a3; font-weight: bold; margin: 4px 0 0 40px; }
 code { background: #f7f7f9; border: 1px solid #e1e1e8; border-radius: 3px; padding: 0 3px; color: #e01e5a;
        font-size: 12px; }
 a { color: #1264a3; }
@@ -116,19 +126,48 @@ def block_html(block: dict[str, Any]) -> str:
 
 def _button(element: dict[str, Any]) -> str:
     kind = "button runbook" if str(element.get("action_id", "")).startswith("runbook") else "button"
-    url = html.escape(element.get("url", "#"), quote=True)
+    if element.get("style") in ("primary", "danger"):
+        kind = f"button {element['style']}"
+    if "url" not in element:  # an interactive button: Slack sends its click to the app's interactivity URL
+        action = html.escape(str(element.get("action_id", "")), quote=True)
+        return f'<span class="{kind}" title="{action}">{_text(element.get("text"))}</span>'
+    url = html.escape(element["url"], quote=True)
     return f'<a class="{kind}" href="{url}">{_text(element.get("text"))}</a>'
 
 
-def message_html(payload: dict[str, Any], *, when: str = "") -> str:
+def message_html(payload: dict[str, Any], *, when: str = "", edited: bool = False) -> str:
     blocks = payload.get("blocks") or [{"type": "section", "text": {"type": "mrkdwn", "text": payload.get("text", "")}}]
     body = "".join(block_html(b) for b in blocks)
+    mark = '<span class="edited">(edited)</span>' if edited else ""
     return (f'<div class="message"><div class="avatar">HG</div>'
-            f'<div class="meta"><b>hyperpod-guard</b>APP {html.escape(when)}</div>{body}</div>')
+            f'<div class="meta"><b>hyperpod-guard</b>APP {html.escape(when)}{mark}</div>{body}</div>')
 
 
-def page(title: str, subtitle: str, sections: list[tuple[str, str, bool, list[tuple[str, dict[str, Any]]]]]) -> str:
-    """sections: (heading, note, expectation met, [(when, payload)])."""
+@dataclass(frozen=True)
+class Thread:
+    """A message as the channel shows it at the end (app mode: its last update) and the replies in its thread."""
+
+    when: str
+    payload: dict[str, Any]
+    replies: tuple[tuple[str, dict[str, Any]], ...] = ()
+    edited: bool = False
+
+
+def thread_html(thread: Thread) -> str:
+    parent = message_html(thread.payload, when=thread.when, edited=thread.edited)
+    if not thread.replies:
+        return parent
+    count = len(thread.replies)
+    replies = "".join(message_html(payload, when=when) for when, payload in thread.replies)
+    return (f'{parent}<div class="thread-note">{count} repl{"y" if count == 1 else "ies"}</div>'
+            f'<div class="thread">{replies}</div>')
+
+
+Shown = tuple[str, dict[str, Any]] | Thread
+
+
+def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, bool, Sequence[Shown]]]) -> str:
+    """sections: (heading, note, expectation met, [(when, payload) or a Thread])."""
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
               f"<style>{CSS}</style></head><body><header><h1>#hyperpod-alerts · {html.escape(title)}</h1>"
               f"<p>{html.escape(subtitle)}</p></header><main>")]
@@ -138,6 +177,7 @@ def page(title: str, subtitle: str, sections: list[tuple[str, str, bool, list[tu
         parts.append(f"<h2>{html.escape(heading)} — {mark}</h2><p class='scenario-note'>{html.escape(note)}</p>")
         if not messages:
             parts.append("<p class='scenario-note'>(no Slack message)</p>")
-        parts.extend(message_html(payload, when=when) for when, payload in messages)
+        parts.extend(thread_html(shown) if isinstance(shown, Thread) else message_html(shown[1], when=shown[0])
+                     for shown in messages)
     parts.append("</main></body></html>")
     return "".join(parts)

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from . import evidence
+from .email import acknowledged_line, approval_line
 from .evidence import ItemView, NotificationView, value
 
 VERSION = "1.0"
@@ -131,7 +132,13 @@ def _item_lines(item: ItemView, now: datetime | None) -> list[str]:
     elif item.reason == "escalated":
         lines.append(f"_⏫ Escalated to {f.severity.value}{f' after {lasted}' if lasted else ''}_")
     lines += [f"• {inert(line)}" for line in evidence.evidence_lines(f.details)]
+    acknowledged = acknowledged_line(item, now)
+    if acknowledged:
+        lines.append(f"👀 _{_text(acknowledged, 500)}_")
     lines += [f"🛠 _Remediation:_ {_text(action)}" for action in item.actions[:5]]
+    approval = approval_line(item)
+    if approval:
+        lines.append(f"✋ *{_text(approval, 500)}*")
     return lines
 
 

@@ -17,6 +17,14 @@ at-least-once is in docs/reliability.md (Caveats: "Slack: at least once in three
 
 Anything that may heal (the webhook secret not filled in yet, Slack down or rate limiting) raises,
 so Lambda retries and, in the end, the on-failure destination keeps the message.
+
+App mode (SLACK_MODE=app, `AppDelivery`): the same receivers, idempotency records and failure semantics,
+but each receiver's part goes to its channel (SLACK_CHANNELS) through the Web API with the bot token:
+items without a parent message for their episode get one new parent (chat.postMessage, with buttons);
+items with one get a reply in its thread and the parent updated (chat.update) to show their state; a
+parent deleted in Slack is replaced by a new one. A delivery is several Slack calls: each one's success
+is recorded in the ledger table right after it (notify/slack_threads.py), so the invocation may fail
+half way (and Lambda's retry does only what was not done).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -40,8 +49,13 @@ from ..constants import Metric
 from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
 from ..naming import RECEIVER_NAME_PATTERN
 from ..settings import SlackNotifierSettings
-from .message import DEFAULT_RECEIVER, Notification
-from .slack import SlackError, SlackPermanentError, SlackSender, render, valid_webhook_url
+from .message import DEFAULT_RECEIVER, Notification, NotificationItem
+from .slack import SlackError, SlackPermanentError, SlackSender, render, render_parent, render_reply, valid_webhook_url
+from .slack import secrets_parameters as _parameters
+
+if TYPE_CHECKING:
+    from .slack_app import SlackWebApi
+    from .slack_threads import ThreadStore
 
 #: time kept back from the Lambda timeout after the last POST: recording the delivery (one
 #: UpdateItem, ~10 ms, more while botocore backs off from throttling) must finish before Lambda
@@ -137,18 +151,6 @@ def receivers(notification: Notification, settings: SlackNotifierSettings) -> li
     return [(Receiver.named(name, settings), part) for name, part in routed(notification)]
 
 
-def _parameters() -> Any:
-    """Powertools' `parameters` module, with its default secrets provider made on our shared session's
-    client (not on a botocore session of its own)."""
-    # imported here: parameters pulls in boto3, which an invalid message never needs
-    from aws_lambda_powertools.utilities import parameters
-
-    if "secrets" not in parameters.base.DEFAULT_PROVIDERS:
-        parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
-            boto3_client=aws_clients.client("secretsmanager"))
-    return parameters
-
-
 def deadline(context: LambdaContext) -> float | None:
     """When the last POST must have ended (`time.monotonic()`): the invocation's end less SAFETY_MARGIN_S."""
     try:
@@ -182,6 +184,8 @@ class SlackDelivery:
         store with its DynamoDB client, and the secrets provider with its client."""
         self._post_once(settings)
         _parameters()
+        if settings.mode == "app":
+            import slack_sdk  # noqa: F401 - into the snapshot (SnapStart), not into the first delivery
 
     def deliver(self, message_id: str, notification: Notification, settings: SlackNotifierSettings,
                 context: LambdaContext, until: float | None) -> None:
@@ -250,6 +254,8 @@ class SlackDelivery:
         """Post one SNS message to one receiver (keyed by `message["message_id"]`, Receiver.key); the
         result is what its idempotency record keeps, so never the webhook URL. Raises only before Slack
         accepted it: an exception from here makes Powertools delete the record, and Lambda's retry post again."""
+        if settings.mode == "app":
+            return self._post_app(message["message_id"], notification, settings, until, delivery, receiver)
         url = self.configured_url(settings, receiver)  # cached by Powertools Parameters; a rotation refreshes it
         try:
             attempts = self._send(notification, settings, receiver, url, until)
@@ -293,6 +299,48 @@ class SlackDelivery:
             on_unanswered=lambda attempt, reason: self._unanswered(receiver, attempt, reason),
         )
 
+    # -- app mode ---------------------------------------------------------------------------------
+
+    def _post_app(self, key: str, notification: Notification, settings: SlackNotifierSettings, until: float | None,
+                  delivery: Delivery, receiver: Receiver) -> dict[str, Any]:
+        """App mode's `_post`: raises (Powertools deletes the record, Lambda retries) on any failure;
+        what was done before it is recorded step by step, so the retry skips it."""
+        channel = settings.channels.get(receiver.name)
+        if not channel:
+            raise self._not_configured(receiver, f"Slack receiver {receiver.name!r} has no channel in SLACK_CHANNELS "
+                                                 "(app mode): add it, e.g. {\"" + receiver.name + "\": \"C0123ABCD\"}")
+        from .slack_app import SlackAppNotConfiguredError, app_api
+        from .slack_threads import ThreadStore
+
+        try:
+            api = app_api(settings.app, deadline=until, sleep=lambda seconds: sleep(seconds),
+                          on_rate_limited=lambda method, delay: self._rate_limited(receiver, method, delay))
+        except SlackAppNotConfiguredError as exc:
+            raise self._not_configured(receiver, str(exc)) from None
+        app = AppDelivery(api, ThreadStore(aws_clients.client("dynamodb"), settings.table_name), self, receiver)
+        try:
+            app.deliver(key, notification, channel, datetime.now(UTC))
+        except SlackError as exc:
+            self.metrics.add_metric(name=Metric.SLACK_DELIVERY_FAILED, unit=MetricUnit.Count, value=1)
+            self.logger.error(f"Slack delivery failed: {exc}", extra={
+                "message_id": key, "receiver": receiver.name, "cluster": notification.cluster, "channel": channel,
+                "status": exc.status, "attempts": exc.attempts, "error": getattr(exc, "error", None),
+                "done": app.done(),
+            })
+            raise
+        delivery.attempts = max(app.calls, 1)
+        return {"attempts": delivery.attempts, "receiver": receiver.name, **app.done()}
+
+    def _rate_limited(self, receiver: Receiver, method: str, delay: float) -> None:
+        self.logger.info(f"Slack rate limited {method}; retrying in {delay:g}s", extra={"receiver": receiver.name})
+        self.metrics.add_metric(name=Metric.SLACK_RATE_LIMITED, unit=MetricUnit.Count, value=1)
+
+    def app_record_failed(self, key: str, receiver: Receiver, what: str, exc: Exception) -> None:
+        # not raised: Slack did it, and the retry would do it again; the next message may repeat it
+        self.logger.error(f"Slack {what} done, but recording it failed: {exc}",
+                          extra={"message_id": key, "receiver": receiver.name})
+        self.metrics.add_metric(name=Metric.SLACK_RECORD_FAILED, unit=MetricUnit.Count, value=1)
+
     # -- the webhook secret -----------------------------------------------------------------------
 
     def configured_url(self, settings: SlackNotifierSettings, receiver: Receiver) -> str:
@@ -308,13 +356,13 @@ class SlackDelivery:
         return url
 
     def _fetch(self, settings: SlackNotifierSettings, receiver: Receiver, *, force: bool = False) -> str | None:
-        parameters = _parameters()
+        provider = _parameters()
         name = receiver.secret
         if name is None:  # configured_url said so already
             return None
         try:
-            value = parameters.get_secret(name, max_age=settings.secret_max_age, force_fetch=force)
-        except parameters.exceptions.GetParameterError as exc:
+            value = provider.get_secret(name, max_age=settings.secret_max_age, force_fetch=force)
+        except provider.exceptions.GetParameterError as exc:
             missing = _missing(exc)
             if missing == "value":
                 return None  # created without a value: the same as empty
@@ -360,3 +408,101 @@ class SlackDelivery:
         self.logger.error(f"Posted to Slack, but recording SNS message {message_id} as delivered failed: {exc}",
                           extra={"message_id": message_id, "receiver": receiver.name})
         self.metrics.add_metric(name=Metric.SLACK_RECORD_FAILED, unit=MetricUnit.Count, value=1)
+
+
+class AppDelivery:
+    """One receiver's part of one SNS message in app mode (see the module's docstring): the threads
+    first (update the parent, then reply), then one new parent for the items that have none."""
+
+    def __init__(self, api: SlackWebApi, threads: ThreadStore, owner: SlackDelivery, receiver: Receiver):
+        self.api = api
+        self.threads = threads
+        self.owner = owner
+        self.receiver = receiver
+        #: Slack calls that succeeded, and what they were
+        self.calls = self.posted = self.replies = self.updates = self.gone = 0
+
+    def done(self) -> dict[str, int]:
+        return {"parents": self.posted, "replies": self.replies, "updates": self.updates, "gone": self.gone}
+
+    def deliver(self, key: str, notification: Notification, channel: str, now: datetime) -> None:
+        if notification.test:  # no alert behind it: no thread, no buttons, nothing to remember
+            self.api.post(channel, render(notification, self.receiver.name))
+            self._did(Metric.SLACK_PARENTS_POSTED)
+            return
+        as_of = notification.sent_at or now
+        by_thread: dict[str, list[NotificationItem]] = {}
+        new: list[NotificationItem] = []
+        for item in notification.items:
+            thread = self.threads.thread(notification.cluster, item.finding.fingerprint, self.receiver.name)
+            same_episode = thread is not None and item.first_seen is not None and thread.first_seen == item.first_seen
+            if thread is not None and same_episode and thread.channel == channel:
+                by_thread.setdefault(thread.ts, []).append(item)
+            else:
+                new.append(item)
+        for ts, items in by_thread.items():
+            if not self._in_thread(key, notification, channel, ts, items, as_of, now):
+                new.extend(items)
+        if new:
+            self._new_parent(key, notification.model_copy(update={"items": tuple(new)}), channel, as_of, now)
+
+    def _in_thread(self, key: str, notification: Notification, channel: str, ts: str, items: list[NotificationItem],
+                   as_of: datetime, now: datetime) -> bool:
+        """Update the parent and reply in its thread; False when the parent is gone (a new one is due)."""
+        from .slack_app import MessageGone
+
+        cluster, receiver = notification.cluster, self.receiver.name
+        parent, fresh = self.threads.apply(cluster, channel, ts, items, as_of, now)
+        if parent is None or parent.gone:
+            return False
+        if parent.shown < parent.version:
+            try:
+                self.api.update(channel, ts, render_parent(parent.notification, receiver, parent.states))
+            except MessageGone:
+                self._did(Metric.SLACK_PARENTS_GONE, call=False)
+                self.owner.logger.warning("Slack parent message is gone; posting a new one",
+                                          extra={"receiver": receiver, "channel": channel, "ts": ts})
+                self._record(key, "marking a parent gone", lambda: self.threads.mark_gone(cluster, channel, ts))
+                return False
+            self._did(Metric.SLACK_PARENTS_UPDATED)
+            self._record(key, "an update", lambda: self.threads.mark_shown(cluster, channel, ts, parent.version))
+        if fresh and key not in parent.posted:
+            reply = notification.model_copy(update={"items": tuple(fresh)})
+            self.api.post(channel, render_reply(reply, receiver), thread_ts=ts)
+            self._did(Metric.SLACK_THREAD_REPLIES)
+            self._record(key, "a reply", lambda: self.threads.mark_posted(cluster, channel, ts, key))
+        return True
+
+    def _new_parent(self, key: str, notification: Notification, channel: str, as_of: datetime, now: datetime) -> None:
+        from .slack_threads import Parent, merge
+
+        receiver = self.receiver.name
+        shown, states, _ = merge(notification.model_copy(update={"items": ()}), {}, notification.items, as_of)
+        ts = self.api.post(channel, render_parent(shown, receiver, states))
+        self._did(Metric.SLACK_PARENTS_POSTED)
+        parent = Parent(notification.cluster, receiver, channel, ts, shown, states, posted=frozenset({key}))
+        self._record(key, "a parent", lambda: self.threads.create(parent, now))
+
+    def _did(self, metric: Metric, *, call: bool = True) -> None:
+        self.calls += call
+        metrics = self.owner.metrics
+        if metric is Metric.SLACK_PARENTS_POSTED:
+            self.posted += 1
+            metrics.add_metric(name=Metric.SLACK_PARENTS_POSTED, unit=MetricUnit.Count, value=1)
+        elif metric is Metric.SLACK_THREAD_REPLIES:
+            self.replies += 1
+            metrics.add_metric(name=Metric.SLACK_THREAD_REPLIES, unit=MetricUnit.Count, value=1)
+        elif metric is Metric.SLACK_PARENTS_UPDATED:
+            self.updates += 1
+            metrics.add_metric(name=Metric.SLACK_PARENTS_UPDATED, unit=MetricUnit.Count, value=1)
+        else:
+            self.gone += 1
+            metrics.add_metric(name=Metric.SLACK_PARENTS_GONE, unit=MetricUnit.Count, value=1)
+
+    def _record(self, key: str, what: str, write: Callable[[], None]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            write()
+        except (BotoCoreError, ClientError) as exc:
+            self.owner.app_record_failed(key, self.receiver, what, exc)

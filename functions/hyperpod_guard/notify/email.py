@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import textwrap
 from datetime import datetime
+from typing import Any
 
 from . import evidence
 from .evidence import ItemView, NotificationView, value
@@ -41,6 +42,35 @@ def _head(item: ItemView) -> str:
     return f"{f.severity.value.upper()}: {value(f.policy, 60)}"
 
 
+def acknowledged_line(item: ItemView, now: datetime | None) -> str | None:
+    """"Acknowledged by U0123 at 2026-11-24 12:00 UTC (5m ago); no repeats until resolved", or None."""
+    # read with getattr: evidence.ItemView (not this module's) does not declare the ChatOps fields yet
+    by: str | None = getattr(item, "acknowledged_by", None)
+    if not by:
+        return None
+    at: datetime | None = getattr(item, "acknowledged_at", None)
+    until: datetime | None = getattr(item, "acknowledged_until", None)
+    when = f" at {evidence.when(at, now)}" if at else ""
+    return f"Acknowledged by {value(by, 60)}{when}; no repeats until {evidence.utc(until) if until else 'resolved'}"
+
+
+#: what an approval's status says before the action's words
+APPROVAL_WORDS = {"pending": "Awaiting approval", "approved": "Approved", "rejected": "Rejected",
+                  "expired": "Approval expired", "used": "Approved and done"}
+
+
+def approval_line(item: ItemView) -> str | None:
+    """"Awaiting approval: replace i-0abc (until 2026-11-24 13:00 UTC)", "Approved by U0123: …", or None."""
+    approval: Any = getattr(item, "approval", None)
+    if approval is None:
+        return None
+    head = APPROVAL_WORDS.get(approval.status, approval.status)
+    by = f" by {value(approval.decided_by, 60)}" if approval.decided_by and approval.status != "expired" else ""
+    until = f" (until {evidence.utc(approval.expires_at)})" if approval.status == "pending" and approval.expires_at \
+        else ""
+    return f"{head}{by}: {value(approval.action)}{until}"
+
+
 def _firing_lines(item: ItemView, now: datetime | None) -> list[str]:
     lines = []
     started, lasted = evidence.since(item), evidence.lasted(item, now)
@@ -54,7 +84,13 @@ def _firing_lines(item: ItemView, now: datetime | None) -> list[str]:
     if found:
         lines.append("Evidence:")
         lines += [line for fact in found for line in _wrap(fact, "  ", "- ")]
+    acknowledged = acknowledged_line(item, now)
+    if acknowledged:
+        lines += _wrap(acknowledged, "  ")
     lines += [line for action in item.actions[:5] for line in _wrap(f"Remediation: {value(action)}", "  ")]
+    approval = approval_line(item)
+    if approval:
+        lines += _wrap(approval, "  ")
     if item.next_step:
         lines += _wrap(f"Next: {value(item.next_step)}", "  ")
     return lines

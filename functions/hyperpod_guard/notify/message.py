@@ -75,6 +75,23 @@ class ReceiverRef(BaseModel):
     route: int | None = None
 
 
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "used"]
+
+
+class ApprovalRef(BaseModel):
+    """A remediation action that waits for (or got) a person's approval (remediation/approvals.py):
+    Slack's app mode renders Approve / Reject buttons from a pending one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    #: what it would do, in words: "replace i-0abc, i-0def"
+    action: str
+    expires_at: Timestamp = None
+    status: ApprovalStatus = "pending"
+    decided_by: str | None = None
+
+
 class NotificationItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -94,6 +111,12 @@ class NotificationItem(BaseModel):
     runbook_url: str | None = None
     #: the receivers the rules' routing picked; empty: the default receiver
     receivers: tuple[ReceiverRef, ...] = ()
+    #: who acknowledged this episode (a Slack user id), when, and until when (None: until it resolves)
+    acknowledged_by: str | None = None
+    acknowledged_at: Timestamp = None
+    acknowledged_until: Timestamp = None
+    #: remediation configured `approval: required`: the action awaiting (or given) approval
+    approval: ApprovalRef | None = None
 
     @property
     def status(self) -> Status:
@@ -123,7 +146,9 @@ def next_step(finding: FindingFields, actions: tuple[str, ...]) -> str:
                      + (f", repair action {repair})" if repair else ")"))
         repaired = True
     action = actions[0] if actions else None
-    if action and action.startswith("would "):
+    if action and action.startswith(("awaiting approval", "rejected by")):
+        steps.append(f"remediation is {action}" if action.startswith("awaiting") else f"remediation was {action}")
+    elif action and action.startswith("would "):
         steps.append(f"remediation is a dry run: it {action.removesuffix(' (dry run)')} and changes nothing")
     elif action and action.startswith("skipped"):
         steps.append(f"remediation {action}")

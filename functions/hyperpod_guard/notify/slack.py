@@ -1,4 +1,5 @@
-"""Slack: render a Notification as Block Kit for an incoming webhook, and deliver it.
+"""Slack: render a Notification as Block Kit for an incoming webhook, and deliver it; in app mode, render
+the parent message (a state line per item, buttons) and its thread's replies (`render_parent`, `render_reply`).
 
 Everything we render comes from event data and cluster state, which we do not control: a
 cluster, node or summary containing `<!channel>` must neither ping a channel nor become a
@@ -23,13 +24,17 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from email.message import Message
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
 from ..timeutil import format_duration
 from . import evidence
+from .buttons import ActionId, ButtonValue
 from .evidence import console_url
-from .message import TEST_NOTE, Notification, NotificationItem
+from .message import TEST_NOTE, ApprovalRef, Notification, NotificationItem
+
+if TYPE_CHECKING:
+    from .slack_threads import ItemState
 
 # Block Kit limits (https://api.slack.com/reference/block-kit)
 HEADER_LIMIT = 150  # header block: plain_text
@@ -223,9 +228,9 @@ def _resolved_lines(item: NotificationItem, sent_at: datetime | None) -> list[st
     return lines
 
 
-def item_text(item: NotificationItem, sent_at: datetime | None = None) -> str:
-    """One finding as the mrkdwn text of a section (≤ SECTION_LIMIT); `sent_at`: the message's, for
-    how long it has been firing."""
+def item_text(item: NotificationItem, sent_at: datetime | None = None, limit: int = SECTION_LIMIT) -> str:
+    """One finding as the mrkdwn text of a section (≤ `limit`); `sent_at`: the message's, for how long
+    it has been firing."""
     f = item.finding
     severity = f.severity.value
     if item.status == "resolved":
@@ -234,7 +239,7 @@ def item_text(item: NotificationItem, sent_at: datetime | None = None) -> str:
     else:
         head = f"{SEVERITY_EMOJI.get(severity, '⚪')} *{severity.upper()}*"
         lines = _firing_lines(item, sent_at)
-    return _cut("\n".join([f"{head} · {_code(f.policy, 60)} · {_scope(item)}", *lines]), SECTION_LIMIT)
+    return _cut("\n".join([f"{head} · {_code(f.policy, 60)} · {_scope(item)}", *lines]), limit)
 
 
 def _ordered(items: Iterable[NotificationItem]) -> list[NotificationItem]:
@@ -370,7 +375,187 @@ def render(notification: Notification, receiver: str | None = None) -> dict[str,
     }
 
 
+# -- app mode: the parent message and its thread's replies ---------------------------------------
+# A Slack app posts the first message of an alert episode (the parent, with buttons: notify/buttons.py)
+# and updates it as the alert changes state; repeats, escalations, remediation news and the resolved
+# are short replies in its thread (notify/delivery.py AppDelivery, notify/slack_threads.py).
+
+#: firing items of a grouped parent that get buttons (an actions block each, of Slack's 50 blocks):
+#: the others are acted on from their own messages or with the CLI, and the parent says so
+MAX_BUTTON_ITEMS = 5
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+
+
+def _user(user_id: str | None) -> str:
+    """A Slack user id as a mention (it shows the name); anything else as inert text."""
+    if user_id and _USER_ID.match(user_id):
+        return f"<@{user_id}>"
+    return _code(user_id or "someone", 80)
+
+
+def state_line(state: ItemState | None) -> str:
+    """The state of one item on its parent: firing, acknowledged by whom and until when, resolved when."""
+    if state is None or state.state == "firing":
+        return "🔥 *Firing*"
+    if state.state == "acknowledged":
+        when = f" {slack_date(state.at)}" if state.at else ""
+        until = f"repeats held until {slack_date(state.until)}" if state.until else "repeats held until it resolves"
+        return f"👀 *Acknowledged* by {_user(state.by)}{when}: {until}"
+    return f"{RESOLVED_EMOJI} *Resolved*" + (f" {slack_date(state.at)}" if state.at else "")
+
+
+def _button(text: str, action: ActionId, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "action_id": action.value, "value": value,
+                              "text": {"type": "plain_text", "text": text, "emoji": True}}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _pending_approval(item: NotificationItem, now: datetime | None) -> ApprovalRef | None:
+    """The item's approval while it waits for a decision (and has not expired by `now`)."""
+    approval = item.approval
+    if approval is None or approval.status != "pending":
+        return None
+    expires = approval.expires_at
+    return None if expires is not None and now is not None and expires <= now else approval
+
+
+def item_buttons(item: NotificationItem, state: ItemState | None, now: datetime | None) -> list[dict[str, Any]]:
+    """Acknowledge (while nobody has), Silence 1h/4h/24h, and Approve / Reject while an approval waits;
+    none for a resolved item or one whose episode is unknown (first_seen: the buttons name it)."""
+    if item.status != "firing" or item.first_seen is None or (state is not None and state.state == "resolved"):
+        return []
+    f = item.finding
+    try:
+        episode = ButtonValue(cluster=f.cluster, fingerprint=f.fingerprint, node=f.node, first_seen=item.first_seen)
+        value = episode.encode()
+        approval = _pending_approval(item, now)
+        decision = episode.model_copy(update={"approval": approval.id}).encode() if approval else None
+    except ValueError:  # a value over Slack's limit: no buttons rather than a message Slack refuses
+        return []
+    buttons = []
+    if state is None or state.state == "firing":
+        buttons.append(_button("Acknowledge", ActionId.ACKNOWLEDGE, value, "primary"))
+    buttons.extend(_button(f"Silence {label}", action, value)
+                   for action, label in ((ActionId.SILENCE_1H, "1h"), (ActionId.SILENCE_4H, "4h"),
+                                         (ActionId.SILENCE_24H, "24h")))
+    if decision is not None:
+        buttons.append(_button("Approve", ActionId.APPROVE, decision, "primary"))
+        buttons.append(_button("Reject", ActionId.REJECT, decision, "danger"))
+    return buttons
+
+
+def render_parent(notification: Notification, receiver: str | None,
+                  states: Mapping[str, ItemState]) -> dict[str, Any]:
+    """The app-mode parent message: the webhook's message with a state line per item and, on the
+    first MAX_BUTTON_ITEMS firing items, their buttons (chat.postMessage / chat.update payload)."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _context(notification)}]},
+    ]
+    mention = _mention_text(notification, receiver) if receiver else None
+    if mention:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
+    items = _ordered(notification.items)
+    now = notification.sent_at
+    actionable = [i for i in items if item_buttons(i, states.get(i.finding.fingerprint), now)]
+    with_buttons = {id(i) for i in actionable[:MAX_BUTTON_ITEMS]}
+    if len(actionable) > MAX_BUTTON_ITEMS:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"Buttons on the first {MAX_BUTTON_ITEMS} of {len(actionable)} firing alerts: act on the others "
+            "from their own messages or with `hyperpod-guard silence`")}]})
+    links = _buttons(notification, items)
+    actions = [{"type": "actions", "elements": links}] if links else []
+    room = BLOCK_LIMIT - len(blocks) - len(actions) - len(with_buttons)
+    shown, rest = (items, []) if len(items) <= room else (items[: room - 1], items[room - 1:])
+    for item in shown:
+        state = states.get(item.finding.fingerprint)
+        line = state_line(state)
+        text = item_text(item, notification.sent_at, SECTION_LIMIT - len(line) - 1) + "\n" + line
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        if id(item) in with_buttons:
+            blocks.append({"type": "actions", "elements": item_buttons(item, state, now)})
+    if rest:
+        more_firing = sum(1 for i in rest if i.status == "firing")
+        text = (f"…and {len(rest)} more finding{'s' if len(rest) != 1 else ''} "
+                f"({more_firing} firing, {len(rest) - more_firing} resolved): see the SNS message or the console")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    blocks.extend(actions)
+    return {"text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT), "blocks": blocks,
+            "unfurl_links": False, "unfurl_media": False}
+
+
+def _reply_head(item: NotificationItem) -> str:
+    f = item.finding
+    if item.status == "resolved":
+        head = f"{RESOLVED_EMOJI} *Resolved*"
+    elif item.reason == "repeat":
+        head = "🔁 *Still firing*"
+    elif item.reason == "escalated":
+        head = f"⏫ *Escalated to {f.severity.value.upper()}*"
+    elif item.reason == "remediated":
+        head = "🛠 *Remediation*"
+    else:
+        head = f"{SEVERITY_EMOJI.get(f.severity.value, '⚪')} *{f.severity.value.upper()}*"
+    return f"{head} · {_code(f.policy, 60)} · {_scope(item)}"
+
+
+def reply_text(item: NotificationItem, sent_at: datetime | None) -> str:
+    """One item's news as a short thread reply: what changed, not the whole evidence (the parent has it)."""
+    lines = [_reply_head(item)]
+    if item.status == "resolved":
+        summary_now = (item.resolved_evidence or {}).get("summary")
+        if summary_now:
+            lines.append(_text(summary_now, SUMMARY_LIMIT))
+        lines.extend(_cleared_line(item, sent_at))
+    else:
+        lines.append(_text(item.finding.summary, SUMMARY_LIMIT))
+        lasted = item.lasted(sent_at)
+        if lasted is not None and item.reason != "remediated":
+            lines.append(f"🕒 Firing for {duration(lasted)}")
+        lines.extend(f"🛠 _Remediation:_ {_text(action, 300)}" for action in item.actions)
+        approval = _pending_approval(item, sent_at)
+        if approval is not None:
+            expires = approval.expires_at
+            lines.append(f"✋ _Awaiting approval:_ {_text(approval.action, 300)}"
+                         + (f" (expires {slack_date(expires)})" if expires else "")
+                         + ": Approve or Reject on the message above")
+    return _cut("\n".join(lines), SECTION_LIMIT)
+
+
+def render_reply(notification: Notification, receiver: str | None = None) -> dict[str, Any]:
+    """The thread reply for the items of one message that already have a parent in this thread."""
+    blocks: list[dict[str, Any]] = []
+    mention = _mention_text(notification, receiver) if receiver else None
+    if mention:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
+    items = _ordered(notification.items)
+    room = BLOCK_LIMIT - len(blocks)
+    shown, rest = (items, []) if len(items) <= room else (items[: room - 1], items[room - 1:])
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": reply_text(i, notification.sent_at)}}
+                  for i in shown)
+    if rest:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"…and {len(rest)} more"}})
+    return {"text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT), "blocks": blocks,
+            "unfurl_links": False, "unfurl_media": False}
+
+
 # -- delivery -------------------------------------------------------------------------------
+
+
+def secrets_parameters() -> Any:
+    """Powertools' `parameters` module, with its default secrets provider made on our shared session's
+    client (not on a botocore session of its own): the webhook secrets (delivery.py), the bot token (slack_app.py)."""
+    # imported here: parameters pulls in boto3, which an invalid message never needs
+    from aws_lambda_powertools.utilities import parameters
+
+    from .. import aws_clients
+
+    if "secrets" not in parameters.base.DEFAULT_PROVIDERS:
+        parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
+            boto3_client=aws_clients.client("secretsmanager"))
+    return parameters
 
 
 class SlackError(Exception):
