@@ -67,7 +67,7 @@ class Metric(StrEnum):
     SLACK_NOT_CONFIGURED = "SlackNotConfigured"
     SLACK_RECORD_FAILED = "SlackRecordFailed"
     SLACK_POSSIBLE_DUPLICATE = "SlackPossibleDuplicate"
-    # Slack app mode (notify/slack_app.py): helper A adds here
+    # Slack app mode (notify/slack_app.py)
     #: app mode: a parent message posted (an alert episode's first message to a receiver's channel)
     SLACK_PARENTS_POSTED = "SlackParentsPosted"
     #: app mode: replies in an alert's thread (repeats, escalations, remediation news, resolved)
@@ -78,8 +78,7 @@ class Metric(StrEnum):
     SLACK_PARENTS_GONE = "SlackParentsGone"
     #: app mode: Slack answered 429 or `ratelimited`; the call was retried after Retry-After
     SLACK_RATE_LIMITED = "SlackRateLimited"
-    # acknowledge and approvals in the core: helper B1 adds here
-    # the interactivity endpoint and the actions worker (chatops/): helper B2 adds here
+    # the interactivity endpoint and the actions worker (chatops/)
     #: the endpoint: interactions whose signature checked out and that were queued for the actions worker
     CHATOPS_CLICKS = "ChatOpsClicks"
     #: the endpoint: requests refused for their signature (missing, wrong, or a timestamp too old): 401
@@ -92,6 +91,8 @@ class Metric(StrEnum):
     CHATOPS_REFUSED = "ChatOpsClicksRefused"
     #: the actions worker: clicks that failed (SQS delivers the message again, then its dead-letter queue keeps it)
     CHATOPS_FAILED = "ChatOpsClicksFailed"
+    #: a click delivered again (SQS is at least once): answered from its record, not carried out again
+    CHATOPS_DUPLICATES = "ChatOpsDuplicatesSkipped"
 
 
 class Dimension(StrEnum):
@@ -108,7 +109,7 @@ class Service(StrEnum):
     EVALUATOR = "evaluator"
     SWEEP = "sweep"
     SLACK_NOTIFIER = "slack-notifier"
-    # the interactivity endpoint and the actions worker: helper B2 adds here
+    # the interactivity endpoint and the actions worker
     SLACK_INTERACTIVITY = "slack-interactivity"
     SLACK_ACTIONS = "slack-actions"
 
@@ -248,7 +249,7 @@ SLACK_MAX_ATTEMPTS: Var[int] = Var("SLACK_MAX_ATTEMPTS", _whole, "4", "a whole n
 IDEMPOTENCY_TTL: Var[int] = Var("IDEMPOTENCY_TTL", _whole, "86400", "a whole number of seconds")
 #: set by Lambda; the idempotency records' keys start with it (notify/delivery.py)
 FUNCTION_NAME: Var[str | None] = Var("AWS_LAMBDA_FUNCTION_NAME", _text)
-# Slack app mode: helper A adds its variables here
+# Slack app mode (notify/slack_app.py)
 
 
 def _slack_mode(raw: str) -> str:
@@ -278,7 +279,7 @@ SLACK_CHANNELS: Var[dict[str, str]] = Var("SLACK_CHANNELS", _channels, "{}",
                                           'a JSON object of receiver name -> channel id')
 #: app mode: the Web API's base URL (tests and the demo: the local stand-in, local/slack_api_standin.py)
 SLACK_API_URL: Var[str] = Var("SLACK_API_URL", _text, "https://slack.com/api/")
-# the interactivity endpoint and the actions worker: helper B2 adds its variables here
+# the interactivity endpoint and the actions worker (chatops/)
 #: name or ARN of the Secrets Manager secret holding the Slack app's signing secret (the endpoint's)
 SLACK_SIGNING_SECRET_SECRET: Var[str] = Var("SLACK_SIGNING_SECRET_SECRET", _text, required=True)
 #: the SQS queue the endpoint hands each interaction to, for the actions worker (handlers/slack_actions.py)

@@ -194,7 +194,7 @@ def test_acknowledge_stops_repeats_and_updates_the_parent(chatops, runtime, hype
     assert hyperpod.calls == []
 
 
-def test_a_redelivered_click_is_carried_out_once(chatops, runtime):
+def test_a_redelivered_click_is_carried_out_once(chatops, runtime, capsys):
     from hyperpod_guard.handlers import slack_actions
 
     parent = first_alert(chatops, runtime, rules())
@@ -207,6 +207,9 @@ def test_a_redelivered_click_is_carried_out_once(chatops, runtime):
     assert [text for text in chatops.replies() if text.startswith("Acknowledged")] == [
         "Acknowledged by raj (U0RESPONDER): no repeats until 2026-11-25T12:01:00Z."]
     assert len(chatops.slack.calls_of("chat.update")) == 1
+    out = capsys.readouterr().out  # the second one is said and counted, not silent
+    assert out.count('"click already carried out; not again"') == 1
+    assert out.count('"ChatOpsDuplicatesSkipped":[1.0]') == 1
 
 
 # --- silence ----------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_approved_action_runs_once_and_its_audit_names_the_approver(stack, runti
     (item,) = message["message"]["items"]
     assert (item["reason"], item["actions"]) == (
         "first", [f"awaiting approval: would reboot {NODE} (expires 2026-11-24T13:00:00Z)"])
-    assert item["next_step"].startswith("Remediation is awaiting approval: would reboot")
+    assert item["next_step"].startswith("Remediation waits for an approver")
     fingerprint = item["finding"]["fingerprint"]
     pending = approvals.get(CLUSTER, fingerprint)
     assert pending is not None and pending.status == "pending" and pending.nodes == (NODE,)

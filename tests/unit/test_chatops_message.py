@@ -74,9 +74,10 @@ def test_messages_without_them_say_nothing_of_them():
 
 
 @pytest.mark.parametrize(("action", "step"), [
-    (AWAITING, f"Remediation is {AWAITING}; a person must act"),
+    # the action line says what and until when: the next step says who acts, not that again
+    (AWAITING, "Remediation waits for an approver to approve or reject it before it lapses; a person must act"),
     ("awaiting approval until 2026-11-30T10:30:00Z",
-     "Remediation is awaiting approval until 2026-11-30T10:30:00Z; a person must act"),
+     "Remediation waits for an approver to approve or reject it before it lapses; a person must act"),
     ("rejected by U0BOSS", "Remediation was rejected by U0BOSS; a person must act"),
 ])
 def test_next_step_of_an_action_that_waits_for_a_person(action, step):

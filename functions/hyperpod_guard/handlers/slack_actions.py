@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from ..chatops.actions import Actions
@@ -97,13 +98,20 @@ def once() -> tuple[IdempotencyConfig, Callable[..., dict[str, str]]]:
 
     config = settings()
     idempotency = IdempotencyConfig(event_key_jmespath="key", raise_on_no_idempotency_key=True,
-                                    expires_after_seconds=config.idempotency_ttl)
+                                    expires_after_seconds=config.idempotency_ttl, response_hook=_done_before)
     persistence = DynamoDBPersistenceLayer(
         table_name=config.table_name, key_attr="pk", sort_key_attr="sk", static_pk_value=IDEMPOTENCY_PK,
         expiry_attr=TTL_ATTRIBUTE, boto3_client=aws_clients.client("dynamodb"))
     decorate = idempotent_function(data_keyword_argument="click", persistence_store=persistence, config=idempotency,
                                    key_prefix=f"{config.function_name or _NO_FUNCTION_NAME}.{RECORD_KEY}")
     return idempotency, decorate(click)
+
+
+def _done_before(response: Any, idempotent_data: DataRecord) -> Any:  # an IdempotentHookFunction
+    """A click SQS delivered again: answered from its idempotency record, said and counted."""
+    logger.info("click already carried out; not again", extra={"outcome": (response or {}).get("outcome")})
+    count(metrics, Metric.CHATOPS_DUPLICATES)
+    return response
 
 
 def click(click: dict[str, Any]) -> dict[str, str]:

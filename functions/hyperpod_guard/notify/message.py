@@ -147,7 +147,9 @@ def next_step(finding: FindingFields, actions: tuple[str, ...]) -> str:
         repaired = True
     action = actions[0] if actions else None
     if action and action.startswith(("awaiting approval", "rejected by")):
-        steps.append(f"remediation is {action}" if action.startswith("awaiting") else f"remediation was {action}")
+        # the action line says what and until when already: say who acts
+        steps.append("remediation waits for an approver to approve or reject it before it lapses"
+                     if action.startswith("awaiting") else f"remediation was {action}")
     elif action and action.startswith("would "):
         steps.append(f"remediation is a dry run: it {action.removesuffix(' (dry run)')} and changes nothing")
     elif action and action.startswith("skipped"):
