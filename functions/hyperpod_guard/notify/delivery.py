@@ -29,7 +29,6 @@ half way (and Lambda's retry does only what was not done).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -50,7 +49,16 @@ from ..ledger_store import IDEMPOTENCY_PK, TTL_ATTRIBUTE
 from ..naming import RECEIVER_NAME_PATTERN
 from ..settings import SlackNotifierSettings
 from .message import DEFAULT_RECEIVER, Notification, NotificationItem
-from .slack import SlackError, SlackPermanentError, SlackSender, render, render_parent, render_reply, valid_webhook_url
+from .slack import (
+    SlackError,
+    SlackPermanentError,
+    SlackSender,
+    render,
+    render_parent,
+    render_reply,
+    secret_text,
+    valid_webhook_url,
+)
 from .slack import secrets_parameters as _parameters
 
 if TYPE_CHECKING:
@@ -91,18 +99,9 @@ class Delivery:
 
 
 def webhook_url(value: str | bytes | None) -> str | None:
-    """The webhook URL from a secret's value, or None when there is none worth trying."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = (value or "").strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        text = str(data.get("url") or data.get("webhook_url") or "").strip()
+    """The webhook URL from a secret's value (the URL, or JSON {"url": …}), or None when there is none
+    worth trying."""
+    text = secret_text(value, "url", "webhook_url")
     return text if valid_webhook_url(text) else None
 
 

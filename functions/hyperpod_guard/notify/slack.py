@@ -342,9 +342,8 @@ def _buttons(notification: Notification, items: Iterable[NotificationItem]) -> l
     return buttons
 
 
-def render(notification: Notification, receiver: str | None = None) -> dict[str, Any]:
-    """The incoming-webhook payload (Block Kit) for one notification; `receiver`: the receiver it is
-    posted to (Notification.for_receiver), whose routes' mentions it carries."""
+def _head(notification: Notification, receiver: str | None) -> list[dict[str, Any]]:
+    """What every message starts with: the header, the cluster's context, and the receiver's mention."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _context(notification)}]},
@@ -352,6 +351,13 @@ def render(notification: Notification, receiver: str | None = None) -> dict[str,
     mention = _mention_text(notification, receiver) if receiver else None
     if mention:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
+    return blocks
+
+
+def render(notification: Notification, receiver: str | None = None) -> dict[str, Any]:
+    """The incoming-webhook payload (Block Kit) for one notification; `receiver`: the receiver it is
+    posted to (Notification.for_receiver), whose routes' mentions it carries."""
+    blocks = _head(notification, receiver)
 
     items = _ordered(notification.items)
     buttons = _buttons(notification, items)
@@ -450,13 +456,7 @@ def render_parent(notification: Notification, receiver: str | None,
                   states: Mapping[str, ItemState]) -> dict[str, Any]:
     """The app-mode parent message: the webhook's message with a state line per item and, on the
     first MAX_BUTTON_ITEMS firing items, their buttons (chat.postMessage / chat.update payload)."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header_text(notification), "emoji": True}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _context(notification)}]},
-    ]
-    mention = _mention_text(notification, receiver) if receiver else None
-    if mention:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
+    blocks = _head(notification, receiver)
     items = _ordered(notification.items)
     now = notification.sent_at
     actionable = [i for i in items if item_buttons(i, states.get(i.finding.fingerprint), now)]
@@ -600,7 +600,24 @@ def valid_webhook_url(url: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
 
 
-def _reason(exc: BaseException) -> str:
+def secret_text(value: str | bytes | None, *keys: str) -> str:
+    """A secret's value as text: the value itself, or, when it is a JSON object, its first of `keys`
+    that is set ("" when none is, or the JSON is broken)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = (value or "").strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    return next((str(data[key]).strip() for key in keys if data.get(key)), "")
+
+
+def failure_reason(exc: BaseException) -> str:
     """A failure in words that cannot carry the URL (only the socket error's type and text)."""
     if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
         exc = exc.reason
@@ -719,7 +736,7 @@ class SlackSender:
             try:
                 status, headers, text = self._post(body, timeout)
             except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, timeouts, resets
-                status, last = None, _reason(exc)
+                status, last = None, failure_reason(exc)
                 if _maybe_delivered(exc):
                     self.unanswered += 1
                     if self._on_unanswered is not None:

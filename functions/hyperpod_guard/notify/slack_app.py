@@ -31,6 +31,8 @@ from .slack import (
     MIN_ATTEMPT_TIME,
     SlackDeliveryError,
     SlackPermanentError,
+    failure_reason,
+    secret_text,
     secrets_parameters,
 )
 
@@ -72,15 +74,7 @@ class SlackAppDeliveryError(SlackDeliveryError):
 def bot_token(value: str | bytes | None) -> str | None:
     """The bot token from a secret's value (`xoxb-…`, or JSON {"token": …}); None when there is none
     worth trying (empty, the placeholder)."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = (value or "").strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None
-        text = str(data.get("token") or data.get("bot_token") or "").strip() if isinstance(data, dict) else ""
+    text = secret_text(value, "token", "bot_token")
     return text if text.startswith("xox") and not any(c.isspace() for c in text) else None
 
 
@@ -167,7 +161,8 @@ class SlackWebApi:
         except SlackApiError as exc:
             raise self._refused(method, exc) from None
         except (OSError, ValueError) as exc:  # URLError, timeouts, resets: never the request itself
-            raise SlackAppDeliveryError(f"Slack {method} failed after {self.attempts} attempt(s): {_reason(exc)}",
+            why = failure_reason(exc)
+            raise SlackAppDeliveryError(f"Slack {method} failed after {self.attempts} attempt(s): {why}",
                                         attempts=self.attempts) from None
 
     def _refused(self, method: str, exc: Any) -> SlackAppPermanentError | SlackAppDeliveryError:
@@ -198,16 +193,6 @@ class SlackWebApi:
         if limited and self.on_rate_limited is not None:
             self.on_rate_limited(self._method, delay)
         return delay
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
-        exc = exc.reason
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return type(exc).__name__
 
 
 def _retry_after(headers: Mapping[str, Any]) -> float | None:
