@@ -121,6 +121,7 @@ on every run unless LIFECYCLE_RANDOM=1. A long run: LIFECYCLE_EXAMPLES=200 LIFEC
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,7 +138,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from hyperpod_guard.grouping import OVERDUE, FlushGroup
 from hyperpod_guard.local.slack_api_standin import SlackApiStandIn
-from hyperpod_guard.notify import delivery
+from hyperpod_guard.notify import delivery as slack_delivery
 from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.lifecycle_model import (
     CLUSTER, GROUP, NODE_NAMES, NODES, TARGET, Call, ClusterState, Pipeline, Sent, cluster_event, node_health_event,
@@ -290,7 +291,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         #: posted (ts -> fingerprint, first seen), those someone deleted, and the alerts whose acknowledgement
         #: the parents show
         self.parents: dict[str, tuple[str, datetime | None]] = {}
-        self.all_parents: dict[str, tuple[str, datetime | None]] = {}
+        self.parent_items: dict[str, set[str]] = defaultdict(set)
         self.deleted: set[str] = set()
         self.shown_acks: set[str] = set()
         #: app mode: Slack messages posted per SNS message id; fingerprints with a message awaiting Lambda's retry
@@ -300,7 +301,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         #: retry; the messages delivered after a later one about the same alert (out of order)
         self.slack_seq: dict[str, int] = {}
         self.slack_pending: dict[str, set[str]] = defaultdict(set)
-        self.slack_overtaken: set[str] = set()
+        self.slack_overtaken: set[tuple[str, str]] = set()
         #: app mode: the reason of the last item delivered per fingerprint (and its episode's first seen)
         self.slack_last: dict[str, tuple[str, datetime | None]] = {}
         self.slack_nodes: dict[str, str | None] = {}
@@ -552,8 +553,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         """Someone deletes the parent message of the node's alert (its current episode)."""
         assert self.pipeline.slack is not None
         gone = [(fp, ts) for fp, (ts, _) in sorted(self.parents.items())
-                if self.all_parents.get(ts, ("", None))[0] == fp and self._node_of(fp) == NODES[node]
-                and ts not in self.deleted]
+                if self._node_of(fp) == NODES[node] and ts not in self.deleted]
         for _, ts in gone:
             self.pipeline.slack.delete(self.pipeline.channel, ts)
             self.deleted.add(ts)
@@ -603,42 +603,50 @@ class AlertLifecycle(RuleBasedStateMachine):
                 self.slack_pending[fp].add(d.message_id)
             return
         self.slack_ok.add(d.message_id)
-        for post in d.posts:  # every top-level message is some episode's parent: at the end it shows it resolved
+        for post in d.posts:  # every top-level message is a parent of these items (at the end: all resolved)
             if post.thread_ts is None:
-                self.all_parents[post.ts] = (fingerprints[0], parse_timestamp(items[0].get("first_seen")))
-        # in order: nothing about the alert that SNS accepted earlier still waits for Lambda's retry, and nothing
-        # accepted later was delivered while this one waited
-        in_order = d.message_id not in self.slack_overtaken
+                self.parent_items[post.ts].update(fingerprints)
+        # in order, per alert: nothing about it that SNS accepted earlier still waits for Lambda's retry, and
+        # nothing about it accepted later was delivered while this one waited
+        in_order: set[str] = set()
         for fp in fingerprints:
             self.slack_pending[fp].discard(d.message_id)
             earlier = {m for m in self.slack_pending[fp] if self.slack_seq[m] < seq}
-            in_order = in_order and not earlier
-            self.slack_overtaken |= earlier
-        if not in_order or len(items) != 1:
+            if not earlier and (d.message_id, fp) not in self.slack_overtaken:
+                in_order.add(fp)
+            self.slack_overtaken |= {(m, fp) for m in earlier}
+        for item in items:  # what Slack was told last about each alert (an older message is stale news)
+            if item["finding"]["fingerprint"] in in_order:
+                self.slack_last[item["finding"]["fingerprint"]] = (item["reason"],
+                                                                   parse_timestamp(item.get("first_seen")))
+        if in_order != set(fingerprints):  # where each item goes is judged for messages wholly in order
             return
-        (item,) = items
-        fp, reason = item["finding"]["fingerprint"], item["reason"]
-        first_seen = parse_timestamp(item.get("first_seen"))
-        self.slack_last[fp] = (reason, first_seen)
-        if len(d.posts) != 1:
+        # expected: the items of a new episode, or whose parent someone deleted, share ONE new top-level message
+        # (their parent); every other item is news in its live parent's thread (one reply per thread)
+        new_parent: list[tuple[str, datetime | None]] = []
+        threads: set[str] = set()
+        for item in items:
+            fp, reason = item["finding"]["fingerprint"], item["reason"]
+            first_seen = parse_timestamp(item.get("first_seen"))
+            parent = self.parents.get(fp)
+            if reason == "first" or parent is None or parent[1] != first_seen or parent[0] in self.deleted:
+                new_parent.append((fp, first_seen))
+            else:
+                threads.add(parent[0])
+        top = [post.ts for post in d.posts if post.thread_ts is None]
+        replied = sorted(post.thread_ts for post in d.posts if post.thread_ts is not None)
+        if len(top) != (1 if new_parent else 0):
             raise InvariantBroken(self._explain(
-                "I11 (Slack: exactly once)", f"{reason} for {fp[:8]} delivered in order made {len(d.posts)} posts"))
-        (post,) = d.posts
-        parent = self.parents.get(fp)
-        live = parent is not None and parent[1] == first_seen and parent[0] not in self.deleted
-        if reason == "first" or not live:
-            if post.thread_ts is not None:
-                raise InvariantBroken(self._explain(
-                    "I11 (Slack: a first, or news of an episode without a live parent, is a new top-level message)",
-                    f"{reason} for {fp[:8]} was posted in thread {post.thread_ts}"))
-            self.parents[fp] = (post.ts, first_seen)
-            self.all_parents[post.ts] = (fp, first_seen)
-            self.shown_acks.discard(fp)
-        elif post.thread_ts != parent[0]:  # type: ignore[index]
+                "I11 (Slack: a first, or news of an episode without a live parent, is a new top-level message)",
+                f"[{label}] made {len(top)} top-level messages; expected {1 if new_parent else 0}"))
+        if replied != sorted(threads):
             raise InvariantBroken(self._explain(
                 "I11 (Slack: an episode's news is a reply in its parent's thread)",
-                f"{reason} for {fp[:8]} was posted {'in thread ' + post.thread_ts if post.thread_ts else 'top-level'}, "
-                f"its parent is {parent[0]}"))  # type: ignore[index]
+                f"[{label}] replied in {replied or 'no thread'}; its parents are {sorted(threads) or 'none'}"))
+        for fp, first_seen in new_parent:
+            self.parents[fp] = (top[0], first_seen)
+            self.parent_items[top[0]].add(fp)
+            self.shown_acks.discard(fp)
 
     def _parent_text(self, ts: str) -> str | None:
         assert self.pipeline.slack is not None
@@ -646,36 +654,34 @@ class AlertLifecycle(RuleBasedStateMachine):
         return None if message is None or message.deleted else " ".join(message.block_texts)
 
     def _check_parents(self, *, end: bool = False) -> None:
-        """I11: each episode's parent shows its state (nothing waits for Lambda's retry)."""
-        for fp, (ts, first_seen) in self.parents.items():
+        """I11: each parent shows its items' states (checked when nothing waits for Lambda's retry): as many
+        firing as its items whose last news delivered was not a resolved, an acknowledgement while one of them
+        is acknowledged; at the end, none firing."""
+        for ts, fps in self.parent_items.items():
             text = self._parent_text(ts)
             if text is None:
                 continue
-            resolved = "*Resolved*" in text
-            episode = self.open.get(fp)
-            is_open = episode is not None and episode.first_seen == first_seen
-            if is_open and resolved:
+            current = {fp for fp in fps if self.parents.get(fp, ("", None))[0] == ts}  # not moved to a new parent
+            shown = re.search(r"· (\d+) firing · (\d+) resolved", text)
+            firing = sum(1 for fp in current if self.slack_last.get(fp, ("", None))[0] != "resolved")
+            if shown is None or int(shown.group(1)) != firing or (end and firing):
                 raise InvariantBroken(self._explain(
-                    "I11 (Slack: the parent shows the episode's state)", f"parent {ts} of open {episode.alert} "  # type: ignore[union-attr]
-                    "shows it resolved"))
-            last = self.slack_last.get(fp)
-            if not is_open and last == ("resolved", first_seen) and not resolved:
+                    "I11 (Slack: the parent shows its alerts' states"
+                    + (": at the end none firing)" if end else ")"),
+                    f"parent {ts} of {sorted(fp[:8] for fp in current)} says "
+                    f"{shown.group(0) if shown else 'no state'}; {firing} of them are firing as Slack was told"))
+            acked = [fp for fp in current if fp in self.shown_acks and self._acknowledged(fp)]
+            if acked and "*Acknowledged*" not in text:
                 raise InvariantBroken(self._explain(
-                    "I11 (Slack: the parent shows the episode's state)",
-                    f"parent {ts} of {fp[:8]} does not show it resolved; its resolved was delivered"))
-            ack = self.acks.get(fp)
-            if (is_open and fp in self.shown_acks and ack is not None and ack[0] == first_seen
-                    and (ack[1] is None or ack[1] > self.now) and "*Acknowledged*" not in text):
-                raise InvariantBroken(self._explain(
-                    "I11 (Slack: the parent shows the acknowledgement)", f"parent {ts} of {episode.alert} "  # type: ignore[union-attr]
-                    "does not say it is acknowledged"))
-        if end:
-            for ts, (fp, _) in self.all_parents.items():
-                text = self._parent_text(ts)
-                if text is not None and "*Resolved*" not in text:
-                    raise InvariantBroken(self._explain(
-                        "I11 (Slack: at the end every parent shows its episode resolved)",
-                        f"parent {ts} of {fp[:8]} does not: {text[:160]!r}"))
+                    "I11 (Slack: the parent shows the acknowledgement)",
+                    f"parent {ts} of {sorted(fp[:8] for fp in acked)} does not say it is acknowledged"))
+
+    def _acknowledged(self, fp: str) -> bool:
+        """The model's acknowledgement of the alert's current parent's episode holds now, and it is open."""
+        ack, parent, episode = self.acks.get(fp), self.parents.get(fp), self.open.get(fp)
+        return (ack is not None and parent is not None and episode is not None and ack[0] == parent[1]
+                and episode.first_seen == parent[1] and (ack[1] is None or ack[1] > self.now)
+                and self.slack_last.get(fp, ("", None))[0] != "resolved")
 
     def teardown(self) -> None:
         if not self.started or self.broken:
@@ -1066,7 +1072,7 @@ def slack_app(monkeypatch: pytest.MonkeyPatch, app: bool) -> Iterator[SlackApiSt
     if not app:
         yield None
         return
-    monkeypatch.setattr(delivery, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(slack_delivery, "sleep", lambda _seconds: None)
     with SlackApiStandIn() as standin:
         yield standin
 
@@ -1181,6 +1187,11 @@ APP_TIMELINES: list[Any] = [
     pytest.param(lambda m: (m.slack_outage(), m.node_health("n1", "Unhealthy"), m.node_health("n1", "Healthy"),
                             m.node_health("n1", "Unhealthy")),
                  id="app-outage-messages-retried-out-of-order"),
+    # found by the random search: a first and its resolved decided at the same second, the first's delivery
+    # retried after the resolved made the parent: the late first must not reopen the parent
+    pytest.param(lambda m: (m.slack_outage(), m.group_status("Failed", 1), m.sweep(), m.advance(6), m.sweep(),
+                            m.group_status("InService", 4), m.sweep()),
+                 id="app-late-first-never-reopens-a-resolved-parent"),
 ]
 
 

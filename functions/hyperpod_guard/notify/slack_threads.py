@@ -136,9 +136,9 @@ def merge(notification: Notification, states: dict[str, ItemState], items: Itera
     for item in items:
         key = _fingerprint(item)
         current = states.get(key)
-        if current is not None and current.as_of is not None and current.as_of > as_of:
-            continue
         new = item_state(item, as_of)
+        if current is not None and _newer(current, new):
+            continue
         if new.state == "firing" and current is not None and current.acknowledged_at(as_of):
             new = current.model_copy(update={"as_of": as_of})
         states[key] = new
@@ -146,6 +146,15 @@ def merge(notification: Notification, states: dict[str, ItemState], items: Itera
         fresh.append(item)
     sent_at = max((t for t in (notification.sent_at, as_of) if t is not None), default=None)
     return notification.model_copy(update={"items": tuple(shown.values()), "sent_at": sent_at}), states, fresh
+
+
+def _newer(current: ItemState, new: ItemState) -> bool:
+    """Whether the parent's `current` state of an item is newer than `new`: decided later, or resolved (a
+    parent shows one episode, and its resolved is its last word: a firing decided at the same second, or
+    a late retry of the episode's first message, never reopens it)."""
+    if current.state == "resolved" and new.state != "resolved":
+        return True
+    return current.as_of is not None and new.as_of is not None and current.as_of > new.as_of
 
 
 def acknowledge(states: dict[str, ItemState], fingerprint: str, by: str, at: datetime,
