@@ -1,6 +1,8 @@
 """hyperpod-guard benchmarks: each figure a ratio or a count taken in one run (see README: Performance).
 
-Run with `make bench`; writes benchmarks/results.json and prints a table.
+Run with `make bench`; writes benchmarks/results.json and prints a table. `python benchmarks/bench.py
+cold_path_figures ...` runs the steps named only: their figures replace theirs in results.json, the
+others' are kept from their last run (`partial_run` says which steps were run again, and when).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,7 +314,9 @@ TARGETS = {
 }
 
 
-TARGETS.update(COLD_PATH_TARGETS)  # cold_event_ratio, cold_event_floor_ratio, notifier_cold_ratio (issue 17)
+# cold_event_ratio, cold_event_floor_ratio, notifier_cold_ratio (issue 17); endpoint_cold_seconds (issue 20:
+# the Slack interactivity endpoint against Slack's 3 s; endpoint_cold_ratio and notifier_app_cold_ratio have none)
+TARGETS.update(COLD_PATH_TARGETS)
 TARGETS.update(LEDGER_IO_TARGETS)  # calls_per_event (issue 17)
 TARGETS.update(EVALUATION_CPU_TARGETS)  # evaluation_cpu_ratio (issue 17)
 TARGETS.update(STORM_READS_TARGETS)  # storm_read_growth (issue 17)
@@ -327,13 +331,26 @@ def _calls_ok(calls: dict[str, int]) -> bool:
             and total("dynamodb") <= 2 and total("sns") <= 1)
 
 
-def main() -> int:
-    results: dict[str, object] = {}
-    for step in (cold_import_ratio, eval_ratio, runtime_figures, asset_kb, c7n_cold_import_ratio, cold_path_figures,
-                 calls_per_event_figures, evaluation_cpu_ratio, storm_read_figures, storm_messages_figures,
-                 sweep_projection_figures):
+STEPS = (cold_import_ratio, eval_ratio, runtime_figures, asset_kb, c7n_cold_import_ratio, cold_path_figures,
+         calls_per_event_figures, evaluation_cpu_ratio, storm_read_figures, storm_messages_figures,
+         sweep_projection_figures)
+
+
+def main(names: list[str]) -> int:
+    """Every step, or those `names`d (merged into the last results.json)."""
+    steps = [step for step in STEPS if not names or step.__name__ in names]
+    unknown = set(names) - {step.__name__ for step in STEPS}
+    if unknown:
+        print(f"no such step: {', '.join(sorted(unknown))}; the steps: {', '.join(s.__name__ for s in STEPS)}",
+              file=sys.stderr)
+        return 2
+    results: dict[str, object] = json.loads(RESULTS.read_text()) if names else {}
+    for step in steps:
         print(f"measuring: {step.__name__} ...", file=sys.stderr, flush=True)
         results.update(step())
+    if names:
+        results["partial_run"] = {"steps": [step.__name__ for step in steps],
+                                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(k) for k in results)
@@ -349,4 +366,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

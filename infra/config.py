@@ -30,11 +30,18 @@ DEFAULTS: dict[str, Any] = {
     "slackReceivers": [],
     "slackMode": "webhook",
     "slackChannels": {},
+    "archiveRetentionDays": 730,
+    "weeklyDigest": False,
+    "digestSchedule": "cron(0 8 ? * MON *)",
 }
 SLACK_MODES = ("webhook", "app")
 #: a Slack conversation id: public (C), private (G) channel or direct message (D)
 CHANNEL_ID_PATTERN = r"[CGD][A-Z0-9]{2,}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: an EventBridge schedule expression: cron (six fields) or rate
+SCHEDULE_PATTERN = r"cron\((\S+ ){5}\S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\)"
+#: the archive's objects are kept at most this long (S3 takes any number of days; 100 years is a typo's guard)
+MAX_ARCHIVE_RETENTION_DAYS = 36500
 
 
 class ConfigError(ValueError):
@@ -107,6 +114,11 @@ class Config:
     slack_mode: str = "webhook"
     #: app mode: receiver name -> Slack channel id (`default` at least)
     slack_channels: dict[str, str] = field(default_factory=dict)
+    #: days the episode archive keeps an object (infra/archive.py: the bucket's lifecycle)
+    archive_retention_days: int = DEFAULTS["archiveRetentionDays"]
+    #: the weekly digest (infra/digest.py): off by default; its EventBridge schedule expression
+    weekly_digest: bool = False
+    digest_schedule: str = DEFAULTS["digestSchedule"]
 
     @property
     def slack_app(self) -> bool:
@@ -141,6 +153,9 @@ class Config:
             slack_receivers=list(dict.fromkeys(_list(get("slackReceivers")))),
             slack_mode=str(get("slackMode")).strip().lower(),
             slack_channels=_mapping("slackChannels", get("slackChannels")),
+            archive_retention_days=_int("archiveRetentionDays", get("archiveRetentionDays")),
+            weekly_digest=_bool("weeklyDigest", get("weeklyDigest")),
+            digest_schedule=str(get("digestSchedule")).strip(),
         )
         config.validate()
         return config
@@ -172,6 +187,7 @@ class Config:
         if self.slack_receivers and not self.slack:
             raise ConfigError("context 'slackReceivers' needs 'slack' (the Slack notifier reads their secrets)")
         self._validate_slack_app()
+        self._validate_archive()
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")
 
@@ -193,3 +209,11 @@ class Config:
             raise ConfigError(f"context 'slackChannels' must name the {naming.DEFAULT_RECEIVER!r} receiver's channel "
                               f"in app mode (e.g. -c slackChannels={naming.DEFAULT_RECEIVER}=C0123ABCD), "
                               f"got {self.slack_channels}")
+
+    def _validate_archive(self) -> None:
+        if not 1 <= self.archive_retention_days <= MAX_ARCHIVE_RETENTION_DAYS:
+            raise ConfigError(f"context 'archiveRetentionDays' is days the archive keeps an episode "
+                              f"(1-{MAX_ARCHIVE_RETENTION_DAYS}), got {self.archive_retention_days}")
+        if not re.fullmatch(SCHEDULE_PATTERN, self.digest_schedule):
+            raise ConfigError(f"context 'digestSchedule' takes an EventBridge schedule expression, cron(...) with six "
+                              f"fields or rate(N unit), got {self.digest_schedule!r}")

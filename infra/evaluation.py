@@ -16,7 +16,13 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from hyperpod_guard import grouping, ledger_store, naming, silences
-from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, RESOLVED_INDEX, TTL_ATTRIBUTE
+from hyperpod_guard.ledger_store import (
+    OPEN_INDEX,
+    OPEN_INDEX_ACTIONS,
+    RESOLVED_INDEX,
+    RESOLVED_INDEX_ACTIONS,
+    TTL_ATTRIBUTE,
+)
 from hyperpod_guard.remediation import actions as remediation_actions
 from hyperpod_guard.remediation import store as remediation_store
 from hyperpod_guard.settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
@@ -158,9 +164,13 @@ class Evaluation(Construct):
         sweep = self.sweep.function
         self._grant_rules_and_alerts(sweep, config, topic, key, SWEEP_TABLE_ACTIONS)
         sweep.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:ListClusters"], resources=["*"]))
-        # only the sweep lists the open alerts (the clusters that may have been deleted)
+        # only the sweep lists the open alerts (the clusters that may have been deleted), and the resolved ones
+        # not archived yet (archive.py: an episode whose put failed is archived by the next sweep)
         sweep.add_to_role_policy(iam.PolicyStatement(
             actions=list(OPEN_INDEX_ACTIONS), resources=[f"{self.table.table_arn}/index/{OPEN_INDEX}"],
+        ))
+        sweep.add_to_role_policy(iam.PolicyStatement(
+            actions=list(RESOLVED_INDEX_ACTIONS), resources=[f"{self.table.table_arn}/index/{RESOLVED_INDEX}"],
         ))
         # not queue.grantSendMessages: it adds GetQueueAttributes and GetQueueUrl, never called
         # (SendMessageBatch is authorised as sqs:SendMessage)

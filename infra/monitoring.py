@@ -21,13 +21,44 @@ from .config import Config
 FIVE_MINUTES = Duration.minutes(5)
 
 
-def _search(metric: Metric, dimensions: tuple[Dimension, ...], label: str) -> cloudwatch.MathExpression:
-    """Every dimension value of an EMF metric, one line each (EMF dimensions are not known in advance)."""
+def _search(metric: Metric, dimensions: tuple[Dimension, ...], label: str, *, statistic: str = "Sum",
+            period: Duration = FIVE_MINUTES, fill: bool = False) -> cloudwatch.MathExpression:
+    """Every dimension value of an EMF metric, one line each (EMF dimensions are not known in advance: a new
+    cluster appears without a redeploy). `fill`: a period without a value is 0 (FILL), not a gap that the
+    line would bridge."""
     schema = ",".join((NAMESPACE, *dimensions))
+    search = f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', '{statistic}', {int(period.to_seconds())})"
     return cloudwatch.MathExpression(
-        expression=f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', 300)",
-        label=label, period=FIVE_MINUTES, using_metrics={},
+        expression=f"FILL({search}, 0)" if fill else search, label=label, period=period, using_metrics={},
     )
+
+
+def _fleet_health(sweep_rate_minutes: int) -> list[list[cloudwatch.IWidget]]:
+    """The "Fleet health" rows: the sweep's per-cluster gauges (service._emit_cluster_health), one line per
+    cluster, each period's highest value (a period as long as the sweep interval holds one report of each
+    cluster; Maximum, not Sum, should a cluster be evaluated twice in one, as a message delivered again is)."""
+    period = Duration.minutes(max(FIVE_MINUTES.to_minutes(), sweep_rate_minutes))
+    per_cluster = (Dimension.CLUSTER, Dimension.SERVICE)
+    cluster = "${PROP('Dim.Cluster')}"  # a dynamic label: the cluster's name
+
+    def graph(title: str, metric: Metric) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(title=title, width=6, left=[
+            _search(metric, per_cluster, cluster, statistic="Maximum", period=period)])
+
+    return [
+        [cloudwatch.TextWidget(width=24, height=2, markdown=(
+            f"## Fleet health\nPer cluster, from each sweep (every {sweep_rate_minutes} min; not from events). "
+            "Open alerts: pending or firing. Unhealthy nodes: in Failure or with an open unhealthy-node alert. "
+            "Capacity shortfall: the sum over groups of TargetCount - CurrentCount. "
+            "Minutes since last event: since the newest HyperPod event applied (none: no line)."))],
+        [graph("Open alerts", Metric.OPEN_ALERTS), graph("Unhealthy nodes", Metric.UNHEALTHY_NODES),
+         graph("Capacity shortfall (nodes below target)", Metric.CAPACITY_SHORTFALL),
+         graph("Minutes since last event", Metric.MINUTES_SINCE_LAST_EVENT)],
+        # a series exists while a cluster has open alerts of that severity: a period without one is 0
+        [cloudwatch.GraphWidget(title="Open alerts by cluster and severity", width=24, stacked=True, left=[
+            _search(Metric.OPEN_ALERTS, (Dimension.CLUSTER, Dimension.SEVERITY, Dimension.SERVICE),
+                    f"{cluster} ${{PROP('Dim.Severity')}}", statistic="Maximum", period=period, fill=True)])],
+    ]
 
 
 def _count(metric: Metric, service: Service) -> cloudwatch.Metric:
@@ -93,6 +124,8 @@ class Monitoring(Construct):
             self._chatops(alarm)
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{config.prefix}")
+        for row in _fleet_health(config.sweep_rate_minutes):
+            self.dashboard.add_widgets(*row)
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="HyperPod events by detail-type", width=12, left=[
                 _search(Metric.EVENTS, (Dimension.DETAIL_TYPE, Dimension.SERVICE), "events")]),

@@ -13,8 +13,10 @@ from hyperpod_guard import naming
 from hyperpod_guard.ledger_store import IDEMPOTENCY_ACTIONS, IDEMPOTENCY_PK
 
 from .alerting import Alerting
+from .archive import Archive
 from .chatops import ChatOps
 from .config import Config
+from .digest import WeeklyDigest
 from .evaluation import Evaluation
 from .ingestion import Ingestion
 from .monitoring import Monitoring
@@ -33,6 +35,16 @@ class HyperPodGuardStack(Stack):
         self.ingestion = Ingestion(self, "Ingestion", config=config, evaluator=self.evaluation.evaluator.live)
         functions = {"evaluator": self.evaluation.evaluator.function, "sweep": self.evaluation.sweep.function,
                      "worker": self.evaluation.worker.function}
+        # the episode archive: every evaluation (and the sweep's retries) writes the episodes that resolved
+        self.archive = Archive(self, "Archive", config=config)
+        for writer in (self.evaluation.evaluator, self.evaluation.sweep, self.evaluation.worker):
+            self.archive.grant_write(writer.function)
+        # the weekly digest (-c weeklyDigest=true): alarmed and graphed with the other functions
+        self.digest: WeeklyDigest | None = None
+        if config.weekly_digest:
+            self.digest = WeeklyDigest(self, "WeeklyDigest", config=config, archive=self.archive,
+                                       table=self.evaluation.table, topic=self.alerting.topic, key=self.alerting.key)
+            functions["digest"] = self.digest.function.function
         # the work queue itself is busy by design (its backlog is on the dashboard); its DLQ is alarmed
         queues = {"events-dlq": self.ingestion.dlq, "evaluator-failures": self.evaluation.failures,
                   "work-dlq": self.evaluation.work_dlq}

@@ -30,6 +30,14 @@ clusters whose records to read. GSI `resolved` (sparse, all attributes): `resolv
 resolved alerts are kept RESOLVED_RETENTION, report marks and backfill marks MARK_RETENTION, silences
 silences.SILENCE_RETENTION after they end, idempotency records as Powertools sets them.
 
+The episode archive (archive.py): once a resolved alert's episode is in S3, `mark_archived` sets its
+`archived_at`; when the put failed, how it cleared (`archive_cleared`, `archive_resolution`) instead, for the
+sweep that writes it later (`unarchived_alerts`: the `resolved` index, those without `archived_at`). An
+UpdateItem on the episode (first_seen, state resolved), not on the version: bookkeeping of the archive, not a
+decision about the alert, so it makes no evaluation that read the alert before it re-read and decide again.
+A later Put of the same episode (a resolved notification re-sent) writes the alert without them: the sweep
+then finds it unarchived and puts it only if S3 does not hold it (If-None-Match), which costs one request.
+
 Reads (issue 17): an evaluation reads what it can change (`LedgerReads`, ledger_reads.py), not the
 whole cluster: the alerts without a node (one Query of `ALERT#C#`, the layout marker included),
 those of the nodes it read or names (one Query of `ALERT#N#<node>#` each) and its event's report
@@ -93,6 +101,8 @@ MARK_RETENTION = timedelta(days=15)
 TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 #: ... and on the `open` index (open_clusters, which only the sweep calls)
 OPEN_INDEX_ACTIONS = ("dynamodb:Query",)
+#: ... and on the `resolved` index (unarchived_alerts: the sweep, with the episode archive on)
+RESOLVED_INDEX_ACTIONS = ("dynamodb:Query",)
 #: The partition key of the Slack notifier's idempotency records; the stack confines the notifier's
 #: table access to it (dynamodb:LeadingKeys), so that it can neither read nor change alerts.
 IDEMPOTENCY_PK = "IDEMPOTENCY"
@@ -142,6 +152,16 @@ class Acknowledgement:
 
 #: an acknowledgement that keeps losing to concurrent writes of the alert is tried this often
 _ACK_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Unarchived:
+    """A resolved alert whose episode is not in the archive yet, and how it cleared when its evaluation noted
+    that (LedgerStore.mark_archived after a failed put; an archive.Cleared value, and the reason in words)."""
+
+    record: AlertRecord
+    cleared: str | None = None
+    resolution: str | None = None
 
 
 class LedgerConflict(Exception):
@@ -511,6 +531,48 @@ class LedgerStore:
             records += [r for r in map(from_item, page["Items"])
                         if r.state is AlertState.RESOLVED and glob_match(cluster_glob, r.cluster)]
         return records
+
+    def unarchived_alerts(self, limit: int | None = None) -> list[Unarchived]:
+        """Resolved alerts that fired and whose episode the archive does not hold yet (no `archived_at`), at
+        most `limit`: a paginated Query of the `resolved` index (the filter saves transfer, not reads)."""
+        found: list[Unarchived] = []
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name, IndexName=RESOLVED_INDEX, KeyConditionExpression="resolved_pk = :resolved",
+            FilterExpression="attribute_not_exists(archived_at) AND attribute_type(fired_at, :string)",
+            ExpressionAttributeValues={":resolved": {"S": "RESOLVED"}, ":string": {"S": "S"}},
+        ):
+            for item in page["Items"]:
+                record = from_item(item)
+                if record.state is AlertState.RESOLVED and record.fired_at is not None:
+                    found.append(Unarchived(record, _get(item, "archive_cleared"), _get(item, "archive_resolution")))
+                if limit is not None and len(found) >= limit:
+                    return found
+        return found
+
+    def mark_archived(self, record: AlertRecord, now: datetime | None, *, cleared: str | None = None,
+                      resolution: str | None = None) -> bool:
+        """The archive holds `record`'s episode since `now` (`archived_at`); or, `now` None, it could not be
+        written: how it cleared, for the sweep's retry. On the episode, not the version (see the module's
+        docstring). False when the alert is no longer that resolved episode (it came back: nothing to mark)."""
+        if now is not None:
+            expression, values = "SET archived_at = :at", {":at": _t(now)}
+        else:
+            expression, values = "SET archive_cleared = :cleared, archive_resolution = :words", {
+                ":cleared": _s(cleared), ":words": _s(resolution)}
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name, Key=alert_key(record.cluster, record.fingerprint, record.node),
+                UpdateExpression=expression, ConditionExpression="first_seen = :first_seen AND #state = :resolved",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={**values, ":first_seen": _t(record.first_seen),
+                                           ":resolved": _s(AlertState.RESOLVED.value)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def commit(self, decisions: Iterable[Decision], token: str, now: datetime,
                marks: Sequence[ReportMark] = ()) -> list[AlertRecord]:

@@ -15,6 +15,10 @@ Lambdas run at once:
 With grouping on (grouping.py), decide_and_commit(defer=True) writes the notifications owed but
 unclaimed, and the cluster's flush later claims and sends them all as one message (flush_owed,
 then compose and deliver as above); send_now sends at once the pages remediation acted on.
+
+Last, `archive` (when the episode archive is on, archive.py): each alert this evaluation resolved after it
+had fired goes to S3 as an episode. After delivery, so that S3 never delays or stops a notification; a
+failed put never fails the evaluation (logged, counted `ArchiveFailed`): the sweep writes it later.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from .alerting import Outcome, Scope, build_notification, muted_reason, plan
+from .alerting import EVENT_FINDING_TTL, SYSTEM_CLUSTER, Outcome, Scope, build_notification, muted_reason, plan
+from .archive import ArchiveWriter, Cleared, Episode, RepairFact, audited_actions, clear_words
+from .constants import METRICS_NAMESPACE, Metric
 from .engine import Evaluation
 from .findings import Severity
 from .freshness import Report, ReportMark
 from .ledger import LAST_SEEN_RESOLUTION, AlertRecord, AlertState, Decision, Reason, carry
 from .ledger_reads import reads_for
-from .ledger_store import ClusterLedger, LedgerConflict, LedgerReads
+from .ledger_store import ClusterLedger, LedgerConflict, LedgerReads, LedgerStore
 from .notify.message import Notification
 from .rules import ClusterRules
 
@@ -222,8 +228,107 @@ def deliver(publisher: Publisher, store: Store, committed: Committed, notificati
 
 
 def reconcile(evaluation: Evaluation, scope: Scope, rules: ClusterRules, now: datetime, store: Store,
-              publisher: Publisher, *, token: str, region: str | None = None) -> Outcome:
+              publisher: Publisher, *, token: str, region: str | None = None,
+              archiving: Archiving | None = None) -> Outcome:
     """Every stage but remediation, for evaluations that cannot act (the rules-invalid alert,
     a cluster that is gone)."""
     committed = decide_and_commit(store, evaluation, scope, rules, now, token)
-    return deliver(publisher, store, committed, compose(committed, {}, now, region=region, rules=rules), token, now)
+    outcome = deliver(publisher, store, committed, compose(committed, {}, now, region=region, rules=rules), token, now)
+    archive(archiving, committed, scope, evaluation, now)
+    return outcome
+
+
+# -- the episode archive -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """What the archive stage needs besides the evaluation: where episodes go, the ledger (the audit trail, and
+    `archived_at`), and what an episode says that its alert does not (the cluster's account and tags, the
+    region, HyperPod's node repairs that this evaluation's event reported)."""
+
+    writer: ArchiveWriter
+    ledger: LedgerStore
+    account: str | None = None
+    region: str | None = None
+    tags: Mapping[str, str] | None = None
+    repairs: tuple[RepairFact, ...] = ()
+
+
+def archive(archiving: Archiving | None, committed: Committed, scope: Scope, evaluation: Evaluation,
+            now: datetime) -> int:
+    """Archive each episode this evaluation resolved after it had fired (a pending alert that cleared within
+    its grace was no incident), then mark its alert `archived_at`. A failure is logged and counted, never
+    raised: the alert keeps how it cleared (LedgerStore.mark_archived) and the sweep writes it later. Returns
+    how many were archived."""
+    if archiving is None or committed.cluster == SYSTEM_CLUSTER:
+        return 0
+    resolved = frozenset(evaluation.resolved) if committed.stale is None else frozenset()
+    archived = 0
+    for decision in committed.decisions:
+        record = decision.record
+        if not (decision.changed and record.state is AlertState.RESOLVED and record.resolved_at == now
+                and record.fired_at is not None):
+            continue
+        how, words = cleared(record, scope, now, resolved), clear_words(decision.why)
+        try:
+            actions = audited_actions(archiving.ledger.dynamodb, archiving.ledger.table_name, record, now)
+            episode = Episode.from_record(record, now=now, cluster=committed.cluster, account=archiving.account,
+                                          region=archiving.region, tags=archiving.tags, actions=actions,
+                                          cleared=how, repairs=archiving.repairs, resolution=words)
+            archiving.writer.put_episode(episode)
+        except Exception:
+            logger.exception("archive: the episode of %s/%s was not written; the sweep writes it later",
+                             committed.cluster, record.fingerprint,
+                             extra={"cluster": committed.cluster, "fingerprint": record.fingerprint})
+            count_archive_failed()
+            _note(archiving.ledger, record, None, cleared=how.value if how else None, resolution=words)
+            continue
+        archived += 1
+        _note(archiving.ledger, record, now)
+    if archived:
+        count_archived(archived)
+    return archived
+
+
+def _note(ledger: LedgerStore, record: AlertRecord, archived_at: datetime | None, **cleared: str | None) -> None:
+    """LedgerStore.mark_archived, its failure logged only: at worst the sweep puts the episode once more."""
+    try:
+        ledger.mark_archived(record, archived_at, **cleared)
+    except Exception:
+        logger.exception("archive: cannot mark %s/%s in the ledger", record.cluster, record.fingerprint)
+
+
+def cleared(record: AlertRecord, scope: Scope, now: datetime, resolved: frozenset[str] = frozenset()) -> Cleared | None:
+    """How `record` cleared in an evaluation of `scope`, when that decides what resolved it: the structure of
+    alerting._clear_reason (its order and its inputs, not its words): the cluster gone, the node gone, a finding
+    from an event not reported again for EVENT_FINDING_TTL. None for the others (reported healthy, replaced
+    since the report, the condition cleared)."""
+    if scope.cluster_gone:
+        return Cleared.CLUSTER_GONE
+    if record.node and (record.node in scope.gone_nodes or (scope.all_nodes and record.node not in scope.nodes)):
+        return Cleared.GONE
+    if record.fingerprint in resolved or (record.origin == "state" and scope.covers(record)):
+        return None
+    if (record.origin == "event" and not scope.replaced_since(record.node, record.reported_at)
+            and now - record.last_seen >= EVENT_FINDING_TTL):
+        return Cleared.EXPIRED
+    return None
+
+
+def count_archived(episodes: int) -> None:
+    """EMF metric `EpisodesArchived` (as service's TagsUnavailable), from whichever function archives."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=Metric.EPISODES_ARCHIVED, unit=MetricUnit.Count, value=episodes,
+                       namespace=METRICS_NAMESPACE.read()):
+        pass
+
+
+def count_archive_failed(failures: int = 1) -> None:
+    """EMF metric `ArchiveFailed`: S3 (or the ledger's part of the archive) refused; an alarm can watch it."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=Metric.ARCHIVE_FAILED, unit=MetricUnit.Count, value=failures,
+                       namespace=METRICS_NAMESPACE.read()):
+        pass

@@ -10,14 +10,18 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import aws_clients, pipeline
-from .alerting import SYSTEM_CLUSTER, Outcome, Scope, rules_evaluation
+from .alerting import EVENT_FINDING_TTL, SYSTEM_CLUSTER, Outcome, Scope, account_of, rules_evaluation
+from .archive import ArchiveWriter, Cleared, Episode, RepairFact, audited_actions, clear_words
+from .cluster_events import classify
 from .cluster_reader import (
     ClusterReader,
     ClusterSummary,
@@ -26,7 +30,7 @@ from .cluster_reader import (
     TagsUnavailable,
     TrainingPlanCache,
 )
-from .constants import NAMESPACE, SWEEP_CONCURRENCY, Metric
+from .constants import METRICS_NAMESPACE, NAMESPACE, SWEEP_CONCURRENCY, Dimension, Metric, Service
 from .engine import Evaluation, evaluate
 from .errors import InvalidEventError, InvalidSnapshotError
 from .events import (
@@ -43,15 +47,16 @@ from .events import (
 from .findings import Severity
 from .freshness import ReportMark, report_of
 from .grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
-from .ledger import Reason
+from .ledger import AlertRecord, AlertState, Reason
 from .ledger_store import BackfillMark, LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
+from .policies.unhealthy_node import NAME as UNHEALTHY_NODE
 from .rules import ClusterRules, Rules, glob_match
 from .rules_store import LoadedRules, RulesStore
 from .settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 from .silences import AdHocSilence, SilenceCache, SilenceStore
-from .snapshot import ClusterSnapshot, Node
+from .snapshot import ClusterSnapshot, Node, NodeStatus
 from .timeutil import isoformat
 
 logger = logging.getLogger(__name__)
@@ -86,6 +91,8 @@ class Runtime:
     grouper: Grouper | None = None
     #: the training plans the clusters' groups run on (DescribeTrainingPlan), kept a few minutes
     plans: TrainingPlanCache | None = None
+    #: the episode archive's bucket (ARCHIVE_BUCKET, archive.py); None: nothing is archived
+    archive_bucket: str | None = None
 
     def __post_init__(self) -> None:
         if self.tags is None:
@@ -97,6 +104,10 @@ class Runtime:
 
     def active_silences(self, now: datetime) -> tuple[AdHocSilence, ...]:
         return self.silences.active(now) if self.silences is not None else ()
+
+    def archive(self) -> ArchiveWriter | None:
+        """The episode archive's writer, or None (off). Its S3 client is made when first used (cold starts)."""
+        return ArchiveWriter(aws_clients.client("s3"), self.archive_bucket) if self.archive_bucket else None
 
     @classmethod
     def from_env(cls, settings: EvaluatorSettings | None = None) -> Runtime:
@@ -117,6 +128,7 @@ class Runtime:
             event_accounts=event_accounts(settings.event_accounts),
             silences=SilenceCache(SilenceStore(ledger.table_name, ledger.dynamodb), settings.silences_max_age),
             grouper=_grouper(ledger),
+            archive_bucket=settings.archive_bucket,
         )
 
 
@@ -209,6 +221,10 @@ def _evaluate(
     notification = pipeline.compose(committed, reports, now, region=runtime.region, cluster_arn=snapshot.arn,
                                     tags=rules.tags, rules=rules)                        # one message
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
+    repairs = archive_repairs(runtime, snapshot, event)                                  # the episode archive
+    pipeline.archive(_archiving(runtime, snapshot.arn, rules.tags, repairs), committed, scope, evaluation, now)
+    if list_nodes:  # the sweep's evaluation (inline or a worker's), not an event's: once per cluster and interval
+        _report_cluster_health(runtime, snapshot, committed, now)
     return evaluation, replace(outcome, flush_at=flush_at)
 
 
@@ -253,7 +269,8 @@ def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: st
     gone = Evaluation(cluster, [])
     scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
     return gone, pipeline.reconcile(gone, scope, rules.resolve(cluster, adhoc=silences), now, runtime.ledger,
-                                    runtime.publisher, token=token, region=runtime.region)
+                                    runtime.publisher, token=token, region=runtime.region,
+                                    archiving=_archiving(runtime, None, None))
 
 
 def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules,
@@ -389,6 +406,80 @@ def _count_backfilled(events: int) -> None:
         pass
 
 
+# -- the sweep's per-cluster health: gauges for the dashboard's Fleet health row ---------------------------
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """What the sweep's evaluation of one cluster reports (constants.Metric.OPEN_ALERTS and the next three)."""
+
+    cluster: str
+    #: open alerts (pending or firing), by severity
+    open_alerts: Counter[Severity]
+    unhealthy_nodes: int
+    capacity_shortfall: int
+    #: since the newest event report applied to the cluster (its newest report mark); None: the ledger holds none
+    minutes_since_last_event: float | None
+
+
+def cluster_health(snapshot: ClusterSnapshot, records: Iterable[AlertRecord], marks: Iterable[ReportMark],
+                   now: datetime) -> ClusterHealth:
+    """A cluster's health from its snapshot (every node listed), its alerts as just decided, and its report marks."""
+    unresolved = [r for r in records if r.state is not AlertState.RESOLVED]
+    unhealthy = {n.instance_id for n in snapshot.nodes if n.status == NodeStatus.FAILURE}
+    unhealthy |= {r.node for r in unresolved if r.policy == UNHEALTHY_NODE and r.node}  # reported by its agent
+    shortfall = sum(max(0, g.target_count - g.current_count) for g in snapshot.all_groups
+                    if g.target_count is not None and g.current_count is not None)
+    newest = max((mark.time for mark in marks), default=None)
+    # a report stamped ahead of our clock counts as just now
+    minutes = max(0.0, (now - newest).total_seconds() / 60) if newest is not None else None
+    return ClusterHealth(snapshot.name, Counter(r.severity for r in unresolved), len(unhealthy), shortfall, minutes)
+
+
+def _report_cluster_health(runtime: Runtime, snapshot: ClusterSnapshot, committed: pipeline.Committed,
+                           now: datetime) -> None:
+    """The sweep's gauges for one cluster. Its alerts are the decisions just committed (the sweep read every
+    record of the cluster); its report marks cost one Query. Marks that cannot be read leave
+    MinutesSinceLastEvent out this time (logged): a metric never fails an evaluation."""
+    try:
+        marks: Iterable[ReportMark] = runtime.ledger.report_marks(snapshot.name).values()
+    except ClientError as exc:
+        logger.warning("cannot read the report marks of %s; MinutesSinceLastEvent left out: %s", snapshot.name, exc,
+                       extra={"cluster": snapshot.name})
+        marks = ()
+    _emit_cluster_health(cluster_health(snapshot, [d.record for d in committed.decisions], marks, now))
+
+
+def _emit_cluster_health(health: ClusterHealth) -> None:
+    """EMF, one document per metric (single_metric): the `Cluster` and `Severity` dimensions stay on these
+    gauges and never reach the function's other metrics. `service` is the sweep's whoever evaluates (the
+    inline sweep or a worker), as its other metrics. Series for N clusters: OpenAlerts, UnhealthyNodes and
+    CapacityShortfall per cluster (3N), MinutesSinceLastEvent per cluster with an event in the marks'
+    retention (<= N), OpenAlerts by Severity only for the severities a cluster has open alerts of (<= 3N):
+    at most 7N, about 4N for a healthy fleet. Per cluster and sweep: 4-7 EMF lines."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = METRICS_NAMESPACE.read()
+    cluster = {Dimension.SERVICE.value: Service.SWEEP.value, Dimension.CLUSTER.value: health.cluster}
+    with single_metric(name=Metric.OPEN_ALERTS, unit=MetricUnit.Count, value=health.open_alerts.total(),
+                       namespace=namespace, default_dimensions=cluster):
+        pass
+    for severity, alerts in sorted(health.open_alerts.items()):
+        with single_metric(name=Metric.OPEN_ALERTS, unit=MetricUnit.Count, value=alerts, namespace=namespace,
+                           default_dimensions={**cluster, Dimension.SEVERITY.value: severity.value}):
+            pass
+    with single_metric(name=Metric.UNHEALTHY_NODES, unit=MetricUnit.Count, value=health.unhealthy_nodes,
+                       namespace=namespace, default_dimensions=cluster):
+        pass
+    with single_metric(name=Metric.CAPACITY_SHORTFALL, unit=MetricUnit.Count, value=health.capacity_shortfall,
+                       namespace=namespace, default_dimensions=cluster):
+        pass
+    if health.minutes_since_last_event is not None:
+        with single_metric(name=Metric.MINUTES_SINCE_LAST_EVENT, unit=MetricUnit.NoUnit,
+                           value=health.minutes_since_last_event, namespace=namespace, default_dimensions=cluster):
+            pass
+
+
 # -- backfill: the Cluster Events EventBridge did not deliver --------------------------------------------
 
 
@@ -502,6 +593,8 @@ class SweepResult:
     rules_error: str | None = None
     #: Cluster Events EventBridge did not deliver, evaluated by the inline sweep (their outcomes are in `outcomes`)
     backfilled: int = 0
+    #: resolved episodes the archive did not hold yet (a put that failed), written by this run
+    archived: int = 0
 
 
 def sweep(runtime: Runtime, now: datetime, token: str, *,
@@ -514,7 +607,10 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
     handlers/worker.py, so that 1,000 clusters take Lambdas in parallel, not one Lambda's timeout);
     it raises if it could not. None: evaluated here, `sweep_concurrency` at a time (the demo, the
     tests, local runs); one cluster's failure does not stop the others, and the handler raises at the
-    end if any failed."""
+    end if any failed.
+
+    Either way, once per run, the episodes of resolved alerts that the archive does not hold yet (their put
+    failed) are written (archive_unarchived)."""
     loaded, rules_outcome = check_rules(runtime, now, token, always=True)
     result = SweepResult(rules_error=loaded.error)
     if rules_outcome:
@@ -528,6 +624,7 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
         dispatch([summaries.get(cluster) or ClusterSummary(cluster) for cluster in clusters])
         result.enqueued = len(clusters)
         result.gone = len(remembered - set(listed))
+        result.archived = archive_unarchived(runtime, now, summaries)
         return result
     silences = runtime.active_silences(now)  # once for every cluster
 
@@ -554,4 +651,107 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
             result.backfilled += len(outcomes) - 1
             if cluster not in listed:
                 result.gone += 1
+    result.archived = archive_unarchived(runtime, now, summaries)
     return result
+
+
+# -- the episode archive (archive.py) ---------------------------------------------------------------------
+
+#: resolved episodes the sweep writes per run at most (the next run goes on from there): bounds a run after S3
+#: was down a long time, or the first run once the archive is on (it finds RESOLVED_RETENTION of alerts)
+ARCHIVE_SWEEP_LIMIT = 200
+
+
+def _archiving(runtime: Runtime, cluster_arn: str | None, tags: Mapping[str, str] | None,
+               repairs: tuple[RepairFact, ...] = ()) -> pipeline.Archiving | None:
+    """The pipeline's archive stage for one cluster, or None (the archive is off)."""
+    writer = runtime.archive()
+    if writer is None:
+        return None
+    return pipeline.Archiving(writer, runtime.ledger, account=account_of(cluster_arn), region=runtime.region,
+                              tags=tags, repairs=repairs)
+
+
+def archive_repairs(runtime: Runtime, snapshot: ClusterSnapshot, event: HyperPodEvent | None) -> tuple[RepairFact, ...]:
+    """A Cluster Event of HyperPod rebooting or replacing a node (cluster_events.REPAIRS) as a repair fact in the
+    archive, keyed by its EventId (a redelivery writes the same object). Returned for the episodes this
+    evaluation archives: one of that node resolving now was HyperPod's repair. A failed put is logged and
+    counted, not raised (a fact is not retried)."""
+    writer = runtime.archive()
+    if writer is None or not isinstance(event, ClusterEvent):
+        return ()
+    classified = classify(event)
+    repair = classified.repair if classified else None
+    info = event.info
+    event_id, at = info.event_id or event.id, info.event_time or event.time
+    if classified is None or repair is None or not event_id or at is None:
+        return ()
+    fact = RepairFact(cluster=snapshot.name, account=account_of(snapshot.arn or info.cluster_arn),
+                      region=runtime.region or event.region or None, event_id=event_id, at=at,
+                      instance_group=classified.instance_group, node=classified.instance_id, kind=repair[0],
+                      phase=repair[1], description=classified.description)
+    try:
+        writer.put_repair(fact)
+    except Exception:
+        logger.exception("archive: the repair fact of Cluster Event %s of %s was not written", event_id,
+                         snapshot.name, extra={"cluster": snapshot.name, "event_id": event_id})
+        pipeline.count_archive_failed()
+    return (fact,)
+
+
+def archive_unarchived(runtime: Runtime, now: datetime, listed: Mapping[str, ClusterSummary]) -> int:
+    """The sweep's retry of the archive, once per run: the resolved alerts that fired and have no `archived_at`
+    (LedgerStore.unarchived_alerts), at most ARCHIVE_SWEEP_LIMIT, each written unless S3 holds its episode
+    already (the evaluation that wrote it knew its tags; its mark was lost to a later write of the alert), then
+    marked. How each cleared is what its evaluation noted when the put failed; without a note (written over
+    since), an expiry still shows in the alert itself (its last report EVENT_FINDING_TTL before it resolved).
+    Its account is its cluster's in this run's listing (`listed`). Never raises: a failure is logged and
+    counted (`ArchiveFailed`); the next run tries again."""
+    writer = runtime.archive()
+    if writer is None:
+        return 0
+    try:
+        pending = runtime.ledger.unarchived_alerts(ARCHIVE_SWEEP_LIMIT)
+    except Exception:
+        logger.exception("sweep: cannot read the resolved alerts the archive does not hold yet")
+        pipeline.count_archive_failed()
+        return 0
+    archived = failed = 0
+    for item in pending:
+        record = item.record
+        if record.cluster == SYSTEM_CLUSTER or record.resolved_at is None:
+            continue
+        summary = listed.get(record.cluster)
+        try:
+            actions = audited_actions(runtime.ledger.dynamodb, runtime.ledger.table_name, record, record.resolved_at)
+            episode = Episode.from_record(
+                record, now=now, account=account_of(summary.arn if summary else None), region=runtime.region,
+                actions=actions, cleared=_noted(item.cleared) or _expired(record),
+                resolution=item.resolution or clear_words(record.reason))
+            writer.put_episode(episode, only_new=True)
+            runtime.ledger.mark_archived(record, now)
+        except Exception:
+            logger.exception("sweep: the episode of %s/%s was not archived; the next run tries again",
+                             record.cluster, record.fingerprint,
+                             extra={"cluster": record.cluster, "fingerprint": record.fingerprint})
+            failed += 1
+            continue
+        archived += 1
+    if failed:
+        pipeline.count_archive_failed(failed)
+    if archived:
+        pipeline.count_archived(archived)
+    return archived
+
+
+def _noted(value: str | None) -> Cleared | None:
+    try:
+        return Cleared(value) if value else None
+    except ValueError:  # written by a newer version
+        return None
+
+
+def _expired(record: AlertRecord) -> Cleared | None:
+    """An event's finding whose last report came EVENT_FINDING_TTL or more before it resolved: it expired."""
+    last_report = record.resolved_at - record.last_seen if record.resolved_at else None
+    return Cleared.EXPIRED if record.origin == "event" and last_report and last_report >= EVENT_FINDING_TTL else None

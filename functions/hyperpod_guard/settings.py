@@ -21,6 +21,7 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from .constants import (
+    ARCHIVE_BUCKET,
     EVENT_ACCOUNTS,
     FUNCTION_NAME,
     IDEMPOTENCY_TTL,
@@ -95,6 +96,9 @@ class EvaluatorSettings(_Settings):
     silences_max_age: float = _env(SILENCES_MAX_AGE)
     event_accounts: str | None = _env(EVENT_ACCOUNTS)
     region: str | None = _env(REGION)
+    #: the episode archive's bucket (archive.py); None: nothing is archived. With a default, so that a model
+    #: built by hand need not name it
+    archive_bucket: str | None = field(default=None, kw_only=True, metadata={"var": ARCHIVE_BUCKET})
 
 
 @dataclass(frozen=True)
@@ -186,3 +190,27 @@ class SlackActionsSettings(_Settings):
     work_queue_url: str | None = _env(WORK_QUEUE_URL)
     idempotency_ttl: int = _env(IDEMPOTENCY_TTL)
     function_name: str | None = _env(FUNCTION_NAME)
+
+
+# -- the weekly digest (issue 21, handlers/digest.py) ------------------------------------------------------
+
+from .constants import ARCHIVE_BUCKET, DIGEST_DAYS, DIGEST_TOP  # noqa: E402
+
+
+@dataclass(frozen=True)
+class DigestSettings(_Settings):
+    """The weekly digest (handlers/digest.py): read at its first run."""
+
+    #: the ledger table: the open alerts, counted up to now
+    table_name: str = _env(TABLE_NAME)
+    #: the alerts topic it publishes the digest to
+    topic_arn: str = _env(TOPIC_ARN)
+    #: the rules: `routing.default` names the receivers the digest goes to
+    rules_path: str = _env(RULES_PATH)
+    rules_max_age: int = _env(RULES_MAX_AGE)
+    #: the episode archive (None: not configured, which the digest reports as its error)
+    archive_bucket: str | None = _env(ARCHIVE_BUCKET)
+    #: the period, in days, ending when it runs; and how many top findings it lists
+    days: int = _env(DIGEST_DAYS)
+    top: int = _env(DIGEST_TOP)
+    region: str | None = _env(REGION)

@@ -194,6 +194,8 @@ def _refs(template: dict[str, Any]) -> dict[str, str]:
             refs[logical_id] = secrets.describe_secret(SecretId=p["Name"])["ARN"]
         elif resource["Type"] == "AWS::SQS::Queue" and p.get("QueueName") in queues:
             refs[logical_id] = queues[p["QueueName"]]
+        elif resource["Type"] == "AWS::S3::Bucket":
+            refs[logical_id] = _evaluate(p["BucketName"], refs)
     return refs
 
 

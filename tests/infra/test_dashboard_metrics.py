@@ -3,11 +3,15 @@ the dimensions they emit it with: a renamed metric fails here instead of leaving
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from hyperpod_guard.constants import NAMESPACE, Dimension, Metric, Service
+from hyperpod_guard.findings import Severity
 from tests.unit.test_metric_names import emitted_by
 
 from .test_stack import resources
@@ -56,9 +60,40 @@ def read_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str
     return found
 
 
+def emitted_per_cluster() -> dict[Service, dict[Metric, set[frozenset[Dimension]]]]:
+    """What the sweep's evaluation of a cluster emits (service._emit_cluster_health, run and its EMF read back),
+    by the `service` it carries: gauges whose dimensions (Cluster, Severity) are set on their own EMF
+    documents, which the source scan (emitted_by) does not read. Every gauge is emitted here: an open alert
+    of one severity, and a report mark (MinutesSinceLastEvent)."""
+    from hyperpod_guard.service import ClusterHealth, _emit_cluster_health
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # Powertools prints each EMF document
+        _emit_cluster_health(ClusterHealth("a-cluster", Counter({Severity.CRITICAL: 1}), 1, 1, 1.0))
+    emitted: dict[Service, dict[Metric, set[frozenset[Dimension]]]] = {}
+    for document in map(json.loads, out.getvalue().splitlines()):
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                others = frozenset(Dimension(d) for d in dimensions if d != Dimension.SERVICE)
+                for metric in directive["Metrics"]:
+                    emitted.setdefault(Service(document[Dimension.SERVICE]), {}).setdefault(
+                        Metric(metric["Name"]), set()).add(others)
+    return emitted
+
+
+def _emitted(service: Service, per_cluster: dict[Service, dict[Metric, set[frozenset[Dimension]]]]) -> dict[
+        Metric, set[frozenset[Dimension]]]:
+    """The metrics a function emits, each with its dimension sets: its code's counts and its per-cluster gauges."""
+    emitted = {metric: set(sets) for metric, sets in emitted_by(service).items()}
+    for metric, sets in per_cluster.get(service, {}).items():
+        emitted.setdefault(metric, set()).update(sets)
+    return emitted
+
+
 def test_the_dashboard_and_alarms_read_only_metrics_the_functions_emit(template: dict[str, Any]) -> None:
     ours = [(metric, dimensions) for namespace, metric, dimensions in read_metrics(template) if namespace == NAMESPACE]
     assert len(ours) >= 9  # the two searches and seven counts the dashboard shows today: the test reads them
+    per_cluster = emitted_per_cluster()
     for metric, dimensions in ours:
         assert metric in set(Metric), f"{metric} is no hyperpod_guard.constants.Metric"
         dimensions = dict(dimensions or {})
@@ -66,9 +101,25 @@ def test_the_dashboard_and_alarms_read_only_metrics_the_functions_emit(template:
         assert service is not None, f"{metric}: every function's metric carries its service"
         services = list(Service) if service == "*" else [Service(service)]
         # a graph shows a metric only under exactly the dimensions it is emitted with
-        emitted = [emitted_by(s).get(Metric(metric), set()) for s in services]
+        emitted = [_emitted(s, per_cluster).get(Metric(metric), set()) for s in services]
         assert any(frozenset(dimensions) in sets for sets in emitted), (
             f"{metric} {sorted(dimensions)} is not emitted by {service} (it is: {emitted})")
+
+
+def test_the_fleet_health_row_shows_every_per_cluster_gauge(template: dict[str, Any]) -> None:
+    """Each gauge the sweep emits per cluster has its graph (a SEARCH over its dimensions, so a new cluster
+    shows without a redeploy), and every graph of the row reads one of them (the test above: as emitted)."""
+    per_cluster = emitted_per_cluster()
+    assert set(per_cluster) == {Service.SWEEP}  # the inline sweep's and the workers' alike
+    gauges = {(metric, dimensions | {Dimension.SERVICE}) for metric, sets in per_cluster[Service.SWEEP].items()
+              for dimensions in sets}
+    assert gauges == {(metric, frozenset({Dimension.CLUSTER, Dimension.SERVICE})) for metric in (
+        Metric.OPEN_ALERTS, Metric.UNHEALTHY_NODES, Metric.CAPACITY_SHORTFALL, Metric.MINUTES_SINCE_LAST_EVENT)} | {
+        (Metric.OPEN_ALERTS, frozenset({Dimension.CLUSTER, Dimension.SEVERITY, Dimension.SERVICE}))}
+    shown = {(Metric(metric), frozenset(map(Dimension, dimensions or {})))
+             for namespace, metric, dimensions in read_metrics(template)
+             if namespace == NAMESPACE and Dimension.CLUSTER in (dimensions or {})}
+    assert shown == gauges
 
 
 def test_every_other_namespace_is_aws(template: dict[str, Any]) -> None:

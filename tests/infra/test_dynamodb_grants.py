@@ -292,6 +292,11 @@ def test_each_role_is_granted_exactly_the_dynamodb_actions_its_code_calls(
 ):
     from hyperpod_guard import aws_clients
 
+    # the episode archive on (as deployed): every sweep looks for resolved episodes not archived yet (archive.py;
+    # those whose put failed), reading the `resolved` index, and marks what it archives
+    bucket = "hyperpod-guard-archive-grants"
+    boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    monkeypatch.setenv("ARCHIVE_BUCKET", bucket)
     evaluator_and_sweep_workload(recorder, clock, FakeHyperPod(aws_clients.client("sagemaker")), work_queue)
     notifier_workload(recorder, stack, slack_sink, monkeypatch)
 

@@ -41,6 +41,10 @@ NAME_PROPERTY: dict[str, str | None] = {
     "AWS::Lambda::Url": None,  # Slack app mode's endpoint: its URL is generated; deleted with its alias
     "AWS::Lambda::Version": None,  # numbered by Lambda; deleted with the stack, and when the next deploy replaces it
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::S3::Bucket": "BucketName",  # the episode archive: kept on destroy (the fleet's history), adopted again
+    "AWS::S3::BucketPolicy": None,  # its bucket's; deleted with the stack (the kept bucket keeps no policy)
+    "AWS::Glue::Database": "Name",  # the archive's tables over the bucket: recreated by the next deploy
+    "AWS::Glue::Table": None,  # unique within its database only; deleted with it
     "AWS::SNS::Subscription": None,
     "AWS::SNS::Topic": "TopicName",
     "AWS::SNS::TopicPolicy": None,
@@ -53,7 +57,7 @@ NAME_PROPERTY: dict[str, str | None] = {
     "Custom::AWS": None,
 }
 #: types CloudFormation imports by their name (identifier = the name property), so a retained one is adopted
-ADOPTABLE = {"AWS::DynamoDB::Table"}
+ADOPTABLE = {"AWS::DynamoDB::Table", "AWS::S3::Bucket"}
 KEPT = ("Retain", "RetainExceptOnCreate", "Snapshot")
 
 
@@ -84,14 +88,19 @@ def test_a_kept_resource_has_no_fixed_name_or_is_adopted_by_the_next_deploy(vari
             continue  # a generated name: nothing to collide with
         assert resource["Type"] in ADOPTABLE, (
             f"{lid} ({resource['Type']}) is kept with the fixed name {physical!r}: a redeploy would collide with it")
-        # --import-existing-resources matches static names only (no Ref / Fn::Join)
-        assert isinstance(physical, str), f"{lid}: a kept resource's name must be a plain string, not {physical}"
+        # --import-existing-resources matches static names only (no Ref / Fn::Join). The archive bucket's name
+        # holds the account and region: a Fn::Join in these environment-agnostic templates, a plain string once
+        # the environment is known, as `cdk deploy` knows it (tests/infra/test_archive.py checks that)
+        assert isinstance(physical, str) or resource["Type"] == "AWS::S3::Bucket", (
+            f"{lid}: a kept resource's name must be a plain string, not {physical}")
         assert resource["DeletionPolicy"] in ("Retain", "RetainExceptOnCreate")
 
 
-def test_what_a_destroy_keeps_is_the_ledger_and_the_key(variant: dict[str, Any]) -> None:
-    """What README "Deploy" lists: the ledger table (adopted again) and the KMS key (no name)."""
-    assert sorted((r["Type"], name(r)) for r in kept(variant).values()) == [
+def test_what_a_destroy_keeps_is_the_ledger_the_archive_and_the_key(variant: dict[str, Any]) -> None:
+    """What README "Deploy" lists: the ledger table and the episode archive (adopted again) and the KMS key."""
+    assert sorted(r["Type"] for r in kept(variant).values()) == [
+        "AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::S3::Bucket"]
+    assert sorted((r["Type"], name(r)) for r in kept(variant).values() if r["Type"] != "AWS::S3::Bucket") == [
         ("AWS::DynamoDB::Table", f"{PREFIX}-ledger"), ("AWS::KMS::Key", None)]
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from hyperpod_guard.constants import NAMESPACE, Metric, Service
-from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS
+from hyperpod_guard.archive import EPISODES_PREFIX, REPAIRS_PREFIX, S3_ACTIONS_WRITE
+from hyperpod_guard.ledger_store import OPEN_INDEX, OPEN_INDEX_ACTIONS, RESOLVED_INDEX, RESOLVED_INDEX_ACTIONS
 from infra.evaluation import (
     SAGEMAKER_READ,
     SAGEMAKER_REMEDIATE,
@@ -116,6 +117,11 @@ def test_the_sweep_lists_and_sends_and_evaluates_nothing_itself(synth: Callable[
     index = {"Fn::Join": ["", [_arn(table_id), f"/index/{OPEN_INDEX}"]]}
     expected = {(a, key(_arn(table_id))) for a in SWEEP_TABLE_ACTIONS}
     expected |= {(a, key(index)) for a in OPEN_INDEX_ACTIONS}
+    resolved = {"Fn::Join": ["", [_arn(table_id), f"/index/{RESOLVED_INDEX}"]]}
+    expected |= {(a, key(resolved)) for a in RESOLVED_INDEX_ACTIONS}  # the episodes still to archive
+    (bucket_id, _) = find(template, "AWS::S3::Bucket")
+    expected |= {(a, key({"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{prefix}*"]]}))
+                 for a in S3_ACTIONS_WRITE for prefix in (EPISODES_PREFIX, REPAIRS_PREFIX)}
     expected |= {("sns:Publish", key({"Ref": alerts})), ("sqs:SendMessage", key(_arn(work_id))),
                  ("sagemaker:ListClusters", key("*"))}
     expected |= {(a, key(_arn(key_id))) for a in ("kms:Decrypt", "kms:GenerateDataKey")}

@@ -31,6 +31,7 @@ from tests.integration.test_remediation import (  # noqa: F401 (fixtures)
     CLUSTER, NODE, REBOOT, T0, at, batch_infer, hyperpod, node_rules, put_rules, run_sweep, store,
 )
 from tests.integration.test_sweep_fanout import EventSource, WorkQueueOnMoto
+from tests.lambda_output import lambda_output
 from tests.runtime_fixtures import runtime, stack  # noqa: F401
 
 SIGNING_SECRET = "0123456789abcdef0123456789abcdef"
@@ -194,7 +195,7 @@ def test_acknowledge_stops_repeats_and_updates_the_parent(chatops, runtime, hype
     assert hyperpod.calls == []
 
 
-def test_a_redelivered_click_is_carried_out_once(chatops, runtime, capsys):
+def test_a_redelivered_click_is_carried_out_once(chatops, runtime):
     from hyperpod_guard.handlers import slack_actions
 
     parent = first_alert(chatops, runtime, rules())
@@ -203,13 +204,13 @@ def test_a_redelivered_click_is_carried_out_once(chatops, runtime, capsys):
     for _ in range(2):  # SQS delivers the same click twice (or Slack retries it)
         assert chatops.post(body)["statusCode"] == 200
     assert len(chatops.actions_queue.messages()) == 2
-    EventSource(chatops.actions_queue, slack_actions).drain()
+    with lambda_output() as out:  # the second one is said and counted, not silent
+        EventSource(chatops.actions_queue, slack_actions).drain()
     assert [text for text in chatops.replies() if text.startswith("Acknowledged")] == [
         "Acknowledged by raj (U0RESPONDER): no repeats until 2026-11-25T12:01:00Z."]
     assert len(chatops.slack.calls_of("chat.update")) == 1
-    out = capsys.readouterr().out  # the second one is said and counted, not silent
-    assert out.count('"click already carried out; not again"') == 1
-    assert out.count('"ChatOpsDuplicatesSkipped":[1.0]') == 1
+    assert out.getvalue().count('"click already carried out; not again"') == 1
+    assert out.getvalue().count('"ChatOpsDuplicatesSkipped":[1.0]') == 1
 
 
 # --- silence ----------------------------------------------------------------------------------------------

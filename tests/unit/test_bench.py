@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench  # noqa: E402
+import cold_path
 
+from hyperpod_guard.chatops.interaction import parse
+from hyperpod_guard.chatops.signature import verify
 from hyperpod_guard.engine import evaluate  # noqa: E402
+from hyperpod_guard.notify.buttons import ActionId
+from hyperpod_guard.notify.message import Notification
 from hyperpod_guard.rules import DEFAULT_RULES  # noqa: E402
 from hyperpod_guard.snapshot import ClusterSnapshot  # noqa: E402
+from tests.message_samples import SAMPLES
 
 
 def test_synthetic_cluster_has_the_mixed_drift_the_readme_describes() -> None:
@@ -45,3 +54,97 @@ def test_synthetic_cluster_has_the_mixed_drift_the_readme_describes() -> None:
 ])
 def test_call_count_verdict(calls: dict[str, int], ok: bool) -> None:
     assert bench._calls_ok(calls) is ok
+
+
+# --- the cold path of issue 20's functions (benchmarks/cold_path.py): what each run sends and what is checked
+
+
+@pytest.fixture
+def stage() -> dict[str, Any]:
+    """What cold_path.serve hands the parent: the alert as SNS delivers it (here the golden `firing` sample,
+    cluster ml-prod) and the Acknowledge button of its app-mode message."""
+    sns_event = {"Records": [{"EventSource": "aws:sns",
+                              "Sns": {"MessageId": "m-1", "Message": SAMPLES["firing"].model_dump_json()}}]}
+    return {"sns_event": sns_event, "button": cold_path._acknowledge_button(sns_event)}
+
+
+def test_a_click_run_is_signed_now_and_presses_the_alerts_acknowledge_button(stage: dict[str, Any]) -> None:
+    event, action_ts = cold_path._run_event("endpoint", stage, "cold-3")
+    body = base64.b64decode(event["body"]) if event["isBase64Encoded"] else event["body"].encode()
+    headers = event["headers"]
+    verify(cold_path.SIGNING_SECRET, headers["x-slack-request-timestamp"], body, headers["x-slack-signature"],
+           datetime.now(UTC))  # the endpoint believes it: no SignatureRefused
+    click = parse(body)
+    finding = SAMPLES["firing"].items[0].finding
+    assert (click.action, click.value.cluster, click.value.fingerprint) == (ActionId.ACKNOWLEDGE, "ml-prod",
+                                                                            finding.fingerprint)
+    assert (click.action_ts, click.user_id, click.channel_id) == (action_ts, cold_path.USER, cold_path.CHANNEL)
+    assert cold_path._run_event("endpoint", stage, "cold-4")[1] != action_ts  # each run's click is its own
+
+
+def test_an_app_mode_run_delivers_the_first_alert_of_its_cluster(stage: dict[str, Any]) -> None:
+    before = json.dumps(stage)
+    event, cluster = cold_path._run_event("notifier_app", stage, "cold-3")
+    sns = event["Records"][0]["Sns"]
+    notification = Notification.model_validate_json(sns["Message"])
+    assert cluster == "cold-3" and sns["MessageId"] == "cold-app-cold-3"
+    assert notification.cluster == "cold-3" and {i.finding.cluster for i in notification.items} == {"cold-3"}
+    assert "ml-prod" not in sns["Message"]  # subject, text and links name it too: a new thread, one post
+    assert json.dumps(stage) == before  # the next run starts from the same alert
+
+
+def _posted(*posts: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"channel": channel, "text": text} for channel, text in posts]
+
+
+C = "C0BENCH"  # cold_path.CHANNEL
+SENT = {"endpoint": ["1.000001", "1.000002"], "notifier_app": ["cold-1", "cold-12"]}
+
+
+@pytest.mark.parametrize(("queued", "posts", "ok"), [
+    (["1.000002", "1.000001"], _posted((C, "[CRITICAL] cold-12: Cluster cold-12 is RollingBack"), (C, "cold-1")), True),
+    (["1.000001"], _posted((C, "cold-1"), (C, "cold-12")), False),  # a click answered 200 is not on the queue
+    (["1.000001", "1.000002", "1.000002"], _posted((C, "cold-1"), (C, "cold-12")), False),  # queued twice
+    (["1.000001", "1.000002"], _posted((C, "cold-1")), False),  # an alert not posted
+    (["1.000001", "1.000002"], _posted((C, "cold-1"), (C, "cold-12"), (C, "cold-12")), False),  # posted twice
+    (["1.000001", "1.000002"], _posted((C, "cold-1"), ("C0OTHER", "cold-12")), False),  # in another channel
+    (["1.000001", "1.000002"], _posted((C, "cold-1"), (C, "cold-1 and cold-12")), False),  # not its own
+])
+def test_app_mode_runs_are_checked_against_the_queue_and_the_slack_stand_in(queued: list[str],
+                                                                            posts: list[dict[str, str]],
+                                                                            ok: bool) -> None:
+    assert cold_path.CHANNEL == C
+    stage = {"clicks_queued": queued, "slack_api_posts": posts}
+    if ok:
+        cold_path._check_app_mode(SENT, stage)
+    else:
+        with pytest.raises(RuntimeError):
+            cold_path._check_app_mode(SENT, stage)
+
+
+@pytest.mark.parametrize(("kind", "result", "ok"), [
+    ("endpoint", {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": ""}, True),
+    ("endpoint", {"statusCode": 401, "body": ""}, False),
+    ("notifier_app", {"sent": 1, "dropped": 0}, True),
+    ("notifier_app", {"sent": 0, "dropped": 1}, False),
+])
+def test_each_run_is_checked(kind: str, result: dict[str, Any], ok: bool) -> None:
+    if ok:
+        cold_path._check(kind, result)
+    else:
+        with pytest.raises(RuntimeError):
+            cold_path._check(kind, result)
+
+
+def test_every_variant_measures_the_endpoint_and_the_app_mode_notifier() -> None:
+    for name, variant in cold_path.VARIANTS.items():
+        kinds = {cold_path._kind(snippet) for snippet in variant.snippets}
+        assert {"endpoint", "notifier_app"} <= kinds, name
+    for snippet, code in cold_path.SNIPPETS.items():
+        assert "hyperpod_guard.local" not in code, snippet  # not in the asset
+
+
+@pytest.mark.parametrize(("seconds", "met"), [(0.41, True), (2.99, True), (3.0, False)])
+def test_endpoint_verdict_is_slacks_limit(seconds: float, met: bool) -> None:
+    _, holds = bench.TARGETS["endpoint_cold_seconds"]
+    assert holds({"endpoint_cold_seconds": seconds}) is met

@@ -23,6 +23,7 @@ SERVICE_MODULES = {
     Service.SLACK_NOTIFIER: ("handlers/slack_notifier.py", "notify/delivery.py"),
     Service.SLACK_INTERACTIVITY: ("handlers/slack_interactivity.py",),
     Service.SLACK_ACTIONS: ("handlers/slack_actions.py",),
+    Service.DIGEST: ("handlers/digest.py", "handlers/observability.py"),
 }
 #: where a metric name may be a variable: the helper that the handlers call with a Metric
 PASS_THROUGH = {("handlers/observability.py", "count")}

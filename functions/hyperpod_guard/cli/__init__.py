@@ -29,6 +29,7 @@ from .demo import add_demo_command
 from .evaluate import add_evaluate_command
 from .explain import add_explain_command
 from .redrive import add_redrive_command
+from .report import add_report_command
 from .routes import add_routes_commands
 from .rules import add_rules_commands
 from .silence import add_silence_commands
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_redrive_command(commands)
     add_test_alert_command(commands)
     add_alerts_command(commands)
+    add_report_command(commands)
     add_silence_commands(commands)
     add_explain_command(commands)
     add_routes_commands(commands)

@@ -3,8 +3,9 @@ Thin: Powertools around notify/delivery.py, which posts each message to each rec
 routed to (only those items), once per SNS message id and receiver (and says what is left of
 at-least-once).
 
-Each SNS record carries one `Notification` (JSON, see notify/message.py). A record that is
-not a notification is logged, counted and dropped: retrying it cannot help. Anything that
+Each SNS record carries one `Notification` (JSON, see notify/message.py), or the weekly `Digest`
+(notify/digest.py, `"kind": "digest"`; delivery.parse_message tells them apart). A record that is
+neither is logged, counted and dropped: retrying it cannot help. Anything that
 may heal (a receiver's webhook secret not filled in yet, Slack down or rate limiting) raises, after
 every other receiver got its part, so Lambda retries (posting only to the receivers that failed) and,
 in the end, the on-failure destination keeps the message.
@@ -18,17 +19,20 @@ through the Slack Web API as the app: threads, parent updates and buttons (notif
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from .. import aws_clients
 from ..constants import Metric, Service
-from ..notify.delivery import SlackDelivery, deadline
+from ..notify.delivery import SlackDelivery, UnknownKindError, deadline, parse_message
 from ..notify.message import Notification
 from ..settings import SlackNotifierSettings
 from .observability import count, make_logger, make_metrics, prime_at_init
+
+if TYPE_CHECKING:
+    from ..notify.digest import Digest
 
 logger = make_logger()
 metrics = make_metrics(Service.SLACK_NOTIFIER)
@@ -47,8 +51,8 @@ def _drop(message_id: str, why: str) -> None:
     count(metrics, Metric.INVALID_NOTIFICATION)
 
 
-def _parse(record: Any) -> tuple[str, Notification | None]:
-    """(message id, the notification or None when the record is dropped)."""
+def _parse(record: Any) -> tuple[str, Notification | Digest | None]:
+    """(message id, the notification (or digest) or None when the record is dropped)."""
     # the two fields Powertools' SNSEvent would read: its data_classes package imports ~40 event
     # classes (compiled from source at every cold start as deployed: benchmarks/cold_path.py)
     try:
@@ -57,7 +61,9 @@ def _parse(record: Any) -> tuple[str, Notification | None]:
         _drop("unknown", "not an SNS record")
         return "unknown", None
     try:
-        return message_id, Notification.model_validate_json(body)
+        return message_id, parse_message(body)
+    except UnknownKindError as exc:
+        _drop(message_id, f"not a notification ({exc})")
     except ValidationError as exc:
         first: Mapping[str, Any] = exc.errors()[0] if exc.error_count() else {}
         where = ".".join(str(p) for p in first.get("loc", ())) or "message"

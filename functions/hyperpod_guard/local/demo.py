@@ -20,18 +20,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from .. import aws_clients, clock, naming
+from ..archive import ArchiveReader, open_episodes, with_open
 from ..cli.common import EXIT_OK, EXIT_PROBLEMS, table
 from ..cli.evaluate import evaluate_files
 from ..cli.scenarios import default_events_dir, load_scenarios
-from ..constants import WORK_QUEUE_URL
+from ..constants import ARCHIVE_BUCKET, WORK_QUEUE_URL
 from ..errors import HyperPodGuardError
 from ..events import IgnoredEvent
 from ..grouping import FlushGroup, GroupStore
 from ..notify.buttons import ActionId
+from ..reliability import ReliabilityReport, build_report, render_csv, render_html, render_json
 from ..timeutil import isoformat
 from . import moto_server, sagemaker_standin, slack_html
 from .hyperpod_state import put_cluster
@@ -42,6 +45,7 @@ from .slack_clicks import block_actions, function_url_event
 from .slack_sink import SlackSink
 
 REGION = "us-west-2"
+ACCOUNT = "123456789012"  # moto's
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 #: the second Slack receiver (issue 18): critical alerts also page its on-call user group
 ONCALL = "ml-oncall"
@@ -62,6 +66,9 @@ DEMO_RULES: dict[str, Any] = {
         "remediation": {"enabled": True, "dry_run": False, "action": "replace", "approval": "required"}}}}],
     "chatops": {"approvers": ["U0DEMOLEAD"], "acknowledge_for": None},
 }
+# the week before (the reliability report): the batch cluster reboots a failed node by itself
+DEMO_RULES["overrides"].append({"match": {"cluster": "fleet-batch"}, "policies": {"unhealthy-node": {
+    "remediation": {"enabled": True, "dry_run": False, "action": "reboot"}}}})
 #: Slack app mode (the ChatOps scenario): each receiver's channel, the app's signing secret, the people
 APP_CHANNELS = {"default": "C0DEMOALERTS", ONCALL: "C0DEMOONCALL"}
 SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"  # noqa: S105 - the demo's own, on this machine only
@@ -91,6 +98,11 @@ class Stage:
         self.work_url = sqs.create_queue(QueueName=f"{PREFIX}-work")["QueueUrl"]
         self.work_arn = sqs.get_queue_attributes(QueueUrl=self.work_url,
                                                  AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # the episode archive, as deployed (archive.py): every episode that resolves is kept in S3
+        self.archive_bucket = naming.archive_bucket_name(PREFIX, ACCOUNT, REGION)
+        aws_clients.client("s3").create_bucket(Bucket=self.archive_bucket,
+                                               CreateBucketConfiguration={"LocationConstraint": REGION})
+        os.environ[ARCHIVE_BUCKET.name] = self.archive_bucket
         # Slack app mode (the ChatOps scenario): the Web API stand-in, the app's secrets, the actions queue
         self.app_slack = SlackApiStandIn().start()
         secrets = aws_clients.client("secretsmanager")
@@ -226,6 +238,19 @@ class Stage:
         return "\n".join(f"{'':24}{r.policy}/{r.condition} {r.instance_group or r.node or ''}: "
                          f"{r.state.value} — {r.reason}" for r in records).strip()
 
+    def reliability(self, days: int = 7, cluster_glob: str = "*") -> ReliabilityReport:
+        """The reliability report of the last `days` days, as `hyperpod-guard report --cluster GLOB` makes it:
+        the archive and the ledger's firing alerts."""
+        from ..ledger_store import LedgerStore
+
+        start = self.now - timedelta(days=days)
+        reader = ArchiveReader(aws_clients.client("s3"), self.archive_bucket)
+        archived = list(reader.episodes(start.date(), self.now.date(), cluster_glob=cluster_glob))
+        repairs = list(reader.repairs(start.date(), self.now.date(), cluster_glob=cluster_glob))
+        records = LedgerStore(self.resources.table_name, aws_clients.client("dynamodb")).open_alerts(cluster_glob)
+        still_open = open_episodes(records, now=self.now, account=ACCOUNT, region=REGION)
+        return build_report(with_open(archived, still_open), repairs, start=start, end=self.now, now=self.now)
+
     # Slack app mode (the ChatOps scenario)
 
     def app_mode(self) -> None:
@@ -334,10 +359,10 @@ class Scenario:
     problems: list[str] = field(default_factory=list)
 
     def sns(self, stage: Stage) -> list[dict[str, Any]]:
-        return [m for m in stage.sns if m["message"]["cluster"] == self.cluster]
+        return [m for m in stage.sns if fnmatchcase(m["message"]["cluster"], self.cluster)]
 
     def slack(self, stage: Stage, receiver: str = "default") -> list[dict[str, Any]]:
-        return [m for m in stage.slack if m["cluster"] == self.cluster and m["receiver"] == receiver]
+        return [m for m in stage.slack if fnmatchcase(m["cluster"], self.cluster) and m["receiver"] == receiver]
 
 
 def statuses(messages: list[dict[str, Any]]) -> list[str]:
@@ -509,6 +534,81 @@ def check_outage(stage: Stage, s: Scenario) -> list[str]:
                   f"expected the one alert delivered once after recovery, got {len(ids)} deliveries")
 
 
+#: the week before the other scenarios (minutes from START): the reliability report's history
+WEEK = -6 * 24 * 60 - 12 * 60
+DAY = 24 * 60
+
+
+def node_report(event: dict[str, Any], node: str, *, healthy: bool = False) -> dict[str, Any]:
+    """`event` (a Node Health Event) about `node`, Unhealthy as it is or Healthy."""
+    detail = {**event["detail"], "InstanceId": node}
+    if healthy:
+        detail["HealthSummary"] = {"HealthStatus": "Healthy", "RepairAction": "None", "Recommendation": "",
+                                   "HealthStatusReason": "HyperPod Health Monitoring Agent (HMA) has not detected "
+                                                         "any fault on this node."}
+    return {**event, "detail": detail}
+
+
+def fleet_week(stage: Stage, s: Scenario) -> None:
+    """A week of three clusters before the other scenarios, through the real handlers: what the archive
+    keeps and the reliability report (report.html) sums up. fleet-train: node i-…a1 unhealthy three times
+    (a repeat offender, each time a person fixed it), node i-…b2 replaced by HyperPod's own repair;
+    fleet-infer: a group short of capacity for five hours; fleet-batch: a failed node rebooted by our
+    remediation."""
+    unhealthy, train = load("unhealthy-node-no-repair", "fleet-train")
+    replaced, _ = load("unhealthy-node-auto-replace", "fleet-train")
+    a1, b2 = "i-0a1a1a1a1a1a1a1a1", "i-0b2b2b2b2b2b2b2b2"
+    train["Nodes"] = [{"InstanceId": n, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
+                       "InstanceStatus": {"Status": "Running"}} for n in (a1, b2)]
+    serve(train)
+    for day, hours in ((0, 1.0), (2, 3.0), (4, 1.5)):  # a1: three incidents, each fixed by a person
+        stage.at(WEEK + day * DAY + 120)
+        stage.event(node_report(unhealthy, a1), f"Node Health Event: {a1} Unhealthy (day {day})")
+        stage.at(WEEK + day * DAY + 120 + hours * 60)
+        stage.event(node_report(unhealthy, a1, healthy=True), f"Node Health Event: {a1} Healthy again")
+    stage.at(WEEK + DAY + 300)  # b2: HyperPod replaces it by itself (NodeRecovery Automatic)
+    stage.event(node_report(replaced, b2), f"Node Health Event: {b2} Unhealthy, RepairAction Replace")
+    stage.at(WEEK + DAY + 340)
+    stage.event(node_report(replaced, b2, healthy=True), f"Node Health Event: {b2} Healthy (replaced)")
+
+    capacity, infer = load("degraded-group-capacity-event", "fleet-infer")
+    (gpu, *_) = infer["InstanceGroups"]  # a quarter of its nodes missing: short of its target
+    gpu["CurrentCount"] = gpu["TargetCount"] * 3 // 4
+    serve(infer)
+    stage.at(WEEK + 3 * DAY)
+    stage.event(capacity, "Cluster Event: instance group Degraded (capacity)")
+    stage.at(WEEK + 3 * DAY + 6)
+    stage.run_sweep("fleet-infer")
+    for group in infer["InstanceGroups"]:
+        group.update(Status="InService", CurrentCount=group.get("TargetCount", group.get("CurrentCount")))
+    stage.at(WEEK + 3 * DAY + 300)
+    serve(infer)
+    stage.run_sweep("fleet-infer")
+
+    _, batch = load("node-failure-recovery-none", "fleet-batch")
+    serve(batch)
+    stage.at(WEEK + 5 * DAY)
+    stage.run_sweep("fleet-batch")  # a node in Failure: our remediation reboots it
+    for node in batch["Nodes"]:
+        node["InstanceStatus"] = {"Status": "Running"}
+    stage.at(WEEK + 5 * DAY + 60)
+    serve(batch)
+    stage.run_sweep("fleet-batch")
+
+
+def check_week(stage: Stage, s: Scenario) -> list[str]:
+    report = stage.reliability(cluster_glob=s.cluster)
+    train = next((c for c in report.clusters if c.name == "fleet-train"), None)
+    causes = {cause for c in report.clusters for cause, m in c.figures.mttr.items() if m.count and cause != "all"}
+    return (expect(report.fleet.incidents >= 6, f"expected at least 6 incidents, got {report.fleet.incidents}")
+            + expect(train is not None and [o.node for o in report.repeat_offenders] == ["i-0a1a1a1a1a1a1a1a1"],
+                     f"expected i-…a1 the one repeat offender, got {[o.node for o in report.repeat_offenders]}")
+            + expect(causes == {"hyperpod-repair", "remediation", "other"},
+                     f"expected MTTR for HyperPod's repair, our remediation and a person, got {sorted(causes)}")
+            + expect(report.fleet.group_hours_below_target >= 4.9,
+                     f"expected ~5 group-hours below target, got {report.fleet.group_hours_below_target}"))
+
+
 def parent_in(stage: Stage, channel: str, cluster: str) -> Message | None:
     """The alert's parent message in `channel` (app mode): the first top-level message about `cluster`."""
     return next((m for m in stage.app_slack.messages(channel, deleted=True) if cluster in json.dumps(m.blocks)), None)
@@ -565,6 +665,11 @@ def check_chatops(stage: Stage, s: Scenario) -> list[str]:
 
 
 SCENARIOS = [
+    # first: the week before the others (the clock runs from START - 6d12h), for the reliability report
+    Scenario("A week of the fleet (the reliability report)", "fleet-*", "Three clusters over the week before: a "
+             "node unhealthy three times (a repeat offender, fixed by a person each time), a node HyperPod replaced "
+             "by itself, a group short of capacity for five hours, a failed node our remediation rebooted. Every "
+             "episode is archived as it resolves; report.html sums up the last 7 days.", fleet_week, check_week),
     Scenario("Degraded group that recovers", "demo-degraded", "A capacity shortfall: pending for the 5m grace, "
              "firing at the next sweep, resolved when the group is back to target.", degraded_recovers, check_degraded),
     Scenario("Taint drift that persists past its grace", "demo-drift", "Nodes lack a declared taint: pending at "
@@ -608,9 +713,14 @@ def run(output: Path) -> int:
             stage.settle()
             scenario.problems = scenario.check(stage, scenario)
         ledger = _ledger_dump(stage)
+        # the week's clusters over the last 7 days (`hyperpod-guard report --cluster 'fleet-*'`)
+        report = stage.reliability(cluster_glob=SCENARIOS[0].cluster)
     finally:
         stage.close()
     _write(output, stage, ledger)
+    (output / "report.html").write_text(render_html(report), encoding="utf-8")
+    (output / "report.json").write_text(render_json(report), encoding="utf-8")
+    (output / "report.csv").write_text(render_csv(report), encoding="utf-8")
     print("\n" + "=" * 78)
     failed = [s for s in SCENARIOS if s.problems]
     for scenario in SCENARIOS:
@@ -622,6 +732,7 @@ def run(output: Path) -> int:
     print(f"\nwrote {output}/sns/, {output}/slack/<receiver>/, {output}/slack-app/, {output}/chatbot/, "
           f"{output}/email/, {output}/ledger.json, {output}/timeline.txt, {output}/lambda-logs.jsonl")
     print(f"Slack messages as a person sees them: {(output / 'index.html').resolve()}")
+    print(f"The reliability report of the last 7 days: {(output / 'report.html').resolve()} (and .json, .csv)")
     print(f"{len(SCENARIOS) - len(failed)}/{len(SCENARIOS)} scenarios met their expected outcome "
           f"in {time.monotonic() - started:.1f} s")
     return 1 if failed else 0

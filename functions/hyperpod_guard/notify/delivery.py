@@ -25,6 +25,11 @@ items with one get a reply in its thread and the parent updated (chat.update) to
 parent deleted in Slack is replaced by a new one. A delivery is several Slack calls: each one's success
 is recorded in the ledger table right after it (notify/slack_threads.py), so the invocation may fail
 half way (and Lambda's retry does only what was not done).
+
+The weekly digest (notify/digest.py) travels the same topic as a message of its own kind (`"kind": "digest"`
+in the body; `parse_message` tells them apart): it goes to its `receivers` (the rules' routing.default), once
+per message id and receiver like an alert, rendered by slack.render_digest; in app mode as a plain message
+(no thread, no buttons, nothing remembered but the idempotency record).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from .slack import (
     SlackPermanentError,
     SlackSender,
     render,
+    render_digest,
     render_parent,
     render_reply,
     secret_text,
@@ -62,6 +68,7 @@ from .slack import (
 from .slack import secrets_parameters as _parameters
 
 if TYPE_CHECKING:
+    from .digest import Digest
     from .slack_app import SlackWebApi
     from .slack_threads import ThreadStore
 
@@ -145,9 +152,58 @@ def routed(notification: Notification) -> list[tuple[str, Notification]]:
             if (part := notification.for_receiver(name)) is not None]
 
 
-def receivers(notification: Notification, settings: SlackNotifierSettings) -> list[tuple[Receiver, Notification]]:
-    """`routed`, with each receiver's secret."""
+def receivers(notification: Notification | Digest,
+              settings: SlackNotifierSettings) -> list[tuple[Receiver, Notification | Digest]]:
+    """`routed`, with each receiver's secret; a digest goes whole to each of its receivers."""
+    if not isinstance(notification, Notification):
+        return [(Receiver.named(name, settings), notification) for name in dict.fromkeys(notification.receivers)]
     return [(Receiver.named(name, settings), part) for name, part in routed(notification)]
+
+
+#: the message kinds on the alerts topic, by the body's `kind` (an alert's body has none); a digest's model is
+#: imported with the first digest (once a week), not at every cold start of the notifier
+DIGEST_KIND = "digest"
+MESSAGE_KINDS = ("alert", DIGEST_KIND)
+
+
+class UnknownKindError(ValueError):
+    """A body whose `kind` is none of MESSAGE_KINDS (a newer publisher's, say)."""
+
+
+def message_kind(body: Any) -> str:
+    """The body's top-level `kind` ("alert" when it has none). Alerts carry no `kind` key, so the body is
+    parsed a second time only when the word appears in it (a finding's details may hold one, too)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
+    if not isinstance(text, str) or '"kind"' not in text:
+        return "alert"
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "alert"  # the model's own parse says what is wrong with it
+    kind = data.get("kind", "alert") if isinstance(data, dict) else "alert"
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+def parse_message(body: Any) -> Notification | Digest:
+    """The model of an SNS body, discriminated on its `kind`: raises pydantic's ValidationError (or
+    UnknownKindError) for anything else."""
+    kind = message_kind(body)
+    if kind not in MESSAGE_KINDS:
+        raise UnknownKindError(f"unknown message kind {kind[:40]!r}")
+    if kind == DIGEST_KIND:
+        from .digest import Digest
+
+        return Digest.model_validate_json(body)
+    return Notification.model_validate_json(body)
+
+
+def _about(message: Notification | Digest) -> dict[str, Any]:
+    """What a log line says of the message it is about."""
+    if not isinstance(message, Notification):
+        return {"kind": DIGEST_KIND, "clusters": len(message.clusters), "incidents": message.totals.incidents}
+    return {"cluster": message.cluster}
 
 
 def deadline(context: LambdaContext) -> float | None:
@@ -186,7 +242,7 @@ class SlackDelivery:
         if settings.mode == "app":
             import slack_sdk  # noqa: F401 - into the snapshot (SnapStart), not into the first delivery
 
-    def deliver(self, message_id: str, notification: Notification, settings: SlackNotifierSettings,
+    def deliver(self, message_id: str, notification: Notification | Digest, settings: SlackNotifierSettings,
                 context: LambdaContext, until: float | None) -> None:
         """Post one SNS message to each of its receivers, to each once per message id; `until`:
         `deadline(context)`. Every receiver is tried; then, if any failed, its error is raised (all of
@@ -214,7 +270,7 @@ class SlackDelivery:
         raise ExceptionGroup(f"Slack delivery failed for receivers {', '.join(r.name for r, _ in failed)}",
                              [exc for _, exc in failed])
 
-    def _deliver_to(self, receiver: Receiver, message_id: str, notification: Notification,
+    def _deliver_to(self, receiver: Receiver, message_id: str, notification: Notification | Digest,
                     settings: SlackNotifierSettings, until: float | None) -> None:
         _, post_once = self._post_once(settings)
         delivery = Delivery()
@@ -248,7 +304,7 @@ class SlackDelivery:
             self._idempotency = config, post(self._post)
         return self._idempotency
 
-    def _post(self, message: dict[str, str], notification: Notification, settings: SlackNotifierSettings,
+    def _post(self, message: dict[str, str], notification: Notification | Digest, settings: SlackNotifierSettings,
               until: float | None, delivery: Delivery, receiver: Receiver) -> dict[str, Any]:
         """Post one SNS message to one receiver (keyed by `message["message_id"]`, Receiver.key); the
         result is what its idempotency record keeps, so never the webhook URL. Raises only before Slack
@@ -261,7 +317,7 @@ class SlackDelivery:
         except SlackError as exc:
             self.metrics.add_metric(name=Metric.SLACK_DELIVERY_FAILED, unit=MetricUnit.Count, value=1)
             self.logger.error(f"Slack delivery failed: {exc}", extra={
-                "message_id": message["message_id"], "receiver": receiver.name, "cluster": notification.cluster,
+                "message_id": message["message_id"], "receiver": receiver.name, **_about(notification),
                 "status": exc.status, "attempts": exc.attempts,
             })
             raise
@@ -269,11 +325,12 @@ class SlackDelivery:
         delivery.attempts = attempts
         return {"attempts": attempts, "receiver": receiver.name}
 
-    def _send(self, notification: Notification, settings: SlackNotifierSettings, receiver: Receiver, url: str,
-              until: float | None) -> int:
+    def _send(self, notification: Notification | Digest, settings: SlackNotifierSettings, receiver: Receiver,
+              url: str, until: float | None) -> int:
         """Send (returns the attempts); when Slack says the webhook is gone, try once more if the
         secret now holds another one."""
-        payload = render(notification, receiver.name)
+        payload = render_digest(notification) if not isinstance(notification, Notification) else render(notification,
+                                                                                                   receiver.name)
         sender = self._sender(url, settings, receiver, until)
         try:
             sender.send(payload)
@@ -300,8 +357,8 @@ class SlackDelivery:
 
     # -- app mode ---------------------------------------------------------------------------------
 
-    def _post_app(self, key: str, notification: Notification, settings: SlackNotifierSettings, until: float | None,
-                  delivery: Delivery, receiver: Receiver) -> dict[str, Any]:
+    def _post_app(self, key: str, notification: Notification | Digest, settings: SlackNotifierSettings,
+                  until: float | None, delivery: Delivery, receiver: Receiver) -> dict[str, Any]:
         """App mode's `_post`: raises (Powertools deletes the record, Lambda retries) on any failure;
         what was done before it is recorded step by step, so the retry skips it."""
         channel = settings.channels.get(receiver.name)
@@ -322,7 +379,7 @@ class SlackDelivery:
         except SlackError as exc:
             self.metrics.add_metric(name=Metric.SLACK_DELIVERY_FAILED, unit=MetricUnit.Count, value=1)
             self.logger.error(f"Slack delivery failed: {exc}", extra={
-                "message_id": key, "receiver": receiver.name, "cluster": notification.cluster, "channel": channel,
+                "message_id": key, "receiver": receiver.name, **_about(notification), "channel": channel,
                 "status": exc.status, "attempts": exc.attempts, "error": getattr(exc, "error", None),
                 "done": app.done(),
             })
@@ -394,11 +451,15 @@ class SlackDelivery:
                             extra={"attempt": attempt, "receiver": receiver.name})
         self.metrics.add_metric(name=Metric.SLACK_POSSIBLE_DUPLICATE, unit=MetricUnit.Count, value=1)
 
-    def _sent(self, message_id: str, receiver: Receiver, notification: Notification, delivery: Delivery) -> None:
+    def _sent(self, message_id: str, receiver: Receiver, notification: Notification | Digest,
+              delivery: Delivery) -> None:
         self.metrics.add_metric(name=Metric.SLACK_MESSAGES_SENT, unit=MetricUnit.Count, value=1)
+        if not isinstance(notification, Notification):
+            about: dict[str, Any] = _about(notification)
+        else:
+            about = {"cluster": notification.cluster, "items": len(notification.items), "status": notification.status}
         self.logger.info("Sent to Slack", extra={
-            "message_id": message_id, "receiver": receiver.name, "cluster": notification.cluster,
-            "items": len(notification.items), "status": notification.status, "attempts": delivery.attempts,
+            "message_id": message_id, "receiver": receiver.name, **about, "attempts": delivery.attempts,
         })
 
     def _record_failed(self, message_id: str, receiver: Receiver, exc: IdempotencyPersistenceLayerError) -> None:
@@ -424,7 +485,11 @@ class AppDelivery:
     def done(self) -> dict[str, int]:
         return {"parents": self.posted, "replies": self.replies, "updates": self.updates, "gone": self.gone}
 
-    def deliver(self, key: str, notification: Notification, channel: str, now: datetime) -> None:
+    def deliver(self, key: str, notification: Notification | Digest, channel: str, now: datetime) -> None:
+        if not isinstance(notification, Notification):  # not an alert: a plain message, no thread, no buttons
+            self.api.post(channel, render_digest(notification))
+            self.calls += 1
+            return
         if notification.test:  # no alert behind it: no thread, no buttons, nothing to remember
             self.api.post(channel, render(notification, self.receiver.name))
             self._did(Metric.SLACK_PARENTS_POSTED)

@@ -34,6 +34,7 @@ from .evidence import console_url
 from .message import TEST_NOTE, ApprovalRef, Notification, NotificationItem
 
 if TYPE_CHECKING:
+    from .digest import Digest
     from .slack_threads import ItemState
 
 # Block Kit limits (https://api.slack.com/reference/block-kit)
@@ -538,6 +539,61 @@ def render_reply(notification: Notification, receiver: str | None = None) -> dic
     if rest:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"…and {len(rest)} more"}})
     return {"text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT), "blocks": blocks,
+            "unfurl_links": False, "unfurl_media": False}
+
+
+# -- the weekly digest (issue 21, notify/digest.py) ---------------------------------------------------------
+# Not an alert: no severity, no thread, no buttons. The same payload in webhook and app mode (app mode posts
+# it as a plain message with chat.postMessage).
+
+DIGEST_EMOJI = "📊"
+#: cluster lines in the digest's section (its text is cut to SECTION_LIMIT as well)
+DIGEST_CLUSTER_LINES = 15
+
+
+def render_digest(digest: Digest) -> dict[str, Any]:
+    """The weekly digest as Block Kit: a header, the period, the fleet's figures, a line per cluster, the top
+    findings and the repeat-offender nodes, then how to get the whole report."""
+    from .digest import REPORT_COMMAND
+
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": _plain(f"{DIGEST_EMOJI} Weekly digest · {digest.dates}", HEADER_LIMIT)}},
+    ]
+    where = [f"Period {escape_mrkdwn(digest.period)}"]
+    if digest.account:
+        where.append(f"account {_code(digest.account, 20)}")
+    if digest.region:
+        where.append(f"region {_code(digest.region, 40)}")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(where), CONTEXT_LIMIT)}]})
+    if digest.empty:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"{RESOLVED_EMOJI} *No incidents this period*: no alert episode resolved in it and none is open.")}})
+    else:
+        fleet = "\n".join(f"• {escape_mrkdwn(fact)}" for fact in digest.fleet_lines())
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*Fleet*\n{fleet}", SECTION_LIMIT)}})
+        lines = [f"• {_code(line.cluster, 100)}: {_text(digest.cluster_text(line), 400)}"
+                 for line in digest.clusters[:DIGEST_CLUSTER_LINES]]
+        hidden = len(digest.clusters) - DIGEST_CLUSTER_LINES + digest.more_clusters
+        if hidden > 0:
+            lines.append(f"_…and {hidden} more cluster{'s' if hidden != 1 else ''} with incidents_")
+        if lines:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+                "*Clusters* (most incidents first)\n" + "\n".join(lines), SECTION_LIMIT)}})
+        if digest.top_findings:
+            found = [f"{n}. {_text(f.reason, 200)}: *{f.count}*"
+                     + (f" ({', '.join(_code(c, 60) for c in f.clusters[:3])})" if f.clusters else "")
+                     for n, f in enumerate(digest.top_findings, start=1)]
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+                "*Top findings*\n" + "\n".join(found), SECTION_LIMIT)}})
+        if digest.repeat_offenders:
+            nodes = [f"• {_code(o.cluster, 60)} node {_code(o.node, 80)}: {o.incidents} incidents"
+                     for o in digest.repeat_offenders]
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+                "*Repeat-offender nodes* (3+ incidents)\n" + "\n".join(nodes), SECTION_LIMIT)}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        f"The whole report, with charts: `{escape_mrkdwn(REPORT_COMMAND)}`")}]})
+    return {"text": _cut(escape_mrkdwn(_one_line(digest.preview)), FALLBACK_LIMIT), "blocks": blocks,
             "unfurl_links": False, "unfurl_media": False}
 
 
