@@ -78,8 +78,10 @@ def count(metrics: Metrics, name: Metric, value: float = 1, dimensions: Mapping[
     if not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
+    # single_metric takes its `service` from POWERTOOLS_SERVICE_NAME (the stack's prefix) unless told: the
+    # function's own, as on its other metrics
     with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace,
-                       default_dimensions=metrics.default_dimensions) as metric:
+                       default_dimensions={**metrics.default_dimensions, "service": str(metrics.service)}) as metric:
         for key, dimension in dimensions.items():
             metric.add_dimension(name=key, value=dimension)
 
