@@ -55,6 +55,13 @@ ALL_OPTIONS: dict[str, Any] = {
     "chatbotSlackChannelId": "C0123ABCD", "remediation": True, "logLevel": "debug", "sweepRate": 15,
     "slackReceivers": ["ml-oncall", "platform"],
 }
+#: the variants cdk-nag and cfn-lint check: each feature that adds resources on, and all of them at once
+#: (Slack app mode, issue 20; the weekly digest, issue 21)
+APP_MODE: dict[str, Any] = {"slackMode": "app", "slackChannels": "default=C0123ABCD,ml-oncall=C0456EFGH"}
+LINTED: dict[str, dict[str, Any]] = {
+    "default": {}, "all-options": ALL_OPTIONS, "slack-app": APP_MODE,
+    "everything": {**ALL_OPTIONS, **APP_MODE, "weeklyDigest": True},
+}
 FUNCTIONS_SPEC = {  # name -> (handler, MemorySize, Timeout)
     "evaluator": ("hyperpod_guard.handlers.evaluator.handler", 512, 60),
     "sweep": ("hyperpod_guard.handlers.sweep.handler", 512, 300),
@@ -628,7 +635,7 @@ def _violations(outdir: Path) -> list[str]:
     return [v["ruleName"] for plugin in json.loads(report.read_text())["pluginReports"] for v in plugin["violations"]]
 
 
-@pytest.mark.parametrize("context", [{}, ALL_OPTIONS], ids=["default", "all-options"])
+@pytest.mark.parametrize("context", list(LINTED.values()), ids=list(LINTED))
 def test_cdk_nag_has_no_findings(tmp_path: Path, context: dict[str, Any]) -> None:
     _, stack = make_stack(tmp_path, **context)
     Template.from_stack(stack)  # raises RuntimeError("ValidationFailed ...") on any unacknowledged finding
@@ -647,7 +654,7 @@ def test_cdk_nag_plugin_is_active(tmp_path: Path) -> None:
 
 # --- 9. cfn-lint ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("context", [{}, ALL_OPTIONS], ids=["default", "all-options"])
+@pytest.mark.parametrize("context", list(LINTED.values()), ids=list(LINTED))
 def test_cfn_lint(synth, tmp_path: Path, context: dict[str, Any]) -> None:
     path = tmp_path / "HyperPodGuard.template.json"
     path.write_text(json.dumps(synth(**context), indent=1))
