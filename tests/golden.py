@@ -12,10 +12,11 @@ from typing import Any
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def check_golden(channel: str, name: str, rendered: Any) -> None:
-    """Compare `rendered` (str, or JSON-able) with tests/golden/<channel>/<name>.(txt|json)."""
+def check_golden(channel: str, name: str, rendered: Any, *, suffix: str | None = None) -> None:
+    """Compare `rendered` (str, or JSON-able) with tests/golden/<channel>/<name>.<suffix> (default: txt for
+    a str, json otherwise)."""
     text = rendered if isinstance(rendered, str) else json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
-    path = GOLDEN / channel / f"{name}.{'txt' if isinstance(rendered, str) else 'json'}"
+    path = GOLDEN / channel / f"{name}.{suffix or ('txt' if isinstance(rendered, str) else 'json')}"
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

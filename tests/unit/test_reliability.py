@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -36,7 +35,7 @@ from hyperpod_guard.reliability import (
     render_json,
     render_text,
 )
-from tests.golden import GOLDEN, check_golden
+from tests.golden import check_golden
 
 PERIOD_MINUTES = 7 * 24 * 60
 HOUR = 3600.0
@@ -280,20 +279,10 @@ def test_the_weeks_figures(week):
                                            ("replacement started", 1), ("replacement completed", 2)]
 
 
-def check_golden_csv(name: str, text: str) -> None:
-    """tests/golden.py's check, for a .csv file."""
-    path = GOLDEN / "report" / f"{name}.csv"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_GOLDEN=1 rewrites it; review the diff)"
-
-
 def test_golden_week(week):
     check_golden("report", "week", json.loads(render_json(week)))
     check_golden("report", "week", render_text(week))
-    check_golden_csv("week", render_csv(week))
+    check_golden("report", "week", render_csv(week), suffix="csv")
 
 
 def test_the_json_reads_back_as_the_report(week):
