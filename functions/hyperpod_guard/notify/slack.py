@@ -355,6 +355,24 @@ def _head(notification: Notification, receiver: str | None) -> list[dict[str, An
     return blocks
 
 
+def _more(rest: list[NotificationItem]) -> dict[str, Any]:
+    """The section that stands for the items a message has no room for (Slack: 50 blocks)."""
+    firing = sum(1 for i in rest if i.status == "firing")
+    text = (f"…and {len(rest)} more finding{'s' if len(rest) != 1 else ''} "
+            f"({firing} firing, {len(rest) - firing} resolved): see the SNS message or the console")
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _payload(notification: Notification, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        # the push notification and the fallback: a sentence that fits a phone's preview, cut on a word
+        "text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT),
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
 def render(notification: Notification, receiver: str | None = None) -> dict[str, Any]:
     """The incoming-webhook payload (Block Kit) for one notification; `receiver`: the receiver it is
     posted to (Notification.for_receiver), whose routes' mentions it carries."""
@@ -368,18 +386,9 @@ def render(notification: Notification, receiver: str | None = None) -> dict[str,
     blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": item_text(i, notification.sent_at)}}
                   for i in shown)
     if rest:
-        more_firing = sum(1 for i in rest if i.status == "firing")
-        text = (f"…and {len(rest)} more finding{'s' if len(rest) != 1 else ''} "
-                f"({more_firing} firing, {len(rest) - more_firing} resolved): see the SNS message or the console")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        blocks.append(_more(rest))
     blocks.extend(actions)
-    return {
-        # the push notification and the fallback: a sentence that fits a phone's preview, cut on a word
-        "text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT),
-        "blocks": blocks,
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
+    return _payload(notification, blocks)
 
 
 # -- app mode: the parent message and its thread's replies ---------------------------------------
@@ -478,13 +487,9 @@ def render_parent(notification: Notification, receiver: str | None,
         if id(item) in with_buttons:
             blocks.append({"type": "actions", "elements": item_buttons(item, state, now)})
     if rest:
-        more_firing = sum(1 for i in rest if i.status == "firing")
-        text = (f"…and {len(rest)} more finding{'s' if len(rest) != 1 else ''} "
-                f"({more_firing} firing, {len(rest) - more_firing} resolved): see the SNS message or the console")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        blocks.append(_more(rest))
     blocks.extend(actions)
-    return {"text": _cut(escape_mrkdwn(_one_line(notification.preview)), FALLBACK_LIMIT), "blocks": blocks,
-            "unfurl_links": False, "unfurl_media": False}
+    return _payload(notification, blocks)
 
 
 def _reply_head(item: NotificationItem) -> str:
