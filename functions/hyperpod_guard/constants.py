@@ -31,7 +31,7 @@ RULES_INVALID = "rules-invalid"
 
 
 class Metric(StrEnum):
-    """Metric names, all counts."""
+    """Metric names: counts, and the per-cluster gauges of every sweep (OpenAlerts ... MinutesSinceLastEvent)."""
 
     # the evaluator
     INVOCATIONS = "Invocations"
@@ -93,13 +93,13 @@ class Metric(StrEnum):
     CHATOPS_FAILED = "ChatOpsClicksFailed"
     #: a click delivered again (SQS is at least once): answered from its record, not carried out again
     CHATOPS_DUPLICATES = "ChatOpsDuplicatesSkipped"
-    # issue 21, the episode archive (archive.py): helper E adds here
+    # the episode archive (archive.py)
     #: alert episodes written to the archive (ARCHIVE_BUCKET): by the evaluation that resolved them, or the sweep
     EPISODES_ARCHIVED = "EpisodesArchived"
     #: an episode (or a repair fact) the archive refused (S3 down, the bucket missing, no grant): the evaluation
     #: went on; the sweep writes the episode later (a repair fact is lost)
     ARCHIVE_FAILED = "ArchiveFailed"
-    # issue 21, per-cluster reliability metrics from the sweep: helper H adds here
+    # per-cluster gauges from every sweep (service.cluster_health): the fleet's dashboard
     #: gauges, not counts: the sweep's evaluation of each cluster (inline or a worker's, not an event's) reports
     #: them once per sweep interval, dimensions `Cluster` (+ `service` sweep); service._report_cluster_health
     #: the cluster's open alerts (pending or firing, as `hyperpod-guard alerts`); also by `Severity`, for the
@@ -112,7 +112,7 @@ class Metric(StrEnum):
     #: minutes since the newest event report applied to the cluster (its newest report mark in the ledger);
     #: not emitted while the ledger holds none (no event in MARK_RETENTION)
     MINUTES_SINCE_LAST_EVENT = "MinutesSinceLastEvent"
-    # issue 21, the weekly digest: helper G adds here
+    # the weekly digest
     #: the digest function: digests published to the alerts topic (handlers/digest.py)
     DIGESTS_PUBLISHED = "DigestsPublished"
     #: the digest function: a digest not published (the archive or the ledger unreadable, the topic refusing it)
@@ -138,7 +138,7 @@ class Service(StrEnum):
     # the interactivity endpoint and the actions worker
     SLACK_INTERACTIVITY = "slack-interactivity"
     SLACK_ACTIONS = "slack-actions"
-    # issue 21, the weekly digest: helper G adds here
+    # the weekly digest
     DIGEST = "digest"
 
 
@@ -312,10 +312,10 @@ SLACK_API_URL: Var[str] = Var("SLACK_API_URL", _text, "https://slack.com/api/")
 SLACK_SIGNING_SECRET_SECRET: Var[str] = Var("SLACK_SIGNING_SECRET_SECRET", _text, required=True)
 #: the SQS queue the endpoint hands each interaction to, for the actions worker (handlers/slack_actions.py)
 SLACK_ACTIONS_QUEUE_URL: Var[str] = Var("SLACK_ACTIONS_QUEUE_URL", _text, required=True)
-# issue 21, the episode archive: helper E adds its variables here
+# the episode archive (archive.py)
 #: the S3 bucket of the episode archive (archive.py); unset: nothing is archived (local runs)
 ARCHIVE_BUCKET: Var[str | None] = Var("ARCHIVE_BUCKET", _text)
-# issue 21, the weekly digest: helper G adds its variables here
+# the weekly digest (handlers/digest.py)
 #: the weekly digest (handlers/digest.py): the days it summarises, ending when it runs
 DIGEST_DAYS: Var[int] = Var("DIGEST_DAYS", _whole, "7", "a whole number of days")
 #: ... and the top findings (failure reasons) it lists

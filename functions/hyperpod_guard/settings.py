@@ -22,6 +22,8 @@ from typing import Any, ClassVar, Self
 
 from .constants import (
     ARCHIVE_BUCKET,
+    DIGEST_DAYS,
+    DIGEST_TOP,
     EVENT_ACCOUNTS,
     FUNCTION_NAME,
     IDEMPOTENCY_TTL,
@@ -30,6 +32,7 @@ from .constants import (
     RULES_PATH,
     RULES_REQUIRED,
     SILENCES_MAX_AGE,
+    SLACK_ACTIONS_QUEUE_URL,
     SLACK_API_URL,
     SLACK_BOT_TOKEN_SECRET,
     SLACK_CHANNELS,
@@ -37,6 +40,7 @@ from .constants import (
     SLACK_MODE,
     SLACK_RECEIVER_SECRET_PREFIX,
     SLACK_SECRET_MAX_AGE,
+    SLACK_SIGNING_SECRET_SECRET,
     SLACK_TIMEOUT,
     SLACK_WEBHOOK_SECRET,
     SWEEP_CONCURRENCY,
@@ -162,7 +166,6 @@ class SlackAppSettings(_Settings):
 
 # -- ChatOps (chatops/): the interactivity endpoint and the actions worker ---------------------------------
 
-from .constants import SLACK_ACTIONS_QUEUE_URL, SLACK_SIGNING_SECRET_SECRET  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,6 @@ class SlackActionsSettings(_Settings):
 
 # -- the weekly digest (issue 21, handlers/digest.py) ------------------------------------------------------
 
-from .constants import ARCHIVE_BUCKET, DIGEST_DAYS, DIGEST_TOP  # noqa: E402
 
 
 @dataclass(frozen=True)
