@@ -709,12 +709,21 @@ def _body(response: Any) -> str:
         return ""
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: Any) -> float | None:
+    """A Retry-After header's seconds, or None when it holds none worth waiting for."""
     try:
         seconds = float(value) if value is not None else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     return seconds if seconds is not None and seconds >= 0 else None
+
+
+def retry_delay(attempt: int, retry_after: float | None, jitter: float) -> float:
+    """How long to wait after attempt `attempt` failed: Slack's Retry-After (capped), else exponential
+    backoff with `jitter` (0..1) added, for the webhook and the Web API alike."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER)
+    return min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX) * (1 + 0.5 * jitter)
 
 
 class SlackSender:
@@ -808,17 +817,13 @@ class SlackSender:
                 answer = _one_line(text)[:100]
                 last = f"HTTP {status}" + (f" {answer}" if answer else "")
                 if status == 429:
-                    retry_after = _retry_after(headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(headers.get("Retry-After"))
                 elif status < 500:
                     raise SlackPermanentError(f"Slack webhook refused the message: {last}",
                                               status=status, attempts=attempt)
             if attempt == self.max_attempts:
                 break
-            if retry_after is not None:
-                delay = min(retry_after, MAX_RETRY_AFTER)
-            else:
-                base = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
-                delay = base * (1 + 0.5 * self._jitter())
+            delay = retry_delay(attempt, retry_after, self._jitter())
             remaining = self._remaining()
             if remaining is not None and remaining - delay < MIN_ATTEMPT_TIME:
                 last += "; no time left before the deadline"

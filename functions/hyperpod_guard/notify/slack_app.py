@@ -25,13 +25,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .slack import (
-    BACKOFF_BASE,
-    BACKOFF_MAX,
-    MAX_RETRY_AFTER,
     MIN_ATTEMPT_TIME,
     SlackDeliveryError,
     SlackPermanentError,
     failure_reason,
+    retry_after_seconds,
+    retry_delay,
     secret_text,
     secrets_parameters,
 )
@@ -183,10 +182,7 @@ class SlackWebApi:
         if attempt >= self.max_attempts or not (limited or (status or 0) >= 500 or error in _TRANSIENT
                                                  or error == "unsent"):
             return None
-        if limited and retry_after is not None:
-            delay = min(retry_after, MAX_RETRY_AFTER)
-        else:
-            delay = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX) * (1 + 0.5 * random.random())  # noqa: S311
+        delay = retry_delay(attempt, retry_after if limited else None, random.random())  # noqa: S311
         remaining = self._remaining()
         if remaining is not None and remaining - delay < MIN_ATTEMPT_TIME:
             return None
@@ -198,12 +194,7 @@ class SlackWebApi:
 def _retry_after(headers: Mapping[str, Any]) -> float | None:
     for name, value in headers.items():
         if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                seconds = float(raw)
-            except (TypeError, ValueError):
-                return None
-            return seconds if seconds >= 0 else None
+            return retry_after_seconds(value[0] if isinstance(value, list) and value else value)
     return None
 
 
