@@ -16,6 +16,14 @@ RETRY = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 
 
 
 @functools.cache
+def _botocore() -> Any:
+    """The process's botocore session (its loader and credentials are shared with located sessions)."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+@functools.cache
 def session() -> Any:
     """The one boto3 session of the process: every client (ours and Powertools') is made from it, so
     botocore loads its data files and registers its handlers once per cold start, not once per client."""
@@ -23,7 +31,7 @@ def session() -> Any:
     # start, and an event that never reaches AWS (malformed, ignored) should not pay for boto3.
     import boto3
 
-    return boto3.session.Session()
+    return boto3.session.Session(botocore_session=_botocore())
 
 
 _lock = threading.Lock()  # a boto3 session is not thread-safe; the sweep's threads share this one
@@ -37,6 +45,60 @@ def client(service: str) -> Any:
         return session().client(service, config=Config(**RETRY))
 
 
+#: the session name a hub's AssumeRole into a spoke carries (CloudTrail in the spoke shows it)
+ROLE_SESSION_NAME = "hyperpod-guard"
+
+
+@functools.cache
+def located_session(region: str, role_arn: str | None = None, external_id: str | None = None, *,
+                    base: Any = None) -> Any:
+    """A boto3 session for `region`, as the process itself (`role_arn` None) or as the role `role_arn` (a spoke
+    of the fleet, fleet.py): one per account and region for the process's life, its AssumeRole credentials
+    refreshed by botocore before they expire (botocore's own fetcher and refreshable credentials, as for a
+    profile with role_arn). AssumeRole happens when the first client call needs credentials, not here.
+    `base`: the botocore session whose credentials assume the role (default: the process's; the CLI passes
+    its `--profile`'s)."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleCredentialFetcher,
+        CredentialProvider,
+        CredentialResolver,
+        DeferredRefreshableCredentials,
+    )
+
+    with _lock:
+        base = base or _botocore()
+        credentials = base.get_credentials()
+        if role_arn is not None:
+            extra = {"RoleSessionName": ROLE_SESSION_NAME, **({"ExternalId": external_id} if external_id else {})}
+            fetcher = AssumeRoleCredentialFetcher(base.create_client, credentials, role_arn, extra_args=extra)
+            credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+
+        class Given(CredentialProvider):
+            METHOD = "hyperpod-guard"
+
+            def load(self) -> Any:
+                return credentials
+
+        core = botocore.session.Session()
+        # the process's loader: botocore's data files (service models) are read once per cold start
+        core.register_component("data_loader", base.get_component("data_loader"))
+        core.register_component("credential_provider", CredentialResolver([Given()]))
+        return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+@functools.cache
+def located_client(service: str, region: str, role_arn: str | None = None, external_id: str | None = None) -> Any:
+    """A client of `service` in `region`, as the process or as the spoke role `role_arn` (cached per account,
+    region and service)."""
+    from botocore.config import Config
+
+    located = located_session(region, role_arn, external_id)
+    with _lock:
+        return located.client(service, config=Config(**RETRY))
+
+
 _reset_hooks: list[Callable[[], None]] = []
 
 
@@ -48,6 +110,9 @@ def on_reset(hook: Callable[[], None]) -> None:
 def reset() -> None:
     """Forget cached clients (tests change the endpoint and credentials between cases)."""
     client.cache_clear()
+    located_client.cache_clear()
+    located_session.cache_clear()
     session.cache_clear()
+    _botocore.cache_clear()
     for hook in _reset_hooks:
         hook()

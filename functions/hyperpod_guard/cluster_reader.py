@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .constants import TAGS_MAX_AGE
 from .errors import HyperPodGuardError
+from .fleet import name_of
 from .snapshot import ClusterExtension, ClusterOperation, ClusterSnapshot, Node, TrainingPlan
 
 DEFAULT_TAGS_MAX_AGE = 300.0
@@ -66,8 +67,9 @@ class ClusterSummary:
     training_plan_arns: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, summary: dict[str, Any]) -> ClusterSummary:
-        return cls(summary["ClusterName"], summary.get("ClusterArn"), summary.get("ClusterStatus"),
+    def of(cls, summary: dict[str, Any], qualifier: str = "") -> ClusterSummary:
+        """`qualifier`: ClusterReader's, appended to the name to make the cluster's fleet key."""
+        return cls(summary["ClusterName"] + qualifier, summary.get("ClusterArn"), summary.get("ClusterStatus"),
                    summary.get("ImageVersionStatus"), tuple(summary.get("TrainingPlanArns") or ()))
 
 
@@ -100,22 +102,30 @@ def _feature_read(operation: str, read: Callable[[], T]) -> T:
 
 
 class ClusterReader:
-    def __init__(self, sagemaker: Any):
+    """The SageMaker reads of one account and region. Clusters are named by their fleet key (fleet.py): the
+    API is called with the key's cluster name, and what comes back is named by the key again (a snapshot, a
+    listing), so that everything downstream keeps same-named clusters of two accounts apart.
+    `qualifier`: what this reader's listing appends to a name ("" at home, "@account/region" elsewhere)."""
+
+    def __init__(self, sagemaker: Any, qualifier: str = ""):
         self.sagemaker = sagemaker
+        self.qualifier = qualifier
 
     def describe(self, cluster: str) -> ClusterSnapshot | None:
         try:
-            response = self.sagemaker.describe_cluster(ClusterName=cluster)
+            response = self.sagemaker.describe_cluster(ClusterName=name_of(cluster))
         except ClientError as exc:
             if is_not_found(exc):
                 return None
             raise
         response.pop("ResponseMetadata", None)
-        return ClusterSnapshot.from_describe_cluster(response)
+        snapshot = ClusterSnapshot.from_describe_cluster(response)
+        return snapshot if snapshot.name == cluster else snapshot.model_copy(update={"name": cluster})
 
     def describe_node(self, cluster: str, instance_id: str) -> Node | None:
         try:
-            details = self.sagemaker.describe_cluster_node(ClusterName=cluster, NodeId=instance_id)["NodeDetails"]
+            details = self.sagemaker.describe_cluster_node(ClusterName=name_of(cluster),
+                                                           NodeId=instance_id)["NodeDetails"]
         except ClientError as exc:
             if is_not_found(exc):
                 return None
@@ -127,7 +137,7 @@ class ClusterReader:
         """Every node of the cluster (summaries: group, id, status), or None if the cluster is gone."""
         nodes: list[Node] = []
         try:
-            for page in self.sagemaker.get_paginator("list_cluster_nodes").paginate(ClusterName=cluster):
+            for page in self.sagemaker.get_paginator("list_cluster_nodes").paginate(ClusterName=name_of(cluster)):
                 nodes.extend(Node.model_validate(summary) for summary in page.get("ClusterNodeSummaries", []))
         except ClientError as exc:
             if is_not_found(exc):
@@ -142,7 +152,7 @@ class ClusterReader:
         """Every cluster's ListClusters summary (every page): names and patch debt in one listing."""
         summaries: list[ClusterSummary] = []
         for page in self.sagemaker.get_paginator("list_clusters").paginate():
-            summaries.extend(ClusterSummary.of(summary) for summary in page.get("ClusterSummaries", []))
+            summaries.extend(ClusterSummary.of(summary, self.qualifier) for summary in page.get("ClusterSummaries", []))
         return summaries
 
     # -- the HyperPod features (ReadUnavailable when a read cannot be made) ------------------------------
@@ -155,7 +165,7 @@ class ClusterReader:
             recent = now - RECENT_OPERATIONS
             kept: list[ClusterOperation] = []
             pages = self.sagemaker.get_paginator("list_cluster_operations").paginate(
-                ClusterName=cluster, SortBy="CreationTime", SortOrder="Descending")
+                ClusterName=name_of(cluster), SortBy="CreationTime", SortOrder="Descending")
             for number, page in enumerate(pages, start=1):
                 summaries = [ClusterOperation.model_validate(s) for s in page.get("ClusterOperationSummaries", [])]
                 kept += [o for o in summaries if o.status == "InProgress" or (o.creation_time or now) >= recent]
@@ -169,7 +179,7 @@ class ClusterReader:
 
     def _describe_operation(self, cluster: str, operation_id: str) -> ClusterOperation | None:
         try:
-            answer = self.sagemaker.describe_cluster_operation(ClusterName=cluster, OperationId=operation_id)
+            answer = self.sagemaker.describe_cluster_operation(ClusterName=name_of(cluster), OperationId=operation_id)
         except ClientError as exc:
             if is_not_found(exc):
                 return None
@@ -233,7 +243,7 @@ class ClusterReader:
     def _event_pages(self, cluster: str, after: datetime, before: datetime,
                      limit: int) -> Iterator[list[dict[str, Any]]]:
         pages = self.sagemaker.get_paginator("list_cluster_events").paginate(
-            ClusterName=cluster, EventTimeAfter=after, EventTimeBefore=before, SortBy="EventTime",
+            ClusterName=name_of(cluster), EventTimeAfter=after, EventTimeBefore=before, SortBy="EventTime",
             SortOrder="Ascending", PaginationConfig={"PageSize": min(100, max(1, limit))})
         for page in pages:
             yield list(page.get("Events", []))
@@ -242,7 +252,7 @@ class ClusterReader:
         """DescribeClusterEvent's EventDetails (with EventDetails.EventMetadata), or None if it is gone."""
         def read() -> dict[str, Any] | None:
             try:
-                return dict(self.sagemaker.describe_cluster_event(ClusterName=cluster, EventId=event_id)
+                return dict(self.sagemaker.describe_cluster_event(ClusterName=name_of(cluster), EventId=event_id)
                             .get("EventDetails") or {}) or None
             except ClientError as exc:
                 if is_not_found(exc):

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import InvalidSnapshotError
 from .events import HyperPodEvent, StateChangeEvent
 from .findings import Finding
+from .fleet import name_of
 from .policies import REGISTRY
 from .rules import ClusterRules, Rules
 from .snapshot import ClusterSnapshot
@@ -51,7 +52,7 @@ def snapshot_for(event: HyperPodEvent, snapshot: ClusterSnapshot | None = None) 
     """The snapshot to evaluate an event against: the one given (a fresh DescribeCluster),
     else a State Change event's own detail, else what the event alone tells."""
     if snapshot is not None:
-        if snapshot.name != event.cluster_name:
+        if name_of(snapshot.name) != event.cluster_name:  # the snapshot is named by its fleet key
             raise InvalidSnapshotError(
                 f"snapshot is for cluster {snapshot.name!r} but the event is for {event.cluster_name!r}"
             )

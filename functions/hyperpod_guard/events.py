@@ -9,7 +9,7 @@ envelope fields, epoch-ms or ISO times), strict where a wrong type means a broke
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,25 +235,32 @@ def event_accounts(value: str | None) -> frozenset[str] | None:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
-def foreign_origin(account: str, region: str, *, accounts: frozenset[str] | None, own_region: str | None) -> str | None:
+#: EVENT_ACCOUNTS' value when a fleet's bus admits an AWS Organization: any account the bus let in is believed
+ANY_ACCOUNT = "*"
+
+
+def foreign_origin(account: str, region: str, *, accounts: frozenset[str] | None,
+                   regions: Collection[str]) -> str | None:
     """Why an event is not this deployment's to evaluate (the reason for IgnoredEvents), or None.
 
     A cluster name is unique only within one account and region: an event from elsewhere would be
-    evaluated against a local cluster that merely has the same name. `accounts` None means EVENT_ACCOUNTS
+    evaluated against a cluster that merely has the same name. `accounts` None means EVENT_ACCOUNTS
     is not set (the CLI, the demo and tests replay sample events from many accounts and regions): no
-    check. Otherwise the event's account must be one of `accounts` and its region `own_region`; an empty
-    account or region fails, since EventBridge always sets both (an empty `accounts` believes nothing).
+    check. Otherwise the event's account must be one of `accounts` (or `accounts` holds ANY_ACCOUNT) and its
+    region one of `regions` (the function's own, and a hub's FLEET_REGIONS); an empty account or region
+    fails, since EventBridge always sets both (an empty `accounts` believes nothing).
     """
     if accounts is None:
         return None
     if not account:
         return "event names no account (EventBridge always sets one): not believed"
-    if account not in accounts:
-        return f"event from account {account!r}, which is neither this deployment's nor allowed ({EVENT_ACCOUNTS_ENV})"
+    if account not in accounts and ANY_ACCOUNT not in accounts:
+        return (f"event from account {account!r}, which is neither this deployment's nor on its allow-list "
+                f"({EVENT_ACCOUNTS_ENV}: the spoke accounts)")
     if not region:
         return "event names no region (EventBridge always sets one): not believed"
-    if region != own_region:
-        return f"event from region {region!r}, not this function's region {own_region!r}"
+    if region not in regions:
+        return f"event from region {region!r}, which this deployment does not watch ({', '.join(regions) or 'none'})"
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ from .events import (
     parse_event,
 )
 from .findings import Severity
+from .fleet import FleetSettings, Location, cluster_key, location_of, split_key
 from .freshness import ReportMark, report_of
 from .grouping import FlushGroup, Grouper, GroupStore, SqsFlushQueue
 from .ledger import AlertRecord, AlertState, Reason
@@ -69,6 +71,8 @@ BACKFILL_LIMIT = 100
 BACKFILL_LOOKBACK = timedelta(hours=1)
 #: events younger than this are left to EventBridge, which may still be delivering them
 BACKFILL_SETTLE = timedelta(minutes=2)
+#: Runtime.at() makes each location's runtime once, whichever of the sweep's threads asks first
+_elsewhere_lock = threading.Lock()
 
 
 @dataclass
@@ -93,6 +97,10 @@ class Runtime:
     plans: TrainingPlanCache | None = None
     #: the episode archive's bucket (ARCHIVE_BUCKET, archive.py); None: nothing is archived
     archive_bucket: str | None = None
+    #: the hub's own location and the fleet it watches (fleet.py); disabled: one account and region
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    #: this runtime for each other location of the fleet, made on first use (at())
+    _elsewhere: dict[Location, Runtime] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.tags is None:
@@ -101,6 +109,42 @@ class Runtime:
             self.plans = TrainingPlanCache(self.reader)
         if self.silences is None and isinstance(self.ledger, LedgerStore):  # the silences live in its table
             self.silences = SilenceCache(SilenceStore(self.ledger.table_name, self.ledger.dynamodb))
+
+    def at(self, location: Location | None) -> Runtime:
+        """This runtime for the clusters at `location`: the same ledger, topic, rules, silences and grouping,
+        with a reader (and its tag and plan caches) on SageMaker in that account and region, as the spoke
+        role of another account. Itself at home, or when there is no fleet."""
+        home = self.fleet.home
+        if location is None or home is None or location == home:
+            return self
+        with _elsewhere_lock:
+            found = self._elsewhere.get(location)
+            if found is None:
+                role = None if location.account == home.account else self.fleet.role_arn(location.account)
+                sagemaker = aws_clients.located_client("sagemaker", location.region, role, self.fleet.external_id)
+                reader = ClusterReader(sagemaker, qualifier=f"@{location}")
+                max_age = self.tags.max_age if self.tags is not None else TagCache(reader).max_age
+                found = replace(self, reader=reader, region=location.region, tags=TagCache(reader, max_age),
+                                plans=TrainingPlanCache(reader), _elsewhere={})
+                self._elsewhere[location] = found
+        return found
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions whose events are believed: a hub's fleet regions, else the function's own."""
+        return self.fleet.regions if self.fleet.enabled else ((self.region,) if self.region else ())
+
+    def for_cluster(self, key: str) -> Runtime:
+        """This runtime for the cluster of a fleet key (fleet.py)."""
+        return self.at(split_key(key)[1])
+
+    def locations(self) -> list[Location | None]:
+        """Every location the sweep covers: home (None without a fleet), then each other account and region."""
+        home = self.fleet.home
+        if home is None:
+            return [None]
+        return [home, *(Location(account, region) for account in self.fleet.accounts for region in self.fleet.regions
+                        if Location(account, region) != home)]
 
     def active_silences(self, now: datetime) -> tuple[AdHocSilence, ...]:
         return self.silences.active(now) if self.silences is not None else ()
@@ -129,6 +173,7 @@ class Runtime:
             silences=SilenceCache(SilenceStore(ledger.table_name, ledger.dynamodb), settings.silences_max_age),
             grouper=_grouper(ledger),
             archive_bucket=settings.archive_bucket,
+            fleet=FleetSettings.from_env(),
         )
 
 
@@ -185,7 +230,9 @@ def evaluate_cluster(
     `silences`: the active ad-hoc silences, read once by the caller (the event's or the sweep's).
     `list_nodes` (the sweep): every node listed, the sweep's feature reads, and a Continuous cluster's
     lost Cluster Events evaluated first (their outcomes appended to `backfilled`, if given).
-    `summary`: the cluster's ListClusters summary when the caller listed it (its ImageVersionStatus)."""
+    `summary`: the cluster's ListClusters summary when the caller listed it (its ImageVersionStatus).
+    `cluster` is the cluster's fleet key: it is read in its own account and region (Runtime.at)."""
+    runtime = runtime.for_cluster(cluster)
     snapshot = runtime.reader.describe(cluster)                                          # read the cluster
     if snapshot is None:
         return _gone(runtime, cluster, all_rules, now, token, silences)
@@ -240,6 +287,7 @@ def _schedule_flush(runtime: Runtime, committed: pipeline.Committed, rules: Clus
 def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) -> Outcome | None:
     """A flush message of the work queue: the cluster's owed notifications, as one message. None
     when it is not this message's turn (superseded by a sooner flush, or early: sent again)."""
+    runtime = runtime.for_cluster(flush.cluster)  # its messages name the cluster's region
     if runtime.grouper is None:
         raise RuntimeError("a flush message came, but no work queue is configured (WORK_QUEUE_URL)")
     state = runtime.grouper.store.get(flush.cluster)
@@ -554,18 +602,19 @@ def handle_event(raw: Any, runtime: Runtime, now: datetime, token: str) -> Event
         return EventResult(str(detail_type), invalid=str(exc))
     if isinstance(event, IgnoredEvent):
         return EventResult(event.detail_type, ignored=event.reason)
-    # before the rules or the cluster are read: another account's cluster of the same name is not ours
-    foreign = foreign_origin(event.account, event.region, accounts=runtime.event_accounts, own_region=runtime.region)
+    # before the rules or the cluster are read: a cluster of an account or region not watched is not ours
+    foreign = foreign_origin(event.account, event.region, accounts=runtime.event_accounts, regions=runtime.regions)
     if foreign:
         return EventResult(event.detail_type, cluster=event.cluster_name, ignored=foreign)
+    # the cluster's key: its name at home, qualified by the event's account and region elsewhere in a fleet
+    cluster = cluster_key(event.cluster_name, Location(event.account, event.region), runtime.fleet.home)
     loaded, rules_outcome = check_rules(runtime, now, token)
-    result = EventResult(event.detail_type, cluster=event.cluster_name, rules_error=loaded.error)
+    result = EventResult(event.detail_type, cluster=cluster, rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
     silences = runtime.active_silences(now)
     try:
-        evaluation, outcome = evaluate_cluster(runtime, event.cluster_name, event, loaded.rules, now, token,
-                                               silences=silences)
+        evaluation, outcome = evaluate_cluster(runtime, cluster, event, loaded.rules, now, token, silences=silences)
     except InvalidSnapshotError as exc:  # DescribeCluster said something we cannot read
         result.invalid = str(exc)
         return result
@@ -615,9 +664,12 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
     result = SweepResult(rules_error=loaded.error)
     if rules_outcome:
         result.outcomes.append(rules_outcome)
-    summaries = {summary.name: summary for summary in runtime.reader.list_cluster_summaries()}
+    summaries, unlisted = list_fleet(runtime)
+    result.errors.update(unlisted)
     listed = list(summaries)
-    remembered = runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
+    # remembered: a cluster of a location that could not be listed is not gone, only unread (an error above)
+    remembered = {key for key in runtime.ledger.open_clusters() - {SYSTEM_CLUSTER}
+                  if str(location_of(key, runtime.fleet.home)) not in unlisted}
     clusters = sorted(set(listed) | remembered)  # remembered but unlisted: describe says gone
     result.clusters = len(listed)
     if dispatch is not None:  # each with its listing (a remembered cluster no longer listed: its name alone)
@@ -653,6 +705,33 @@ def sweep(runtime: Runtime, now: datetime, token: str, *,
                 result.gone += 1
     result.archived = archive_unarchived(runtime, now, summaries)
     return result
+
+
+def list_fleet(runtime: Runtime) -> tuple[dict[str, ClusterSummary], dict[str, str]]:
+    """Every cluster the sweep covers, by fleet key (ListClusters in each account and region of the fleet, in
+    parallel), and the locations that could not be listed, with why (a spoke role missing or refusing, a
+    region without HyperPod): one spoke's failure does not stop the others. Without a fleet, one listing,
+    whose failure raises (the sweep fails: nothing was read)."""
+    locations = runtime.locations()
+    if len(locations) == 1:
+        return {s.name: s for s in runtime.at(locations[0]).reader.list_cluster_summaries()}, {}
+
+    def listing(location: Location | None) -> tuple[str, list[ClusterSummary], str | None]:
+        try:
+            return str(location), runtime.at(location).reader.list_cluster_summaries(), None
+        except Exception as exc:
+            logger.exception("sweep: cannot list the clusters of %s; its clusters are not evaluated this run",
+                             location, extra={"location": str(location)})
+            return str(location), [], f"{type(exc).__name__}: {exc}"
+
+    summaries: dict[str, ClusterSummary] = {}
+    unlisted: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(runtime.sweep_concurrency, len(locations)))) as pool:
+        for where, found, error in pool.map(listing, locations):
+            if error:
+                unlisted[where] = error
+            summaries.update((summary.name, summary) for summary in found)
+    return summaries, unlisted
 
 
 # -- the episode archive (archive.py) ---------------------------------------------------------------------
@@ -722,10 +801,12 @@ def archive_unarchived(runtime: Runtime, now: datetime, listed: Mapping[str, Clu
         if record.cluster == SYSTEM_CLUSTER or record.resolved_at is None:
             continue
         summary = listed.get(record.cluster)
+        where = split_key(record.cluster)[1]  # a cluster elsewhere in the fleet: its key says where
         try:
             actions = audited_actions(runtime.ledger.dynamodb, runtime.ledger.table_name, record, record.resolved_at)
             episode = Episode.from_record(
-                record, now=now, account=account_of(summary.arn if summary else None), region=runtime.region,
+                record, now=now, account=where.account if where else account_of(summary.arn if summary else None),
+                region=where.region if where else runtime.region,
                 actions=actions, cleared=_noted(item.cleared) or _expired(record),
                 resolution=item.resolution or clear_words(record.reason))
             writer.put_episode(episode, only_new=True)

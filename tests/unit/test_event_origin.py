@@ -11,7 +11,8 @@ OURS, OTHER, ALLOWED = "123456789012", "999988887777", "111122223333"
 REGION = "us-west-2"
 STACK = frozenset({OURS})  # what the stack sets without an allow-list
 
-#: (event account, event region, EVENT_ACCOUNTS as read, the function's region) -> a reason containing, or None
+#: (event account, event region, EVENT_ACCOUNTS as read, the function's region or a hub's regions) -> a reason
+#: containing, or None
 CASES = [
     pytest.param(OURS, REGION, STACK, REGION, None, id="own account and region"),
     pytest.param(ALLOWED, REGION, STACK | {ALLOWED}, REGION, None, id="allow-listed account"),
@@ -26,13 +27,20 @@ CASES = [
     pytest.param(OTHER, "eu-west-1", None, REGION, None, id="EVENT_ACCOUNTS unset: no check (local runs)"),
     pytest.param("", "", None, None, None, id="EVENT_ACCOUNTS unset: not even for empty fields"),
     pytest.param(OURS.lstrip("1"), REGION, STACK, REGION, "account", id="exact match only"),
+    # a hub (issue 22): the regions it watches, and an organization's bus admitting any member account
+    pytest.param(ALLOWED, "eu-west-1", STACK | {ALLOWED}, (REGION, "eu-west-1"), None, id="a fleet region"),
+    pytest.param(ALLOWED, "ap-south-1", STACK | {ALLOWED}, (REGION, "eu-west-1"), "region 'ap-south-1'",
+                 id="not a fleet region"),
+    pytest.param(OTHER, REGION, frozenset({"*"}), REGION, None, id="organization: any account the bus admits"),
+    pytest.param(OTHER, "us-east-1", frozenset({"*"}), REGION, "region 'us-east-1'", id="organization, other region"),
 ]
 
 
 @pytest.mark.parametrize(("account", "region", "accounts", "own_region", "reason"), CASES)
-def test_foreign_origin(account: str, region: str, accounts: frozenset[str] | None, own_region: str | None,
-                        reason: str | None) -> None:
-    found = foreign_origin(account, region, accounts=accounts, own_region=own_region)
+def test_foreign_origin(account: str, region: str, accounts: frozenset[str] | None,
+                        own_region: str | tuple[str, ...] | None, reason: str | None) -> None:
+    regions = (own_region,) if isinstance(own_region, str) else own_region or ()
+    found = foreign_origin(account, region, accounts=accounts, regions=regions)
     if reason is None:
         assert found is None
     else:

@@ -252,6 +252,11 @@ def test_console_url():
         "#/cluster-management/ml%20prod%2F1")
 
 
+def test_console_url_of_a_cluster_elsewhere_in_the_fleet_names_the_cluster_not_its_key():
+    assert console_url("us-east-1", "ml-prod@444455556666/us-east-1") == (
+        "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/cluster-management/ml-prod")
+
+
 @pytest.mark.parametrize("region", ["evil.example/x#", "us-west-2.evil.example", "", "US-WEST-2"])
 def test_console_url_refuses_what_is_not_a_region(region):
     with pytest.raises(ValueError):

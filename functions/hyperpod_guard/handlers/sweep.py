@@ -84,5 +84,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("sweep done", extra=summary)
     if result.errors:
         count(metrics, Metric.SWEEP_ERRORS, len(result.errors))
-        raise SweepFailed(f"{len(result.errors)} cluster(s) failed: {sorted(result.errors)}")
+        raise SweepFailed(f"{len(result.errors)} cluster(s) or fleet location(s) failed: {sorted(result.errors)}")
     return summary

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..findings import FindingFields
+from ..fleet import name_of
 from ..timeutil import format_duration
 
 #: one value (a failure message, a recommendation) before it is cut
@@ -166,14 +167,15 @@ def when(moment: datetime, now: datetime | None) -> str:
 
 
 def console_url(region: str, cluster: str) -> str:
-    """The SageMaker console page of a HyperPod cluster (Slack's button links it too).
+    """The SageMaker console page of a HyperPod cluster, by its fleet key (Slack's button links it too). The
+    page opens in whichever account the reader is signed in to: the message names the account.
 
     The region becomes part of the host name, so it must look like a region: a value such as
     `evil.example/x#` would otherwise send people elsewhere (ValueError then).
     """
     if not _REGION.match(region or ""):
         raise ValueError("not an AWS region name")
-    name = urllib.parse.quote(cluster, safe="")
+    name = urllib.parse.quote(name_of(cluster), safe="")
     return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/cluster-management/{name}"
 
 

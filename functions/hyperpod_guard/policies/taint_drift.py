@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 from ..cluster_events import Kind, classify
 from ..events import HyperPodEvent
 from ..findings import CONFIGURATION, Finding, Severity
+from ..fleet import name_of
 from ..ledger import AlertRecord
 from ..policy_settings import (
     MANAGED_KEY_PREFIXES,
@@ -321,7 +322,7 @@ def update_cluster_request(snapshot: ClusterSnapshot, group_name: str,
     }
     if group.instance_type:
         spec["InstanceType"] = group.instance_type
-    return {"ClusterName": snapshot.name, "InstanceGroups": [spec]}
+    return {"ClusterName": name_of(snapshot.name), "InstanceGroups": [spec]}
 
 
 def remediate(record: AlertRecord, snapshot: ClusterSnapshot, settings: TaintDriftSettings, now: datetime,

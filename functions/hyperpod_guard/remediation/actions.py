@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from ..fleet import name_of
 from ..ledger import AlertRecord
 from ..policy_settings import NodeRemediation, Remediation
 from ..snapshot import ClusterSnapshot, ClusterStatus
@@ -51,7 +52,7 @@ class Action:
             return self
         if not kept:
             return None
-        requests = tuple({"ClusterName": self.cluster, "NodeIds": chunk} for chunk in chunks(list(kept)))
+        requests = tuple({"ClusterName": name_of(self.cluster), "NodeIds": chunk} for chunk in chunks(list(kept)))
         return replace(self, nodes=kept, requests=requests)
 
     def describe(self) -> str:
@@ -109,6 +110,6 @@ def node_action(record: AlertRecord, nodes: list[str], snapshot: ClusterSnapshot
     if not recovery_off and now - record.first_seen < settings.after:
         waiting = f"waiting: HyperPod's automatic repair gets {format_duration(settings.after)} first"
         return Skip(record.fingerprint, waiting)
-    requests = tuple({"ClusterName": snapshot.name, "NodeIds": chunk} for chunk in chunks(ready))
+    requests = tuple({"ClusterName": name_of(snapshot.name), "NodeIds": chunk} for chunk in chunks(ready))
     return Action(record.fingerprint, record.policy, snapshot.name, record.instance_group, settings.action,
                   OPERATIONS[settings.action], requests, settings.dry_run, tuple(ready))
