@@ -13,10 +13,10 @@ NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install lint test demo bench synth deploy destroy bootstrap lock clean
+.PHONY: help install lint test demo bench synth deploy deploy-spoke destroy bootstrap lock clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-synth: $(STAMP) $(NODE_STAMP)  ## synthesise the stack offline (cdk-nag runs), then cfn-lint it
+# Two stacks: the hub (HyperPodGuard) and the spoke (HyperPodGuardSpoke, infra/spoke.py). The spoke's template
+# is also written as cdk.out/spoke-stackset.template.json, checked StackSet-ready (no BootstrapVersion, no assets)
+synth: $(STAMP) $(NODE_STAMP)  ## synthesise the hub and spoke stacks offline (cdk-nag runs), the StackSet template, then cfn-lint them
 	npx cdk synth --no-notices -q $(CDK_ARGS)
+	$(BIN)/python -m infra.spoke cdk.out
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 bootstrap: $(STAMP) $(NODE_STAMP)  ## once per account and region: cdk bootstrap
@@ -67,11 +70,16 @@ bootstrap: $(STAMP) $(NODE_STAMP)  ## once per account and region: cdk bootstrap
 
 # --import-existing-resources: after a destroy, the retained ledger table (fixed name, DeletionPolicy
 # Retain) is adopted by the new stack instead of colliding with it (README: Deploy)
-deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy into the account of your AWS credentials (CDK_ARGS="-c emails=a@b.c")
-	npx cdk deploy --no-notices --import-existing-resources $(CDK_ARGS)
+deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy the hub into the account of your AWS credentials (CDK_ARGS="-c emails=a@b.c")
+	npx cdk deploy HyperPodGuard --no-notices --import-existing-resources $(CDK_ARGS)
 
-destroy: $(STAMP) $(NODE_STAMP)  ## cdk destroy, after cdk asks (CDK_ARGS="--force" skips); the ledger table and KMS key stay
-	npx cdk destroy --no-notices $(CDK_ARGS)
+# the spoke needs no bootstrap (no assets; deployed with your credentials); its parameters come from the hub's
+# Fleet* outputs (README: Many accounts)
+deploy-spoke: $(STAMP) $(NODE_STAMP)  ## cdk deploy the spoke stack (CDK_ARGS="--parameters HubAccountId=... --parameters HubEventBusArn=...")
+	npx cdk deploy HyperPodGuardSpoke --no-notices $(CDK_ARGS)
+
+destroy: $(STAMP) $(NODE_STAMP)  ## cdk destroy the hub, after cdk asks (CDK_ARGS="--force" skips); the ledger table and KMS key stay
+	npx cdk destroy HyperPodGuard --no-notices $(CDK_ARGS)
 	@echo "kept: the ledger table and the KMS key (README: Deploy says why and how to remove them)"
 
 bench: $(STAMP)  ## measure (benchmarks/bench.py) and write benchmarks/results.json

@@ -10,6 +10,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from hyperpod_guard.events import ANY_ACCOUNT
+
 from .bundling import function_code
 from .config import Config
 
@@ -22,9 +24,16 @@ SNAP_START_NEEDS_VERSIONS = "@aws-cdk/aws-lambda:snapStartRequirePublish"
 
 
 def event_accounts(config: Config) -> list[str]:
-    """The accounts whose HyperPod events are believed (the rule's pattern, the functions' EVENT_ACCOUNTS):
-    this deployment's own, then the `eventAccounts` allow-list."""
-    return [Aws.ACCOUNT_ID, *config.event_accounts]
+    """The accounts whose HyperPod events the rules take: this deployment's own, then the spoke accounts
+    (`spokeAccounts`, or its old name `eventAccounts`). In organization mode, this account's own only: the
+    spokes' events come through the fleet bus, whose policy admits the organization (infra/fleet.py)."""
+    return [Aws.ACCOUNT_ID, *config.spoke_accounts]
+
+
+def believed_accounts(config: Config) -> str:
+    """EVENT_ACCOUNTS, the accounts whose events the functions believe: event_accounts, comma-separated; `*`
+    (any account) in organization mode, where the fleet bus's policy is what admits an account."""
+    return ANY_ACCOUNT if config.organization_id else ",".join(event_accounts(config))
 
 
 def secure_queue(scope: Construct, id: str, *, config: Config, name: str) -> sqs.Queue:

@@ -9,7 +9,7 @@ from typing import Any
 
 from constructs import Node
 
-from hyperpod_guard import naming
+from hyperpod_guard import fleet, naming
 
 DEFAULTS: dict[str, Any] = {
     "prefix": naming.DEFAULT_PREFIX,
@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "archiveRetentionDays": 730,
     "weeklyDigest": False,
     "digestSchedule": "cron(0 8 ? * MON *)",
+    "spokeAccounts": [],
+    "organizationId": "",
+    "fleetRegions": [],
+    "spokeRoleName": fleet.DEFAULT_SPOKE_ROLE,
+    "spokeExternalId": "",
 }
 SLACK_MODES = ("webhook", "app")
 #: a Slack conversation id: public (C), private (G) channel or direct message (D)
@@ -42,6 +47,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SCHEDULE_PATTERN = r"cron\((\S+ ){5}\S+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\)"
 #: the archive's objects are kept at most this long (S3 takes any number of days; 100 years is a typo's guard)
 MAX_ARCHIVE_RETENTION_DAYS = 36500
+#: the prefix of every name (and the hub's stack name, which its roles' names start with: infra/spoke.py)
+PREFIX_PATTERN = r"[a-z][a-z0-9-]{1,30}"
+#: an AWS Organizations id
+ORGANIZATION_ID_PATTERN = r"o-[a-z0-9]{10,32}"
+#: IAM's rules for a role name, and for an external id (sts:AssumeRole's ExternalId)
+ROLE_NAME_PATTERN = r"[\w+=,.@-]{1,64}"
+EXTERNAL_ID_PATTERN = r"[\w+=,.@:/-]{2,1224}"
 
 
 class ConfigError(ValueError):
@@ -104,9 +116,20 @@ class Config:
     log_retention_days: int = 30
     seed_rules: bool = True
     rules_file: str = DEFAULTS["rulesFile"]
-    #: other accounts whose HyperPod events the rule and the evaluator accept (the seam of a later
-    #: multi-account mode; empty: this deployment's own account only)
-    event_accounts: list[str] = field(default_factory=list)
+    #: the fleet (infra/fleet.py, infra/spoke.py): the spoke accounts whose HyperPod events the hub's fleet
+    #: bus admits, the rules and the evaluator believe, and whose spoke role the hub's functions may assume.
+    #: Context `spokeAccounts`; `eventAccounts`, the seam this grew from, is a deprecated alias merged into
+    #: it (so an `eventAccounts` deployment becomes a hub). Empty and no organization: a single account
+    spoke_accounts: list[str] = field(default_factory=list)
+    #: ... or every account of this AWS Organization (o-...): the bus admits the organization, the evaluator
+    #: believes any account (EVENT_ACCOUNTS=*), the functions may assume the spoke role in any of its accounts
+    organization_id: str = ""
+    #: the regions the fleet covers (the sweep lists each); empty: the hub's own region
+    fleet_regions: list[str] = field(default_factory=list)
+    #: the role every spoke stack creates for the hub, and the external id the hub passes when assuming it
+    #: (empty: the prefix)
+    spoke_role_name: str = DEFAULTS["spokeRoleName"]
+    spoke_external_id: str = ""
     #: the Slack receivers besides `default` whose webhook secret the stack creates (one each, under
     #: naming.slack_receiver_secret_prefix; a secret created there by hand is read as well)
     slack_receivers: list[str] = field(default_factory=list)
@@ -127,6 +150,16 @@ class Config:
     @property
     def rules_path(self) -> str:
         return naming.rules_path(self.prefix)
+
+    @property
+    def fleet(self) -> bool:
+        """A hub: spoke accounts or an organization are given (infra/fleet.py)."""
+        return bool(self.spoke_accounts or self.organization_id)
+
+    @property
+    def external_id(self) -> str:
+        """The external id the hub passes and the spoke role requires."""
+        return self.spoke_external_id or self.prefix
 
     @classmethod
     def from_node(cls, node: Node) -> Config:
@@ -149,7 +182,12 @@ class Config:
             log_retention_days=_int("logRetentionDays", get("logRetentionDays")),
             seed_rules=_bool("seedRules", get("seedRules")),
             rules_file=str(get("rulesFile")),
-            event_accounts=list(dict.fromkeys(_list(get("eventAccounts")))),  # dict: drop repeats, keep order
+            # dict: drop repeats, keep order; eventAccounts (deprecated) is merged into spokeAccounts
+            spoke_accounts=list(dict.fromkeys([*_list(get("spokeAccounts")), *_list(get("eventAccounts"))])),
+            organization_id=str(get("organizationId") or "").strip(),
+            fleet_regions=list(dict.fromkeys(_list(get("fleetRegions")))),
+            spoke_role_name=str(get("spokeRoleName") or "").strip(),
+            spoke_external_id=str(get("spokeExternalId") or "").strip(),
             slack_receivers=list(dict.fromkeys(_list(get("slackReceivers")))),
             slack_mode=str(get("slackMode")).strip().lower(),
             slack_channels=_mapping("slackChannels", get("slackChannels")),
@@ -161,7 +199,7 @@ class Config:
         return config
 
     def validate(self) -> None:
-        if not re.fullmatch(r"[a-z][a-z0-9-]{1,30}", self.prefix):
+        if not re.fullmatch(PREFIX_PATTERN, self.prefix):
             raise ConfigError(f"context 'prefix' must be 2-31 lowercase letters, digits or '-', got {self.prefix!r}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"context 'logLevel' must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
@@ -175,10 +213,7 @@ class Config:
         for address in self.emails + self.ops_emails:
             if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
                 raise ConfigError(f"context 'emails'/'opsEmails': not an email address: {address!r}")
-        bad = [account for account in self.event_accounts if not re.fullmatch(r"\d{12}", account)]
-        if bad:
-            raise ConfigError(f"context 'eventAccounts' takes 12-digit AWS account ids (JSON list or comma-separated), "
-                              f"got {bad}")
+        self._validate_fleet()
         bad = [name for name in self.slack_receivers
                if not re.fullmatch(naming.RECEIVER_NAME_PATTERN, name) or name == naming.DEFAULT_RECEIVER]
         if bad:
@@ -209,6 +244,29 @@ class Config:
             raise ConfigError(f"context 'slackChannels' must name the {naming.DEFAULT_RECEIVER!r} receiver's channel "
                               f"in app mode (e.g. -c slackChannels={naming.DEFAULT_RECEIVER}=C0123ABCD), "
                               f"got {self.slack_channels}")
+
+    def _validate_fleet(self) -> None:
+        bad = [account for account in self.spoke_accounts if not fleet.ACCOUNT_ID.fullmatch(account)]
+        if bad:
+            raise ConfigError(f"context 'spokeAccounts' (or its old name 'eventAccounts') takes 12-digit AWS account "
+                              f"ids (JSON list or comma-separated), got {bad}")
+        if self.organization_id and not re.fullmatch(ORGANIZATION_ID_PATTERN, self.organization_id):
+            raise ConfigError(f"context 'organizationId' takes an AWS Organizations id (o- and 10-32 lowercase letters "
+                              f"or digits), got {self.organization_id!r}")
+        bad = [region for region in self.fleet_regions if not fleet.REGION_NAME.fullmatch(region)]
+        if bad:
+            raise ConfigError(f"context 'fleetRegions' takes AWS region names such as us-east-1 (JSON list or "
+                              f"comma-separated), got {bad}")
+        if self.fleet_regions and not self.fleet:
+            raise ConfigError("context 'fleetRegions' needs 'spokeAccounts' or 'organizationId' (a hub); to cover "
+                              "other regions of this account, list this account in 'spokeAccounts' and deploy the "
+                              "spoke stack there")
+        if not re.fullmatch(ROLE_NAME_PATTERN, self.spoke_role_name):
+            raise ConfigError(f"context 'spokeRoleName' takes an IAM role name (1-64 letters, digits or +=,.@_-), "
+                              f"got {self.spoke_role_name!r}")
+        if not re.fullmatch(EXTERNAL_ID_PATTERN, self.external_id):
+            raise ConfigError(f"context 'spokeExternalId' takes an external id of 2-1224 letters, digits or "
+                              f"+=,.@:/_-, got {self.spoke_external_id!r}")
 
     def _validate_archive(self) -> None:
         if not 1 <= self.archive_retention_days <= MAX_ARCHIVE_RETENTION_DAYS:

@@ -27,7 +27,7 @@ from hyperpod_guard.remediation import actions as remediation_actions
 from hyperpod_guard.remediation import store as remediation_store
 from hyperpod_guard.settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 
-from .common import event_accounts, python_function, secure_queue, work_queue
+from .common import believed_accounts, python_function, secure_queue, work_queue
 from .config import Config
 from .rules_seed import RulesSeed
 
@@ -109,8 +109,8 @@ class Evaluation(Construct):
             "table_name": self.table.table_name, "topic_arn": topic.topic_arn, "rules_path": config.rules_path,
             # seeded rules that vanish are an alert; unseeded, an empty path means the defaults
             "rules_required": config.seed_rules,
-            # the evaluator ignores events of other accounts (and regions) than these, as the rule does
-            "event_accounts": ",".join(event_accounts(config)),
+            # the evaluator ignores events of other accounts (and regions) than these, as the rules do
+            "event_accounts": believed_accounts(config),
         }
         # the sweep sends one message per cluster here, and grouping (any evaluation) its delayed flushes;
         # the worker does both kinds of work

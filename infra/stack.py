@@ -18,6 +18,7 @@ from .chatops import ChatOps
 from .config import Config
 from .digest import WeeklyDigest
 from .evaluation import Evaluation
+from .fleet import Fleet
 from .ingestion import Ingestion
 from .monitoring import Monitoring
 
@@ -60,6 +61,14 @@ class HyperPodGuardStack(Stack):
             functions["slack-interactivity"] = self.chatops.endpoint.function
             functions["slack-actions"] = self.chatops.actions.function
             queues["slack-actions-dlq"] = self.chatops.dlq
+        # a hub (-c spokeAccounts=... or -c organizationId=...): the fleet bus, its rule, the spoke roles to assume
+        self.fleet: Fleet | None = None
+        if config.fleet:
+            self.fleet = Fleet(self, "Fleet", config=config, evaluator=self.evaluation.evaluator.live,
+                               dlq=self.ingestion.dlq,
+                               readers=[self.evaluation.evaluator.function, self.evaluation.sweep.function,
+                                        self.evaluation.worker.function],
+                               informed=[self.chatops.actions.function] if self.chatops else [])
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
                                      functions=functions, queues=queues, sweep=self.evaluation.sweep.function,
                                      work_queue=self.evaluation.work_queue, chatops=self.chatops is not None)

@@ -50,30 +50,33 @@ ROLE_SESSION_NAME = "hyperpod-guard"
 
 
 @functools.cache
+def role_credentials(role_arn: str, external_id: str | None = None, *, base: Any = None) -> Any:
+    """The credentials of the role `role_arn` (a spoke of the fleet, fleet.py), one set per role for the
+    process's life, shared by every region's session: botocore's own AssumeRole fetcher and refreshable
+    credentials (as for a profile with role_arn), refreshed before they expire. AssumeRole happens when the
+    first client call needs them, not here. `base`: the botocore session whose credentials assume the role
+    (default: the process's; the CLI passes its `--profile`'s)."""
+    from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+    base = base or _botocore()
+    extra = {"RoleSessionName": ROLE_SESSION_NAME, **({"ExternalId": external_id} if external_id else {})}
+    fetcher = AssumeRoleCredentialFetcher(base.create_client, base.get_credentials(), role_arn, extra_args=extra)
+    return DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+
+
+@functools.cache
 def located_session(region: str, role_arn: str | None = None, external_id: str | None = None, *,
                     base: Any = None) -> Any:
-    """A boto3 session for `region`, as the process itself (`role_arn` None) or as the role `role_arn` (a spoke
-    of the fleet, fleet.py): one per account and region for the process's life, its AssumeRole credentials
-    refreshed by botocore before they expire (botocore's own fetcher and refreshable credentials, as for a
-    profile with role_arn). AssumeRole happens when the first client call needs credentials, not here.
-    `base`: the botocore session whose credentials assume the role (default: the process's; the CLI passes
-    its `--profile`'s)."""
+    """A boto3 session for `region`, as the process itself (`role_arn` None) or as the role `role_arn`
+    (role_credentials), one per account and region for the process's life."""
     import boto3
     import botocore.session
-    from botocore.credentials import (
-        AssumeRoleCredentialFetcher,
-        CredentialProvider,
-        CredentialResolver,
-        DeferredRefreshableCredentials,
-    )
+    from botocore.credentials import CredentialProvider, CredentialResolver
 
     with _lock:
         base = base or _botocore()
-        credentials = base.get_credentials()
-        if role_arn is not None:
-            extra = {"RoleSessionName": ROLE_SESSION_NAME, **({"ExternalId": external_id} if external_id else {})}
-            fetcher = AssumeRoleCredentialFetcher(base.create_client, credentials, role_arn, extra_args=extra)
-            credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+        credentials = base.get_credentials() if role_arn is None else role_credentials(role_arn, external_id,
+                                                                                        base=base)
 
         class Given(CredentialProvider):
             METHOD = "hyperpod-guard"
@@ -112,6 +115,7 @@ def reset() -> None:
     client.cache_clear()
     located_client.cache_clear()
     located_session.cache_clear()
+    role_credentials.cache_clear()
     session.cache_clear()
     _botocore.cache_clear()
     for hook in _reset_hooks:

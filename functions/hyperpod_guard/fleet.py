@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: AWS account ids are 12 digits; region names as botocore spells them
-ACCOUNT_ID = re.compile(r"\d{12}")
-REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):")
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):")
 
 FLEET_REGIONS = "FLEET_REGIONS"
 SPOKE_ROLE_NAME = "SPOKE_ROLE_NAME"

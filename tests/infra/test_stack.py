@@ -56,11 +56,15 @@ ALL_OPTIONS: dict[str, Any] = {
     "slackReceivers": ["ml-oncall", "platform"],
 }
 #: the variants cdk-nag and cfn-lint check: each feature that adds resources on, and all of them at once
-#: (Slack app mode, issue 20; the weekly digest, issue 21)
+#: (Slack app mode, issue 20; the weekly digest, issue 21; a hub, issue 22)
 APP_MODE: dict[str, Any] = {"slackMode": "app", "slackChannels": "default=C0123ABCD,ml-oncall=C0456EFGH"}
+#: a hub (issue 22, infra/fleet.py): of listed spoke accounts, and of an AWS Organization
+FLEET: dict[str, Any] = {"spokeAccounts": "111122223333,444455556666", "fleetRegions": "us-east-1,eu-west-1"}
+FLEET_ORG: dict[str, Any] = {"organizationId": "o-abcdefghij12"}
 LINTED: dict[str, dict[str, Any]] = {
     "default": {}, "all-options": ALL_OPTIONS, "slack-app": APP_MODE,
     "everything": {**ALL_OPTIONS, **APP_MODE, "weeklyDigest": True},
+    "fleet": FLEET, "fleet-org": {**FLEET_ORG, **ALL_OPTIONS, **APP_MODE},
 }
 FUNCTIONS_SPEC = {  # name -> (handler, MemorySize, Timeout)
     "evaluator": ("hyperpod_guard.handlers.evaluator.handler", 512, 60),
@@ -334,7 +338,8 @@ def test_event_pattern_matches_sample_event(template: dict[str, Any], scenario: 
 
 
 def test_event_accounts_allow_list(synth: Callable[..., dict[str, Any]]) -> None:
-    """`eventAccounts`: the seam of a multi-account mode. The rule and EVENT_ACCOUNTS name this account, then these."""
+    """`eventAccounts`, the deprecated name of `spokeAccounts` (a hub: tests/infra/test_fleet.py). The rule and
+    EVENT_ACCOUNTS name this account, then these."""
     template = synth(eventAccounts="111122223333, 444455556666,111122223333")
     assert hyperpod_rule(template)[1]["EventPattern"]["account"] == [ACCOUNT, "111122223333", "444455556666"]
     for name in ("evaluator", "sweep"):

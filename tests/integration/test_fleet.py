@@ -150,9 +150,9 @@ def test_events_are_evaluated_in_their_own_account_and_region(hub: Resources, sa
     describes = Counter((a, r) for a, r, op in sagemaker_calls if op == "describe_cluster")
     assert describes == Counter({place: 1 for place in CLUSTERS})  # once each, each in its own place
     spoke_role = f"arn:aws:iam::{SPOKE}:role/{ROLE}"
-    # the spoke's role, assumed once per region (a session per account and region), with the external id;
-    # the hub's own account never through a role
-    assert sorted(assumed_roles()) == [(spoke_role, "hyperpod-guard", EXTERNAL_ID)] * 2
+    # the spoke's role, assumed once for both its regions (one set of credentials per role), with the external
+    # id; the hub's own account never through a role
+    assert assumed_roles() == [(spoke_role, "hyperpod-guard", EXTERNAL_ID)]
     from moto.sts.models import sts_backends
 
     assert sts_backends[ACCOUNT]["aws"].assumed_roles == []
