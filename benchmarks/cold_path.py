@@ -48,6 +48,16 @@ baselines run as a function without our asset would: the runtime's boto3 alone o
   WebClient, the bot token from Secrets Manager, the alert's thread in the ledger table) delivering one SNS
   record, the first alert of its cluster: one chat.postMessage to the stand-in ÷ `import boto3`; every
   run's post is then checked among the stand-in's calls;
+- cold_event_spoke_ratio (issue 22, 'deployed' only): the evaluator of a hub (the fleet environment the stack
+  sets: HOME_ACCOUNT, FLEET_REGIONS, EVENT_ACCOUNTS, SPOKE_ROLE_NAME, SPOKE_EXTERNAL_ID) importing and handling
+  the same State Change event, from a spoke account in another region ÷ `import boto3`: on top of the home
+  event, a second botocore session (sharing the process's data loader), an STS client and one AssumeRole of
+  the spoke role, and a SageMaker client of the spoke's region. Its cluster exists only in the spoke's
+  account and region on moto (moto's AssumeRole credentials map to the role's account), so an event read in
+  the wrong place notifies nothing and fails the run; moto's STS is then asked for the AssumeRole calls it
+  answered (one per spoke run, the role, session name and external id the stack's trust expects);
+  spoke_over_home_ratio: that run's median ÷ the cold_event run's (same runs, same layout): what a spoke's
+  event costs over a home one;
 each without suffix for 'deployed', and with the variant's suffix for the others. `cold_path_seconds*`
 are the medians, `cold_path_cpu_seconds*` the processes' CPU time over the same span (steadier on a
 busy machine, and without the wait on moto).
@@ -81,6 +91,9 @@ from infra.bundling import LAMBDA_REQUIREMENTS, compile_bytecode, copy_package, 
 SCENARIO = "cluster-rolling-back"
 REGION = "us-west-2"
 ACCOUNT = "123456789012"
+#: issue 22: a spoke of the fleet in another region, its role (the spoke stack's) and the hub's external id
+SPOKE, SPOKE_REGION = "444455556666", "us-east-1"
+SPOKE_ROLE, EXTERNAL_ID = "hyperpod-guard-spoke", "hyperpod-guard"
 #: what the Lambda Python runtime carries besides the asset (on /var/runtime): at this venv's versions
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -132,6 +145,8 @@ def _handler(module: str, event: str, init: str | None = None) -> str:
 _PRIME = "from hyperpod_guard.handlers.{module} import prime\nprime()\n"
 SNIPPETS = {
     "evaluator": _handler("evaluator", _EVALUATOR_EVENT),
+    # issue 22: the same code; its run gets the fleet's environment and the spoke's event (interleaved)
+    "evaluator_spoke": _handler("evaluator", _EVALUATOR_EVENT),
     "notifier": _handler("slack_notifier", _NOTIFIER_EVENT),
     "boto3": "import boto3",
     "floor": """
@@ -195,7 +210,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "deployed": Variant(THIS_PYTHON, bytecode=False),
+    "deployed": Variant(THIS_PYTHON, bytecode=False, snippets=(*COLD, "evaluator_spoke")),
     "bytecode": Variant(THIS_PYTHON, bytecode=True),
     "py313": Variant(SNAPSTART_PYTHON, bytecode=False),
     "py313_bytecode": Variant(SNAPSTART_PYTHON, bytecode=True),
@@ -275,9 +290,11 @@ def build_layouts(tmp: Path, variants: dict[str, Variant],
 
 def serve(clusters: int) -> None:
     """Child process: moto + a Slack sink (webhook mode) + the Slack Web API stand-in (app mode) + the
-    stack's resources (app mode's too: its two secrets, the actions queue) + `clusters` failed clusters;
-    prints one JSON line (environment, event, SNS event, the app-mode functions' environment, the button a
-    click presses) and serves until stdin closes; then one JSON line: what reached Slack and the queue."""
+    stack's resources (app mode's too: its two secrets, the actions queue) + `clusters` failed clusters at
+    home (`cold-<i>`) and as many in the spoke's account and region only (`spoke-<i>`); prints one JSON line
+    (environment, event, SNS event, the app-mode functions' environment, the button a click presses, the
+    fleet's environment and the spoke's event) and serves until stdin closes; then one JSON line: what
+    reached Slack and the queue, and the AssumeRole calls moto's STS answered for the spoke account."""
     sys.path.insert(0, str(REPO / "functions"))
     from hyperpod_guard import aws_clients
     from hyperpod_guard.local import moto_server
@@ -301,6 +318,7 @@ def serve(clusters: int) -> None:
     event = _event()
     for i in range(clusters + 1):
         put_cluster(dict(event["detail"], ClusterName=f"cold-{i}"), region=REGION)
+        put_cluster(dict(event["detail"], ClusterName=f"spoke-{i}"), region=SPOKE_REGION, account=SPOKE)
     # one event handled here gives the SNS message the notifier benchmark delivers
     from hyperpod_guard.handlers import evaluator
 
@@ -313,12 +331,14 @@ def serve(clusters: int) -> None:
     slack_api = SlackApiStandIn().start()
     app_env, actions_queue = _app_mode(slack_api.url)
     print(json.dumps({"env": env, "event": event, "sns_event": sns_event, "app_env": app_env,
-                      "button": _acknowledge_button(sns_event)}), file=channel, flush=True)
+                      "button": _acknowledge_button(sns_event), "fleet_env": _fleet_environment(),
+                      "spoke_event": dict(event, account=SPOKE, region=SPOKE_REGION)}), file=channel, flush=True)
     sys.stdin.read()
     posts = [c.args for c in slack_api.calls_of("chat.postMessage") if c.ok]
     print(json.dumps({"slack_posts": len(sink.requests),
                       "slack_api_posts": [{"channel": a.get("channel"), "text": a.get("text")} for a in posts],
-                      "clicks_queued": _drain(actions_queue)}), file=channel, flush=True)
+                      "clicks_queued": _drain(actions_queue), "assumed_roles": _assumed_roles()}),
+          file=channel, flush=True)
     slack_api.stop()
     sink.stop()
     server.stop()
@@ -346,6 +366,24 @@ def _app_mode(api_url: str) -> tuple[dict[str, dict[str, str]], str]:
     notifier = {SLACK_MODE.name: "app", SLACK_BOT_TOKEN_SECRET.name: naming.slack_bot_token_secret_name(PREFIX),
                 SLACK_CHANNELS.name: json.dumps({"default": CHANNEL}), SLACK_API_URL.name: api_url}
     return {"endpoint": endpoint, "notifier_app": notifier}, queue
+
+
+def _fleet_environment() -> dict[str, str]:
+    """What a hub's stack adds to the evaluator's environment (infra/fleet.py), for this hub (moto's account,
+    REGION) and its one spoke: events from both accounts and both regions are believed."""
+    from hyperpod_guard import fleet
+
+    return {fleet.HOME_ACCOUNT: ACCOUNT, fleet.FLEET_REGIONS: f"{REGION},{SPOKE_REGION}",
+            fleet.EVENT_ACCOUNTS: f"{ACCOUNT},{SPOKE}", fleet.SPOKE_ROLE_NAME: SPOKE_ROLE,
+            fleet.SPOKE_EXTERNAL_ID: EXTERNAL_ID}
+
+
+def _assumed_roles() -> list[list[str | None]]:
+    """Child process: (role ARN, session name, external id) of each AssumeRole moto's STS answered for the
+    spoke account (moto's server runs in this process: its backends are this process's)."""
+    from moto.sts.models import sts_backends
+
+    return [[r.role_arn, r.session_name, r.external_id] for r in sts_backends[SPOKE]["aws"].assumed_roles]
 
 
 def _acknowledge_button(sns_event: dict[str, Any]) -> dict[str, str]:
@@ -454,6 +492,9 @@ def measure(runs: int = 7, variants: tuple[str, ...] = tuple(VARIANTS), package:
             out[f"endpoint_cold_seconds{suffix}"] = round(m["endpoint"], 4)
         if "notifier_app" in m:
             out[f"notifier_app_cold_ratio{suffix}"] = m["notifier_app"] / boto3
+        if "evaluator_spoke" in m:
+            out[f"cold_event_spoke_ratio{suffix}"] = m["evaluator_spoke"] / boto3
+            out[f"spoke_over_home_ratio{suffix}"] = m["evaluator_spoke"] / m["evaluator"]
         out[f"cold_path_seconds{suffix}"] = {k: round(v, 4) for k, v in m.items()}
         out[f"cold_path_cpu_seconds{suffix}"] = {_kind(snippet): round(cpus[(variant, snippet)], 4)
                                                  for snippet in chosen[variant].snippets}
@@ -465,6 +506,7 @@ def measure(runs: int = 7, variants: tuple[str, ...] = tuple(VARIANTS), package:
     out["cold_path_slack_posts"] = counts["slack_posts"]
     out["cold_path_slack_api_posts"] = counts["slack_api_posts"]
     out["cold_path_clicks_queued"] = counts["clicks_queued"]
+    out["cold_path_spoke_roles_assumed"] = counts["spoke_roles_assumed"]
     return out
 
 
@@ -480,9 +522,10 @@ def interleaved(layouts: dict[str, Layout], names: list[tuple[str, str]],
                 runs: int) -> tuple[Medians, Medians, Medians, dict[str, int | None]]:
     """Median time (process wall time, CPU time) of every (variant, snippet), interleaved run by run
     (round 0 is a warm-up, not counted); each run gets a cluster (and SNS message id) of its own, and an
-    app-mode snippet its own event (_run_event) and environment. Also: Slack posts the sink saw, and
-    (checked against what the runs sent: _check_app_mode) those of the Web API stand-in and the clicks
-    queued."""
+    app-mode snippet its own event (_run_event) and environment, a spoke's evaluator run the fleet's
+    environment and the spoke's event (a cluster `spoke-<n>`, which only the spoke's account and region
+    hold). Also: Slack posts the sink saw, and (checked against what the runs sent: _check_app_mode,
+    _check_spoke) those of the Web API stand-in, the clicks queued and the spoke roles assumed."""
     with moto_process(__file__, str(len(names) * (runs + 1))) as stage:
         base = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "PYTHONPATH", "VIRTUAL_ENV")}
         base.update(stage["env"], PYTHONDONTWRITEBYTECODE="1", POWERTOOLS_LOG_LEVEL="INFO",
@@ -490,31 +533,36 @@ def interleaved(layouts: dict[str, Layout], names: list[tuple[str, str]],
         times: dict[tuple[str, str], list[float]] = {name: [] for name in names}
         walls: dict[tuple[str, str], list[float]] = {name: [] for name in names}
         cpus: dict[tuple[str, str], list[float]] = {name: [] for name in names}
-        sent: dict[str, list[str]] = {kind: [] for kind in stage["app_env"]}
+        sent: dict[str, list[str]] = {kind: [] for kind in (*stage["app_env"], "evaluator_spoke")}
         counter = 0
         for round_ in range(runs + 1):  # round 0 warms the disk cache and moto, not counted
             for variant, snippet in names:
-                cluster, kind = f"cold-{counter}", _kind(snippet)
+                kind = _kind(snippet)
+                cluster = f"{'spoke' if kind == 'evaluator_spoke' else 'cold'}-{counter}"
                 counter += 1
                 env = dict(base, BENCH_CLUSTER=cluster)
                 if kind in stage["app_env"]:
                     event, what = _run_event(kind, stage, cluster)
                     env.update(stage["app_env"][kind], BENCH_RUN_EVENT=json.dumps(event))
                     sent[kind].append(what)
+                if kind == "evaluator_spoke":
+                    env.update(stage["fleet_env"], BENCH_EVENT=json.dumps(stage["spoke_event"]))
+                    sent[kind].append(cluster)
                 run = _run(layouts[variant], snippet, env)
-                if kind in ("evaluator", "notifier", "endpoint", "notifier_app"):
+                if kind in ("evaluator", "evaluator_spoke", "notifier", "endpoint", "notifier_app"):
                     _check(kind, _result(run.stderr))
                 if round_:
                     times[(variant, snippet)].append(run.took)
                     walls[(variant, snippet)].append(run.wall)
                     cpus[(variant, snippet)].append(run.cpu)
     _check_app_mode(sent, stage)
+    _check_spoke(sent["evaluator_spoke"], stage)
 
     def median(values: dict[tuple[str, str], list[float]]) -> Medians:
         return {name: statistics.median(v) for name, v in values.items()}
 
     counts = {"slack_posts": stage.get("slack_posts"), "slack_api_posts": len(stage["slack_api_posts"]),
-              "clicks_queued": len(stage["clicks_queued"])}
+              "clicks_queued": len(stage["clicks_queued"]), "spoke_roles_assumed": len(stage["assumed_roles"])}
     return median(times), median(walls), median(cpus), counts
 
 
@@ -544,8 +592,10 @@ def _run_event(kind: str, stage: dict[str, Any], cluster: str) -> tuple[dict[str
 
 
 def _check(kind: str, result: dict[str, Any]) -> None:
-    if kind == "evaluator" and not result.get("notifications"):
+    if kind in ("evaluator", "evaluator_spoke") and not result.get("notifications"):
         raise RuntimeError(f"the evaluator event notified nothing: {result}")
+    if kind == "evaluator_spoke" and not str(result.get("cluster")).endswith(f"@{SPOKE}/{SPOKE_REGION}"):
+        raise RuntimeError(f"the spoke's event was not keyed as a cluster of {SPOKE}/{SPOKE_REGION}: {result}")
     if kind in ("notifier", "notifier_app") and result.get("sent") != 1:
         raise RuntimeError(f"the notifier sent nothing: {result}")
     if kind == "endpoint" and (result.get("statusCode"), result.get("body")) != (200, ""):
@@ -566,6 +616,17 @@ def _check_app_mode(sent: dict[str, list[str]], stage: dict[str, Any]) -> None:
     if sorted(posted, key=str) != sorted(expected, key=str):
         raise RuntimeError(f"{len(expected)} app-mode alerts delivered, the Slack stand-in got {len(posted)} "
                            f"chat.postMessage (or for other clusters or channels)")
+
+
+def _check_spoke(clusters: list[str], stage: dict[str, Any]) -> None:
+    """Every spoke run (a fresh process: a session of its own) assumed the spoke role once, as the stack's
+    trust expects it (the role's ARN, the hub's session name, the external id), and nothing else did."""
+    role = [f"arn:aws:iam::{SPOKE}:role/{SPOKE_ROLE}", "hyperpod-guard", EXTERNAL_ID]
+    if "assumed_roles" not in stage:
+        raise RuntimeError("the moto process did not say which roles were assumed")
+    if stage["assumed_roles"] != [role] * len(clusters):
+        raise RuntimeError(f"{len(clusters)} spoke events notified, moto's STS answered "
+                           f"{len(stage['assumed_roles'])} AssumeRole (or for another role): {stage['assumed_roles']}")
 
 
 def cold_path_figures() -> dict[str, Any]:

@@ -25,6 +25,11 @@ stand-ins around it, all on the moto server the suite already runs:
 - grouping (the `grouped` case): flushes are sent to a work queue on moto (SendMessage with its
   DelaySeconds) and kept, with the time each is due, in a local/work_queue.LocalFlushQueue: SQS
   delays in real time, the model moves its own clock and delivers each flush when it is due.
+- the fleet (the `fleet` case, issue 22): the functions run as a hub (HUB_ENVIRONMENT) and the model's cluster
+  lives in the SPOKE account and region, read through the spoke role (moto's AssumeRole maps the role's
+  credentials to that account); its key is `batch-infer@444455556666/us-east-1` (`Pipeline.key`). The remediation
+  calls are not intercepted: local/sagemaker_standin.py answers them where they land and `node_actions()` of the
+  spoke's account and region is what the model sees. A decoy of the same name lives at home (`put_decoy`).
 
 Nothing here decides what is right: the model and its invariants live in the test.
 """
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -44,7 +50,9 @@ import boto3
 from botocore.awsrequest import AWSResponse
 
 from hyperpod_guard import aws_clients
+from hyperpod_guard.fleet import Location
 from hyperpod_guard.ledger import AlertRecord
+from hyperpod_guard.local import sagemaker_standin
 from hyperpod_guard.local.hyperpod_state import put_cluster
 from hyperpod_guard.local.lambda_context import LambdaContext
 from hyperpod_guard.local.slack_api_standin import TOKEN, SlackApiStandIn
@@ -62,10 +70,27 @@ if TYPE_CHECKING:
     from hyperpod_guard.ledger_store import Acknowledgement
 
 CLUSTER, GROUP, TARGET = "batch-infer", "g5-batch", 4
-CLUSTER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 #: the model's names for the two nodes it follows, and their instance ids
 NODES: dict[str, str] = {"n1": "i-0e4d3c2b1a0f9e8d7", "n2": "i-0d3c2b1a0f9e8d7c6"}
 NODE_NAMES: dict[str, str] = {instance: name for name, instance in NODES.items()}
+#: the deployment's own account and region (a hub's home)
+HOME = Location(ACCOUNT, REGION)
+#: the `fleet` case (issue 22): where the model's cluster lives, its key (written out as fleet.py's docstring
+#: defines it, not computed by fleet.cluster_key: the model must not take the key from the code it checks), and
+#: the environment a hub's stack sets on the functions
+SPOKE = Location("444455556666", "us-east-1")
+SPOKE_KEY = f"{CLUSTER}@{SPOKE.account}/{SPOKE.region}"
+HUB_ENVIRONMENT = {"HOME_ACCOUNT": HOME.account, "FLEET_REGIONS": f"{HOME.region},{SPOKE.region}",
+                   "EVENT_ACCOUNTS": f"{HOME.account},{SPOKE.account}", "SPOKE_ROLE_NAME": "hyperpod-guard-spoke",
+                   "SPOKE_EXTERNAL_ID": "hyperpod-guard-model"}
+#: the `fleet` case's decoy: a cluster of the same name at home (key: the bare name), its group of the same name
+#: short of nodes for good (2 of 4: degraded-group, no remediation), with nodes of its own
+DECOY_KEY, DECOY_CURRENT = CLUSTER, 2
+DECOY_NODES = ("i-0a1b2c3d4e5f60718", "i-0a1b2c3d4e5f60729")
+
+
+def cluster_arn(where: Location) -> str:
+    return f"arn:aws:sagemaker:{where.region}:{where.account}:cluster/{CLUSTER}"
 REBOOT, REPLACE = "BatchRebootClusterNodes", "BatchReplaceClusterNodes"
 NODE_HEALTH = "SageMaker HyperPod Cluster Node Health Event"
 STATE_CHANGE = "SageMaker HyperPod Cluster State Change"
@@ -90,13 +115,15 @@ class ClusterState:
     node_status: dict[str, str] = field(default_factory=lambda: {name: "Running" for name in NODES})
     group_status: str = "InService"
     group_current: int = TARGET
+    #: the cluster's account and region (the `fleet` case: a spoke's)
+    where: Location = HOME
 
     def describe_cluster(self) -> dict[str, Any]:
         """The DescribeCluster document (also a State Change event's detail)."""
         _, snapshot = scenario("node-failure-recovery-none")
         assert snapshot is not None
         snapshot.pop("Nodes", None)
-        snapshot["ClusterArn"] = CLUSTER_ARN
+        snapshot["ClusterArn"] = cluster_arn(self.where)
         (group,) = snapshot["InstanceGroups"]
         group.update(Status=self.group_status, CurrentCount=self.group_current, TargetCount=TARGET)
         return snapshot
@@ -107,37 +134,48 @@ class ClusterState:
                 for name, status in sorted(self.node_status.items())]
 
 
+def put_decoy() -> None:
+    """The `fleet` case's decoy at home: batch-infer, its group g5-batch InService with 2 of 4 nodes (Running)."""
+    decoy = ClusterState(group_current=DECOY_CURRENT)
+    nodes = [{**document, "InstanceId": instance}
+             for document, instance in zip(decoy.node_documents(), DECOY_NODES, strict=True)]
+    put_cluster(decoy.describe_cluster(), region=HOME.region, account=HOME.account, nodes=nodes)
+
+
 # --- EventBridge events -----------------------------------------------------------------------------
 
 
-def _envelope(detail_type: str, detail: dict[str, Any], event_id: str, time: datetime) -> dict[str, Any]:
-    """From this deployment's account and region (only those are ours to evaluate)."""
+def _envelope(detail_type: str, detail: dict[str, Any], event_id: str, time: datetime,
+              where: Location) -> dict[str, Any]:
+    """From the cluster's account and region (the deployment's own, or a spoke of the hub's fleet)."""
     return {"version": "0", "id": event_id, "detail-type": detail_type, "source": "aws.sagemaker",
-            "account": ACCOUNT, "time": isoformat(time), "region": REGION, "resources": [CLUSTER_ARN],
-            "detail": detail}
+            "account": where.account, "time": isoformat(time), "region": where.region,
+            "resources": [cluster_arn(where)], "detail": detail}
 
 
-def node_health_event(node: str, healthy: bool, event_id: str, time: datetime) -> dict[str, Any]:
+def node_health_event(node: str, healthy: bool, event_id: str, time: datetime,
+                      where: Location = HOME) -> dict[str, Any]:
     """HyperPod's health agent about `node` (a model name); nothing repairs it automatically."""
     summary = ({"HealthStatus": "Healthy", "HealthStatusReason": "Node passed health checks"} if healthy else
                {"HealthStatus": "Unhealthy", "RepairAction": "None", "Recommendation": "Please Replace the Faulty Node.",
                 "HealthStatusReason": "HyperPod Health Monitoring Agent detected fault type NvidiaErrorTerminate."})
-    return _envelope(NODE_HEALTH, {"ClusterName": CLUSTER, "ClusterArn": CLUSTER_ARN, "InstanceId": NODES[node],
-                                   "HealthSummary": summary}, event_id, time)
+    return _envelope(NODE_HEALTH, {"ClusterName": CLUSTER, "ClusterArn": cluster_arn(where), "InstanceId": NODES[node],
+                                   "HealthSummary": summary}, event_id, time, where)
 
 
 def state_change_event(state: ClusterState, event_id: str, time: datetime) -> dict[str, Any]:
-    return _envelope(STATE_CHANGE, state.describe_cluster(), event_id, time)
+    return _envelope(STATE_CHANGE, state.describe_cluster(), event_id, time, state.where)
 
 
-def cluster_event(event_id: str, time: datetime) -> dict[str, Any]:
+def cluster_event(event_id: str, time: datetime, where: Location = HOME) -> dict[str, Any]:
     """An Error-level Cluster Event about the group (capacity): evidence, not a finding of its own."""
-    details = {"EventId": event_id, "ClusterArn": CLUSTER_ARN, "ClusterName": CLUSTER, "InstanceGroupName": GROUP,
+    details = {"EventId": event_id, "ClusterArn": cluster_arn(where), "ClusterName": CLUSTER,
+               "InstanceGroupName": GROUP,
                "ResourceType": "InstanceGroup", "EventTime": int(time.timestamp() * 1000), "EventLevel": "Error",
                "Description": f"Failed to provision EC2 Instance in Cluster {CLUSTER} and IG {GROUP}",
                "EventDetails": {"EventMetadata": {"InstanceGroup": {
                    "FailureMessage": "We currently do not have sufficient capacity to launch new ml.g5.12xlarge instances."}}}}
-    return _envelope(CLUSTER_EVENT, {"EventDetails": details}, event_id, time)
+    return _envelope(CLUSTER_EVENT, {"EventDetails": details}, event_id, time, where)
 
 
 # --- what came out ------------------------------------------------------------------------------------
@@ -192,6 +230,16 @@ class Sent:
         return f"{self.reason:<10} {self.alert}{actions}"
 
 
+def sent_items(bodies: list[dict[str, Any]], now: datetime) -> list[Sent]:
+    """The items of these messages, in order."""
+    return [Sent(now, item["reason"], item["finding"]["fingerprint"], item["finding"]["policy"],
+                 item["finding"].get("condition", ""), item["finding"].get("instance_group"),
+                 item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""),
+                 parse_timestamp(item.get("first_seen")), parse_timestamp(item.get("resolved_at")),
+                 item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")), item.get("acknowledged_by"))
+            for body in bodies for item in body["items"]]
+
+
 @dataclass(frozen=True)
 class SlackPost:
     """A message the Slack notifier posted (chat.postMessage answered ok): top level, or a reply in a thread."""
@@ -238,8 +286,14 @@ class Pipeline:
     warm Lambda container; the hooks are registered on them once."""
 
     def __init__(self, moto_url: str, setenv: Callable[[str, str], None], *, grouped: bool = False,
-                 slack: SlackApiStandIn | None = None):
+                 slack: SlackApiStandIn | None = None, fleet: bool = False):
         self.moto_url = moto_url
+        #: the fleet case: the functions are a hub, the model's cluster lives in SPOKE, a decoy at home
+        self.fleet = fleet
+        self.where = SPOKE if fleet else HOME
+        #: the model's cluster's key: what the ledger, threads and acknowledgements know it by
+        self.key = SPOKE_KEY if fleet else CLUSTER
+        self._actions_seen = 0  # fleet: the spoke's node actions already taken (take_calls)
         #: app mode: the Slack Web API stand-in the notifier posts to (None: no Slack delivery)
         self.slack = slack
         self.channel = ""
@@ -255,18 +309,28 @@ class Pipeline:
         self.calls: list[Call] = []
         self.accepted: list[dict[str, Any]] = []  # message bodies SNS accepted, not yet taken
         self.published = 0  # ... and how many in this timeline
-        self._publishing: dict[str, Any] | None = None
+        #: the sweep evaluates clusters (the fleet case: two) in threads: a Publish's before- and after-call
+        #: run on its thread; the refusal and what was accepted are shared
+        self._publishing = threading.local()
+        self._lock = threading.Lock()
         self._refuse_publish = 0
         self.sqs = boto3.client("sqs")
         self.ssm = boto3.client("ssm")
-        sagemaker = aws_clients.client("sagemaker")
-        for operation in (REBOOT, REPLACE):
-            sagemaker.meta.events.register(f"before-call.sagemaker.{operation}", self._remediation_call)
-        sns = aws_clients.client("sns")
-        sns.meta.events.register("before-call.sns.Publish", self._publish)
-        sns.meta.events.register("after-call.sns.Publish", self._published)
+        self._hook_clients()
         self.resources: Resources | None = None
         self.runtime: Runtime | None = None
+
+    def _hook_clients(self) -> None:
+        """The hooks on the process-wide clients the runtime uses (unique ids: registering again is a no-op).
+        The fleet case leaves the remediation calls to the SageMaker stand-in, in the account they reach."""
+        if not self.fleet:
+            sagemaker = aws_clients.client("sagemaker")
+            for operation in (REBOOT, REPLACE):
+                sagemaker.meta.events.register(f"before-call.sagemaker.{operation}", self._remediation_call,
+                                               unique_id=f"lifecycle-model-{operation}")
+        sns = aws_clients.client("sns")
+        sns.meta.events.register("before-call.sns.Publish", self._publish, unique_id="lifecycle-model-publish")
+        sns.meta.events.register("after-call.sns.Publish", self._published, unique_id="lifecycle-model-published")
 
     # per example ----------------------------------------------------------------------------------------
 
@@ -279,7 +343,18 @@ class Pipeline:
             self.setenv(key, value)
         self.setenv("RULES_MAX_AGE", "0")  # rules change between steps
         self.setenv("SILENCES_MAX_AGE", "0")  # ... and so do the ad-hoc silences
+        if self.fleet:
+            for key, value in HUB_ENVIRONMENT.items():
+                self.setenv(key, value)
+            # moto's reset forgot the spoke role's session: its cached credentials would now map to moto's
+            # default account (the home one). The spoke's sessions are made afresh (they assume the role again);
+            # the process's own clients stay, with their hooks
+            aws_clients.located_client.cache_clear()
+            aws_clients.located_session.cache_clear()
+            self._actions_seen = 0
+            put_decoy()
         self.runtime = Runtime.from_env()
+        assert self.runtime.fleet.enabled == self.fleet, "harness: the hub's environment is not the runtime's"
         if self.grouped:
             work = self.sqs.create_queue(QueueName="hyperpod-guard-work")["QueueUrl"]
             self.flushes = LocalFlushQueue(SqsFlushQueue(work, aws_clients.client("sqs")))
@@ -312,7 +387,8 @@ class Pipeline:
         self.slack_delivered.clear()
 
     def serve(self, state: ClusterState) -> None:
-        put_cluster(state.describe_cluster(), region=REGION, nodes=state.node_documents())
+        put_cluster(state.describe_cluster(), region=state.where.region, account=state.where.account,
+                    nodes=state.node_documents())
 
     def push_rules(self, rules: dict[str, Any]) -> None:
         assert self.resources is not None
@@ -331,7 +407,7 @@ class Pipeline:
         """Someone clicks Acknowledge on the alert's message: what the Slack actions worker does in the ledger
         (and, in app mode, on the alert's Slack messages: see show_acknowledged)."""
         assert self.runtime is not None
-        return self.runtime.ledger.acknowledge(CLUSTER, fingerprint, node, first_seen, by, now, until)
+        return self.runtime.ledger.acknowledge(self.key, fingerprint, node, first_seen, by, now, until)
 
     def show_acknowledged(self, fingerprint: str, first_seen: datetime, by: str, now: datetime,
                           until: datetime | None) -> str | None:
@@ -344,7 +420,7 @@ class Pipeline:
         threads = ThreadStore(self.runtime.ledger.dynamodb, self.runtime.ledger.table_name)
         try:
             api = app_api(SlackNotifierSettings.from_env().app, sleep=lambda _: None)
-            mark_acknowledged(api, threads, CLUSTER, fingerprint, first_seen, by, now, until)
+            mark_acknowledged(api, threads, self.key, fingerprint, first_seen, by, now, until)
         except SlackAppDeliveryError as exc:
             return f"the Slack update failed ({exc})"
         return None
@@ -355,7 +431,7 @@ class Pipeline:
 
         assert self.runtime is not None
         threads = ThreadStore(self.runtime.ledger.dynamodb, self.runtime.ledger.table_name)
-        thread = threads.thread(CLUSTER, fingerprint, "default")
+        thread = threads.thread(self.key, fingerprint, "default")
         return (thread.ts, thread.first_seen) if thread else None
 
     def deliver_to_slack(self, *, again: tuple[str, dict[str, Any]] | None = None) -> list[SlackDelivery]:
@@ -404,25 +480,26 @@ class Pipeline:
         return flush_group(self.runtime, message, now, new_token())
 
     def refuse_next_publish(self) -> None:
-        self._refuse_publish = 1
+        with self._lock:
+            self._refuse_publish = 1
 
     def heal(self) -> bool:
         """Stop refusing; True if a Publish was refused since refuse_next_publish()."""
-        refused, self._refuse_publish = self._refuse_publish == 0, 0
+        with self._lock:
+            refused, self._refuse_publish = self._refuse_publish == 0, 0
         return refused
 
     # observations -----------------------------------------------------------------------------------------
 
+    def take_messages(self) -> list[dict[str, Any]]:
+        """Every message SNS accepted since the last call (its body), whichever cluster it is about."""
+        with self._lock:
+            bodies, self.accepted = self.accepted, []
+        return bodies
+
     def take_sent(self, now: datetime) -> list[Sent]:
         """Items of every message SNS accepted since the last call."""
-        out = [Sent(now, item["reason"], item["finding"]["fingerprint"], item["finding"]["policy"],
-                    item["finding"].get("condition", ""), item["finding"].get("instance_group"),
-                    item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""),
-                    parse_timestamp(item.get("first_seen")), parse_timestamp(item.get("resolved_at")),
-                    item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")), item.get("acknowledged_by"))
-               for body in self.accepted for item in body["items"]]
-        self.accepted.clear()
-        return out
+        return sent_items(self.take_messages(), now)
 
     def drain(self) -> list[dict[str, Any]]:
         """The message bodies the topic's SQS subscription received (removed from the queue)."""
@@ -436,12 +513,23 @@ class Pipeline:
         return bodies
 
     def take_calls(self) -> list[Call]:
+        """The remediation requests since the last call: those the hook answered, or (the fleet case) those the
+        SageMaker stand-in answered in the spoke's account and region."""
+        if self.fleet:
+            actions = sagemaker_standin.node_actions(region=self.where.region, account=self.where.account)
+            fresh, self._actions_seen = actions[self._actions_seen:], len(actions)
+            return [Call(operation, tuple(NODE_NAMES.get(n, n) for n in nodes)) for operation, nodes in fresh]
         calls, self.calls = self.calls, []
         return calls
 
-    def ledger(self) -> dict[str, AlertRecord]:
+    def decoy_actions(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The fleet case: the node actions the stand-in answered at home, where the decoy lives."""
+        return sagemaker_standin.node_actions(region=HOME.region, account=HOME.account)
+
+    def ledger(self, key: str | None = None) -> dict[str, AlertRecord]:
+        """The ledger's records of the model's cluster (or of the cluster of `key`)."""
         assert self.runtime is not None
-        return self.runtime.ledger.load(CLUSTER)
+        return self.runtime.ledger.load(key or self.key)
 
     # hooks --------------------------------------------------------------------------------------------------
 
@@ -454,18 +542,20 @@ class Pipeline:
     def _publish(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         body = params["body"]  # the query protocol's parameters (a dict until botocore url-encodes them)
         message = body["Message"] if isinstance(body, dict) else urllib.parse.parse_qs(body)["Message"][0]
-        self._publishing = message_body(message)
-        if not self._refuse_publish:
-            return None
-        self._refuse_publish -= 1
+        self._publishing.message = message_body(message)
+        with self._lock:
+            if not self._refuse_publish:
+                return None
+            self._refuse_publish -= 1
         error = {"Error": {"Code": "KMSDisabled", "Message": "the topic's key is disabled (injected)"},
                  "ResponseMetadata": {"HTTPStatusCode": 400}}
         return AWSResponse(params["url"], 400, {}, None), error
 
     def _published(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
-        message, self._publishing = self._publishing, None
+        message, self._publishing.message = getattr(self._publishing, "message", None), None
         if message is not None and http_response.status_code < 300:
-            self.accepted.append(message)
-            self.published += 1
-            if self.slack is not None:
-                self.to_slack.append((str(parsed["MessageId"]), message))
+            with self._lock:
+                self.accepted.append(message)
+                self.published += 1
+                if self.slack is not None:
+                    self.to_slack.append((str(parsed["MessageId"]), message))

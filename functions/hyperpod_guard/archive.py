@@ -9,6 +9,8 @@ fleet's history by date partition:
 | an episode    | `episodes/dt=YYYY-MM-DD/<cluster>/<fingerprint>-<first_seen:%Y%m%dT%H%M%SZ>.json` | resolved     |
 | a repair fact | `repairs/dt=YYYY-MM-DD/<cluster>/<event_id>.json`                         | the event's  |
 
+`<cluster>` is the cluster's fleet key (fleet.py) with its '/' escaped (`ml-prod@444455556666%2Fus-east-1`): `folder`.
+
 Who writes: the evaluation that resolves an episode after it fired (pipeline.archive; a pending alert that
 cleared in its grace was no incident), then marks the alert `archived_at` (LedgerStore.mark_archived); the
 sweep writes those it finds resolved and unmarked (a put that failed), without overwriting one already there
@@ -23,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -30,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from .fleet import name_of, split_key
 from .ledger import AlertRecord, AlertState
 from .timeutil import Timestamp, isoformat, parse_timestamp
 
@@ -261,11 +265,18 @@ def episode_key(episode: Episode) -> str:
         raise ValueError(f"episode {episode.fingerprint} of {episode.cluster} is open: it is archived once resolved")
     day = episode.resolved_at.astimezone(UTC).date().isoformat()
     first_seen = episode.first_seen.astimezone(UTC).strftime(_FIRST_SEEN_FORMAT)
-    return f"{EPISODES_PREFIX}dt={day}/{episode.cluster}/{episode.fingerprint}-{first_seen}.json"
+    return f"{EPISODES_PREFIX}dt={day}/{folder(episode.cluster)}/{episode.fingerprint}-{first_seen}.json"
 
 
 def repair_key(fact: RepairFact) -> str:
-    return f"{REPAIRS_PREFIX}dt={fact.at.astimezone(UTC).date().isoformat()}/{fact.cluster}/{fact.event_id}.json"
+    day = fact.at.astimezone(UTC).date().isoformat()
+    return f"{REPAIRS_PREFIX}dt={day}/{folder(fact.cluster)}/{fact.event_id}.json"
+
+
+def folder(cluster: str) -> str:
+    """A cluster's folder in a day: its fleet key (fleet.py), whose '/' (`name@account/region`) is escaped so that
+    the key stays one path segment; a home cluster's bare name as it is."""
+    return urllib.parse.quote(cluster, safe="@")
 
 
 # -- S3 --------------------------------------------------------------------------------------------------
@@ -337,16 +348,16 @@ class ArchiveReader:
                 on_progress(done, len(keys))
 
     def _keys(self, day_prefix: str, cluster_glob: str) -> list[str]:
-        """The day's object keys of the matching clusters: the listing narrowed to the glob's literal start."""
+        """The day's object keys of the clusters whose NAME matches the glob (in every account and region, as
+        the rules' `cluster:` globs): the listing narrowed to the glob's literal start."""
         literal = _GLOB.split(cluster_glob, 1)[0]
-        exact = literal == cluster_glob  # no wildcard: that cluster's folder only
         keys: list[str] = []
         pages = {"PageSize": self.page_size} if self.page_size else {}
         for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=day_prefix + literal + ("/" if exact else ""), PaginationConfig=pages):
+                Bucket=self.bucket, Prefix=day_prefix + literal, PaginationConfig=pages):
             for entry in page.get("Contents", []):
-                cluster = entry["Key"][len(day_prefix):].split("/", 1)[0]
-                if fnmatch.fnmatchcase(cluster, cluster_glob):
+                cluster = urllib.parse.unquote(entry["Key"][len(day_prefix):].split("/", 1)[0])
+                if fnmatch.fnmatchcase(name_of(cluster), cluster_glob):
                     keys.append(entry["Key"])
         return keys
 
@@ -383,8 +394,14 @@ def open_episodes(records: Iterable[AlertRecord], *, now: datetime, account: str
                   region: str | None) -> list[Episode]:
     """The ledger's firing alerts as episodes open up to `now` (a pending alert, which may still clear within
     its grace, is no incident yet). The report and the digest add them to what the archive holds."""
-    return [Episode.from_record(r, now=now, cluster=r.cluster, account=account, region=region, tags={}, actions=[])
-            for r in records if r.state is AlertState.FIRING]
+    episodes = []
+    for record in records:
+        if record.state is AlertState.FIRING:
+            where = split_key(record.cluster)[1]  # a cluster elsewhere in a fleet: its key says where
+            episodes.append(Episode.from_record(record, now=now, cluster=record.cluster, tags={}, actions=[],
+                                                account=where.account if where else account,
+                                                region=where.region if where else region))
+    return episodes
 
 
 def with_open(archived: list[Episode], still_open: Iterable[Episode]) -> list[Episode]:

@@ -88,7 +88,11 @@ def located_session(region: str, role_arn: str | None = None, external_id: str |
         # the process's loader: botocore's data files (service models) are read once per cold start
         core.register_component("data_loader", base.get_component("data_loader"))
         core.register_component("credential_provider", CredentialResolver([Given()]))
-        return boto3.session.Session(botocore_session=core, region_name=region)
+        located = boto3.session.Session(botocore_session=core, region_name=region)
+        # boto3 appends its data path to the loader it is given: once is enough for the shared one
+        loader = base.get_component("data_loader")
+        loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
+        return located
 
 
 @functools.cache

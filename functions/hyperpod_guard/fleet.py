@@ -9,8 +9,8 @@ ledger's partitions, fingerprints, grouping, approvals and work messages carry; 
 a key's cluster lives, `name_of` what to call DescribeCluster with.
 
 `FleetSettings` is the environment the stack sets on the functions that read clusters (HOME_ACCOUNT,
-FLEET_REGIONS, FLEET_ACCOUNTS, SPOKE_ROLE_NAME, SPOKE_EXTERNAL_ID); unset, as in a single-account deployment, local runs
-and the demo, there is no fleet: every cluster is home and nothing is qualified.
+FLEET_REGIONS, FLEET_ACCOUNTS, SPOKE_ROLE_NAME, SPOKE_EXTERNAL_ID); unset, as in a single-account deployment,
+local runs and all but the demo's last scenario, there is no fleet: every cluster is home, nothing qualified.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ event-origin episode may not know the node's group).
 
 Renderers: text (people), JSON (the model), CSV (one flat table, render_csv says its columns) and
 HTML (one self-contained page with inline SVG charts and no external resource).
+
+A report of part of the fleet says which part (`filters`: the cluster glob, the account and the region
+globs the episodes were chosen by, `in_place` for the last two) in its header, the text's and the
+HTML's, and in the JSON (left out when nothing was filtered).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from pydantic import BaseModel, PlainSerializer
 
 from .archive import Episode, RepairFact
 from .policies import degraded_group, unhealthy_node
+from .policy_settings import glob_match
 from .timeutil import format_duration, isoformat
 
 #: incidents in the period from which a node is a repeat offender
@@ -225,6 +230,8 @@ class ReliabilityReport(BaseModel):
     start: UtcTime
     end: UtcTime
     now: UtcTime
+    #: what the episodes were chosen by, when not the whole fleet: {"cluster": glob, "account": glob, "region": glob}
+    filters: dict[str, str] = {}
     fleet: Figures
     clusters: list[ClusterReport]
     repeat_offenders: list[RepeatOffender]
@@ -376,8 +383,14 @@ def _spans(episodes: Iterable[Episode], start: datetime, end: datetime, now: dat
                   folded=e.fingerprint in inhibited) for e, i in inside]
 
 
+def in_place(item: Episode | RepairFact, account: str = "*", region: str = "*") -> bool:
+    """Whether an episode's (or a repair's) cluster is in an account and a region the globs match; one whose
+    account or region is not known matches only '*' there."""
+    return glob_match(account, item.account) and glob_match(region, item.region)
+
+
 def build_report(episodes: Iterable[Episode], repairs: Iterable[RepairFact], *, start: datetime, end: datetime,
-                 now: datetime) -> ReliabilityReport:
+                 now: datetime, filters: dict[str, str] | None = None) -> ReliabilityReport:
     """The report of [start, end) as of `now` (module docstring: every figure and how it is computed)."""
     if end <= start:
         raise ValueError(f"the period's end {isoformat(end)} is not after its start {isoformat(start)}")
@@ -415,7 +428,8 @@ def build_report(episodes: Iterable[Episode], repairs: Iterable[RepairFact], *, 
         for s in spans if s.open and not s.folded
     ]
     return ReliabilityReport(
-        start=start, end=end, now=now, fleet=_figures(spans, facts, start, end, days), clusters=clusters,
+        start=start, end=end, now=now, filters={k: v for k, v in (filters or {}).items() if v != "*"},
+        fleet=_figures(spans, facts, start, end, days), clusters=clusters,
         repeat_offenders=sorted(offenders, key=lambda o: (-o.incidents, o.cluster, o.node)),
         open_episodes=sorted(opened, key=lambda o: (o.since, o.cluster, o.node or "")),
     )
@@ -451,6 +465,11 @@ def _period(report: ReliabilityReport) -> str:
             f"({duration_text((report.end - report.start).total_seconds())})")
 
 
+def _filtered(report: ReliabilityReport) -> str:
+    """`, of cluster=llm-* account=111122223333 region=us-east-1` when the report is of part of the fleet."""
+    return ", of " + " ".join(f"{k}={v}" for k, v in report.filters.items()) if report.filters else ""
+
+
 def _headline(figures: Figures) -> str:
     return (f"{figures.incidents} incident(s) ({figures.open} open, {figures.carried_in} from before the period), "
             f"{_number(figures.node_hours_unhealthy)} node-hours unhealthy, "
@@ -472,7 +491,7 @@ def _scope_rows(report: ReliabilityReport) -> list[tuple[str, ...]]:
 
 def render_text(report: ReliabilityReport) -> str:
     fleet = report.fleet
-    parts = [f"Reliability report {_period(report)}, as of {isoformat(report.now)}",
+    parts = [f"Reliability report {_period(report)}, as of {isoformat(report.now)}{_filtered(report)}",
              f"fleet: {_headline(fleet)}"]
     if not fleet.incidents and not fleet.repairs:
         return "\n".join([*parts, "no incidents in the period"]) + "\n"
@@ -510,7 +529,7 @@ def render_text(report: ReliabilityReport) -> str:
 
 
 def render_json(report: ReliabilityReport) -> str:
-    return report.model_dump_json(indent=2) + "\n"
+    return report.model_dump_json(indent=2, exclude=None if report.filters else {"filters"}) + "\n"
 
 
 CSV_COLUMNS = ("scope", "cluster", "instance_group", "node", "metric", "key", "value")
@@ -760,7 +779,8 @@ def render_html(report: ReliabilityReport) -> str:
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body><main>"
-        f"<h1>{_e(title)}</h1><p class=\"period\">{_e(_period(report))}, as of {_e(isoformat(report.now))}. "
+        f"<h1>{_e(title)}</h1><p class=\"period\">{_e(_period(report))}, as of {_e(isoformat(report.now))}"
+        f"{_e(_filtered(report))}. "
         "Every figure is defined in the README (Reliability report).</p>\n"
         + "\n".join(sections) + "\n</main></body></html>\n"
     )

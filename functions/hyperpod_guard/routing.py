@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .findings import Severity
+from .fleet import Location
 from .notify.message import ReceiverRef
 from .rules import ClusterRules, Route, RouteMatch, Routing
 
@@ -45,14 +46,16 @@ class RouteDecision(NamedTuple):
 
 
 def decide(routing: Routing, *, cluster: str, policy: str, severity: Severity | str, instance_group: str | None,
-           tags: Mapping[str, str] | None) -> RouteDecision:
+           tags: Mapping[str, str] | None, location: Location | None = None) -> RouteDecision:
     """The routes an alert takes, in order (each that matches, up to and including the first that
-    matches without `continue`) and the receivers they name. `tags` None: the cluster's tags were
-    not read, so routes that select by tag do not match (as overrides)."""
+    matches without `continue`) and the receivers they name. `cluster`: its key (fleet.py); `tags`
+    None: the cluster's tags were not read, so routes that select by tag do not match (as overrides);
+    `location`: where the cluster lives (None: the key's own if qualified, else unknown, which only
+    account and region matchers '*' match)."""
     taken = []
     for index, candidate in enumerate(routing.routes):
         if candidate.match.matches_alert(cluster=cluster, policy=policy, severity=Severity(severity),
-                                         instance_group=instance_group, tags=tags):
+                                         instance_group=instance_group, tags=tags, location=location):
             taken.append(index)
             if not candidate.continue_:
                 break
@@ -72,24 +75,24 @@ def decide(routing: Routing, *, cluster: str, policy: str, severity: Severity | 
 
 
 def route(routing: Routing, *, cluster: str, policy: str, severity: Severity | str, instance_group: str | None,
-          tags: Mapping[str, str] | None) -> tuple[ReceiverRef, ...]:
+          tags: Mapping[str, str] | None, location: Location | None = None) -> tuple[ReceiverRef, ...]:
     """The receivers an alert with these fields goes to, each once, in route order (never empty)."""
     return decide(routing, cluster=cluster, policy=policy, severity=severity, instance_group=instance_group,
-                  tags=tags).receivers
+                  tags=tags, location=location).receivers
 
 
 def receivers_for(rules: ClusterRules, *, policy: str, severity: Severity | str,
                   instance_group: str | None) -> tuple[ReceiverRef, ...]:
-    """`route` with the cluster's name and tags from its resolved rules."""
+    """`route` with the cluster's key, tags and location from its resolved rules."""
     return route(rules.routing, cluster=rules.cluster, policy=policy, severity=severity,
-                 instance_group=instance_group, tags=rules.tags)
+                 instance_group=instance_group, tags=rules.tags, location=rules.location)
 
 
 # --- for people ----------------------------------------------------------------------------------
 
 
 def describe_match(match: RouteMatch) -> str:
-    """A route's matchers as one line, e.g. `severity=critical cluster=ml-prod* tag:team=llm`."""
+    """A route's matchers as one line, e.g. `severity=critical cluster=ml-prod* account=111122223333 tag:team=llm`."""
     parts = []
     if match.severity:
         parts.append("severity=" + ",".join(s.value for s in match.severity))
@@ -97,6 +100,10 @@ def describe_match(match: RouteMatch) -> str:
         parts.append("policy=" + ",".join(match.policy))
     if match.cluster != "*":
         parts.append(f"cluster={match.cluster}")
+    if match.account != "*":
+        parts.append(f"account={match.account}")
+    if match.region != "*":
+        parts.append(f"region={match.region}")
     if match.instance_group != "*":
         parts.append(f"instance_group={match.instance_group}")
     parts += [f"tag:{key}={value}" for key, value in sorted(match.tags.items())]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -31,7 +31,8 @@ from pydantic_core import core_schema
 
 from .constants import RULES_INVALID
 from .errors import InvalidRulesError
-from .findings import Severity
+from .findings import FindingFields, Severity
+from .fleet import REGION_NAME, Location, location_of, name_of
 from .naming import DEFAULT_RECEIVER
 from .policies import REGISTRY, Policy
 from .policies.base import S
@@ -51,10 +52,8 @@ from .policy_settings import (
     has_prefix,
     remediation_of,
 )
+from .silences import AdHocSilence, location_matches
 from .timeutil import Duration, Timestamp
-
-if TYPE_CHECKING:
-    from .silences import AdHocSilence
 
 #: the names other modules (and tests) import from here, now owned by policy_settings and the policies
 __all__ = [
@@ -123,10 +122,45 @@ TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
 
 
+#: what an account or region matcher may hold: a glob over an account id's digits, over a region
+#: name's characters ('*', '?', '[...]' as in every other matcher)
+ACCOUNT_GLOB_PATTERN = r"^[0-9*?\[\]!-]{1,64}$"
+REGION_GLOB_PATTERN = r"^[a-z0-9*?\[\]!-]{1,64}$"
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+def account_glob(value: str) -> str:
+    """`value` if it is an account matcher (12 digits, or a glob over digits), else ValueError saying why."""
+    if re.fullmatch(ACCOUNT_GLOB_PATTERN, value) is None or (not _WILDCARDS.search(value) and len(value) != 12):
+        raise ValueError(f"not an account id or glob: {value!r}; use the 12 digits of an AWS account id or a glob "
+                         "over them, e.g. '111122223333' or '1111*'")
+    return value
+
+
+def region_glob(value: str) -> str:
+    """`value` if it is a region matcher (a region name, or a glob over region names), else ValueError."""
+    if re.fullmatch(REGION_GLOB_PATTERN, value) is None or (
+            not _WILDCARDS.search(value) and REGION_NAME.fullmatch(value) is None):
+        raise ValueError(f"not a region name or glob: {value!r}; use a region as AWS spells it or a glob over "
+                         "region names, e.g. 'us-east-1' or 'eu-*'")
+    return value
+
+
+AccountGlob = Annotated[str, AfterValidator(account_glob),
+                        WithJsonSchema({"type": "string", "pattern": ACCOUNT_GLOB_PATTERN})]
+RegionGlob = Annotated[str, AfterValidator(region_glob),
+                       WithJsonSchema({"type": "string", "pattern": REGION_GLOB_PATTERN})]
+
+
 class ClusterMatch(RulesModel):
     """Which clusters an override applies to: all of the given conditions must hold."""
 
-    cluster: str = Field(default="*", description="Glob on the cluster name.")
+    cluster: str = Field(default="*", description="Glob on the cluster name (in every account and region).")
+    account: AccountGlob = Field(
+        default="*", description="Glob on the cluster's AWS account id (12 digits), e.g. '111122223333' (a hub's "
+        "spokes: many accounts; one deployment: its own, from the cluster's ARN).")
+    region: RegionGlob = Field(
+        default="*", description="Glob on the cluster's region, e.g. 'us-east-1' or 'eu-*'.")
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
         description="Tags the cluster must carry (SageMaker ListTags on its ARN), every one with exactly this "
@@ -137,8 +171,16 @@ class ClusterMatch(RulesModel):
         """`tags` None: not read (or unreadable), so a tag selector cannot match."""
         return all(tags is not None and tags.get(key) == value for key, value in self.tags.items())
 
-    def matches(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> bool:
-        return glob_match(self.cluster, cluster_name) and self.tags_match(tags)
+    def place_matches(self, cluster: str, location: Location | None = None) -> bool:
+        """The name glob against the key's cluster name, the account and region globs against `location`
+        (None: the key's own, if it is qualified; fleet.py)."""
+        return glob_match(self.cluster, name_of(cluster)) and location_matches(
+            self.account, self.region, location or location_of(cluster))
+
+    def matches(self, cluster: str, tags: Mapping[str, str] | None = None, location: Location | None = None) -> bool:
+        """`cluster`: the cluster's key (fleet.py); `location`: where it lives, when the caller knows (a home
+        cluster's bare key does not say)."""
+        return self.place_matches(cluster, location) and self.tags_match(tags)
 
 
 class ClusterOverride(RulesModel):
@@ -151,9 +193,26 @@ class ClusterOverride(RulesModel):
 
 class SilenceMatchers(RulesModel):
     cluster: str = "*"
+    account: AccountGlob = "*"
+    region: RegionGlob = "*"
     policy: str = "*"
     instance_group: str = "*"
     node: str = "*"
+
+    def applies_to(self, cluster: str, location: Location | None = None) -> bool:
+        """Whether the cluster matchers hold for a cluster (its key; `location` as ClusterMatch.matches)."""
+        return glob_match(self.cluster, name_of(cluster)) and location_matches(
+            self.account, self.region, location or location_of(cluster))
+
+    def matches(self, record: FindingFields, location: Location | None = None) -> bool:
+        """Every matcher against one alert (its cluster key; `location` as ClusterMatch.matches)."""
+        return self.applies_to(record.cluster, location) and all((
+            glob_match(self.policy, record.policy), glob_match(self.instance_group, record.instance_group),
+            glob_match(self.node, record.node)))
+
+
+#: the silence matchers about where the cluster is, which Rules.resolve applies once per cluster
+_PLACE_MATCHERS = ("cluster", "account", "region")
 
 
 class Silence(RulesModel):
@@ -264,10 +323,11 @@ class RouteMatch(ClusterMatch):
         "none: only `*` matches it.")
 
     def matches_alert(self, *, cluster: str, policy: str, severity: Severity, instance_group: str | None,
-                      tags: Mapping[str, str] | None) -> bool:
-        """`tags` None: not read, so a route that selects by tag does not match (as overrides)."""
+                      tags: Mapping[str, str] | None, location: Location | None = None) -> bool:
+        """`tags` None: not read, so a route that selects by tag does not match (as overrides); `location`
+        as ClusterMatch.matches."""
         return ((not self.severity or severity in self.severity) and (not self.policy or policy in self.policy)
-                and glob_match(self.instance_group, instance_group) and self.matches(cluster, tags))
+                and glob_match(self.instance_group, instance_group) and self.matches(cluster, tags, location))
 
 
 class Route(RulesModel):
@@ -384,10 +444,12 @@ class Rules(RulesModel):
         )
         return self.model_copy(update={"overrides": kept})
 
-    def for_cluster(self, cluster_name: str, tags: Mapping[str, str] | None = None) -> Policies:
+    def for_cluster(self, cluster_name: str, tags: Mapping[str, str] | None = None,
+                    location: Location | None = None) -> Policies:
         """The global policies with every matching override laid over them. Overrides that
-        select by tag match only when `tags` are given (or the rules were bound by for_tags)."""
-        matching = [o for o in self.overrides if o.match.matches(cluster_name, tags)]
+        select by tag match only when `tags` are given (or the rules were bound by for_tags).
+        `cluster_name`: the cluster's key (fleet.py); `location` as ClusterMatch.matches."""
+        matching = [o for o in self.overrides if o.match.matches(cluster_name, tags, location)]
         if not matching:
             return self.policies
         merged = self.policies.model_dump(by_alias=True)
@@ -397,14 +459,26 @@ class Rules(RulesModel):
 
 
     def resolve(self, cluster_name: str, tags: Mapping[str, str] | None = None,
-                adhoc: Iterable[AdHocSilence] = ()) -> ClusterRules:
-        """The rules as they apply to one cluster (its name and, when read, its tags): resolved
-        once per evaluation and handed to every later step, so none can miss an override.
-        `adhoc`: the active ad-hoc silences (silences.py); those of other clusters are left out."""
-        return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name), self.silences,
+                adhoc: Iterable[AdHocSilence] = (), location: Location | None = None) -> ClusterRules:
+        """The rules as they apply to one cluster (its key, fleet.py, and, when read, its tags):
+        resolved once per evaluation and handed to every later step, so none can miss an override.
+        `adhoc`: the active ad-hoc silences (silences.py); those of other clusters are left out.
+        `location`: where the cluster lives (None: the key's own, if qualified; a home cluster's bare key
+        with no location given matches only account and region matchers '*').
+
+        The silences kept are bound to the cluster, as for_tags binds overrides to tags: their cluster,
+        account and region matchers have been applied here and read '*' (the ad-hoc ones keep their
+        cluster glob, which they check against the key's name), so whatever checks a silence against an
+        alert (alerting.muted_reason) needs neither the location nor a key's name."""
+        location = location or location_of(cluster_name)
+        silences = tuple(
+            s.model_copy(update={"matchers": s.matchers.model_copy(update=dict.fromkeys(_PLACE_MATCHERS, "*"))})
+            for s in self.silences if s.matchers.applies_to(cluster_name, location))
+        return ClusterRules(cluster_name, self.for_tags(tags).for_cluster(cluster_name, location=location), silences,
                             self.remediation_budget, dict(tags) if tags is not None else None,
-                            tuple(s for s in adhoc if glob_match(s.cluster, cluster_name)), self.grouping,
-                            self.routing)
+                            tuple(replace(s, account="*", region="*") for s in adhoc
+                                  if s.applies_to_place(cluster_name, location)),
+                            self.grouping, self.routing, location)
 
 
 @dataclass(frozen=True)
@@ -414,15 +488,20 @@ class ClusterRules:
 
     cluster: str
     policies: Policies
+    #: the rules' silences of this cluster, bound to it (Rules.resolve): their cluster, account and region read '*'
     silences: tuple[Silence, ...] = ()
     remediation_budget: RemediationBudget = field(default_factory=RemediationBudget)
     #: the cluster's tags, when the rules or an ad-hoc silence select by tag (None: not read)
     tags: Mapping[str, str] | None = None
-    #: the active ad-hoc silences whose cluster glob matches this cluster (silences.py)
+    #: the active ad-hoc silences whose cluster, account and region match this cluster (silences.py), bound to it
+    #: (their account and region read '*')
     adhoc: tuple[AdHocSilence, ...] = ()
     grouping: Grouping = field(default_factory=Grouping)
     #: the rules' routing, whole: routing.py picks the receivers of each alert with this cluster's name and tags
     routing: Routing = field(default_factory=Routing)
+    #: where the cluster lives, as resolve() was given or the key says (None: unknown, a home cluster's bare key
+    #: without a fleet): routing.py matches routes' account and region against it
+    location: Location | None = None
 
     @property
     def remediates(self) -> bool:

@@ -28,7 +28,7 @@ from .policy_settings import glob_match, remediation_of
 from .rules import Policies, RouteMatch, Routing, Rules, Silence, json_path
 from .timeutil import isoformat
 
-MATCHERS = ("cluster", "policy", "instance_group", "node")
+MATCHERS = ("cluster", "account", "region", "policy", "instance_group", "node")
 
 #: what a silence's policy matcher may name: the policies and the system's own rules-invalid alert
 SILENCEABLE = (*POLICY_NAMES, RULES_INVALID)
@@ -50,7 +50,7 @@ def silence_warnings(silence: Silence, path: str, now: datetime,
     matchers = silence.matchers
     if all(_matches_everything(getattr(matchers, name)) for name in MATCHERS):
         warnings.append(RulesWarning(f"{path}.matchers", 'every matcher is "*": this silence mutes every alert '
-                                     "of every cluster; name at least a cluster or a policy"))
+                                     "of every cluster; name at least a cluster, an account, a region or a policy"))
     if silence.until is not None and silence.until <= now:
         warnings.append(RulesWarning(f"{path}.until", f"{isoformat(silence.until)} has passed: this silence "
                                      "mutes nothing; remove it or move `until`"))
@@ -71,6 +71,8 @@ def _covers(earlier: RouteMatch, later: RouteMatch) -> bool:
     a glob covers only `*` patterns and itself, so this may miss a shadowed route, never invent one)."""
     return (_one_of_covers(earlier.severity, later.severity) and _one_of_covers(earlier.policy, later.policy)
             and (_matches_everything(earlier.cluster) or earlier.cluster == later.cluster)
+            # only "*" matches a cluster whose account and region are unknown (rules.location_matches)
+            and earlier.account in ("*", later.account) and earlier.region in ("*", later.region)
             # "**" does not match an alert without an instance group; only "*" does (glob_match)
             and earlier.instance_group in ("*", later.instance_group)
             and earlier.tags.items() <= later.tags.items())

@@ -54,7 +54,7 @@ from .ledger_store import BackfillMark, LedgerStore
 from .notify.sns import SnsPublisher
 from .policies import REGISTRY
 from .policies.unhealthy_node import NAME as UNHEALTHY_NODE
-from .rules import ClusterRules, Rules, glob_match
+from .rules import ClusterRules, Rules
 from .rules_store import LoadedRules, RulesStore
 from .settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 from .silences import AdHocSilence, SilenceCache, SilenceStore
@@ -120,7 +120,8 @@ class Runtime:
         with _elsewhere_lock:
             found = self._elsewhere.get(location)
             if found is None:
-                role = None if location.account == home.account else self.fleet.role_arn(location.account)
+                partition = aws_clients.session().get_partition_for_region(location.region)  # aws, aws-cn, ...
+                role = None if location.account == home.account else self.fleet.role_arn(location.account, partition)
                 sagemaker = aws_clients.located_client("sagemaker", location.region, role, self.fleet.external_id)
                 reader = ClusterReader(sagemaker, qualifier=f"@{location}")
                 max_age = self.tags.max_age if self.tags is not None else TagCache(reader).max_age
@@ -177,6 +178,12 @@ class Runtime:
         )
 
 
+def where(runtime: Runtime, cluster: str, arn: str | None) -> Location | None:
+    """Where a cluster lives, for the rules' account and region matchers: its key's location elsewhere in a
+    fleet, else the hub's own, else what its ARN says (one account: no fleet settings)."""
+    return location_of(cluster, runtime.fleet.home) or Location.of_arn(arn)
+
+
 def _grouper(ledger: LedgerStore) -> Grouper | None:
     """Grouping's scheduler when the function has the work queue (WORK_QUEUE_URL), else None (every
     message goes at once). Its SQS client is made when a flush is first scheduled (cold starts)."""
@@ -216,8 +223,9 @@ def check_rules(runtime: Runtime, now: datetime, token: str, *,
     if not (loaded.error or always):
         return loaded, None
     evaluation, scope = rules_evaluation(loaded.error, loaded.source)
-    outcome = pipeline.reconcile(evaluation, scope, loaded.rules.resolve(SYSTEM_CLUSTER), now, runtime.ledger,
-                                 runtime.publisher, token=token, region=runtime.region)
+    rules = loaded.rules.resolve(SYSTEM_CLUSTER, location=runtime.fleet.home)
+    outcome = pipeline.reconcile(evaluation, scope, rules, now, runtime.ledger, runtime.publisher, token=token,
+                                 region=runtime.region)
     return loaded, outcome
 
 
@@ -251,7 +259,7 @@ def _evaluate(
     """evaluate_cluster once the cluster (and its features) are read."""
     cluster = snapshot.name
     tags = cluster_tags(runtime, snapshot, all_rules, silences)
-    rules = all_rules.resolve(cluster, tags, silences)                                  # its rules, once
+    rules = all_rules.resolve(cluster, tags, silences, where(runtime, cluster, snapshot.arn))  # its rules, once
     snapshot, scope = _read_nodes(runtime, snapshot, event, rules, list_nodes)           # its nodes
     evaluation = evaluate(snapshot, event, rules, now)                                   # policies (pure)
     if scope.gone_nodes and not scope.all_nodes:
@@ -300,7 +308,8 @@ def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) 
         logger.info("flush %s of %s superseded while starting", flush.flush_id, flush.cluster)
         return None
     # the rules as they are now: silences (a page silenced since it was decided is not sent), runbooks, routes
-    rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags, runtime.active_silences(now))
+    rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags, runtime.active_silences(now),
+                                               where(runtime, flush.cluster, state.cluster_arn))
     committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token, rules=rules)
     notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
                                     tags=state.tags, rules=rules)
@@ -316,9 +325,9 @@ def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: st
     """DescribeCluster says the cluster does not exist: every alert of it is over."""
     gone = Evaluation(cluster, [])
     scope = Scope(cluster, frozenset(REGISTRY), cluster_gone=True)
-    return gone, pipeline.reconcile(gone, scope, rules.resolve(cluster, adhoc=silences), now, runtime.ledger,
-                                    runtime.publisher, token=token, region=runtime.region,
-                                    archiving=_archiving(runtime, None, None))
+    resolved = rules.resolve(cluster, adhoc=silences, location=where(runtime, cluster, None))
+    return gone, pipeline.reconcile(gone, scope, resolved, now, runtime.ledger, runtime.publisher, token=token,
+                                    region=runtime.region, archiving=_archiving(runtime, None, None))
 
 
 def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules,
@@ -326,7 +335,8 @@ def cluster_tags(runtime: Runtime, snapshot: ClusterSnapshot, rules: Rules,
     """The cluster's tags when the rules select clusters by tag, or an active ad-hoc silence of this
     cluster matches tags (None otherwise: not read). A ListTags failure does not stop the
     evaluation: the cluster is evaluated as untagged (a tag matcher does not match)."""
-    by_silence = any(s.tags and glob_match(s.cluster, snapshot.name) for s in silences)
+    location = where(runtime, snapshot.name, snapshot.arn)
+    by_silence = any(s.tags and s.applies_to_place(snapshot.name, location) for s in silences)
     if not (rules.selects_by_tags or by_silence) or not snapshot.arn or runtime.tags is None:
         return None
     try:

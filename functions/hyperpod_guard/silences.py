@@ -1,8 +1,9 @@
 """Ad-hoc silences: operational state an on-call person sets from the command line (`hyperpod-guard
 silence add|list|expire`), kept apart from the rules-as-code silences of the rules document.
 
-Like Alertmanager's silences (`silence/silence.go`): glob matchers on the alert's cluster, policy,
-instance group and node, exact matchers on the cluster's tags, an end (`until`), an author and a
+Like Alertmanager's silences (`silence/silence.go`): glob matchers on the alert's cluster (its name,
+in every account and region), the cluster's account and region, policy, instance group and node,
+exact matchers on the cluster's tags, an end (`until`), an author and a
 comment. The evaluator applies the active ones together with the rules' silences
 (`alerting.muted_reason`); a muted alert says which silence muted it:
 "silenced by <author> until <time> (<id>): <comment>".
@@ -13,7 +14,8 @@ Stored in the ledger table (ledger_store.py lists the layout):
 |---------|-----------|----------------|------------------------------------------------------------------|
 | silence | `SILENCE` | `SILENCE#<id>` | matchers, `until`, author, comment; TTL `expires_at` (see below) |
 
-`expires_at` is `until` + SILENCE_RETENTION.
+`expires_at` is `until` + SILENCE_RETENTION. A matcher an item lacks (`account` and `region` of a
+silence written before the fleet) reads back as '*'.
 
 One partition holds them all: an evaluation reads every silence with one Query (there are few,
 and TTL removes them SILENCE_RETENTION after they end). `SilenceCache` keeps them in the process
@@ -34,6 +36,7 @@ from typing import Any
 
 from .errors import HyperPodGuardError
 from .findings import FindingFields
+from .fleet import Location, location_of, name_of
 from .policy_settings import glob_match
 from .timeutil import isoformat, parse_timestamp
 
@@ -46,7 +49,16 @@ DEFAULT_MAX_AGE = 30.0
 #: The IAM actions SilenceStore's calls from the functions need on the table (active(): one Query).
 #: add() and expire() (PutItem, UpdateItem) are the CLI's, made with the operator's credentials.
 TABLE_ACTIONS = ("dynamodb:Query",)
-MATCHERS = ("cluster", "policy", "instance_group", "node")
+MATCHERS = ("cluster", "account", "region", "policy", "instance_group", "node")
+
+
+def location_matches(account: str, region: str, location: Location | None) -> bool:
+    """Whether globs on a cluster's account and region hold for `location` (fleet.py); None (unknown: no
+    fleet, or a home cluster's bare key with no home given) matches only '*'. The rules' matchers
+    (rules.ClusterMatch, rules.SilenceMatchers) and the ad-hoc silences share it."""
+    if location is None:
+        return account == "*" and region == "*"
+    return glob_match(account, location.account) and glob_match(region, location.region)
 
 
 class SilenceRefused(HyperPodGuardError):
@@ -68,6 +80,9 @@ class AdHocSilence:
     author: str
     comment: str
     cluster: str = "*"
+    #: globs on the cluster's AWS account id and region (fleet.py)
+    account: str = "*"
+    region: str = "*"
     policy: str = "*"
     instance_group: str = "*"
     node: str = "*"
@@ -83,16 +98,25 @@ class AdHocSilence:
         """Every matcher '*' and no tags: it would mute every alert of every cluster."""
         return all(getattr(self, name) == "*" for name in MATCHERS) and not self.tags
 
-    def applies_to_cluster(self, cluster: str, tags: Mapping[str, str] | None) -> bool:
-        return glob_match(self.cluster, cluster) and self.tags_match(tags)
+    def applies_to_place(self, cluster: str, location: Location | None = None) -> bool:
+        """The cluster glob against the key's cluster name, account and region against `location` (None: the
+        key's own, if qualified; fleet.py)."""
+        return glob_match(self.cluster, name_of(cluster)) and location_matches(
+            self.account, self.region, location or location_of(cluster))
+
+    def applies_to_cluster(self, cluster: str, tags: Mapping[str, str] | None,
+                           location: Location | None = None) -> bool:
+        return self.applies_to_place(cluster, location) and self.tags_match(tags)
 
     def tags_match(self, tags: Mapping[str, str] | None) -> bool:
         return all(tags is not None and tags.get(key) == value for key, value in self.tags.items())
 
-    def matches(self, record: FindingFields, tags: Mapping[str, str] | None, now: datetime) -> bool:
-        return self.active(now) and self.tags_match(tags) and all((
-            glob_match(self.cluster, record.cluster), glob_match(self.policy, record.policy),
-            glob_match(self.instance_group, record.instance_group), glob_match(self.node, record.node),
+    def matches(self, record: FindingFields, tags: Mapping[str, str] | None, now: datetime,
+                location: Location | None = None) -> bool:
+        """`location`: where the alert's cluster lives, as applies_to_place."""
+        return self.active(now) and self.applies_to_cluster(record.cluster, tags, location) and all((
+            glob_match(self.policy, record.policy), glob_match(self.instance_group, record.instance_group),
+            glob_match(self.node, record.node),
         ))
 
     def reason(self) -> str:
@@ -146,13 +170,14 @@ def expires_at(until: datetime) -> int:
 
 def new_silence(*, until: datetime, comment: str, author: str, now: datetime, cluster: str = "*", policy: str = "*",
                 instance_group: str = "*", node: str = "*", tags: Mapping[str, str] | None = None,
-                allow_all: bool = False, silence_id: str | None = None) -> AdHocSilence:
+                allow_all: bool = False, silence_id: str | None = None, account: str = "*",
+                region: str = "*") -> AdHocSilence:
     """A new silence, or SilenceRefused: an end not in the future, no comment, or matchers that
     match everything (unless `allow_all`)."""
     silence = AdHocSilence(
         id=silence_id or uuid.uuid4().hex[:12], until=until, created_at=now, author=author.strip(),
         comment=comment.strip(), cluster=cluster or "*", policy=policy or "*", instance_group=instance_group or "*",
-        node=node or "*", tags=dict(tags or {}),
+        node=node or "*", tags=dict(tags or {}), account=account or "*", region=region or "*",
     )
     if until <= now:
         raise SilenceRefused(f"the silence would end at {isoformat(until)}, which is not in the future "
@@ -163,8 +188,8 @@ def new_silence(*, until: datetime, comment: str, author: str, now: datetime, cl
         raise SilenceRefused("a silence needs an author")
     if silence.empty and not allow_all:
         raise SilenceRefused("every matcher is '*' and no tag is given: this silences every alert of every "
-                             "cluster; narrow it (--policy, --group, --node, --tag, a --cluster other than '*') "
-                             "or pass --all")
+                             "cluster; narrow it (--policy, --group, --node, --tag, --account, --cluster-region, a "
+                             "--cluster other than '*') or pass --all")
     return silence
 
 

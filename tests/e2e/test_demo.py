@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatchcase
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from types import SimpleNamespace
 
 from hyperpod_guard.local import demo
@@ -26,13 +26,14 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     assert "NOT met" not in page
     slack = sorted((tmp_path / "slack" / "default").glob("*.json"))
     every_sns = sorted((tmp_path / "sns").glob("*.json"))
-    sns = [p for p in every_sns if not p.name.endswith("-demo-chatops.json")]  # the last scenario's: app mode
+    sns = [p for p in every_sns if not p.name.endswith("-demo-chatops.json")]  # the ChatOps scenario's: app mode
     # every SNS message reached Slack exactly once (the outage one after recovery); the rolled-back group's
     # Degraded status is part of the rollback's alert, not a message of its own (one problem, one alert);
-    # the grouped storm of 200 nodes is 2 messages (grouping, issue 17); the week before (issue 21) 10
+    # the grouped storm of 200 nodes is 2 messages (grouping, issue 17); the week before (issue 21) 10; the hub's
+    # two llm-train clusters (issue 22) 3
     week = [p for p in sns if "-fleet-" in p.name]
-    assert len(slack) == len(sns) == 19 and len(week) == 10
-    assert len({json.loads(p.read_text())["sns_message_id"] for p in slack}) == 19  # no SNS message twice
+    assert len(slack) == len(sns) == 22 and len(week) == 10
+    assert len({json.loads(p.read_text())["sns_message_id"] for p in slack}) == 22  # no SNS message twice
     # routing (issue 18): the critical messages also reach the on-call receiver, with its user group mentioned
     critical = [json.loads(p.read_text()) for p in sns]
     critical = [m for m in critical if m["attributes"]["severity"] == "critical"]
@@ -45,7 +46,7 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     # what Chatbot and email subscribers get: each SNS message's "https" and "email" per protocol
     chatbot = sorted((tmp_path / "chatbot").glob("*.json"))
     emails = sorted((tmp_path / "email").glob("*.txt"))
-    assert len(chatbot) == len(emails) == len(every_sns) == 22
+    assert len(chatbot) == len(emails) == len(every_sns) == 25
     for path in chatbot:
         validate_chatbot(json.loads(path.read_text()))
     for path in emails:
@@ -69,6 +70,30 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
         assert parent["edits"] >= 2 and "*Resolved*" in json.dumps(parent["blocks"]), parent
         assert len(replies) == 4 and replies[0].startswith("Acknowledged by maya") and "Approved by sam" in replies[1]
     assert "Not done: only the approvers may approve" in page and "replaced i-" in page
+    assert page.count("only visible to lee") == 1  # with the ChatOps scenario, not with every scenario
+    # many accounts (issue 22): the stage is a hub; llm-train in the spoke account is paged by its key, naming its
+    # account and region, and resolves; llm-train at home is an alert of its own, still firing; the same name
+    # from an account not on the allow-list is ignored, with its reason in the timeline
+    spoke = "llm-train@444455556666/us-east-1"
+    fleet = [json.loads(p.read_text()) for p in every_sns if "-llm-train" in p.name]
+    assert [(m["message"]["cluster"], m["message"]["status"], m["attributes"]["account"], m["attributes"]["region"])
+            for m in fleet] == [(spoke, "firing", "444455556666", "us-east-1"),
+                                ("llm-train", "firing", "123456789012", "us-west-2"),
+                                (spoke, "resolved", "444455556666", "us-east-1")]
+    assert len(list((tmp_path / "sns").glob("*-llm-train@444455556666_us-east-1.json"))) == 2  # '/' -> '_'
+    for receiver in ("default", demo.ONCALL):  # critical: both receivers, each payload naming where it is
+        paged = [json.dumps(json.loads(p.read_text())["payload"])
+                 for p in sorted((tmp_path / "slack" / receiver).glob("*-llm-train@*.json"))]
+        assert len(paged) == 2 and all(spoke in m and "444455556666" in m and "us-east-1" in m for m in paged)
+    spoke_mail = next(p.read_text() for p in emails if p.name.endswith("-llm-train@444455556666_us-east-1.txt"))
+    assert f"Cluster: {spoke}\nAccount: 444455556666\nRegion: us-east-1" in spoke_mail
+    fleet_alerts = {row["cluster"]: row for row in ledger if row["cluster"].startswith("llm-train")}
+    assert {key: row["state"] for key, row in fleet_alerts.items()} == {"llm-train": "firing", spoke: "resolved"}
+    assert fleet_alerts["llm-train"]["fingerprint"] != fleet_alerts[spoke]["fingerprint"]
+    timeline = (tmp_path / "timeline.txt").read_text()
+    (ignored,) = [t for t in timeline.split("\nT+") if "from 999988887777/us-east-1" in t]
+    assert "ignored: event from account '999988887777'" in ignored
+    assert "ListClusters in 4 locations" in timeline and "Many accounts: one hub" in page and spoke in page
     # the reliability report of the week (issue 21), from the archive the pipeline wrote as episodes resolved
     report = json.loads((tmp_path / "report.json").read_text())
     fleet = report["fleet"]

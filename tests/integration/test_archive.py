@@ -324,3 +324,21 @@ def test_the_reader_lists_across_days_page_by_page_and_filters_by_cluster_glob(s
     assert progress[0] == (0, 18) and progress[-1] == (18, 18) and len(progress) == 19
     assert len(list(reader.episodes(date(2026, 11, 25), date(2026, 11, 25), cluster_glob="batch-infer"))) == 3
     assert list(reader.episodes(date(2026, 11, 27), date(2026, 11, 30))) == []
+
+
+def test_the_reader_finds_a_clusters_episodes_in_every_account_by_its_name(stack):  # noqa: F811
+    """A hub archives a spoke's `ml-prod` under its key; `--cluster ml-prod` (a glob on names, as the rules')
+    reads the home one and the spoke's, and nothing of another name."""
+    make_bucket()
+    s3 = boto3.client("s3")
+    writer = ArchiveWriter(s3, BUCKET)
+    for n, cluster in enumerate(("ml-prod", "ml-prod@444455556666/us-east-1", "ml-prod-2@444455556666/us-east-1")):
+        first_seen = T0 + timedelta(minutes=n)
+        writer.put_episode(Episode(fingerprint=f"{n:020x}", cluster=cluster, policy="degraded-group",
+                                   condition="below-target", severity="warning", first_seen=first_seen,
+                                   fired_at=first_seen, resolved_at=first_seen + timedelta(minutes=30), open=False,
+                                   duration_seconds=1800.0, resolved_by="manual", summary="short of nodes"))
+    reader = ArchiveReader(s3, BUCKET)
+    read = list(reader.episodes(date(2026, 11, 24), date(2026, 11, 24), cluster_glob="ml-prod"))
+    assert sorted(e.cluster for e in read) == ["ml-prod", "ml-prod@444455556666/us-east-1"]
+    assert len(list(reader.episodes(date(2026, 11, 24), date(2026, 11, 24), cluster_glob="ml-*"))) == 3

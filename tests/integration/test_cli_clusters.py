@@ -32,7 +32,7 @@ from tests.integration.test_cli_check import (  # noqa: F401 (fixtures)
 )
 from tests.runtime_fixtures import scenario
 
-HEADERS = ["CLUSTER", "STATUS", "ORCHESTRATOR", "GROUPS", "FINDINGS"]
+HEADERS = ["ACCOUNT", "REGION", "CLUSTER", "STATUS", "ORCHESTRATOR", "GROUPS", "FINDINGS"]
 #: the scenarios `fleet()` serves, each with its row as the table must show it
 FLEET = {
     "autoscaling-failed": ("burst-infer", "InService", "eks", "2/2", "1 (1 critical)"),
@@ -59,12 +59,15 @@ def serve(name: str, *, tags: dict[str, str] | None = None, rename: str | None =
     return snapshot
 
 
-def rows(stdout: str) -> list[list[str]]:
-    """The table's rows as cells (a FINDINGS cell may hold spaces: it is the rest of the line)."""
+def rows(stdout: str, location: tuple[str, str] = (ACCOUNT, REGION)) -> list[list[str]]:
+    """The table's rows as cells from CLUSTER on (a FINDINGS cell may hold spaces: it is the rest of the line);
+    every row's ACCOUNT and REGION must be `location`."""
     lines = stdout.splitlines()
     assert lines[0].split() == HEADERS, stdout
     assert set(lines[1].replace(" ", "")) == {"-"}
-    return [line.split(maxsplit=4) for line in lines[2:]]
+    cells = [line.split(maxsplit=6) for line in lines[2:]]
+    assert {tuple(row[:2]) for row in cells} <= {location}, stdout
+    return [row[2:] for row in cells]
 
 
 def fleet() -> dict[str, tuple[str, ...]]:
@@ -97,7 +100,7 @@ def test_json_has_the_counts_by_severity_and_restricted_groups_count(env):
     by_name = {c["cluster"]: c for c in output["clusters"]}
     assert list(by_name) == sorted(by_name)
     assert by_name["nova-forge"] == {
-        "cluster": "nova-forge", "arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/nova-forge",
+        "cluster": "nova-forge", "account": ACCOUNT, "region": REGION, "arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/nova-forge",
         "status": "InService", "orchestrator": "eks", "instance_groups": {"in_service": 1, "total": 2},
         "findings": {"total": 2, "critical": 0, "warning": 2, "info": 0}, "tags": None,
     }
@@ -108,6 +111,7 @@ def test_json_has_the_counts_by_severity_and_restricted_groups_count(env):
 def test_slurm_and_failed_clusters(env):
     slurm = serve("slurm-cluster-no-orchestrator")
     _, failed = scenario("cluster-failed-with-message")
+    del failed["ClusterArn"]  # moto's ARN for it: its account is the one listed
     put_cluster(failed, region=REGION)
     result = run(env)
     assert result.returncode == 0, result.stderr
@@ -124,7 +128,7 @@ def test_no_clusters(env):
     result = run(env)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"no clusters in {REGION}\n", "")
     as_json = run(env, "--format", "json")
-    assert json.loads(as_json.stdout) == {"region": REGION, "clusters": []}
+    assert json.loads(as_json.stdout) == {"region": REGION, "clusters": [], "errors": []}
 
 
 def test_every_page_of_list_clusters_is_read(env):

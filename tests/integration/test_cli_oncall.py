@@ -67,8 +67,8 @@ def test_add_list_expire(env):
     (silence,) = listed
     assert silence["id"] == silence_id
     assert silence["author"] == "arn:aws:sts::123456789012:user/moto"  # STS GetCallerIdentity, as moto answers it
-    assert silence["matchers"] == {"cluster": "ml-prod", "policy": "*", "instance_group": "gpu-workers", "node": "*",
-                                   "tags": {"team": "llm"}}
+    assert silence["matchers"] == {"cluster": "ml-prod", "account": "*", "region": "*", "policy": "*",
+                                   "instance_group": "gpu-workers", "node": "*", "tags": {"team": "llm"}}
     until = datetime.fromisoformat(silence["until"].replace("Z", "+00:00"))
     assert timedelta(hours=3, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=4)
     text = ok(run(env, "silence", "list"))

@@ -92,7 +92,7 @@ def test_a_tag_selected_override_applies_to_the_tagged_cluster_and_its_message_c
     assert message["message"]["tags"] == {"team": "llm", "cost-center": "cc 42/ml"}
     assert json.loads(message["attributes"]["tags"]) == ["cost-center=cc 42/ml", "team=llm"]
     assert message["attributes"]["severity"] == "info"
-    assert len(message["attributes"]) == 7  # severity, cluster, policy, status, tags, receivers, account
+    assert len(message["attributes"]) == 8  # severity, cluster, policy, status, tags, receivers, account, region
     assert "tags: cost-center=cc 42/ml, team=llm" in message["message"]["text"].splitlines()
 
     assert step(runtime, untagged).outcomes[-1].notification is None  # the default: pending for 5m

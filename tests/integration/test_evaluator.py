@@ -62,7 +62,8 @@ def test_grace_then_first_then_nothing_until_repeat_then_resolved(stack, runtime
     assert [(i["reason"], i["finding"]["condition"]) for i in body["items"]] == [("first", "status-failed")]
     assert [a["condition"] for a in body["items"][0]["finding"]["details"]["also"]] == ["below-target"]
     assert first[0]["attributes"] == {"severity": "critical", "cluster": "ml-prod", "policy": '["degraded-group"]',
-                                      "status": "firing", "receivers": '["default"]', "account": "111122223333"}
+                                      "status": "firing", "receivers": '["default"]', "account": "111122223333",
+                                      "region": "us-west-2"}
     assert first[0]["subject"].startswith("[CRITICAL] ml-prod: ") and len(first[0]["subject"]) < 100
     for minutes in (30, 60, 239):
         step(runtime, event, minutes)

@@ -13,6 +13,7 @@ local/sagemaker_standin.py, validated against botocore's model.
 from __future__ import annotations
 
 import copy
+import json
 import types
 from collections import Counter
 from collections.abc import Iterator
@@ -296,3 +297,35 @@ def _clock_ahead(by: timedelta) -> Any:
             return real.datetime.now(tz) + by
 
     return types.SimpleNamespace(**{**vars(real), "datetime": Ahead})
+
+
+def put_rules(rules: dict[str, Any]) -> None:
+    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value=json.dumps(rules),
+                                      Overwrite=True)
+
+
+@pytest.mark.parametrize("hub_env", [True, False], ids=["hub", "one-account"])
+def test_rules_by_account_and_region_reach_the_right_cluster(stack: Resources, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                             hub_env: bool) -> None:
+    """An override selecting the hub's own account and region applies to its ml-prod, not to the spoke's (and,
+    in a deployment without a fleet, to its own cluster as its ARN says where it lives)."""
+    put_rules({"version": 1, "overrides": [
+        {"match": {"account": ACCOUNT, "region": REGION}, "policies": {"unhealthy-node": {"severity": "info"}}},
+        {"match": {"account": SPOKE}, "policies": {"unhealthy-node": {"severity": "warning"}}},
+    ]})
+    monkeypatch.setenv("EVENT_ACCOUNTS", f"{ACCOUNT},{SPOKE}")
+    if hub_env:
+        monkeypatch.setenv("HOME_ACCOUNT", ACCOUNT)
+        monkeypatch.setenv("FLEET_REGIONS", f"{REGION},{OTHER_REGION}")
+        monkeypatch.setenv("SPOKE_ROLE_NAME", ROLE)
+    from hyperpod_guard import aws_clients
+
+    aws_clients.reset()
+    put_unhealthy("ml-prod", ACCOUNT, REGION)
+    put_unhealthy("ml-prod", SPOKE, OTHER_REGION)
+    invoke(event_from("ml-prod", ACCOUNT, REGION))
+    if hub_env:
+        invoke(event_from("ml-prod", SPOKE, OTHER_REGION))
+    severities = {m["attributes"]["cluster"]: m["attributes"]["severity"] for m in delivered(stack)}
+    expected = {"ml-prod": "info"} | ({f"ml-prod@{SPOKE}/{OTHER_REGION}": "warning"} if hub_env else {})
+    assert severities == expected

@@ -45,6 +45,15 @@ Steps (Hypothesis rules, drawn in any order):
   as the clock passes it; redeliver_flush (SQS delivers at least once), lose_flush (a message that failed
   for good), refuse_next_flush (SNS refuses the flush's Publish: the worker raises, SQS delivers it again
   after the visibility timeout); a sweep is followed by group_wait + group_interval for its message.
+- fleet case only (issue 22): the functions run as a hub (HOME_ACCOUNT, FLEET_REGIONS, EVENT_ACCOUNTS,
+  SPOKE_ROLE_NAME, SPOKE_EXTERNAL_ID; remediation on) and the model's cluster, its nodes and its events live in
+  the spoke account 444455556666, region us-east-1: every read and remediation call goes through the spoke
+  role, and the ledger, acknowledgements and the model know the cluster by its key
+  batch-infer@444455556666/us-east-1. The silences the steps add say the spoke's account and region too. A
+  decoy, a cluster also named batch-infer at home (123456789012, us-west-2), has its group g5-batch short of
+  nodes for good (2 of 4, nodes of its own): one degraded-group alert, which the timeline's first two sweeps
+  (5m before T0 and at T0, its grace apart) see pending and then fire, and every sweep after evaluates (the
+  sweep covers every account and region).
 At the end (teardown) everything gets healthy: nodes Running, group InService at target, the clock past
 every silence, a fresh Healthy report for each node, then two sweeps a minute apart.
 
@@ -106,6 +115,19 @@ I11 Slack app mode (the `app` case, issue 20), per SNS message delivered to the 
    top-level message (their parent), every other one is a reply in its parent's thread; each parent shows as
    many alerts firing as Slack was last told are, and an acknowledgement while it lasts; at the end none
    firing.
+I12 fleet isolation (the `fleet` case, issue 22): two clusters of one name in two accounts never share anything.
+   The decoy's alerts are exactly those its first evaluations gave it (pending, then firing past its grace): the
+   ledger under its key (the bare name) holds the same fingerprints, all firing, last notified when the model
+   saw SNS accept its last item, after every step; its messages carry only those alerts, a "first" once
+   (when it fired) and afterwards only "repeat"s, none sooner than repeat_interval after the
+   previous one and one at every sweep that did not fail once repeat_interval has passed (it is never
+   resolved, escalated or remediated). Every message carries one of the two keys, and the one of the cluster it
+   is about: a message naming the model's cluster (its ARN, its nodes, its alerts) carries its key, the spoke's
+   account and region, and nothing of the decoy's; a message naming the decoy (its ARN, its nodes, its alerts)
+   carries the bare name and nothing of the model's. An event from the model's account and region is evaluated
+   as the model's cluster (the evaluator's answer names its key). Only a sweep evaluates the decoy: no other step writes its
+   ledger records (their version). No remediation request ever reaches the decoy's account and region (the
+   SageMaker stand-in's node actions at home stay empty).
 
 A failure prints the invariant, the step, and the timeline: each step with the clock (h:mm after T0), what
 SNS accepted (reason, policy/condition, scope, remediation lines) and the remediation calls made.
@@ -113,7 +135,8 @@ SNS accepted (reason, policy/condition, scope, remediation lines) and the remedi
 The timelines issue 14 reports, and two more failures the model found, are replayed through the same model
 as well (test_known_timeline), so that they are checked whatever the random search draws.
 
-Budget: per case LIFECYCLE_EXAMPLES timelines (default 12) of at most LIFECYCLE_STEPS steps (default 25),
+Budget: per case LIFECYCLE_EXAMPLES timelines (default 12; unset, the fleet case runs half as many: its sweeps
+evaluate two clusters) of at most LIFECYCLE_STEPS steps (default 25),
 and at most LIFECYCLE_SHRINK_SECONDS (default 10) to shrink what fails; the same (derandomized) timelines
 on every run unless LIFECYCLE_RANDOM=1. A long run: LIFECYCLE_EXAMPLES=200 LIFECYCLE_SHRINK_SECONDS=600.
 """
@@ -136,13 +159,15 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
+from hyperpod_guard.fleet import Location
 from hyperpod_guard.grouping import OVERDUE, FlushGroup
+from hyperpod_guard.ledger import AlertState
 from hyperpod_guard.local.slack_api_standin import SlackApiStandIn
 from hyperpod_guard.notify import delivery as slack_delivery
 from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.lifecycle_model import (
-    CLUSTER, GROUP, NODE_NAMES, NODES, TARGET, Call, ClusterState, Pipeline, Sent, cluster_event, node_health_event,
-    short, state_change_event,
+    CLUSTER, DECOY_CURRENT, DECOY_KEY, DECOY_NODES, GROUP, HOME, NODE_NAMES, NODES, TARGET, Call, ClusterState,
+    Pipeline, Sent, cluster_arn, cluster_event, node_health_event, sent_items, short, state_change_event,
 )
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -173,6 +198,10 @@ BUDGET = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if SHRINK_SECONDS else []),
     suppress_health_check=list(HealthCheck),
 )
+#: the fleet case: its sweeps list four places and evaluate two clusters, and its timelines begin with two sweeps
+#: (a timeline costs about twice one of the other cases), so by default it runs half as many timelines, for about
+#: their time; LIFECYCLE_EXAMPLES sets both
+FLEET_BUDGET = settings(BUDGET, max_examples=int(os.environ.get("LIFECYCLE_EXAMPLES", str(max(1, EXAMPLES // 2)))))
 
 nodes = st.sampled_from(sorted(NODES))
 health = st.sampled_from(["Unhealthy", "Healthy"])
@@ -224,8 +253,10 @@ class Silence:
     #: the ad-hoc silence's id (None: a silence of the rules)
     adhoc: str | None = None
 
-    def covers(self, policy: str, instance_group: str | None, node: str | None, now: datetime) -> bool:
-        values = {"cluster": CLUSTER, "policy": policy, "instance_group": instance_group, "node": node}
+    def covers(self, policy: str, instance_group: str | None, node: str | None, now: datetime,
+               where: Location = HOME) -> bool:
+        values = {"cluster": CLUSTER, "account": where.account, "region": where.region, "policy": policy,
+                  "instance_group": instance_group, "node": node}
         return self.until > now and all(
             pattern == "*" or (values[key] is not None and fnmatchcase(values[key] or "", pattern))
             for key, pattern in self.matchers.items())
@@ -276,7 +307,15 @@ class AlertLifecycle(RuleBasedStateMachine):
         #: grouping: the time of the last sweep, as of which _settle judges liveness
         self.swept_at: datetime | None = None
         self.now = T0
-        self.state = ClusterState()
+        #: where the model's cluster lives and its key (the fleet case: a spoke's, `name@account/region`)
+        self.fleet = pipeline.fleet
+        self.where = pipeline.where
+        self.key = pipeline.key
+        self.state = ClusterState(where=self.where)
+        #: the fleet case (I12): the decoy's alerts after its first evaluation, and when each was last notified
+        self.decoy: dict[str, datetime] | None = None
+        self.decoy_pending: set[str] | None = None  # ... and those of its evaluation within its grace
+        self.decoy_versions: dict[str, int] = {}  # ... and its records' versions: only a sweep writes them
         self.node_grace = timedelta(0)
         self.silences: list[Silence] = []
         self.reports: dict[str, dict[str, Report]] = {name: {} for name in NODES}
@@ -330,7 +369,14 @@ class AlertLifecycle(RuleBasedStateMachine):
             + (f"; grouping: group_wait {int(GROUP_WAIT.total_seconds())}s, group_interval {span(GROUP_INTERVAL)}"
                if self.grouped else "")
             + ("; Slack app mode (threads, updates)" if self.app else "")
-            + "; NodeRecovery None; every node Running, group InService 4/4")
+            + "; NodeRecovery None; every node Running, group InService 4/4"
+            + (f"; a hub: the cluster is {self.key}, a decoy {DECOY_KEY} at home with its group at "
+               f"{DECOY_CURRENT}/{TARGET}" if self.fleet else ""))
+        if self.fleet:  # the decoy's first evaluations, its grace apart: pending, then firing (I12's baseline)
+            self.now = T0 - GROUP_GRACE
+            self._sweep("sweep (the decoy's first evaluation: pending)")
+            self.now = T0
+            self._sweep("sweep (the decoy's alert fires)")
 
     @rule(node=nodes, status=health, lag=st.sampled_from([0, 10, 60, 300]), sns_refuses=st.booleans())
     def node_health(self, node: str, status: str, lag: int = 0, sns_refuses: bool = False) -> None:
@@ -344,7 +390,8 @@ class AlertLifecycle(RuleBasedStateMachine):
             at = self._fresh_time()
         event_id = self._event_id()
         report = Report(event_id, at, status == "Healthy")
-        delivered = self._remember(Delivered(f"{node} {report}", node_health_event(node, report.healthy, event_id, at),
+        delivered = self._remember(Delivered(f"{node} {report}", node_health_event(node, report.healthy, event_id, at,
+                                                                                          self.where),
                                              node, report))
         title = ("node-health" if not lag else f"late node-health (emitted {lag}m ago)") \
             + ("; SNS refuses the Publish" if sns_refuses else "")
@@ -369,7 +416,7 @@ class AlertLifecycle(RuleBasedStateMachine):
             raw = state_change_event(self.state, event_id, self.now)
             label = f"state change ({self.state.group_status} {self.state.group_current}/{TARGET})"
         else:
-            raw, label = cluster_event(event_id, self.now), "cluster event (capacity, Error)"
+            raw, label = cluster_event(event_id, self.now, self.where), "cluster event (capacity, Error)"
         self._deliver(self._remember(Delivered(f"{label} @{clock(self.now)} ({event_id})", raw)), kind, fresh=True)
 
     @rule(node=nodes)
@@ -474,7 +521,7 @@ class AlertLifecycle(RuleBasedStateMachine):
 
     @rule(scope=st.sampled_from(list(SILENCE_TARGETS)), minutes=st.sampled_from([30, 120, 1440]))
     def add_silence(self, scope: str, minutes: int) -> None:
-        silence = Silence(scope, SILENCE_TARGETS[scope], self.now + timedelta(minutes=minutes))
+        silence = Silence(scope, self._matchers(scope), self.now + timedelta(minutes=minutes))
         self.silences.append(silence)
         self.pipeline.push_rules(self.rules_document())
         self._step(f"rules: {silence}")
@@ -489,10 +536,16 @@ class AlertLifecycle(RuleBasedStateMachine):
     @rule(scope=st.sampled_from(list(SILENCE_TARGETS)), minutes=st.sampled_from([30, 120, 1440]))
     def add_adhoc_silence(self, scope: str, minutes: int) -> None:
         until = self.now + timedelta(minutes=minutes)
-        silence_id = self.pipeline.add_silence(SILENCE_TARGETS[scope], self.now, until, scope)
-        silence = Silence(scope, SILENCE_TARGETS[scope], until, silence_id)
+        silence_id = self.pipeline.add_silence(self._matchers(scope), self.now, until, scope)
+        silence = Silence(scope, self._matchers(scope), until, silence_id)
         self.silences.append(silence)
         self._step(f"silence add: {silence}")
+
+    def _matchers(self, scope: str) -> dict[str, str]:
+        """A silence's matchers; the fleet case: of the spoke's account and region only (the decoy is not the
+        model's to silence: I12 expects its alert to repeat)."""
+        where = {"account": self.where.account, "region": self.where.region} if self.fleet else {}
+        return {**SILENCE_TARGETS[scope], **where}
 
     @precondition(lambda self: any(s.until > self.now and s.adhoc for s in self.silences))
     @rule()
@@ -687,7 +740,7 @@ class AlertLifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not self.started or self.broken:
             return
-        self.state = ClusterState()
+        self.state = ClusterState(where=self.where)
         self.failure_since = {name: None for name in NODES}
         self.group_since = None
         self._change("end: every node Running, group InService 4/4")
@@ -787,6 +840,10 @@ class AlertLifecycle(RuleBasedStateMachine):
             assert result.invalid is None, f"harness: the evaluator rejected the event: {result.invalid}"
             # an event from our account and region, new and not stale, must be evaluated (else this test is vacuous)
             assert not (fresh and not stale and result.ignored), f"harness: a new event was ignored: {result.ignored}"
+            if result.ignored is None and result.cluster != self.key:
+                raise InvariantBroken(self._explain(
+                    "I12 (fleet isolation: an event is evaluated as its own cluster)",
+                    f"the evaluator took the event from {self.where} for the cluster {result.cluster!r}"))
             return StepOutcome(notes + ([f"ignored: {result.ignored}"] if result.ignored else []))
 
         return self._step(title, invoke, stale=stale)
@@ -813,14 +870,16 @@ class AlertLifecycle(RuleBasedStateMachine):
 
         # grouping: what the sweep owes goes out later; liveness is judged once it has (_settle)
         self.swept_at = self.now if self.grouped else None
-        return self._step(title, invoke, swept=not self.grouped)
+        return self._step(title, invoke, swept=not self.grouped, sweep=True)
 
     def _change(self, title: str) -> None:
         self.pipeline.serve(self.state)
         self._step(title)
 
     def _step(self, title: str, invoke: Callable[[], StepOutcome] | None = None, *, stale: str | None = None,
-              swept: bool = False, flush: bool = False) -> bool:
+              swept: bool = False, flush: bool = False, sweep: bool = False) -> bool:
+        """One step: `invoke` runs the functions, then every invariant is checked. `swept`: liveness is judged
+        (as of the last sweep); `sweep`: the step ran a sweep (it evaluates every cluster of every location)."""
         self.step += 1
         self.timeline.append(f"#{self.step:<3} {clock(self.now):>9}  {title}")
         if invoke is None:  # nothing ran: nothing can have been sent or done
@@ -829,7 +888,8 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.served[self.now].append((self.state.group_status, self.state.group_current, dict(self.state.node_status)))
         outcome = invoke()
         self.pipeline.flushes.stamp(self.now)  # the flushes it scheduled are due from now on
-        sent = self.pipeline.take_sent(self.now)
+        messages = self.pipeline.take_messages()
+        sent = sent_items([body for body in messages if body["cluster"] == self.key], self.now)
         calls = self.pipeline.take_calls()
         self.timeline.extend(f"{'':16}{note}" for note in outcome.notes)
         self.timeline.extend(f"{'':16}SNS  {item}" for item in sent)
@@ -837,6 +897,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         if self.grouped:
             self._check_grouping(sent, flush=flush)
         self._check(sent, calls, stale=stale, liveness=swept and not outcome.failed)
+        self._check_fleet(messages, sweep=sweep, failed=outcome.failed)
         if self.app:
             self._deliver_slack()
         self.broken = False
@@ -854,7 +915,8 @@ class AlertLifecycle(RuleBasedStateMachine):
 
     def _silence(self, policy: str, instance_group: str | None, node: str | None,
                  at: datetime | None = None) -> Silence | None:
-        return next((s for s in self.silences if s.covers(policy, instance_group, node, at or self.now)), None)
+        return next((s for s in self.silences if s.covers(policy, instance_group, node, at or self.now, self.where)),
+                    None)
 
     def _explain(self, invariant: str, detail: str) -> str:
         legend = ", ".join(f"{name} = {instance}" for name, instance in NODES.items())
@@ -931,6 +993,104 @@ class AlertLifecycle(RuleBasedStateMachine):
                     "I10 (no repeat while acknowledged)",
                     f"repeat for {item.alert}, acknowledged "
                     + ("until resolved" if until is None else f"until {clock(until)}")))
+
+    def _check_fleet(self, messages: list[dict[str, Any]], *, sweep: bool, failed: bool) -> None:
+        """I12: every message carries the key of the cluster it is about (every case: the model's key); the
+        fleet case: the decoy keeps exactly the alert of its first evaluation, repeated as the rules say, and no
+        remediation request reaches its account and region."""
+        keys = {self.key, DECOY_KEY} if self.fleet else {self.key}
+        decoy_alerts = set(self.decoy or ())
+        for body in messages:
+            key, items = body["cluster"], body["items"]
+            nodes = {item["finding"].get("node") for item in items}
+            fingerprints = {item["finding"]["fingerprint"] for item in items}
+            # what the message is about, by what it names (not by its key): the cluster's ARN, nodes, alerts
+            about_model = (body.get("cluster_arn") == cluster_arn(self.where) or bool(nodes & set(NODE_NAMES))
+                           or bool(fingerprints & set(self.accepted)))
+            about_decoy = self.fleet and (body.get("cluster_arn") == cluster_arn(HOME) or bool(nodes & set(DECOY_NODES))
+                                          or bool(fingerprints & decoy_alerts))
+            label = "; ".join(f"{item['reason']} {item['finding']['policy']}/{item['finding'].get('condition', '')} "
+                              f"{short(item['finding'].get('node') or item['finding'].get('instance_group') or '')}"
+                              for item in items)
+            wrong = (f"carries the key {key!r}, of no cluster here" if key not in keys else
+                     "names both clusters" if about_model and about_decoy else
+                     f"is about the model's cluster ({self.key}) and carries the key {key!r}"
+                     if about_model and key != self.key else
+                     f"is about the decoy ({DECOY_KEY}) and carries the key {key!r}" if about_decoy and key != DECOY_KEY
+                     else None)
+            where = HOME if key == DECOY_KEY and self.fleet else self.where
+            said_where = (body.get("account"), body.get("region"))
+            if wrong is None and self.fleet and said_where != (where.account, where.region):
+                wrong = (f"carries the key {key!r} and says account {body.get('account')}, region {body.get('region')} "
+                         f"(the cluster is in {where})")
+            if wrong is None and any(item["finding"].get("cluster", key) != key for item in items):
+                wrong = f"carries the key {key!r} and items of {sorted({i['finding'].get('cluster') for i in items})}"
+            if wrong:
+                raise InvariantBroken(self._explain(
+                    "I12 (fleet isolation: a message carries its own cluster's key)",
+                    f"a message [{label}] (ARN {body.get('cluster_arn')}) {wrong}"))
+        if not self.fleet:
+            return
+        decoy_items = [item for body in messages if body["cluster"] == DECOY_KEY for item in body["items"]]
+        records = self.pipeline.ledger(DECOY_KEY)
+        said = "; ".join(f"{r.policy}/{r.condition} {r.instance_group or ''} {r.state.value}" for r in records.values())
+        self.timeline.extend(f"{'':16}DECOY {item['reason']:<10} {item['finding']['policy']}/"
+                             f"{item['finding'].get('condition', '')} {item['finding'].get('instance_group') or ''}"
+                             for item in decoy_items)
+        if self.decoy is None:  # its first two sweeps (setup): its alert pending, then past its grace firing and paged
+            pending = self.decoy_pending is None
+            want = AlertState.PENDING if pending else AlertState.FIRING
+            firsts = sorted(item["finding"]["fingerprint"] for item in decoy_items if item["reason"] == "first")
+            if (not sweep or failed or not records or any(r.state is not want for r in records.values())
+                    or not (pending or set(records) == self.decoy_pending) or len(firsts) != len(decoy_items)
+                    or firsts != ([] if pending else sorted(records))):
+                raise InvariantBroken(self._explain(
+                    "I12 (fleet isolation: the decoy's first evaluations)",
+                    f"expected its alert {want.value}{'' if pending else ' and paged once'}; its ledger says "
+                    f"[{said or 'nothing'}], its messages [{', '.join(i['reason'] for i in decoy_items) or 'none'}]"))
+            if pending:
+                self.decoy_pending = set(records)
+            else:
+                self.decoy = dict.fromkeys(records, self.now)
+            self.decoy_versions = {fingerprint: record.version for fingerprint, record in records.items()}
+            return
+        for item in decoy_items:
+            fingerprint, reason = item["finding"]["fingerprint"], item["reason"]
+            previous = self.decoy.get(fingerprint)
+            if previous is None or reason != "repeat" or not sweep or self.now - previous < REPEAT:
+                raise InvariantBroken(self._explain(
+                    "I12 (fleet isolation: the decoy's alerts are those of its first evaluation)",
+                    f"{reason} for the decoy's {item['finding']['policy']}/{item['finding'].get('condition', '')} "
+                    + ("(an alert it did not have)" if previous is None else
+                       f"{span(self.now - previous)} after its previous notification at {clock(previous)}"
+                       f" (only repeats, by a sweep, every {span(REPEAT)})")))
+            self.decoy[fingerprint] = self.now
+        owed = [clock(at) for at in self.decoy.values() if self.now - at >= REPEAT]
+        if sweep and not failed and owed:
+            raise InvariantBroken(self._explain(
+                "I12 (fleet isolation: the decoy's alert repeats as the rules say)",
+                f"no repeat for the decoy's alert, last notified at {', '.join(owed)} "
+                f"(repeat_interval {span(REPEAT)})"))
+        if set(records) != set(self.decoy) or any(
+                r.state is not AlertState.FIRING or r.last_notified != self.decoy[f] for f, r in records.items()):
+            raise InvariantBroken(self._explain(
+                "I12 (fleet isolation: the decoy's alerts are those of its first evaluation)",
+                f"its ledger says [{said}] (last notified "
+                f"{', '.join(clock(r.last_notified) if r.last_notified else 'never' for r in records.values())}); "
+                f"expected {len(self.decoy)} alert(s) firing, notified at "
+                f"{', '.join(clock(at) for at in self.decoy.values())}"))
+        versions = {fingerprint: record.version for fingerprint, record in records.items()}
+        if not sweep and versions != self.decoy_versions:
+            raise InvariantBroken(self._explain(
+                "I12 (fleet isolation: only a sweep evaluates the decoy)",
+                f"a step that evaluated the model's cluster only wrote the decoy's alert [{said}] (versions "
+                f"{sorted(self.decoy_versions.values())} -> {sorted(versions.values())})"))
+        self.decoy_versions = versions
+        actions = self.pipeline.decoy_actions()
+        if actions:
+            raise InvariantBroken(self._explain(
+                "I12 (fleet isolation: no remediation reaches the decoy's account and region)",
+                f"the SageMaker API at {HOME} received {actions}"))
 
     def _check(self, sent: list[Sent], calls: list[Call], *, stale: str | None, liveness: bool) -> None:
         now = self.now
@@ -1078,21 +1238,24 @@ def slack_app(monkeypatch: pytest.MonkeyPatch, app: bool) -> Iterator[SlackApiSt
         yield standin
 
 
-@pytest.mark.parametrize(("remediation", "grouped", "app"),
-                         [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
-                         ids=["remediation", "no-remediation", "grouped", "app"])
+@pytest.mark.parametrize(("remediation", "grouped", "app", "fleet"),
+                         [(True, False, False, False), (False, False, False, False), (True, True, False, False),
+                          (True, False, True, False), (True, False, False, True)],
+                         ids=["remediation", "no-remediation", "grouped", "app", "fleet"])
 def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool, grouped: bool,
-                               app: bool) -> None:
+                               app: bool, fleet: bool) -> None:
     """Without remediation too: Hypothesis stops looking 10s after its first failure, and the alerting
     invariants deserve a search of their own. `grouped`: grouping on (issue 17), with remediation. `app`:
-    every message also goes through the Slack notifier in app mode (issue 20), with remediation."""
+    every message also goes through the Slack notifier in app mode (issue 20), with remediation. `fleet`: the
+    functions are a hub, the cluster lives in a spoke account and region, a decoy of its name at home (issue
+    22), with remediation."""
     from hypothesis.internal.conjecture import engine
 
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)  # documented as monkeypatchable
     with slack_app(monkeypatch, app) as slack:
-        pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped, slack=slack)
+        pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped, slack=slack, fleet=fleet)
         factory = cast("type[RuleBasedStateMachine]", lambda: AlertLifecycle(pipeline, remediation))  # any callable
-        run_state_machine_as_test(factory, settings=BUDGET)
+        run_state_machine_as_test(factory, settings=FLEET_BUDGET if fleet else BUDGET)
 
 
 #: Timelines written as Hypothesis prints a falsifying example, replayed on every run: issue 14's items, and
@@ -1210,3 +1373,27 @@ def test_known_timeline_app(aws: str, monkeypatch: pytest.MonkeyPatch,
         machine.setup(node_grace=0)
         timeline(machine)
         machine.teardown()
+
+
+#: the fleet (issue 22): the cluster in a spoke account and region, a decoy of its name at home (I12)
+FLEET_TIMELINES: list[Any] = [
+    pytest.param(lambda m: (m.node_health("n1", "Unhealthy"), m.advance(61), m.flip_node("n2"), m.sweep(),
+                            m.add_silence("cluster", 30), m.advance(241), m.sweep(sns_refuses=True),
+                            m.acknowledge("n2", None), m.advance(241), m.sweep()),
+                 id="fleet-spoke-rebooted-through-its-role-decoy-repeats-apart"),
+    # found by the random search with fleet.cluster_key mutated to the bare name: the spoke's event read the
+    # decoy at home and repeated its alert
+    pytest.param(lambda m: (m.add_adhoc_silence("cluster", 30), m.cluster_trigger("state change"),
+                            m.group_status("InService", 0), m.advance(241), m.group_status("InService", 0),
+                            m.redeliver(back=0)),
+                 id="fleet-spoke-event-never-touches-the-decoy"),
+]
+
+
+@pytest.mark.parametrize("timeline", FLEET_TIMELINES)
+def test_known_timeline_fleet(aws: str, monkeypatch: pytest.MonkeyPatch,
+                              timeline: Callable[[AlertLifecycle], object]) -> None:
+    machine = AlertLifecycle(Pipeline(aws, monkeypatch.setenv, fleet=True), remediation=True)
+    machine.setup(node_grace=0)
+    timeline(machine)
+    machine.teardown()

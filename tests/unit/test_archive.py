@@ -133,6 +133,15 @@ def test_the_key_is_the_resolved_day_the_cluster_and_the_episode():
     assert episode_key(episode) == f"episodes/dt=2026-11-25/ml-prod/{episode.fingerprint}-20261124T120000Z.json"
 
 
+def test_a_cluster_elsewhere_in_a_fleet_is_one_folder_named_by_its_key():
+    """A spoke's cluster key holds '/' (`name@account/region`): escaped, the folder stays one path segment."""
+    at = datetime(2026, 11, 25, 0, 30, tzinfo=UTC)
+    episode = Episode.from_record(resolved(at), now=at, cluster="ml-prod@444455556666/us-east-1",
+                                  account="444455556666", region="us-east-1", tags={}, actions=[])
+    assert episode_key(episode) == (f"episodes/dt=2026-11-25/ml-prod@444455556666%2Fus-east-1/"
+                                    f"{episode.fingerprint}-20261124T120000Z.json")
+
+
 def cluster_event(description: str) -> object:
     return parse_event({"detail-type": "SageMaker HyperPod Cluster Event", "source": "aws.sagemaker", "detail": {
         "EventDetails": {"EventId": "e", "ClusterName": "ml-prod", "Description": description}}})

@@ -39,3 +39,15 @@ def test_powertools_default_ssm_provider_uses_our_client_and_reset_drops_it(sess
     assert len(sessions) == 1
     aws_clients.reset()
     assert "ssm" not in base.DEFAULT_PROVIDERS
+
+
+def test_located_sessions_share_the_process_loader_without_growing_it(sessions: list[object]) -> None:
+    """A spoke's session (fleet.py) reads botocore's service models through the process's loader (loaded once
+    per cold start), and making one per account and region does not add to the loader's search paths."""
+    aws_clients.client("sagemaker")
+    loader = aws_clients.session()._session.get_component("data_loader")
+    paths = list(loader.search_paths)
+    located = [aws_clients.located_session(region) for region in ("us-east-1", "eu-west-1", "ap-south-1")]
+    assert all(s._session.get_component("data_loader") is loader for s in located)
+    assert loader.search_paths == paths
+    assert aws_clients.located_session("us-east-1") is located[0]  # one per account and region

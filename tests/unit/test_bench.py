@@ -127,6 +127,11 @@ def test_app_mode_runs_are_checked_against_the_queue_and_the_slack_stand_in(queu
     ("endpoint", {"statusCode": 401, "body": ""}, False),
     ("notifier_app", {"sent": 1, "dropped": 0}, True),
     ("notifier_app", {"sent": 0, "dropped": 1}, False),
+    # issue 22: a spoke's event notifies, keyed as a cluster of the spoke's account and region
+    ("evaluator_spoke", {"cluster": "spoke-3@444455556666/us-east-1", "notifications": 1}, True),
+    ("evaluator_spoke", {"cluster": "spoke-3@444455556666/us-east-1", "notifications": 0}, False),  # read elsewhere
+    ("evaluator_spoke", {"cluster": "spoke-3", "notifications": 1}, False),  # taken for a home cluster
+    ("evaluator_spoke", {"ignored": "event from region 'us-east-1', not this function's region"}, False),
 ])
 def test_each_run_is_checked(kind: str, result: dict[str, Any], ok: bool) -> None:
     if ok:
@@ -134,6 +139,38 @@ def test_each_run_is_checked(kind: str, result: dict[str, Any], ok: bool) -> Non
     else:
         with pytest.raises(RuntimeError):
             cold_path._check(kind, result)
+
+
+SPOKE_ROLE = ["arn:aws:iam::444455556666:role/hyperpod-guard-spoke", "hyperpod-guard", "hyperpod-guard"]
+
+
+@pytest.mark.parametrize(("assumed", "ok"), [
+    ([SPOKE_ROLE, SPOKE_ROLE], True),
+    ([SPOKE_ROLE], False),  # a run whose process did not assume the role (its cluster read as the hub)
+    ([SPOKE_ROLE] * 3, False),  # one run assumed it twice (no session kept)
+    ([SPOKE_ROLE, [*SPOKE_ROLE[:2], None]], False),  # without the external id the spoke's trust requires
+    ([SPOKE_ROLE, [SPOKE_ROLE[0].replace("hyperpod-guard-spoke", "other"), *SPOKE_ROLE[1:]]], False),
+])
+def test_spoke_runs_are_checked_against_the_roles_moto_saw_assumed(assumed: list[list[str | None]], ok: bool) -> None:
+    stage = {"assumed_roles": assumed}
+    if ok:
+        cold_path._check_spoke(["spoke-1", "spoke-9"], stage)
+    else:
+        with pytest.raises(RuntimeError):
+            cold_path._check_spoke(["spoke-1", "spoke-9"], stage)
+
+
+def test_the_spoke_run_is_the_home_run_in_a_hubs_environment() -> None:
+    """Comparable with cold_event (the same snippet and event, from the spoke); its environment makes a hub
+    that believes the spoke's account and region and assumes the role _check_spoke expects."""
+    from hyperpod_guard.fleet import FleetSettings, Location
+
+    assert cold_path.SNIPPETS["evaluator_spoke"] == cold_path.SNIPPETS["evaluator"]
+    assert "evaluator_spoke" in cold_path.VARIANTS["deployed"].snippets
+    hub = FleetSettings.from_env(dict(cold_path._fleet_environment(), AWS_REGION=cold_path.REGION))
+    assert hub.home == Location(cold_path.ACCOUNT, cold_path.REGION)
+    assert cold_path.SPOKE in hub.accounts and cold_path.SPOKE_REGION in hub.regions
+    assert [hub.role_arn(cold_path.SPOKE), "hyperpod-guard", hub.external_id] == SPOKE_ROLE
 
 
 def test_every_variant_measures_the_endpoint_and_the_app_mode_notifier() -> None:

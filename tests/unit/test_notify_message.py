@@ -29,7 +29,8 @@ def notification(tags: dict[str, str] | None) -> Notification:
 def test_tags_attribute(tags, attribute):
     attributes = notification(tags).attributes()
     # `receivers`: where the rules' routing sends the items (here none routed: the default receiver)
-    assert set(attributes) == {"severity", "cluster", "policy", "status", "receivers"} | ({"tags"} if attribute else set())
+    assert set(attributes) == {"severity", "cluster", "policy", "status", "receivers", "region"} | (
+        {"tags"} if attribute else set())
     assert json.loads(attributes["receivers"]["StringValue"]) == ["default"]
     if attribute:
         assert attributes["tags"]["DataType"] == "String.Array"
@@ -39,7 +40,7 @@ def test_tags_attribute(tags, attribute):
 def test_fifty_tags_are_still_one_attribute():
     tags = {f"k{i:02d}": "v" * 256 for i in range(50)}  # AWS: at most 50 tags, values up to 256 characters
     attributes = notification(tags).attributes()
-    assert len(attributes) == 6 <= ATTRIBUTE_LIMIT  # severity, cluster, policy, status, receivers, tags
+    assert len(attributes) == 7 <= ATTRIBUTE_LIMIT  # severity, cluster, policy, status, receivers, region, tags
     assert len(json.loads(attributes["tags"]["StringValue"])) == 50
 
 

@@ -200,8 +200,8 @@ def test_the_schema_describes_routing_and_agrees_with_the_model():
     route_ = schema["$defs"]["Route"]["properties"]
     assert set(route_) == {"match", "receivers", "mention", "continue"}
     assert all(route_[key].get("description") for key in route_)
-    assert set(schema["$defs"]["RouteMatch"]["properties"]) == {"cluster", "tags", "severity", "policy",
-                                                                "instance_group"}
+    assert set(schema["$defs"]["RouteMatch"]["properties"]) == {"cluster", "account", "region", "tags", "severity",
+                                                                "policy", "instance_group"}
     validator.validate(routing_doc(routes=ROUTES, default=["default"]))
     for bad in ({"receivers": ["ML"]}, {"receivers": ["a"], "mention": "@oncall"},
                 {"receivers": ["a"], "match": {"policy": ["nope"]}}, {"receivers": ["a"], "match": {"x": 1}}):

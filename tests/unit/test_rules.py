@@ -222,7 +222,7 @@ def test_for_tags_resolves_tag_selectors_and_keeps_name_globs():
 def test_schema_shows_the_tag_selector():
     schema = rules_schema()
     match = schema["$defs"]["ClusterMatch"]["properties"]
-    assert set(match) == {"cluster", "tags"}
+    assert set(match) == {"cluster", "account", "region", "tags"}
     assert match["tags"]["type"] == "object"
     assert match["tags"]["additionalProperties"] == {"type": "string", "maxLength": 256}
     assert "exactly this value" in match["tags"]["description"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from ..fleet import Location, location_of, name_of
 from ..notify.buttons import SILENCE_FOR, ActionId
 from ..silences import SilenceStore, new_silence
 from ..timeutil import format_duration, isoformat
@@ -95,12 +96,13 @@ def silence_id(click: Interaction) -> str:
 
 class Actions:
     """Carries clicks out: the ledger, the approvals, the silences, Slack's Web API and the alerts' threads,
-    and the work queue the worker evaluates from (None: an approved action runs at the next sweep)."""
+    and the work queue the worker evaluates from (None: an approved action runs at the next sweep). `home`: a
+    hub's own account and region (fleet.py; None: one account), where a cluster's bare key lives."""
 
     def __init__(self, *, ledger: LedgerStore, approvals: ApprovalStore, silences: SilenceStore, api: SlackWebApi,
-                 threads: ThreadStore, work: WorkQueue | None):
+                 threads: ThreadStore, work: WorkQueue | None, home: Location | None = None):
         self.ledger, self.approvals, self.silences = ledger, approvals, silences
-        self.api, self.threads, self.work = api, threads, work
+        self.api, self.threads, self.work, self.home = api, threads, work, home
 
     def carry_out(self, click: Interaction, chatops: ChatOps, now: datetime) -> Result:
         groups: dict[str, frozenset[str]] = {}
@@ -161,10 +163,13 @@ class Actions:
         record = self.ledger.get(value.cluster, value.fingerprint, value.node)
         if record is None:
             return self._refuse(click, "cannot silence: no such alert (it may have been resolved and removed)")
+        where = location_of(record.cluster, self.home)  # a hub's: never its spokes' clusters of the same name
         silence = new_silence(
             until=now + duration, now=now, author=f"{click.user_name} ({click.user_id}) via Slack",
             comment=f"silenced from {click.message}: {record.policy} {record.scope}",
-            cluster=glob.escape(record.cluster), policy=glob.escape(record.policy),
+            # the cluster by its name, and, in a fleet, by its account and region (fleet.py)
+            cluster=glob.escape(name_of(record.cluster)), account=where.account if where else "*",
+            region=where.region if where else "*", policy=glob.escape(record.policy),
             instance_group=glob.escape(record.instance_group) if record.instance_group else "*",
             node=glob.escape(record.node) if record.node else "*", silence_id=silence_id(click),
         )

@@ -29,7 +29,8 @@ from ..engine import Evaluation
 from ..errors import HyperPodGuardError, InvalidRulesError
 from ..events import IgnoredEvent
 from ..findings import Finding
-from ..rules import DEFAULT_RULES, ClusterRules, Rules, load_rules
+from ..fleet import Location, location_of
+from ..rules import DEFAULT_RULES, ClusterRules, Rules, account_glob, load_rules, region_glob
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -130,6 +131,66 @@ def add_prefix_option(parser: argparse._ActionsContainer) -> None:
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", metavar="REGION", help="AWS region (default: from the environment/profile)")
     parser.add_argument("--profile", metavar="PROFILE", help="AWS named profile")
+
+
+# Where a cluster lives (fleet.py): `--account` and `--cluster-region`. Not `--region`, which every command
+# already takes for the AWS region its own calls go to (the hub's, where the ledger and the rules are).
+
+
+def _glob_type(check: Any) -> Any:
+    def parse(value: str) -> str:
+        try:
+            return str(check(value))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def add_location_filters(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--account GLOB` and `--cluster-region GLOB` (default '*'): only the `what` of clusters in a matching
+    account and region. A cluster of the hub's own account and region (a bare key) is matched as the
+    caller's account and the command's AWS region (home_location)."""
+    parser.add_argument("--account", default="*", metavar="GLOB", type=_glob_type(account_glob),
+                        help=f"only {what} of clusters in these AWS accounts: an account id or a glob over "
+                        "digits (default: *)")
+    parser.add_argument("--cluster-region", default="*", metavar="GLOB", type=_glob_type(region_glob),
+                        help=f"only {what} of clusters in these regions: a region or a glob, e.g. 'eu-*' "
+                        "(default: *; --region is the AWS region the command itself calls)")
+
+
+def filters_location(args: argparse.Namespace) -> bool:
+    """Whether --account or --cluster-region narrows what is shown (only then is home looked up)."""
+    return args.account != "*" or args.cluster_region != "*"
+
+
+def add_location_options(parser: argparse.ArgumentParser) -> None:
+    """`--account ID --cluster-region REGION`: where the cluster lives (`cluster_location`)."""
+    parser.add_argument("--account", metavar="ID",
+                        help="the cluster's AWS account id, with --cluster-region (default: the key's, if "
+                        "--cluster is name@account/region; else unknown, which only account and region "
+                        "matchers '*' match)")
+    parser.add_argument("--cluster-region", metavar="REGION",
+                        help="the cluster's region, with --account (--region is the AWS region the command calls)")
+
+
+def cluster_key_location(cluster: str) -> Location | None:
+    """The location a `--cluster` key names (name@account/region), or None for a bare name."""
+    try:
+        return location_of(cluster)
+    except ValueError as exc:
+        raise BadInput(f"--cluster {cluster!r}: {exc}") from None
+
+
+def cluster_location(args: argparse.Namespace) -> Location | None:
+    """The location `--account` and `--cluster-region` give (both or neither), or None."""
+    if args.account is None and args.cluster_region is None:
+        return None
+    if args.account is None or args.cluster_region is None:
+        raise BadInput("--account and --cluster-region go together: a cluster's location is both")
+    try:
+        return Location.parse(f"{args.account.strip()}/{args.cluster_region.strip()}")
+    except ValueError as exc:
+        raise BadInput(f"--account/--cluster-region: {exc}") from None
 
 
 def tag_pair(value: str) -> tuple[str, str]:
@@ -257,3 +318,14 @@ def caller_arn(args: argparse.Namespace, config: Config = CLI_CONFIG) -> str:
     sts = aws_client(args, "sts", "STS", config)
     with aws_errors("STS"):
         return str(sts.get_caller_identity()["Arn"])
+
+
+def home_location(args: argparse.Namespace, region: str | None, config: Config = CLI_CONFIG) -> Location:
+    """Where a cluster with a bare key lives, as the CLI sees it: the caller's account (STS GetCallerIdentity)
+    and `region` (the command's AWS region: the hub's, where its ledger is)."""
+    sts = aws_client(args, "sts", "STS", config)
+    with aws_errors("STS"):
+        account = str(sts.get_caller_identity()["Account"])
+    if not region:
+        raise AwsUnavailable("no AWS region; pass --region or set AWS_REGION")
+    return Location(account, region)

@@ -7,7 +7,10 @@ policy and severity, the routes an alert about the whole cluster takes and its r
 Where the rules come from: `--rules FILE` (or `-`, stdin) offline; otherwise the rules in SSM
 (RulesStore, as the evaluator reads them). Ad-hoc silences come from the ledger table: always
 without --rules (a table that cannot be read is a warning), with --rules only when --table is
-given. Tags are those given with --tags (explain does not read the cluster).
+given. Tags are those given with --tags (explain does not read the cluster). Where the cluster
+lives: `--account ID --cluster-region REGION`, or the key `--cluster name@account/region` (fleet.py);
+neither: unknown, so only account and region matchers '*' match (a cluster of the hub's own account
+and region: give its location).
 
 Exit codes: 0 explained; 1 the rules in SSM are invalid (explained with what the evaluator would
 use instead); 2 bad input or AWS unreachable, one `error: ...` line.
@@ -25,8 +28,9 @@ from typing import Any
 from .. import naming
 from ..errors import InvalidRulesError
 from ..findings import Severity
+from ..fleet import Location, location_of
 from ..policies import REGISTRY
-from ..policy_settings import glob_match, remediation_of
+from ..policy_settings import remediation_of
 from ..routing import decide, describe_routes
 from ..rules import Routing, Rules, load_rules_text
 from ..rules_store import DEFAULT_RULES_PATH, RulesStore
@@ -39,9 +43,12 @@ from .common import (
     BadInput,
     add_aws_options,
     add_format_option,
+    add_location_options,
     add_tags_option,
     aws_client,
     aws_errors,
+    cluster_key_location,
+    cluster_location,
     exit_codes,
     read_text,
     table,
@@ -51,9 +58,11 @@ from .silence import BAD_INPUT, now, silence_store
 
 
 def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, silences: list[AdHocSilence],
-                at: datetime) -> dict[str, Any]:
-    """What the evaluator would apply to `cluster` (with `tags`; None: unknown) at `at`: pure."""
-    resolved = rules.resolve(cluster, tags, silences)
+                at: datetime, location: Location | None = None) -> dict[str, Any]:
+    """What the evaluator would apply to `cluster` (its key; with `tags`, None: unknown) at `at`, the
+    cluster living at `location` (None: the key's own, if qualified): pure."""
+    location = location or location_of(cluster)
+    resolved = rules.resolve(cluster, tags, silences, location)
     policies = {}
     alerts: list[tuple[str, Severity]] = []  # (policy, severity) of the alerts the cluster can have
     for name in REGISTRY:
@@ -70,31 +79,38 @@ def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, sile
     overrides = []
     for index, override in enumerate(rules.overrides):
         match = override.match
-        if not match.matches(cluster, tags):
+        if not match.matches(cluster, tags, location):
             continue
         by = [f"name {match.cluster!r}"] if match.cluster != "*" else []
+        by += [f"{what} {value!r}" for what, value in (("account", match.account), ("region", match.region))
+               if value != "*"]
         by += [f"tag {key}={value}" for key, value in sorted(match.tags.items())]
         overrides.append({"index": index, "by": by or ["every cluster"],
                           "policies": override.policies.model_dump(mode="json", by_alias=True, exclude_unset=True)})
     rule_silences = [
         {"index": index, "matchers": s.matchers.model_dump(), "until": isoformat(s.until), "comment": s.comment}
         for index, s in enumerate(rules.silences)
-        if s.until and s.until > at and glob_match(s.matchers.cluster, cluster)
+        if s.until and s.until > at and s.matchers.applies_to(cluster, location)
     ]
-    adhoc = [s.to_dict() for s in resolved.adhoc if s.active(at) and s.tags_match(tags)]
-    return {"cluster": cluster, "tags": dict(tags) if tags is not None else None, "at": isoformat(at),
+    # resolve() binds the ad-hoc silences to the cluster: show each as it was written
+    bound = {s.id for s in resolved.adhoc if s.active(at) and s.tags_match(tags)}
+    adhoc = [s.to_dict() for s in silences if s.id in bound]
+    return {"cluster": cluster, "location": str(location) if location else None,
+            "tags": dict(tags) if tags is not None else None, "at": isoformat(at),
             "policies": policies, "overrides": overrides, "rules_silences": rule_silences, "adhoc_silences": adhoc,
-            "routing": routing_explanation(rules.routing, cluster, tags, alerts, None)}
+            "routing": routing_explanation(rules.routing, cluster, tags, alerts, None, location)}
 
 
 def routing_explanation(routing: Routing, cluster: str, tags: Mapping[str, str] | None,
-                        alerts: Iterable[tuple[str, Severity]], instance_group: str | None) -> dict[str, Any]:
+                        alerts: Iterable[tuple[str, Severity]], instance_group: str | None,
+                        location: Location | None = None) -> dict[str, Any]:
     """Where alerts of `cluster` with these (policy, severity) go, about `instance_group` (None: about
-    the whole cluster, so routes that match on an instance group are listed as not tried): pure."""
+    the whole cluster, so routes that match on an instance group are listed as not tried), the cluster
+    living at `location` (None: the key's own, if qualified): pure."""
     rows = []
     for policy, severity in alerts:
         decision = decide(routing, cluster=cluster, policy=policy, severity=severity, instance_group=instance_group,
-                          tags=tags)
+                          tags=tags, location=location)
         rows.append({"policy": policy, "severity": severity.value, "routes": list(decision.routes),
                      "receivers": [ref.model_dump(mode="json") for ref in decision.receivers]})
     by_group = [index for index, r in enumerate(routing.routes) if r.match.instance_group != "*"]
@@ -138,7 +154,8 @@ def render_text(data: dict[str, Any]) -> str:
     tags = data["tags"]
     tag_text = ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) if tags else \
         "none given (overrides and silences that select by tag do not match)"
-    lines = [f"cluster {data['cluster']} (tags: {tag_text}) at {data['at']}", "", "policies:"]
+    where = f" in {data['location']}" if data.get("location") else ""
+    lines = [f"cluster {data['cluster']}{where} (tags: {tag_text}) at {data['at']}", "", "policies:"]
     for name, p in data["policies"].items():
         remediation = p["remediation"]
         fix = "-" if not remediation or not remediation["enabled"] else (
@@ -193,6 +210,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not cluster:
         raise BadInput("--cluster must not be empty")
     tags = tags_of(args)
+    location = cluster_location(args) or cluster_key_location(cluster)
     rules, error = read_rules(args)
     at = now()
     silences: list[AdHocSilence] | None = None
@@ -207,7 +225,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if args.rules is not None:
                 raise
             print(f"warning: ad-hoc silences not read: {exc}", file=sys.stderr)
-    data = explanation(rules, cluster, tags, silences or [], at)
+    data = explanation(rules, cluster, tags, silences or [], at, location)
     if silences is None:
         data["adhoc_silences"] = None
     return print_explained(data, error, args.format, render_text)
@@ -229,6 +247,7 @@ EPILOG = """\
 examples:
   hyperpod-guard explain --cluster llm-train-prod --tags team=research env=prod
   hyperpod-guard explain --cluster llm-train-prod --rules rules/defaults.json --format json
+  hyperpod-guard explain --cluster ml-prod --account 444455556666 --cluster-region us-east-1
 
 """ + exit_codes("explained", "the rules in SSM are invalid (explained with the rules the evaluator uses instead)",
                 BAD_INPUT)
@@ -246,7 +265,9 @@ def add_explain_command(commands: Any) -> None:
         "(without --rules, or with --table). One alert, instance group included: `routes test`.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    explain.add_argument("--cluster", required=True, metavar="NAME", help="the cluster's name")
+    explain.add_argument("--cluster", required=True, metavar="NAME",
+                         help="the cluster's name (or its key name@account/region)")
+    add_location_options(explain)
     add_tags_option(explain, "a tag of the cluster, repeatable (default: none known; explain does not read them)")
     explain.add_argument("--rules", metavar="FILE", help="rules JSON, '-' for stdin (default: the rules in SSM)")
     explain.add_argument("--path", default=DEFAULT_RULES_PATH, metavar="PATH",

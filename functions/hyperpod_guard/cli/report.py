@@ -7,6 +7,11 @@ period's days; and the firing alerts of the ledger (LedgerStore.open_alerts, no 
 episodes. Pending alerts are not incidents (yet). A progress line is drawn on stderr when it is
 a terminal and the reading takes a moment.
 
+Many accounts and regions (fleet.py): `--account` and `--cluster-region` keep the episodes (and repairs)
+whose cluster is in a matching account and region, as the archive recorded them; an open alert of a
+cluster of the hub's own account and region (a bare key) is at the caller's account and the command's
+AWS region. The report's header says what it was narrowed to.
+
 Exit codes: 0 report written; 2 bad input (a period that does not parse or is empty) or AWS
 unreachable (no credentials, no such bucket or table), one `error: ...` line.
 """
@@ -25,8 +30,18 @@ from botocore.exceptions import ClientError
 
 from .. import naming
 from ..archive import ArchiveReader, Episode, RepairFact, open_episodes, with_open
+from ..fleet import Location
+from ..ledger import AlertRecord
 from ..ledger_store import LedgerStore
-from ..reliability import ReliabilityReport, build_report, render_csv, render_html, render_json, render_text
+from ..reliability import (
+    ReliabilityReport,
+    build_report,
+    in_place,
+    render_csv,
+    render_html,
+    render_json,
+    render_text,
+)
 from ..timeutil import isoformat, parse_duration, parse_timestamp
 from .clusters import Progress
 from .common import (
@@ -35,10 +50,12 @@ from .common import (
     AwsUnavailable,
     BadInput,
     add_aws_options,
+    add_location_filters,
     add_prefix_option,
     aws_client,
     aws_errors,
     exit_codes,
+    filters_location,
 )
 
 RENDERERS: dict[str, Callable[[ReliabilityReport], str]] = {
@@ -95,13 +112,19 @@ def read_period(reader: ArchiveReader, start: datetime, end: datetime, now: date
     return episodes, repairs
 
 
+def opened(records: list[AlertRecord], now: datetime, home: Location | None) -> list[Episode]:
+    """The ledger's firing alerts as open episodes, each at its cluster's location (a bare key's: `home`)."""
+    return open_episodes(records, now=now, account=home.account if home else None,
+                         region=home.region if home else None)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = period(args.since, args.until, now)  # bad input before any AWS call
     s3 = aws_client(args, "s3", "S3")
     region = s3.meta.region_name
     account = None
-    if args.bucket is None:
+    if args.bucket is None or filters_location(args):  # the bucket's name, or where a home cluster is
         sts = aws_client(args, "sts", "STS")
         with aws_errors("STS"):
             account = str(sts.get_caller_identity()["Account"])
@@ -111,9 +134,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         archived, repairs = read_period(ArchiveReader(s3, bucket), start, end, now, args.cluster, Progress(sys.stderr))
     ledger = LedgerStore(table, aws_client(args, "dynamodb", "DynamoDB"))
     with aws_errors("DynamoDB", f" (is {table!r} the ledger table? --table NAME)"):
-        still_open = open_episodes(ledger.open_alerts(args.cluster), now=now, account=account, region=region)
+        still_open = opened(ledger.open_alerts(args.cluster), now, Location(account, region) if account else None)
+    place = {"account": args.account, "region": args.cluster_region}
+    archived, repairs = [e for e in archived if in_place(e, **place)], [r for r in repairs if in_place(r, **place)]
+    still_open = [e for e in still_open if in_place(e, **place)]
     episodes = with_open(archived, still_open)
-    report = build_report(episodes, repairs, start=start, end=end, now=now)
+    report = build_report(episodes, repairs, start=start, end=end, now=now, filters={"cluster": args.cluster, **place})
     text = RENDERERS[args.format](report)
     if args.output:
         try:
@@ -146,6 +172,7 @@ example:
   hyperpod-guard report --since 7d
   hyperpod-guard report --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z --cluster 'llm-*' \\
       --format html --output report.html
+  hyperpod-guard report --since 30d --account 444455556666 --cluster-region 'us-*'
 
 """ + exit_codes("report written (with or without incidents)",
                  bad_input="bad input (a period that does not parse or is empty) or AWS unreachable "
@@ -168,6 +195,7 @@ def add_report_command(commands: Any) -> None:
     report.add_argument("--until", metavar="WHEN",
                         help="the period's end, like --since (default: now; a later time is now)")
     report.add_argument("--cluster", default="*", metavar="GLOB", help="cluster name glob (default: *)")
+    add_location_filters(report, "the incidents")
     report.add_argument("--format", choices=tuple(RENDERERS), default="text",
                         type=lambda value: FORMAT_ALIASES.get(value, value),
                         help="output format: text (for people), json or csv (for programs), html (one "

@@ -5,7 +5,9 @@ its values: without --policy every policy, without --severity every severity, so
 where each kind of alert of the cluster goes.
 
 Where the rules come from: `--rules FILE` (or `-`, stdin) offline; otherwise the rules in SSM, as
-`explain` reads them. Tags are those given with --tags (nothing reads the cluster's).
+`explain` reads them. Tags are those given with --tags (nothing reads the cluster's). Where the cluster
+lives (routes matching on `account` or `region`): `--account ID --cluster-region REGION`, or the key
+`--cluster name@account/region`; neither: unknown, so only account and region matchers '*' match.
 
 Exit codes: 0 routed; 1 the rules in SSM are invalid (routed with what the evaluator would use
 instead); 2 bad input or AWS unreachable, one `error: ...` line.
@@ -24,7 +26,10 @@ from .common import (
     BadInput,
     add_aws_options,
     add_format_option,
+    add_location_options,
     add_tags_option,
+    cluster_key_location,
+    cluster_location,
     exit_codes,
     table,
     tags_of,
@@ -36,7 +41,8 @@ def render_text(data: dict[str, Any]) -> str:
     """One alert: the routes it takes and each receiver with its mention and route; several: a table."""
     tags = ", ".join(f"{k}={v}" for k, v in sorted(data["tags"].items())) if data["tags"] else "none"
     group = data["routing"]["instance_group"]
-    about = (f"cluster {data['cluster']} (tags: {tags}), instance group "
+    where = f" in {data['location']}" if data.get("location") else ""
+    about = (f"cluster {data['cluster']}{where} (tags: {tags}), instance group "
              f"{group if group is not None else 'none (an alert about the whole cluster)'}")
     alerts = data["routing"]["alerts"]
     if len(alerts) != 1:
@@ -59,12 +65,14 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
     if not cluster:
         raise BadInput("--cluster must not be empty")
     tags = tags_of(args)
+    location = cluster_location(args) or cluster_key_location(cluster)
     rules, error = read_rules(args)
     policies = [args.policy] if args.policy else list(POLICY_NAMES)
     severities = [Severity(args.severity)] if args.severity else list(Severity)
     alerts = [(policy, severity) for policy in policies for severity in severities]
-    data: dict[str, Any] = {"cluster": cluster, "tags": tags,
-                            "routing": routing_explanation(rules.routing, cluster, tags, alerts, args.instance_group)}
+    data: dict[str, Any] = {"cluster": cluster, "location": str(location) if location else None, "tags": tags,
+                            "routing": routing_explanation(rules.routing, cluster, tags, alerts, args.instance_group,
+                                                           location)}
     return print_explained(data, error, args.format, render_text)
 
 
@@ -73,6 +81,8 @@ examples:
   hyperpod-guard routes test --cluster ml-prod --tags team=llm --severity critical --policy failed-rollback \\
       --instance-group p5-train --rules my-rules.json
   hyperpod-guard routes test --cluster ml-prod --rules my-rules.json      (every policy and severity)
+  hyperpod-guard routes test --cluster ml-prod --account 444455556666 --cluster-region us-east-1 \\
+      --rules my-rules.json
 
 $ hyperpod-guard routes test --cluster ml-prod --tags team=llm --severity critical --policy failed-rollback \\
       --instance-group p5-train --rules my-rules.json
@@ -108,7 +118,9 @@ def add_routes_commands(commands: Any) -> None:
         "--rules FILE (offline) or from SSM.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    test.add_argument("--cluster", required=True, metavar="NAME", help="the cluster's name")
+    test.add_argument("--cluster", required=True, metavar="NAME",
+                      help="the cluster's name (or its key name@account/region)")
+    add_location_options(test)
     add_tags_option(test, "a tag of the cluster, repeatable (default: none known, so routes matching on tags do "
                     "not match)")
     test.add_argument("--severity", choices=[s.value for s in Severity],

@@ -25,6 +25,7 @@ from .common import (
     BadInput,
     add_aws_options,
     add_format_option,
+    add_location_filters,
     aws_client,
     aws_errors,
     caller_arn,
@@ -74,14 +75,15 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     at = now()
     until = _until(args, at)
     tags = dict(args.tags or [])
+    matchers = {"cluster": args.cluster, "account": args.account, "region": args.cluster_region,
+                "policy": args.policy, "instance_group": args.group, "node": args.node, "tags": tags}
     try:  # everything refusable is refused before any AWS call
-        new_silence(until=until, comment=args.comment, author=args.author or "-", now=at, cluster=args.cluster,
-                    policy=args.policy, instance_group=args.group, node=args.node, tags=tags, allow_all=args.all)
+        new_silence(until=until, comment=args.comment, author=args.author or "-", now=at, allow_all=args.all,
+                    **matchers)
     except SilenceRefused as exc:
         raise BadInput(str(exc)) from None
     author = args.author or caller_arn(args)
-    silence = new_silence(until=until, comment=args.comment, author=author, now=at, cluster=args.cluster,
-                          policy=args.policy, instance_group=args.group, node=args.node, tags=tags, allow_all=args.all)
+    silence = new_silence(until=until, comment=args.comment, author=author, now=at, allow_all=args.all, **matchers)
     store = silence_store(args)
     with aws_errors("DynamoDB"):
         store.add(silence)
@@ -134,6 +136,8 @@ examples:
       --comment "replacing the node, CHG-1234"
   hyperpod-guard silence add --cluster '*' --tags team=research --policy taint-drift --until 2026-12-01T09:00:00Z \\
       --comment "label migration"
+  hyperpod-guard silence add --cluster ml-prod --account 444455556666 --cluster-region us-east-1 --for 2h \\
+      --comment "the us-east-1 ml-prod only, CHG-1235"
 
 """ + exit_codes("the silence was added (its id on stdout)", None, f"{BAD_INPUT} (a refused silence: empty "
                                                                 "matchers without --all, an end in the past)")
@@ -153,12 +157,14 @@ def add_silence_commands(commands: Any) -> None:
 
     add = actions.add_parser(
         "add", help="add a silence; prints its id",
-        description="Mute the alerts whose cluster, policy, instance group and node match the globs (and whose\n"
-        "cluster carries every --tags) until --until, or for --for. Refused: every matcher '*' and no tag\n"
-        "(unless --all), an end in the past, an empty comment.",
+        description="Mute the alerts whose cluster (its name), account, region, policy, instance group and node\n"
+        "match the globs (and whose cluster carries every --tags) until --until, or for --for. Refused:\n"
+        "every matcher '*' and no tag (unless --all), an end in the past, an empty comment.",
         epilog=ADD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add.add_argument("--cluster", required=True, metavar="GLOB", help="cluster name glob ('*': every cluster)")
+    add.add_argument("--cluster", required=True, metavar="GLOB",
+                     help="cluster name glob, in every account and region ('*': every cluster)")
+    add_location_filters(add, "the alerts")
     add.add_argument("--policy", default="*", metavar="GLOB", help="policy glob, e.g. unhealthy-node (default: *)")
     add.add_argument("--group", default="*", metavar="GLOB", help="instance group glob (default: *)")
     add.add_argument("--node", default="*", metavar="GLOB", help="node (instance id) glob (default: *)")

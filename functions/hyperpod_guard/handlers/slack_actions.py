@@ -60,6 +60,7 @@ def settings() -> SlackActionsSettings:
 @functools.cache
 def actions() -> Actions:
     from ..chatops.actions import Actions
+    from ..fleet import FleetSettings
     from ..ledger_store import LedgerStore
     from ..notify.slack_app import app_api
     from ..notify.slack_threads import ThreadStore
@@ -74,6 +75,7 @@ def actions() -> Actions:
         silences=SilenceStore(config.table_name, dynamodb), api=app_api(SlackAppSettings.from_env()),
         threads=ThreadStore(dynamodb, config.table_name),
         work=WorkQueue(config.work_queue_url, aws_clients.client("sqs")) if config.work_queue_url else None,
+        home=FleetSettings.from_env().home,
     )
 
 

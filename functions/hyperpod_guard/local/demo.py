@@ -2,12 +2,14 @@
 
 moto in server mode on 127.0.0.1 stands in for DynamoDB, SNS, SQS, SSM and Secrets Manager
 (HyperPod state is injected into it, see hyperpod_state.py; the HyperPod APIs moto lacks are answered by
-sagemaker_standin.py); local HTTP servers stand in for the Slack webhooks and, for the last scenario
+sagemaker_standin.py); local HTTP servers stand in for the Slack webhooks and, for the ChatOps scenario
 (Slack app mode), for Slack's Web API (slack_api_standin.py), whose button clicks are signed as Slack
 signs them and sent to the interactivity endpoint's handler. The resources are created with the
 stack's names (provision.py). Scenario timelines replay events from events/ through the real Lambda
 handlers (evaluator, sweep, worker, Slack notifier, and in app mode the interactivity endpoint and the
-actions worker) on a simulated clock, and each scenario's expected outcome is checked.
+actions worker) on a simulated clock, and each scenario's expected outcome is checked. For the last
+scenario the functions get a fleet hub's environment (fleet.py): clusters in a second moto account and
+region are read through the spoke role (moto's STS AssumeRole).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import contextlib
 import copy
 import json
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -32,6 +35,17 @@ from ..cli.scenarios import default_events_dir, load_scenarios
 from ..constants import ARCHIVE_BUCKET, WORK_QUEUE_URL
 from ..errors import HyperPodGuardError
 from ..events import IgnoredEvent
+from ..fleet import (
+    DEFAULT_SPOKE_ROLE,
+    EVENT_ACCOUNTS,
+    FLEET_REGIONS,
+    HOME_ACCOUNT,
+    SPOKE_EXTERNAL_ID,
+    SPOKE_ROLE_NAME,
+    Location,
+    cluster_key,
+    location_of,
+)
 from ..grouping import FlushGroup, GroupStore
 from ..notify.buttons import ActionId
 from ..reliability import ReliabilityReport, build_report, render_csv, render_html, render_json
@@ -74,6 +88,15 @@ APP_CHANNELS = {"default": "C0DEMOALERTS", ONCALL: "C0DEMOONCALL"}
 SIGNING_SECRET = "demo-signing-secret-0123456789abcdef"  # noqa: S105 - the demo's own, on this machine only
 TEAM = "T0DEMO"
 PEOPLE = {"U0DEMOONCALL": "maya", "U0DEMOLEAD": "sam", "U0DEMOINTERN": "lee"}
+#: the fleet (the "Many accounts" scenario): the hub is moto's account in REGION; a spoke account in another
+#: region, and an account the hub does not list
+HOME = Location(ACCOUNT, REGION)
+SPOKE = Location("444455556666", "us-east-1")
+UNLISTED = Location("999988887777", "us-east-1")
+#: what a hub's stack sets on the functions (`-c spokeAccounts=444455556666 -c fleetRegions=us-west-2,us-east-1`)
+HUB_ENVIRONMENT = {HOME_ACCOUNT: HOME.account, FLEET_REGIONS: f"{HOME.region},{SPOKE.region}",
+                   EVENT_ACCOUNTS: f"{HOME.account},{SPOKE.account}", SPOKE_ROLE_NAME: DEFAULT_SPOKE_ROLE,
+                   SPOKE_EXTERNAL_ID: PREFIX}
 
 
 # --- the stage: moto, the Slack sink, the resources, the handlers --------------------------
@@ -133,6 +156,7 @@ class Stage:
         self.slack: list[dict[str, Any]] = []   # every Slack payload delivered (HTTP 200), in order, per receiver
         self.retry_queue: list[dict[str, Any]] = []  # notifier invocations that failed (Lambda retries them)
         self.clusters: set[str] = set()  # whose grouped messages may come due (_next_flush)
+        self.swept: list[str] = []  # the cluster keys the last sweep handed to the worker
 
     def close(self) -> None:
         self.lambda_log.close()
@@ -197,6 +221,7 @@ class Stage:
                 self.deliver()
                 return
             for m in batch:
+                self.swept.append(json.loads(m["Body"]).get("cluster", "?"))
                 sqs.delete_message(QueueUrl=self.work_url, ReceiptHandle=m["ReceiptHandle"])
 
     def log(self, cluster: str, what: str, detail: str = "") -> None:
@@ -214,15 +239,18 @@ class Stage:
         with contextlib.redirect_stdout(self.lambda_log):
             result = self.evaluator.handler(raw, LambdaContext())
         detail = raw.get("detail", {})
-        cluster = detail.get("ClusterName") or detail.get("EventDetails", {}).get("ClusterName", "?")
+        name = detail.get("ClusterName") or detail.get("EventDetails", {}).get("ClusterName", "?")
+        cluster = result.get("cluster") or name  # its key: qualified when a hub evaluates a spoke's cluster
         self.clusters.add(cluster)
         if not self.muted:
-            self.log(cluster, f"event  {label}", self.explain(cluster))
+            self.log(cluster, f"event  {label}",
+                     f"ignored: {result['ignored']}" if "ignored" in result else self.explain(cluster))
         self.deliver()
         return result
 
     def run_sweep(self, cluster_filter: str) -> None:
         self.clusters.add(cluster_filter)
+        self.swept = []
         with contextlib.redirect_stdout(self.lambda_log):
             self.sweep.handler({}, LambdaContext(function_name="hyperpod-guard-sweep"))
         self._work(None, "worker")  # one message per cluster: the worker evaluates each
@@ -251,6 +279,31 @@ class Stage:
         still_open = open_episodes(records, now=self.now, account=ACCOUNT, region=REGION)
         return build_report(with_open(archived, still_open), repairs, start=start, end=self.now, now=self.now)
 
+    # a hub (the "Many accounts" scenario)
+
+    @contextlib.contextmanager
+    def hub(self, environment: Mapping[str, str] = HUB_ENVIRONMENT) -> Iterator[None]:
+        """Meanwhile the functions run as a fleet's hub: the environment its stack sets, and the runtime each
+        handler builds rebuilt from it; afterwards the single-account environment and runtimes again."""
+        before = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
+        self._rebuild_runtimes()
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._rebuild_runtimes()
+
+    def _rebuild_runtimes(self) -> None:
+        """The handlers that read clusters build their Runtime (and its FleetSettings) once per container: a
+        new deployment's environment is a new container."""
+        for module in (self.evaluator, self.sweep, self.worker):
+            module.runtime.cache_clear()
+
     # Slack app mode (the ChatOps scenario)
 
     def app_mode(self) -> None:
@@ -261,6 +314,12 @@ class Stage:
             "SLACK_SIGNING_SECRET_SECRET": naming.slack_signing_secret_name(PREFIX),
             "SLACK_ACTIONS_QUEUE_URL": self.actions_url,
         })
+
+    def webhook_mode(self) -> None:
+        """The notifier posts to the receivers' webhooks again (the default `slackMode`)."""
+        for name in ("SLACK_MODE", "SLACK_BOT_TOKEN_SECRET", "SLACK_CHANNELS", "SLACK_API_URL",
+                     "SLACK_SIGNING_SECRET_SECRET", "SLACK_ACTIONS_QUEUE_URL"):
+            os.environ.pop(name, None)
 
     def click(self, cluster: str, action: ActionId, user: str, message: Message, channel: str) -> None:
         """`user` clicks a button of `message`: Slack's signed POST to the interactivity endpoint, then the
@@ -345,8 +404,20 @@ def load(scenario: str, cluster: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return retarget(event), retarget(snapshot)
 
 
-def serve(snapshot: dict[str, Any]) -> None:
-    put_cluster(snapshot, region=REGION, nodes=snapshot.get("Nodes"))
+def serve(snapshot: dict[str, Any], where: Location = HOME) -> None:
+    put_cluster(snapshot, region=where.region, account=where.account, nodes=snapshot.get("Nodes"))
+
+
+_CLUSTER_ARN = re.compile(r"arn:aws:sagemaker:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9-]+")
+
+
+def placed(event: dict[str, Any], snapshot: dict[str, Any], where: Location) -> tuple[dict[str, Any], dict[str, Any]]:
+    """load()'s event and snapshot about a cluster at `where`: the event from that account and region, naming
+    the ARN hyperpod_state gives the cluster there (the snapshot leaves its ARN to it)."""
+    arn = f"arn:aws:sagemaker:{where.region}:{where.account}:cluster/{snapshot['ClusterName']}"
+    moved = json.loads(_CLUSTER_ARN.sub(arn, json.dumps(event)))
+    moved.update(account=where.account, region=where.region, resources=[arn])
+    return moved, {k: v for k, v in snapshot.items() if k != "ClusterArn"}
 
 
 @dataclass
@@ -664,6 +735,82 @@ def check_chatops(stage: Stage, s: Scenario) -> list[str]:
             + expect("repeat" not in reasons, f"an acknowledged alert repeated: {reasons}"))
 
 
+#: the "Many accounts" scenario's cluster: one of that name at home, one in the spoke, one in an unlisted account
+FLEET_CLUSTER = "llm-train"
+
+
+def key_at(where: Location, name: str = FLEET_CLUSTER) -> str:
+    """The key the hub gives the cluster `name` at `where` (fleet.py)."""
+    return cluster_key(name, where, HOME)
+
+
+def many_accounts(stage: Stage, s: Scenario) -> None:
+    """The stage is a hub (HUB_ENVIRONMENT): llm-train at home has a degraded group, llm-train in the spoke
+    account an unhealthy node, and an account the hub does not list reports a node of its own llm-train."""
+    stage.webhook_mode()
+    stage.log(s.cluster, "Slack  webhook mode again (the default slackMode)")
+    with stage.hub():
+        stage.log(s.cluster, f"hub    the functions get a hub's environment: {json.dumps(HUB_ENVIRONMENT)}")
+        unhealthy, spoke = load("unhealthy-node-no-repair", FLEET_CLUSTER)
+        node = unhealthy["detail"]["InstanceId"]
+        spoke["Nodes"] = [{"InstanceId": node, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
+                           "InstanceStatus": {"Status": "Running"}}]
+        from_spoke, spoke = placed(unhealthy, spoke, SPOKE)
+        from_unlisted, _ = placed(unhealthy, spoke, UNLISTED)
+        capacity, home = placed(*load("degraded-group-capacity-event", FLEET_CLUSTER), HOME)
+        for snapshot, where in ((home, HOME), (spoke, SPOKE), (spoke, UNLISTED)):
+            serve(snapshot, where)
+        stage.at(300)
+        stage.event(from_spoke, f"Node Health Event from {SPOKE}: {node} Unhealthy, RepairAction None")
+        stage.at(301)
+        stage.event(capacity, f"Cluster Event from {HOME} (home): instance group Degraded (capacity)")
+        stage.at(302)
+        stage.event(from_unlisted, f"Node Health Event from {UNLISTED}: an account the hub does not list")
+        stage.at(307)
+        stage.run_sweep(key_at(HOME))  # past the 5m grace: the home cluster's degraded group fires
+        stage.at(310)
+        stage.event(node_report(from_spoke, node, healthy=True), f"Node Health Event from {SPOKE}: {node} Healthy")
+        stage.at(312)
+        stage.run_sweep(key_at(HOME))
+        listed = [str(where) for where in stage.sweep.runtime().locations()]
+        found = sorted({str(location_of(key, HOME)) for key in stage.swept})
+        stage.log(key_at(SPOKE), f"sweep  ListClusters in {len(listed)} locations ({', '.join(listed)}): "
+                  f"{len(stage.swept)} clusters, in {', '.join(found)}", stage.explain(key_at(SPOKE)))
+        stage.settle()  # the grouped messages still due go out as the hub's
+
+
+def check_many_accounts(stage: Stage, s: Scenario) -> list[str]:
+    from moto.sts.models import sts_backends
+
+    from ..ledger_store import LedgerStore
+
+    home, spoke = key_at(HOME), key_at(SPOKE)
+    sent = [(m["message"]["cluster"], m["message"]["status"], m["attributes"].get("account"),
+             m["attributes"].get("region")) for m in s.sns(stage)]
+    paged = [json.dumps(m["payload"]) for m in s.slack(stage) if m["cluster"] == spoke]
+    ledger = LedgerStore(stage.resources.table_name, aws_clients.client("dynamodb"))
+    states = {key: sorted({r.state.value for r in ledger.load(key).values()}) for key in (home, spoke)}
+    fingerprints = [set(ledger.load(key)) for key in (home, spoke)]
+    assumed = [(r.role_arn, r.session_name, r.external_id) for r in sts_backends[SPOKE.account]["aws"].assumed_roles]
+    role = (f"arn:aws:iam::{SPOKE.account}:role/{DEFAULT_SPOKE_ROLE}", aws_clients.ROLE_SESSION_NAME, PREFIX)
+    ignored = [line for line in stage.lines if f"from {UNLISTED}" in line]
+    return (expect(sent == [(spoke, "firing", SPOKE.account, SPOKE.region), (home, "firing", HOME.account, HOME.region),
+                            (spoke, "resolved", SPOKE.account, SPOKE.region)],
+                   f"expected the spoke's page, the home cluster's, then the spoke's resolved; got {sent}")
+            + expect(len(paged) == 2 and all(spoke in p and SPOKE.account in p and SPOKE.region in p for p in paged),
+                     f"expected the spoke's two Slack messages naming {spoke}, its account and region")
+            + expect(states == {home: ["firing"], spoke: ["resolved"]},
+                     f"expected the home alert firing and the spoke's resolved, got {states}")
+            + expect(all(fingerprints) and not fingerprints[0] & fingerprints[1],
+                     "the two clusters named llm-train share an alert")
+            + expect(len(ignored) == 1 and f"ignored: event from account '{UNLISTED.account}'" in ignored[0],
+                     f"expected the unlisted account's event ignored with its reason, the log says {ignored}")
+            + expect(not sts_backends[UNLISTED.account]["aws"].assumed_roles,
+                     "a role of the unlisted account was assumed")
+            + expect(bool(assumed) and set(assumed) == {role}, f"expected the spoke role {role} assumed, got {assumed}")
+            + expect({home, spoke} <= set(stage.swept), f"the last sweep covered {sorted(set(stage.swept))}"))
+
+
 SCENARIOS = [
     # first: the week before the others (the clock runs from START - 6d12h), for the reliability report
     Scenario("A week of the fleet (the reliability report)", "fleet-*", "Three clusters over the week before: a "
@@ -688,7 +835,7 @@ SCENARIOS = [
     Scenario("Storm of unhealthy nodes, grouped", "demo-node-storm", f"{NODE_STORM} different nodes reported "
              "unhealthy within 2 minutes: one message after group_wait (30s), the rest in the next one "
              "(group_interval 5m), every node named.", node_storm, check_node_storm),
-    # last: from here on the notifier is in Slack app mode
+    # from here on the notifier is in Slack app mode (until the next scenario goes back to webhooks)
     Scenario("ChatOps in Slack: a threaded alert, acknowledged, remediation approved", "demo-chatops",
              "Slack app mode. A node in Failure pages the on-call channel (and the team's): one parent message "
              "each, with Acknowledge, Silence and Approve/Reject (replacing the node needs approval). maya "
@@ -696,6 +843,15 @@ SCENARIOS = [
              "only lee sees); sam approves: the cluster is re-read and the node replaced once, through the budget "
              "and the audit; when it is back the parent shows resolved. Each channel's final view: the parent "
              "as last updated, its thread below.", chatops, check_chatops),
+    # last: the stage runs as a fleet's hub (issue 22)
+    Scenario("Many accounts: one hub", f"{FLEET_CLUSTER}*", f"The functions run as a hub watching account "
+             f"{HOME.account} ({HOME.region}, home) and the spoke account {SPOKE.account} ({SPOKE.region}), both with "
+             f"a cluster named {FLEET_CLUSTER}. The spoke's node goes Unhealthy: the hub assumes the spoke's role, "
+             f"reads the cluster there and pages {key_at(SPOKE)}, naming its account and region. The home cluster's "
+             f"group is Degraded: its own alert, fired at the sweep after its 5m grace. A {FLEET_CLUSTER} event from "
+             f"{UNLISTED.account}, an account the hub does not list, is ignored with a reason (timeline.txt). The "
+             "spoke's node recovers: its alert resolves, the home one stays firing. Each sweep lists both accounts in "
+             "both regions.", many_accounts, check_many_accounts),
 ]
 
 
@@ -749,7 +905,8 @@ def _ledger_dump(stage: Stage) -> list[dict[str, Any]]:
 def app_threads(stage: Stage, cluster: str) -> list[slack_html.Shown]:
     """App mode: each channel's parent messages about `cluster` as last updated, with their threads (in the
     on-call channel, where the clicks were, each earlier version of the parent first), and the messages only
-    one person saw (a refused click)."""
+    one person saw (a refused click: it names no cluster, so it goes with the scenario that has threads, not
+    with every scenario)."""
     shown: list[slack_html.Shown] = []
     for receiver, channel in APP_CHANNELS.items():
         for parent in stage.app_slack.messages(channel):
@@ -763,7 +920,7 @@ def app_threads(stage: Stage, cluster: str) -> list[slack_html.Shown]:
             shown.append(slack_html.Thread(f"receiver {receiver} ({channel}) · as last updated",
                                            {"text": parent.text, "blocks": parent.blocks}, replies,
                                            edited=bool(parent.edits)))
-    for call in stage.app_slack.calls_of("chat.postEphemeral"):
+    for call in stage.app_slack.calls_of("chat.postEphemeral") if shown else ():
         if call.ok:
             who = PEOPLE.get(str(call.args.get("user")), call.args.get("user"))
             shown.append((f"only visible to {who} · {call.args.get('channel')}", {"text": str(call.args["text"])}))
@@ -775,6 +932,12 @@ def app_threads(stage: Stage, cluster: str) -> list[slack_html.Shown]:
 OUTPUT_FOLDERS = ("sns", "slack/default", f"slack/{ONCALL}", "chatbot", "email")
 
 
+def _file(index: int, cluster: str) -> str:
+    """An output file's name (without suffix): its number and the cluster's key, whose '/' (account/region)
+    becomes '_'."""
+    return f"{index:03d}-{cluster.replace('/', '_')}"
+
+
 def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
     for folder in OUTPUT_FOLDERS:
         (output / folder).mkdir(parents=True, exist_ok=True)
@@ -784,14 +947,15 @@ def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
         stale.unlink()
     for index, message in enumerate(stage.sns, 1):
         record = {k: v for k, v in message.items() if k != "sns_event"}
-        (output / "sns" / f"{index:03d}-{message['message']['cluster']}.json").write_text(json.dumps(record, indent=2))
+        name = _file(index, message["message"]["cluster"])
+        (output / "sns" / f"{name}.json").write_text(json.dumps(record, indent=2))
     for receiver in ("default", ONCALL):
         received = [m for m in stage.slack if m["receiver"] == receiver]
         for index, message in enumerate(received, 1):
-            (output / "slack" / receiver / f"{index:03d}-{message['cluster']}.json").write_text(
+            (output / "slack" / receiver / f"{_file(index, message['cluster'])}.json").write_text(
                 json.dumps(message, indent=2))
     for index, published in enumerate(stage.published, 1):
-        name = f"{index:03d}-{published['cluster']}"
+        name = _file(index, str(published["cluster"]))
         if published["chatbot"] is not None:
             (output / "chatbot" / f"{name}.json").write_text(json.dumps(published["chatbot"], indent=2,
                                                                          ensure_ascii=False))

@@ -6,12 +6,14 @@ message attributes for subscription filter policies and a Subject of at most 100
 Slack notifier reads the JSON body back (`Notification.model_validate_json`) and renders each
 receiver's items (notify/slack.py). What every rendering says first is `preview`, one sentence.
 
-SNS allows 10 message attributes per message; we use at most eight (`test` and `receiver` only
-on test notifications, which carry no `receivers`). The cluster's tags (known
-when the rules select clusters by tag) travel as ONE attribute, `tags`, a String.Array of
-"key=value" strings, rather than one attribute per tag: a cluster may carry 50 tags, and tag
-keys may hold characters (`:`, `/`, spaces) that attribute names may not. A filter policy
-`{"tags": ["team=llm"]}` matches any message whose array holds that element.
+SNS allows 10 message attributes per message; we use at most nine (`test` and `receiver` only
+on test notifications, which carry no `receivers`). `account` and `region` say where the cluster
+lives, so a hub's subscriptions can filter by them (`{"account": ["111122223333"]}`,
+`{"region": [{"prefix": "eu-"}]}`). The cluster's tags (known when the rules select clusters by
+tag) travel as ONE attribute, `tags`, a String.Array of "key=value" strings, rather than one
+attribute per tag: a cluster may carry 50 tags, and tag keys may hold characters (`:`, `/`,
+spaces) that attribute names may not. A filter policy `{"tags": ["team=llm"]}` matches any
+message whose array holds that element.
 """
 
 from __future__ import annotations
@@ -311,6 +313,8 @@ class Notification(BaseModel):
             attributes["receivers"] = {"DataType": "String.Array", "StringValue": json_dumps(self.receiver_names)}
         if self.account:
             attributes["account"] = {"DataType": "String", "StringValue": self.account}
+        if self.region:
+            attributes["region"] = {"DataType": "String", "StringValue": self.region}
         return attributes
 
 
