@@ -42,3 +42,14 @@ def scenario(name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 def serve(snapshot: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> None:
     """What DescribeCluster (and the node APIs) answer from now on for this cluster."""
     put_cluster(snapshot, region=REGION, nodes=nodes if nodes is not None else snapshot.get("Nodes"))
+
+
+def invoke_evaluator(event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
+    """The evaluator Lambda handler on one event: (its answer, its log lines, its EMF metrics by name)."""
+    from hyperpod_guard.handlers import evaluator
+    from tests.lambda_output import lambda_output, split
+
+    with lambda_output() as output:
+        answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
+    logs, metrics = split(output.getvalue())
+    return answer, logs, metrics

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .constants import TAGS_MAX_AGE
 from .errors import HyperPodGuardError
-from .fleet import name_of
+from .fleet import Location, name_of, qualified
 from .snapshot import ClusterExtension, ClusterOperation, ClusterSnapshot, Node, TrainingPlan
 
 DEFAULT_TAGS_MAX_AGE = 300.0
@@ -67,10 +67,11 @@ class ClusterSummary:
     training_plan_arns: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, summary: dict[str, Any], qualifier: str = "") -> ClusterSummary:
-        """`qualifier`: ClusterReader's, appended to the name to make the cluster's fleet key."""
-        return cls(summary["ClusterName"] + qualifier, summary.get("ClusterArn"), summary.get("ClusterStatus"),
-                   summary.get("ImageVersionStatus"), tuple(summary.get("TrainingPlanArns") or ()))
+    def of(cls, summary: dict[str, Any], elsewhere: Location | None = None) -> ClusterSummary:
+        """Named by the cluster's fleet key (`elsewhere`: the ClusterReader's location, None at home)."""
+        return cls(qualified(summary["ClusterName"], elsewhere), summary.get("ClusterArn"),
+                   summary.get("ClusterStatus"), summary.get("ImageVersionStatus"),
+                   tuple(summary.get("TrainingPlanArns") or ()))
 
 
 class ReadUnavailable(HyperPodGuardError):
@@ -105,11 +106,11 @@ class ClusterReader:
     """The SageMaker reads of one account and region. Clusters are named by their fleet key (fleet.py): the
     API is called with the key's cluster name, and what comes back is named by the key again (a snapshot, a
     listing), so that everything downstream keeps same-named clusters of two accounts apart.
-    `qualifier`: what this reader's listing appends to a name ("" at home, "@account/region" elsewhere)."""
+    `elsewhere`: the account and region this reader reads when it is not the hub's own (None: home)."""
 
-    def __init__(self, sagemaker: Any, qualifier: str = ""):
+    def __init__(self, sagemaker: Any, elsewhere: Location | None = None):
         self.sagemaker = sagemaker
-        self.qualifier = qualifier
+        self.elsewhere = elsewhere
 
     def describe(self, cluster: str) -> ClusterSnapshot | None:
         try:
@@ -152,7 +153,7 @@ class ClusterReader:
         """Every cluster's ListClusters summary (every page): names and patch debt in one listing."""
         summaries: list[ClusterSummary] = []
         for page in self.sagemaker.get_paginator("list_clusters").paginate():
-            summaries.extend(ClusterSummary.of(summary, self.qualifier) for summary in page.get("ClusterSummaries", []))
+            summaries.extend(ClusterSummary.of(summary, self.elsewhere) for summary in page.get("ClusterSummaries", []))
         return summaries
 
     # -- the HyperPod features (ReadUnavailable when a read cannot be made) ------------------------------

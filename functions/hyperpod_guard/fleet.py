@@ -63,9 +63,12 @@ class Location:
 def cluster_key(name: str, location: Location | None, home: Location | None) -> str:
     """The key of cluster `name` at `location`: the bare name at home (or when either location is unknown:
     no fleet), else `name@account/region`."""
-    if location is None or home is None or location == home:
-        return name
-    return f"{name}@{location}"
+    return qualified(name, None if home is None or location == home else location)
+
+
+def qualified(name: str, elsewhere: Location | None) -> str:
+    """`name@account/region` for a cluster `elsewhere` than home; the bare name for None (home)."""
+    return f"{name}@{elsewhere}" if elsewhere is not None else name
 
 
 def split_key(key: str) -> tuple[str, Location | None]:

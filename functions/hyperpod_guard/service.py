@@ -123,7 +123,7 @@ class Runtime:
                 partition = aws_clients.session().get_partition_for_region(location.region)  # aws, aws-cn, ...
                 role = None if location.account == home.account else self.fleet.role_arn(location.account, partition)
                 sagemaker = aws_clients.located_client("sagemaker", location.region, role, self.fleet.external_id)
-                reader = ClusterReader(sagemaker, qualifier=f"@{location}")
+                reader = ClusterReader(sagemaker, elsewhere=location)
                 max_age = self.tags.max_age if self.tags is not None else TagCache(reader).max_age
                 found = replace(self, reader=reader, region=location.region, tags=TagCache(reader, max_age),
                                 plans=TrainingPlanCache(reader), _elsewhere={})

@@ -254,27 +254,8 @@ def test_an_invalid_rules_file_is_bad_input_before_any_call(no_credentials, tmp_
 def test_progress_is_drawn_on_a_terminal_and_cleared(env):
     fleet()
     serve("healthy-eks-cluster", rename="llm-train-dev")  # six: more than a few, so drawn at once
-    primary, secondary = pty.openpty()
-    try:
-        result = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "clusters"], stdout=subprocess.PIPE,
-                                stderr=secondary, text=True, timeout=120, env=env)
-        os.close(secondary)
-        secondary = -1
-        drawn = b""
-        while select.select([primary], [], [], 0.5)[0]:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(primary)
-        if secondary >= 0:
-            os.close(secondary)
+    result, text = on_a_terminal([sys.executable, "-m", "hyperpod_guard.cli", "clusters"], env)
     assert result.returncode == 0
-    text = drawn.decode()
     assert "\r\x1b[Kreading clusters 6/6" in text
     # the line is wiped before the summary, so that nothing of it is left on the screen
     assert text.endswith(f"\r\x1b[K6 cluster(s) in {REGION}\r\n")
@@ -332,3 +313,27 @@ def test_help_explains_the_command():
     assert "Read-only" in result.stdout and "restricted instance groups included" in result.stdout
     top = subprocess.run([sys.executable, "-m", "hyperpod_guard.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert any(line.split()[:1] == ["clusters"] for line in top.stdout.splitlines())
+
+
+def on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run `command` with its stderr on a pseudo-terminal (so that it draws its progress line): its result, and
+    everything it drew there."""
+    primary, secondary = pty.openpty()
+    try:
+        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=120, env=env)
+        os.close(secondary)
+        secondary = -1
+        drawn = b""
+        while select.select([primary], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    return result, drawn.decode()

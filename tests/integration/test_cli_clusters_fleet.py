@@ -11,9 +11,6 @@ backend: the tests read that server-side record, not what the client says it sen
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +29,7 @@ from tests.integration.test_cli_check import (  # noqa: F401 (fixtures)
     env,
     no_credentials,
 )
-from tests.integration.test_cli_clusters import HEADERS, run
+from tests.integration.test_cli_clusters import HEADERS, on_a_terminal, run
 from tests.runtime_fixtures import scenario
 
 SPOKE = "222233334444"
@@ -396,26 +393,8 @@ def test_progress_counts_locations_listed_and_clusters_read(env, tmp_path):
     serve_fleet()
     command = [sys.executable, "-m", "hyperpod_guard.cli", "clusters", *EVERYWHERE,
                "--accounts", accounts_file(tmp_path, f"{SPOKE}\n")]
-    primary, secondary = pty.openpty()
-    try:
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=120, env=env)
-        os.close(secondary)
-        secondary = -1
-        drawn = b""
-        while select.select([primary], [], [], 0.5)[0]:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(primary)
-        if secondary >= 0:
-            os.close(secondary)
+    result, text = on_a_terminal(command, env)
     assert result.returncode == 0
-    text = drawn.decode()
     assert "\r\x1b[K4/4 locations listed, 5/5 clusters read" in text
     assert text.endswith("\r\x1b[K5 cluster(s) in 2 region(s) of 2 account(s)\r\n")
     assert "\x1b" not in result.stdout and "listed" not in result.stdout

@@ -6,7 +6,6 @@ and IgnoredEvents counts it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import boto3
@@ -14,8 +13,7 @@ import pytest
 
 from hyperpod_guard.local.provision import delivered
 from tests.conftest import ACCOUNT, REGION
-from tests.lambda_output import lambda_output, split
-from tests.runtime_fixtures import LambdaContext, scenario, serve, stack  # noqa: F401
+from tests.runtime_fixtures import invoke_evaluator, scenario, serve, stack  # noqa: F401
 
 OTHER = "444455556666"  # the account the sample event comes from
 
@@ -41,23 +39,13 @@ def unhealthy_node(account: str, region: str) -> dict[str, Any]:
     return event
 
 
-def invoke(event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
-    """(the handler's answer, its log lines, its EMF metrics by name)."""
-    from hyperpod_guard.handlers import evaluator
-
-    with lambda_output() as output:
-        answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
-    logs, metrics = split(output.getvalue())
-    return answer, logs, metrics
-
-
 def ledger_items(table: str) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").scan(TableName=table)["Items"]
 
 
 def test_the_same_event_from_this_account_pages(deployed):
     """The control: from our own account and region the event pages at once."""
-    answer, _, metrics = invoke(unhealthy_node(ACCOUNT, REGION))
+    answer, _, metrics = invoke_evaluator(unhealthy_node(ACCOUNT, REGION))
     assert answer["notifications"] == 1 and metrics.get("IgnoredEvents") is None
     (message,) = delivered(deployed)
     assert message["attributes"]["severity"] == "critical"
@@ -70,7 +58,7 @@ def test_the_same_event_from_this_account_pages(deployed):
 ])
 def test_an_event_from_elsewhere_is_ignored_before_anything_is_read(deployed, account, region, why):
     event = unhealthy_node(account, region)
-    answer, logs, metrics = invoke(event)
+    answer, logs, metrics = invoke_evaluator(event)
     assert why in answer.get("ignored", ""), answer
     assert metrics["IgnoredEvents"] == 1 and metrics.get("Notifications") is None
     (line,) = [line for line in logs if line.get("message") == "ignoring event"]
@@ -81,5 +69,5 @@ def test_an_event_from_elsewhere_is_ignored_before_anything_is_read(deployed, ac
 
 def test_without_event_accounts_local_runs_believe_any_account(stack):  # noqa: F811
     """The CLI, the demo and the other tests replay sample events from many accounts: no check."""
-    answer, _, _ = invoke(unhealthy_node(OTHER, "us-east-1"))
+    answer, _, _ = invoke_evaluator(unhealthy_node(OTHER, "us-east-1"))
     assert answer["notifications"] == 1

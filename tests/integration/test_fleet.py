@@ -12,7 +12,6 @@ local/sagemaker_standin.py, validated against botocore's model.
 
 from __future__ import annotations
 
-import copy
 import json
 import types
 from collections import Counter
@@ -31,8 +30,7 @@ from hyperpod_guard.local.hyperpod_state import put_cluster
 from hyperpod_guard.local.provision import Resources, delivered
 from hyperpod_guard.service import Runtime, new_token, sweep
 from tests.conftest import ACCOUNT, REGION
-from tests.lambda_output import lambda_output, split
-from tests.runtime_fixtures import LambdaContext, scenario, stack  # noqa: F401
+from tests.runtime_fixtures import invoke_evaluator, scenario, stack  # noqa: F401
 
 SPOKE = "444455556666"
 OTHER_REGION = "us-east-1"
@@ -107,15 +105,6 @@ def event_from(name: str, account: str, region: str, *, healthy: bool = False,
     return event
 
 
-def invoke(event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
-    from hyperpod_guard.handlers import evaluator
-
-    with lambda_output() as output:
-        answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
-    logs, metrics = split(output.getvalue())
-    return answer, logs, metrics
-
-
 def assumed_roles() -> list[tuple[str, str, str]]:
     """(role ARN, session name, external id) of every AssumeRole moto's STS answered for the spoke account."""
     from moto.sts.models import sts_backends
@@ -145,7 +134,7 @@ def test_events_are_evaluated_in_their_own_account_and_region(hub: Resources, sa
     credentials (its other region included); same-named clusters of two accounts are two alerts."""
     for (account, region), names in CLUSTERS.items():
         for name in names:
-            answer, _, _ = invoke(event_from(name, account, region))
+            answer, _, _ = invoke_evaluator(event_from(name, account, region))
             assert answer["notifications"] == 1, (name, account, region, answer)
 
     describes = Counter((a, r) for a, r, op in sagemaker_calls if op == "describe_cluster")
@@ -178,7 +167,7 @@ def test_events_are_evaluated_in_their_own_account_and_region(hub: Resources, sa
 def test_an_event_from_outside_the_fleet_is_ignored(hub: Resources, sagemaker_calls, account: str, region: str,
                                                     why: str) -> None:
     put_unhealthy("ml-prod", account, region)
-    answer, logs, metrics = invoke(event_from("ml-prod", account, region))
+    answer, logs, metrics = invoke_evaluator(event_from("ml-prod", account, region))
     assert why in answer.get("ignored", ""), answer
     assert metrics["IgnoredEvents"] == 1
     assert sagemaker_calls == [] and assumed_roles() == []  # nothing read, no role assumed
@@ -189,10 +178,10 @@ def test_same_named_clusters_keep_separate_alerts(hub: Resources) -> None:
     """The spoke's ml-prod recovers: its alert resolves, the hub's own ml-prod stays firing (and the other
     way round an old event of one never touches the other)."""
     now = datetime.now(UTC)
-    invoke(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=2)))
-    invoke(event_from("ml-prod", SPOKE, OTHER_REGION, at=now - timedelta(minutes=2)))
+    invoke_evaluator(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=2)))
+    invoke_evaluator(event_from("ml-prod", SPOKE, OTHER_REGION, at=now - timedelta(minutes=2)))
     put_unhealthy("ml-prod", SPOKE, OTHER_REGION, status="Running")
-    answer, _, _ = invoke(event_from("ml-prod", SPOKE, OTHER_REGION, healthy=True, at=now))
+    answer, _, _ = invoke_evaluator(event_from("ml-prod", SPOKE, OTHER_REGION, healthy=True, at=now))
     assert answer["notifications"] == 1
     assert states(hub.table_name) == {"ml-prod": "firing", f"ml-prod@{SPOKE}/{OTHER_REGION}": "resolved"}
     last = delivered(hub)[-1]
@@ -227,7 +216,7 @@ def test_a_spoke_that_cannot_be_read_does_not_stop_the_sweep(hub: Resources, mon
         return original(self)
 
     runtime = Runtime.from_env()
-    invoke(event_from("ml-prod", SPOKE, OTHER_REGION))  # an open alert there, remembered by the ledger
+    invoke_evaluator(event_from("ml-prod", SPOKE, OTHER_REGION))  # an open alert there, remembered by the ledger
     monkeypatch.setattr(SageMakerResponse, "list_clusters", refusing)
     result = sweep(runtime, datetime.now(UTC), new_token("sweep"))
     assert list(result.errors) == [f"{SPOKE}/{OTHER_REGION}"] and "AccessDenied" in result.errors[f"{SPOKE}/{OTHER_REGION}"]
@@ -245,7 +234,7 @@ def test_a_single_account_deployment_becomes_a_hub_without_losing_its_alerts(
 
     aws_clients.reset()
     now = datetime.now(UTC)
-    answer, _, _ = invoke(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=3)))
+    answer, _, _ = invoke_evaluator(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=3)))
     assert answer["notifications"] == 1
     before = alerts(stack.table_name)
 
@@ -253,11 +242,11 @@ def test_a_single_account_deployment_becomes_a_hub_without_losing_its_alerts(
     monkeypatch.setenv("FLEET_REGIONS", f"{REGION},{OTHER_REGION}")
     monkeypatch.setenv("EVENT_ACCOUNTS", f"{ACCOUNT},{SPOKE}")
     aws_clients.reset()
-    answer, _, _ = invoke(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=2)))
+    answer, _, _ = invoke_evaluator(event_from("ml-prod", ACCOUNT, REGION, at=now - timedelta(minutes=2)))
     assert answer["notifications"] == 0  # the same alert, still firing: no second page
     assert list(alerts(stack.table_name)) == list(before)
     put_unhealthy("ml-prod", ACCOUNT, REGION, status="Running")
-    answer, _, _ = invoke(event_from("ml-prod", ACCOUNT, REGION, healthy=True, at=now))
+    answer, _, _ = invoke_evaluator(event_from("ml-prod", ACCOUNT, REGION, healthy=True, at=now))
     assert answer["notifications"] == 1
     assert states(stack.table_name) == {"ml-prod": "resolved"}
 
@@ -323,9 +312,9 @@ def test_rules_by_account_and_region_reach_the_right_cluster(stack: Resources, m
     aws_clients.reset()
     put_unhealthy("ml-prod", ACCOUNT, REGION)
     put_unhealthy("ml-prod", SPOKE, OTHER_REGION)
-    invoke(event_from("ml-prod", ACCOUNT, REGION))
+    invoke_evaluator(event_from("ml-prod", ACCOUNT, REGION))
     if hub_env:
-        invoke(event_from("ml-prod", SPOKE, OTHER_REGION))
+        invoke_evaluator(event_from("ml-prod", SPOKE, OTHER_REGION))
     severities = {m["attributes"]["cluster"]: m["attributes"]["severity"] for m in delivered(stack)}
     expected = {"ml-prod": "info"} | ({f"ml-prod@{SPOKE}/{OTHER_REGION}": "warning"} if hub_env else {})
     assert severities == expected
