@@ -349,8 +349,7 @@ class Pipeline:
             # moto's reset forgot the spoke role's session: its cached credentials would now map to moto's
             # default account (the home one). The spoke's sessions are made afresh (they assume the role again);
             # the process's own clients stay, with their hooks
-            aws_clients.located_client.cache_clear()
-            aws_clients.located_session.cache_clear()
+            aws_clients.forget_located()
             self._actions_seen = 0
             put_decoy()
         self.runtime = Runtime.from_env()

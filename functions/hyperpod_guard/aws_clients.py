@@ -106,6 +106,14 @@ def located_client(service: str, region: str, role_arn: str | None = None, exter
         return located.client(service, config=Config(**RETRY))
 
 
+def forget_located() -> None:
+    """Forget the located sessions, their clients and the role credentials (tests: moto's reset forgets the
+    roles it handed out), keeping the process's own clients."""
+    located_client.cache_clear()
+    located_session.cache_clear()
+    role_credentials.cache_clear()
+
+
 _reset_hooks: list[Callable[[], None]] = []
 
 
@@ -117,9 +125,7 @@ def on_reset(hook: Callable[[], None]) -> None:
 def reset() -> None:
     """Forget cached clients (tests change the endpoint and credentials between cases)."""
     client.cache_clear()
-    located_client.cache_clear()
-    located_session.cache_clear()
-    role_credentials.cache_clear()
+    forget_located()
     session.cache_clear()
     _botocore.cache_clear()
     for hook in _reset_hooks:

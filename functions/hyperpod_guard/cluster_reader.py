@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .constants import TAGS_MAX_AGE
-from .errors import HyperPodGuardError
+from .errors import HyperPodGuardError, InvalidSnapshotError
 from .fleet import Location, name_of, qualified
 from .snapshot import ClusterExtension, ClusterOperation, ClusterSnapshot, Node, TrainingPlan
 
@@ -74,6 +74,10 @@ class ClusterSummary:
                    tuple(summary.get("TrainingPlanArns") or ()))
 
 
+class MisplacedCluster(InvalidSnapshotError):
+    """SageMaker answered about a cluster of another account or region than the reader's (fleet.py)."""
+
+
 class ReadUnavailable(HyperPodGuardError):
     """A feature read could not be made (AccessDenied, an API this region or endpoint lacks, throttling or
     a fault after botocore's retries, the cluster gone meanwhile): that part of the snapshot stays None."""
@@ -121,7 +125,16 @@ class ClusterReader:
             raise
         response.pop("ResponseMetadata", None)
         snapshot = ClusterSnapshot.from_describe_cluster(response)
+        self._in_place(snapshot.arn, "DescribeCluster")
         return snapshot if snapshot.name == cluster else snapshot.model_copy(update={"name": cluster})
+
+    def _in_place(self, arn: str | None, operation: str) -> None:
+        """A reader of another account and region must be answered about that account and region: credentials
+        of some other account (a role not what it should be) would put another cluster under this key."""
+        found = Location.of_arn(arn)
+        if self.elsewhere is not None and found is not None and found != self.elsewhere:
+            raise MisplacedCluster(f"{operation} for {self.elsewhere} answered about {arn} ({found}): the "
+                                   "credentials used are not that account's; nothing of it is evaluated")
 
     def describe_node(self, cluster: str, instance_id: str) -> Node | None:
         try:
@@ -153,6 +166,8 @@ class ClusterReader:
         """Every cluster's ListClusters summary (every page): names and patch debt in one listing."""
         summaries: list[ClusterSummary] = []
         for page in self.sagemaker.get_paginator("list_clusters").paginate():
+            for summary in page.get("ClusterSummaries", []):
+                self._in_place(summary.get("ClusterArn"), "ListClusters")
             summaries.extend(ClusterSummary.of(summary, self.elsewhere) for summary in page.get("ClusterSummaries", []))
         return summaries
 

@@ -12,6 +12,7 @@ local/sagemaker_standin.py, validated against botocore's model.
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from collections import Counter
@@ -318,3 +319,22 @@ def test_rules_by_account_and_region_reach_the_right_cluster(stack: Resources, m
     severities = {m["attributes"]["cluster"]: m["attributes"]["severity"] for m in delivered(stack)}
     expected = {"ml-prod": "info"} | ({f"ml-prod@{SPOKE}/{OTHER_REGION}": "warning"} if hub_env else {})
     assert severities == expected
+
+
+def test_credentials_of_another_account_never_put_its_clusters_under_a_spokes_key(
+        hub: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the spoke's credentials reached another account (here: the hub's own, as a role misconfigured to be
+    no spoke's would), SageMaker answers with that account's ARNs: the reader refuses them. The sweep records
+    the spoke's locations as errors, an event is invalid, and no alert is made under a spoke's key."""
+    from hyperpod_guard import aws_clients
+
+    misconfigured = functools.cache(lambda *_, **__: aws_clients._botocore().get_credentials())  # the hub's own
+    monkeypatch.setattr(aws_clients, "role_credentials", misconfigured)
+    put_unhealthy("ml-prod", SPOKE, REGION)  # a spoke cluster named as the hub's own in the hub's region
+    result = sweep(Runtime.from_env(), datetime.now(UTC), new_token("sweep"))
+    assert sorted(result.errors) == [f"{SPOKE}/{OTHER_REGION}", f"{SPOKE}/{REGION}"]
+    assert all("answered about arn:aws:sagemaker:" in error for error in result.errors.values())
+    answer, _, metrics = invoke_evaluator(event_from("ml-prod", SPOKE, REGION))
+    assert "DescribeCluster for 444455556666/us-west-2 answered about" in answer.get("invalid", ""), answer
+    assert not any("@" in key and key.startswith("ml-prod") and key.endswith(f"/{REGION}")
+                   for key in states(hub.table_name))
