@@ -32,7 +32,7 @@ from pydantic_core import core_schema
 from .constants import RULES_INVALID
 from .errors import InvalidRulesError
 from .findings import FindingFields, Severity
-from .fleet import REGION_NAME, Location, location_of, name_of
+from .fleet import REGION_NAME, Location, location_of
 from .naming import DEFAULT_RECEIVER
 from .policies import REGISTRY, Policy
 from .policies.base import S
@@ -52,7 +52,7 @@ from .policy_settings import (
     has_prefix,
     remediation_of,
 )
-from .silences import AdHocSilence, location_matches
+from .silences import AdHocSilence, place_matches
 from .timeutil import Duration, Timestamp
 
 #: the names other modules (and tests) import from here, now owned by policy_settings and the policies
@@ -174,8 +174,7 @@ class ClusterMatch(RulesModel):
     def place_matches(self, cluster: str, location: Location | None = None) -> bool:
         """The name glob against the key's cluster name, the account and region globs against `location`
         (None: the key's own, if it is qualified; fleet.py)."""
-        return glob_match(self.cluster, name_of(cluster)) and location_matches(
-            self.account, self.region, location or location_of(cluster))
+        return place_matches(self.cluster, self.account, self.region, cluster, location)
 
     def matches(self, cluster: str, tags: Mapping[str, str] | None = None, location: Location | None = None) -> bool:
         """`cluster`: the cluster's key (fleet.py); `location`: where it lives, when the caller knows (a home
@@ -201,8 +200,7 @@ class SilenceMatchers(RulesModel):
 
     def applies_to(self, cluster: str, location: Location | None = None) -> bool:
         """Whether the cluster matchers hold for a cluster (its key; `location` as ClusterMatch.matches)."""
-        return glob_match(self.cluster, name_of(cluster)) and location_matches(
-            self.account, self.region, location or location_of(cluster))
+        return place_matches(self.cluster, self.account, self.region, cluster, location)
 
     def matches(self, record: FindingFields, location: Location | None = None) -> bool:
         """Every matcher against one alert (its cluster key; `location` as ClusterMatch.matches)."""

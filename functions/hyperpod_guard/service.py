@@ -24,6 +24,7 @@ from .alerting import EVENT_FINDING_TTL, SYSTEM_CLUSTER, Outcome, Scope, account
 from .archive import ArchiveWriter, Cleared, Episode, RepairFact, audited_actions, clear_words
 from .cluster_events import classify
 from .cluster_reader import (
+    DEFAULT_TAGS_MAX_AGE,
     ClusterReader,
     ClusterSummary,
     ReadUnavailable,
@@ -124,7 +125,7 @@ class Runtime:
                 role = None if location.account == home.account else self.fleet.role_arn(location.account, partition)
                 sagemaker = aws_clients.located_client("sagemaker", location.region, role, self.fleet.external_id)
                 reader = ClusterReader(sagemaker, elsewhere=location)
-                max_age = self.tags.max_age if self.tags is not None else TagCache(reader).max_age
+                max_age = self.tags.max_age if self.tags is not None else DEFAULT_TAGS_MAX_AGE
                 found = replace(self, reader=reader, region=location.region, tags=TagCache(reader, max_age),
                                 plans=TrainingPlanCache(reader), _elsewhere={})
                 self._elsewhere[location] = found

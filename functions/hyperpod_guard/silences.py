@@ -61,6 +61,13 @@ def location_matches(account: str, region: str, location: Location | None) -> bo
     return glob_match(account, location.account) and glob_match(region, location.region)
 
 
+def place_matches(cluster: str, account: str, region: str, key: str, location: Location | None = None) -> bool:
+    """Whether a matcher's cluster glob holds for a fleet key's cluster NAME (in every account, fleet.py) and its
+    account and region globs for `location` (None: the key's own, if qualified). The rules' overrides, routes
+    and silences and the ad-hoc silences all match a place with this."""
+    return glob_match(cluster, name_of(key)) and location_matches(account, region, location or location_of(key))
+
+
 class SilenceRefused(HyperPodGuardError):
     """A silence that would mute too much or nothing at all (empty matchers, an end in the past)."""
 
@@ -101,8 +108,7 @@ class AdHocSilence:
     def applies_to_place(self, cluster: str, location: Location | None = None) -> bool:
         """The cluster glob against the key's cluster name, account and region against `location` (None: the
         key's own, if qualified; fleet.py)."""
-        return glob_match(self.cluster, name_of(cluster)) and location_matches(
-            self.account, self.region, location or location_of(cluster))
+        return place_matches(self.cluster, self.account, self.region, cluster, location)
 
     def applies_to_cluster(self, cluster: str, tags: Mapping[str, str] | None,
                            location: Location | None = None) -> bool:
