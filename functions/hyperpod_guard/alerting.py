@@ -28,6 +28,7 @@ from .rules import ClusterRules, Policies, Rules, Silence, glob_match
 from .snapshot import ClusterSnapshot
 from .state_now import resolved_evidence
 from .timeutil import format_duration, isoformat
+from .workload.model import Workload
 
 #: The pseudo-cluster that holds alerts about hyperpod-guard itself (invalid rules). Not a
 #: valid HyperPod cluster name (those are [a-zA-Z0-9-]), so it can never collide with one.
@@ -337,23 +338,25 @@ def build_notification(
     cluster: str, notified: list[tuple[Reason, AlertRecord]], now: datetime, *,
     region: str | None = None, cluster_arn: str | None = None, actions: dict[str, list[str]] | None = None,
     tags: Mapping[str, str] | None = None, rules: ClusterRules | None = None,
-    approvals: Mapping[str, ApprovalRef] | None = None,
+    approvals: Mapping[str, ApprovalRef] | None = None, workloads: Mapping[str, Workload] | None = None,
 ) -> Notification:
     """notified: (reason, record) pairs; actions: remediation lines by fingerprint; tags: the
     cluster's, when they were read; rules: the cluster's (runbook links, routing to receivers;
     None: neither, every item goes to the default receiver); approvals: the remediation actions
-    awaiting (or given) approval, by fingerprint."""
-    actions, approvals = actions or {}, approvals or {}
+    awaiting (or given) approval, by fingerprint; workloads: what runs on each node (by instance id)
+    that a firing item is about, when the rules turn `workload` on (its section, routing by owner)."""
+    actions, approvals, workloads = actions or {}, approvals or {}, workloads or {}
     ordered = sorted(notified, key=lambda pair: (pair[0] is Reason.RESOLVED, -pair[1].severity.rank, pair[1].policy))
     items = tuple(_item(reason, record, tuple(actions.get(record.fingerprint, ())), rules,
-                        approvals.get(record.fingerprint))
+                        approvals.get(record.fingerprint),
+                        workloads.get(record.node) if record.node and reason is not Reason.RESOLVED else None)
                   for reason, record in ordered)
     return Notification(cluster=cluster, cluster_arn=cluster_arn, account=account_of(cluster_arn), region=region,
                         sent_at=now, items=items, tags=dict(tags) if tags is not None else None)
 
 
 def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...], rules: ClusterRules | None,
-          approval: ApprovalRef | None = None) -> NotificationItem:
+          approval: ApprovalRef | None = None, workload: Workload | None = None) -> NotificationItem:
     resolved = reason is Reason.RESOLVED
     settings = rules.policies.for_policy(record.policy) if rules is not None and record.policy in REGISTRY else None
     return NotificationItem(
@@ -363,9 +366,9 @@ def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...], rules: 
         next_step=None if resolved else next_step(record, actions),
         runbook_url=settings.runbook_url if settings is not None else None,
         receivers=receivers_for(rules, policy=record.policy, severity=record.severity,
-                                instance_group=record.instance_group) if rules is not None else (),
+                                instance_group=record.instance_group, workload=workload) if rules is not None else (),
         acknowledged_by=record.acknowledged_by, acknowledged_at=record.acknowledged_at,
-        acknowledged_until=record.acknowledged_until, approval=None if resolved else approval,
+        acknowledged_until=record.acknowledged_until, approval=None if resolved else approval, workload=workload,
     )
 
 

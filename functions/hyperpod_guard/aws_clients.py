@@ -106,9 +106,27 @@ def located_client(service: str, region: str, role_arn: str | None = None, exter
         return located.client(service, config=Config(**RETRY))
 
 
+#: clients for reads that must not hold a notification long (workload/reader.py): fail fast, retry once
+QUICK = {"retries": {"mode": "standard", "max_attempts": 2}, "connect_timeout": 2, "read_timeout": 3}
+
+
+@functools.cache
+def quick_client(service: str, region: str | None = None, role_arn: str | None = None,
+                 external_id: str | None = None) -> Any:
+    """A client of `service` with QUICK timeouts, as the process (in `region`, default its own) or as the spoke
+    role `role_arn`."""
+    from botocore.config import Config
+
+    located = session() if region is None and role_arn is None else located_session(
+        region or session().region_name, role_arn, external_id)
+    with _lock:
+        return located.client(service, config=Config(**QUICK))
+
+
 def forget_located() -> None:
     """Forget the located sessions, their clients and the role credentials (tests: moto's reset forgets the
     roles it handed out), keeping the process's own clients."""
+    quick_client.cache_clear()
     located_client.cache_clear()
     located_session.cache_clear()
     role_credentials.cache_clear()

@@ -46,6 +46,10 @@ class Metric(StrEnum):
     READS_UNAVAILABLE = "HyperPodReadsUnavailable"
     #: Cluster Events EventBridge did not deliver, read back by the sweep (ListClusterEvents) and evaluated
     BACKFILLED_EVENTS = "BackfilledClusterEvents"
+    #: blast radius (workload/): node workloads read for a message, and those left unknown (by Orchestrator): the
+    #: API refused or timed out, the access entry or SSM grant is missing; the alert went out without it
+    WORKLOADS_READ = "WorkloadsRead"
+    WORKLOADS_UNKNOWN = "WorkloadsUnknown"
     # the evaluator and the sweep
     RULES_ERRORS = "RulesErrors"
     NOTIFICATIONS = "Notifications"
@@ -125,6 +129,8 @@ class Dimension(StrEnum):
     SEVERITY = "Severity"
     #: the sweep's per-cluster gauges (Metric.OPEN_ALERTS ...): one series per cluster
     CLUSTER = "Cluster"
+    #: the workload reads (Metric.WORKLOADS_READ / WORKLOADS_UNKNOWN): eks or slurm
+    ORCHESTRATOR = "Orchestrator"
     #: Powertools' default dimension: the `service` a handler's Metrics was created with
     SERVICE = "service"
 

@@ -1,6 +1,6 @@
 """The notification pipeline, stage by stage (Alertmanager's notify.go: dedup, retry, set-notifies).
 
-    decide_and_commit ─► remediate ─► compose ─► deliver (publish ─► confirm | release)
+    decide_and_commit ─► remediate ─► compose (+ the nodes' workload) ─► deliver (publish ─► confirm | release)
 
 The order is what makes every notification go out once, whatever fails and however many
 Lambdas run at once:
@@ -8,7 +8,9 @@ Lambdas run at once:
    condition that nobody wrote since (re-read and re-plan on a conflict); a notification to
    send is written first, as *owed*, with this invocation's claim.
 2. remediate: act on the firing alerts this evaluation observed (opt-in; budgeted, audited).
-3. compose: one message for the cluster (pure).
+3. compose: one message for the cluster; pure but for the blast radius (issue 23, opt-in): what runs on
+   the nodes its firing items are about, read within the rules' short timeout and never failing the
+   message (a failed read says "workload unknown: <why>").
 4. deliver: publish it; only once SNS accepted it is it confirmed as sent; if publishing
    fails the claims are released and the error raised, so Lambda's retry sends what is owed.
 
@@ -40,6 +42,7 @@ from .ledger_reads import reads_for
 from .ledger_store import ClusterLedger, LedgerConflict, LedgerReads, LedgerStore
 from .notify.message import Notification
 from .rules import ClusterRules
+from .workload.model import Workload
 
 if TYPE_CHECKING:
     from .remediation.executor import ActionReport
@@ -63,6 +66,9 @@ class Publisher(Protocol):
 
 #: the remediation stage: given the firing alerts observed now, what it did per fingerprint
 Remediate = Callable[[list[Decision]], "Mapping[str, ActionReport]"]
+#: the blast-radius read: given what the message says, what runs on each node a firing item is about (by
+#: instance id); bounded in time and never raising (workload/reader.py)
+Workloads = Callable[[Sequence[tuple[Reason, AlertRecord]]], Mapping[str, Workload]]
 
 
 @dataclass(frozen=True)
@@ -197,20 +203,28 @@ def send_now(store: Store, committed: Committed, reports: Mapping[str, ActionRep
                    deferred=tuple(d for d in committed.deferred if d.record.fingerprint not in now_sent))
 
 
-def compose(committed: Committed, reports: Mapping[str, ActionReport], now: datetime, *, region: str | None = None,
-            cluster_arn: str | None = None, tags: Mapping[str, str] | None = None,
-            rules: ClusterRules | None = None) -> Notification | None:
-    """The cluster's one message, or None when nothing is to be sent. An action is news of its
-    own when remediation says it is due; otherwise it is only mentioned in a message already due."""
+def to_send(committed: Committed, reports: Mapping[str, ActionReport]) -> list[tuple[Reason, AlertRecord]]:
+    """What the cluster's message says: the notifications decided (as written), and the alerts
+    remediation acted on with news of its own. An action is news of its own when remediation says it
+    is due; otherwise it is only mentioned in a message already due."""
     notified = [(d.notify, committed.written[d.record.fingerprint]) for d in committed.decisions if d.notify]
     quiet = {d.record.fingerprint: d.record for d in committed.decisions if not d.notify}
-    notified += [(Reason.REMEDIATED, quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
+    return notified + [(Reason.REMEDIATED, quiet[fp]) for fp, done in reports.items() if fp in quiet and done.news]
+
+
+def compose(committed: Committed, reports: Mapping[str, ActionReport], now: datetime, *, region: str | None = None,
+            cluster_arn: str | None = None, tags: Mapping[str, str] | None = None,
+            rules: ClusterRules | None = None, workloads: Workloads | None = None) -> Notification | None:
+    """The cluster's one message, or None when nothing is to be sent. `workloads`: reads what runs on the
+    nodes its firing items are about (workload/reader.py), called only when there is a message to send."""
+    notified = to_send(committed, reports)
     if not notified:
         return None
     actions = {fp: list(done.lines) for fp, done in reports.items()}
     approvals = {fp: done.approval for fp, done in reports.items() if done.approval is not None}
     return build_notification(committed.cluster, notified, now, region=region, cluster_arn=cluster_arn,
-                              actions=actions, tags=tags, rules=rules, approvals=approvals)
+                              actions=actions, tags=tags, rules=rules, approvals=approvals,
+                              workloads=workloads(notified) if workloads is not None else None)
 
 
 def deliver(publisher: Publisher, store: Store, committed: Committed, notification: Notification | None,

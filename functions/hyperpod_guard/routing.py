@@ -22,6 +22,7 @@ from .findings import Severity
 from .fleet import Location
 from .notify.message import ReceiverRef
 from .rules import ClusterRules, Route, RouteMatch, Routing
+from .workload.model import Workload
 
 #: Slack's syntax for the special mentions (https://api.slack.com/reference/surfaces/formatting#special-mentions)
 _SPECIAL_MENTIONS = {"here": "<!here>", "channel": "<!channel>"}
@@ -46,16 +47,19 @@ class RouteDecision(NamedTuple):
 
 
 def decide(routing: Routing, *, cluster: str, policy: str, severity: Severity | str, instance_group: str | None,
-           tags: Mapping[str, str] | None, location: Location | None = None) -> RouteDecision:
+           tags: Mapping[str, str] | None, location: Location | None = None,
+           workload: Workload | None = None) -> RouteDecision:
     """The routes an alert takes, in order (each that matches, up to and including the first that
     matches without `continue`) and the receivers they name. `cluster`: its key (fleet.py); `tags`
     None: the cluster's tags were not read, so routes that select by tag do not match (as overrides);
     `location`: where the cluster lives (None: the key's own if qualified, else unknown, which only
-    account and region matchers '*' match)."""
+    account and region matchers '*' match); `workload`: what runs on the alert's node (None: not read, so routes
+    that select by owner do not match)."""
     taken = []
     for index, candidate in enumerate(routing.routes):
         if candidate.match.matches_alert(cluster=cluster, policy=policy, severity=Severity(severity),
-                                         instance_group=instance_group, tags=tags, location=location):
+                                         instance_group=instance_group, tags=tags, location=location,
+                                         workload=workload):
             taken.append(index)
             if not candidate.continue_:
                 break
@@ -75,17 +79,18 @@ def decide(routing: Routing, *, cluster: str, policy: str, severity: Severity | 
 
 
 def route(routing: Routing, *, cluster: str, policy: str, severity: Severity | str, instance_group: str | None,
-          tags: Mapping[str, str] | None, location: Location | None = None) -> tuple[ReceiverRef, ...]:
+          tags: Mapping[str, str] | None, location: Location | None = None,
+          workload: Workload | None = None) -> tuple[ReceiverRef, ...]:
     """The receivers an alert with these fields goes to, each once, in route order (never empty)."""
     return decide(routing, cluster=cluster, policy=policy, severity=severity, instance_group=instance_group,
-                  tags=tags, location=location).receivers
+                  tags=tags, location=location, workload=workload).receivers
 
 
-def receivers_for(rules: ClusterRules, *, policy: str, severity: Severity | str,
-                  instance_group: str | None) -> tuple[ReceiverRef, ...]:
+def receivers_for(rules: ClusterRules, *, policy: str, severity: Severity | str, instance_group: str | None,
+                  workload: Workload | None = None) -> tuple[ReceiverRef, ...]:
     """`route` with the cluster's key, tags and location from its resolved rules."""
     return route(rules.routing, cluster=rules.cluster, policy=policy, severity=severity,
-                 instance_group=instance_group, tags=rules.tags, location=rules.location)
+                 instance_group=instance_group, tags=rules.tags, location=rules.location, workload=workload)
 
 
 # --- for people ----------------------------------------------------------------------------------
@@ -107,6 +112,11 @@ def describe_match(match: RouteMatch) -> str:
     if match.instance_group != "*":
         parts.append(f"instance_group={match.instance_group}")
     parts += [f"tag:{key}={value}" for key, value in sorted(match.tags.items())]
+    if match.namespace != "*":
+        parts.append(f"namespace={match.namespace}")
+    if match.slurm_account != "*":
+        parts.append(f"slurm_account={match.slurm_account}")
+    parts += [f"label:{key}={value}" for key, value in sorted(match.workload_labels.items())]
     return " ".join(parts) or "(every alert)"
 
 

@@ -54,6 +54,7 @@ from .policy_settings import (
 )
 from .silences import AdHocSilence, place_matches
 from .timeutil import Duration, Timestamp
+from .workload.model import Workload
 
 #: the names other modules (and tests) import from here, now owned by policy_settings and the policies
 __all__ = [
@@ -319,13 +320,38 @@ class RouteMatch(ClusterMatch):
     instance_group: str = Field(
         default="*", description="Glob on the alert's instance group. An alert about the whole cluster has "
         "none: only `*` matches it.")
+    namespace: str = Field(
+        default="*", description="Owner (EKS): glob on the Kubernetes namespace of a job on the alert's node. Needs "
+        "`workload` on for the cluster; an alert whose workload is unknown matches only `*`.")
+    slurm_account: str = Field(
+        default="*", description="Owner (Slurm): glob on the Slurm account of a job on the alert's node. Needs "
+        "`workload` on for the cluster; an alert whose workload is unknown matches only `*`.")
+    workload_labels: dict[TagKey, TagValue] = Field(
+        default_factory=dict, description="Owner (EKS): labels a job on the alert's node carries (on the job, or its "
+        "pod), every one with exactly this value, e.g. {team: llm}.")
+
+    @property
+    def selects_by_owner(self) -> bool:
+        """The route names an owner: it matches only alerts whose node's workload was read."""
+        return self.namespace != "*" or self.slurm_account != "*" or bool(self.workload_labels)
+
+    def owner_matches(self, workload: Workload | None) -> bool:
+        """Some job on the node matches every owner matcher (True when the route names no owner)."""
+        if not self.selects_by_owner:
+            return True
+        jobs = workload.jobs if workload is not None and workload.unknown is None else ()
+        return any(glob_match(self.namespace, job.namespace) and glob_match(self.slurm_account, job.account)
+                   and all(job.labels.get(key) == value for key, value in self.workload_labels.items())
+                   for job in jobs)
 
     def matches_alert(self, *, cluster: str, policy: str, severity: Severity, instance_group: str | None,
-                      tags: Mapping[str, str] | None, location: Location | None = None) -> bool:
+                      tags: Mapping[str, str] | None, location: Location | None = None,
+                      workload: Workload | None = None) -> bool:
         """`tags` None: not read, so a route that selects by tag does not match (as overrides); `location`
-        as ClusterMatch.matches."""
+        as ClusterMatch.matches; `workload`: what runs on the alert's node (None: not read)."""
         return ((not self.severity or severity in self.severity) and (not self.policy or policy in self.policy)
-                and glob_match(self.instance_group, instance_group) and self.matches(cluster, tags, location))
+                and glob_match(self.instance_group, instance_group) and self.matches(cluster, tags, location)
+                and self.owner_matches(workload))
 
 
 class Route(RulesModel):
@@ -405,6 +431,29 @@ class ChatOps(RulesModel):
         default=None, description="The only Slack workspace (team id, T…) whose clicks count; null: any.")
 
 
+# --- blast radius: what runs on a sick node, and who owns it (workload/) -----------------------------
+
+
+#: the most the alert waits for its workload: beyond it the alert goes with "workload unknown: timeout"
+MAX_WORKLOAD_TIMEOUT = timedelta(seconds=10)
+
+
+class WorkloadReads(RulesModel):
+    """Node alerts of the clusters that `match` selects say what runs on the node: an EKS cluster's pods and their
+    jobs (its Kubernetes API), a Slurm cluster's jobs (squeue on the controller through SSM). Off by default:
+    it needs read access granted to the cluster (README, "Blast radius")."""
+
+    match: ClusterMatch = Field(default_factory=ClusterMatch, description="Which clusters (left out: all).")
+    timeout: Duration = Field(
+        default=timedelta(seconds=3), ge=timedelta(seconds=1), le=MAX_WORKLOAD_TIMEOUT,
+        description="The most a notification waits for its workload; past it the alert goes out saying "
+        "'workload unknown: timeout'.")
+    controller_group: str | None = Field(
+        default=None, min_length=1, max_length=63,
+        description="Slurm: the instance group of the controller node, where squeue runs (left out: the group "
+        "whose name contains 'controller').")
+
+
 class Rules(RulesModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -422,11 +471,21 @@ class Rules(RulesModel):
     grouping: Grouping = Field(default_factory=Grouping)
     routing: Routing = Field(default_factory=Routing)
     chatops: ChatOps = Field(default_factory=ChatOps)
+    workload: tuple[WorkloadReads, ...] = Field(
+        default=(), description="Which clusters' node alerts say what runs on the node and who owns it (the first "
+        "entry that matches the cluster applies). Empty, the default: none.")
 
     @property
     def selects_by_tags(self) -> bool:
-        """True when an override or a route selects clusters by tag: only then are tags worth a ListTags call."""
-        return any(o.match.tags for o in self.overrides) or self.routing.selects_by_tags
+        """True when an override, a route or a workload entry selects clusters by tag: only then are tags worth a
+        ListTags call."""
+        return (any(o.match.tags for o in self.overrides) or self.routing.selects_by_tags
+                or any(w.match.tags for w in self.workload))
+
+    def workload_for(self, cluster_name: str, tags: Mapping[str, str] | None = None,
+                     location: Location | None = None) -> WorkloadReads | None:
+        """The first workload entry that selects the cluster, or None (off)."""
+        return next((w for w in self.workload if w.match.matches(cluster_name, tags, location)), None)
 
     def for_tags(self, tags: Mapping[str, str] | None) -> Rules:
         """These rules as they apply to a cluster carrying `tags` (None: unknown, as untagged):
@@ -476,7 +535,7 @@ class Rules(RulesModel):
                             self.remediation_budget, dict(tags) if tags is not None else None,
                             tuple(replace(s, account="*", region="*") for s in adhoc
                                   if s.applies_to_place(cluster_name, location)),
-                            self.grouping, self.routing, location)
+                            self.grouping, self.routing, location, self.workload_for(cluster_name, tags, location))
 
 
 @dataclass(frozen=True)
@@ -500,6 +559,8 @@ class ClusterRules:
     #: where the cluster lives, as resolve() was given or the key says (None: unknown, a home cluster's bare key
     #: without a fleet): routing.py matches routes' account and region against it
     location: Location | None = None
+    #: whether (and how) node alerts say what runs on the node (None: off, the default)
+    workload: WorkloadReads | None = None
 
     @property
     def remediates(self) -> bool:

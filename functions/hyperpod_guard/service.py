@@ -11,7 +11,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -61,6 +61,7 @@ from .settings import EvaluatorSettings, SweepSettings, WorkQueueSettings
 from .silences import AdHocSilence, SilenceCache, SilenceStore
 from .snapshot import ClusterSnapshot, Node, NodeStatus
 from .timeutil import isoformat
+from .workload.model import Workload
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Runtime:
     archive_bucket: str | None = None
     #: the hub's own location and the fleet it watches (fleet.py); disabled: one account and region
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    #: the spoke role this runtime reads its clusters as (at()); None: the process's own credentials
+    role_arn: str | None = None
     #: this runtime for each other location of the fleet, made on first use (at())
     _elsewhere: dict[Location, Runtime] = field(default_factory=dict, repr=False)
 
@@ -127,7 +130,7 @@ class Runtime:
                 reader = ClusterReader(sagemaker, elsewhere=location)
                 max_age = self.tags.max_age if self.tags is not None else DEFAULT_TAGS_MAX_AGE
                 found = replace(self, reader=reader, region=location.region, tags=TagCache(reader, max_age),
-                                plans=TrainingPlanCache(reader), _elsewhere={})
+                                plans=TrainingPlanCache(reader), role_arn=role, _elsewhere={})
                 self._elsewhere[location] = found
         return found
 
@@ -147,6 +150,11 @@ class Runtime:
             return [None]
         return [home, *(Location(account, region) for account in self.fleet.accounts for region in self.fleet.regions
                         if Location(account, region) != home)]
+
+    def quick_client(self, service: str) -> Any:
+        """A client of `service` where this runtime's clusters live, with short timeouts (the workload reads)."""
+        return aws_clients.quick_client(service, self.region, self.role_arn,
+                                        self.fleet.external_id if self.role_arn else None)
 
     def active_silences(self, now: datetime) -> tuple[AdHocSilence, ...]:
         return self.silences.active(now) if self.silences is not None else ()
@@ -275,7 +283,8 @@ def _evaluate(
     if grouped:  # an action's news goes now, with the page it is about
         committed = pipeline.send_now(runtime.ledger, committed, reports, now, token)
     notification = pipeline.compose(committed, reports, now, region=runtime.region, cluster_arn=snapshot.arn,
-                                    tags=rules.tags, rules=rules)                        # one message
+                                    tags=rules.tags, rules=rules,                        # one message, with
+                                    workloads=_workloads(runtime, rules, lambda: snapshot))  # the nodes' work
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
     repairs = archive_repairs(runtime, snapshot, event)                                  # the episode archive
     pipeline.archive(_archiving(runtime, snapshot.arn, rules.tags, repairs), committed, scope, evaluation, now)
@@ -313,12 +322,41 @@ def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) 
                                                where(runtime, flush.cluster, state.cluster_arn))
     committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token, rules=rules)
     notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
-                                    tags=state.tags, rules=rules)
+                                    tags=state.tags, rules=rules,
+                                    workloads=_workloads(runtime, rules,
+                                                         lambda: runtime.reader.describe(flush.cluster)))
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
     if notification is not None and any(item.reason is not Reason.RESOLVED
                                         and item.finding.severity is Severity.CRITICAL for item in notification.items):
         runtime.grouper.store.paged(flush.cluster, now)
     return outcome
+
+
+def _workloads(runtime: Runtime, rules: ClusterRules,
+               snapshot: Callable[[], ClusterSnapshot | None]) -> pipeline.Workloads | None:
+    """The blast-radius read of the message's firing node items (workload/reader.py), when the cluster's rules
+    turn `workload` on. `snapshot`: the cluster as read (a grouped flush reads it only if it has such items)."""
+    settings = rules.workload
+    if settings is None:
+        return None
+
+    def read(notified: Sequence[tuple[Reason, AlertRecord]]) -> Mapping[str, Workload]:
+        nodes = [record.node for reason, record in notified if record.node and reason is not Reason.RESOLVED]
+        if not nodes:
+            return {}
+        # imported here: only clusters with `workload` on pay for the Kubernetes and SSM readers (ssl, http.client)
+        from .workload.reader import Reads, blast_radius
+
+        try:
+            cluster = snapshot()
+        except Exception:  # the message goes out without the workload
+            logger.warning("workload: cannot describe %s", rules.cluster, exc_info=True)
+            cluster = None
+        if cluster is None:
+            return {node: Workload(node, unknown="the cluster could not be described") for node in nodes}
+        return blast_radius(runtime.quick_client, cluster, nodes,
+                            Reads(settings.timeout.total_seconds(), settings.controller_group))
+    return read
 
 
 def _gone(runtime: Runtime, cluster: str, rules: Rules, now: datetime, token: str,

@@ -270,6 +270,8 @@ class Node(ApiModel):
     desired_image_release_version: str | None = None
     image_version_status: str | None = None
     last_software_update_time: Timestamp = None
+    #: ip-10-1-2-3.us-west-2.compute.internal: its first label is the node's Slurm name (workload/slurm.py)
+    private_dns_hostname: str | None = None
 
     @property
     def status(self) -> str | None:

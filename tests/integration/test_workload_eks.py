@@ -1,5 +1,5 @@
 """The EKS workload reader (issue 23, workload/eks.py) against a real local HTTP server answering recorded
-Kubernetes API JSON (tests/kube_standin.py, tests/fixtures/kube/cluster.json): what a node alert hits, and
+Kubernetes API JSON (local/kube_standin.py, local/kube/cluster.json): what a node alert hits, and
 every way the read fails turned into "workload unknown: <why>"."""
 
 from __future__ import annotations

@@ -201,7 +201,8 @@ def test_the_schema_describes_routing_and_agrees_with_the_model():
     assert set(route_) == {"match", "receivers", "mention", "continue"}
     assert all(route_[key].get("description") for key in route_)
     assert set(schema["$defs"]["RouteMatch"]["properties"]) == {"cluster", "account", "region", "tags", "severity",
-                                                                "policy", "instance_group"}
+                                                                "policy", "instance_group", "namespace", "slurm_account",
+                                                                    "workload_labels"}
     validator.validate(routing_doc(routes=ROUTES, default=["default"]))
     for bad in ({"receivers": ["ML"]}, {"receivers": ["a"], "mention": "@oncall"},
                 {"receivers": ["a"], "match": {"policy": ["nope"]}}, {"receivers": ["a"], "match": {"x": 1}}):

@@ -27,6 +27,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from ..findings import FindingFields, Severity, shape_of
 from ..ledger import AlertRecord, Reason
 from ..timeutil import Timestamp, isoformat
+from ..workload.model import Workload
 
 Status = Literal["firing", "resolved"]
 
@@ -119,6 +120,9 @@ class NotificationItem(BaseModel):
     acknowledged_until: Timestamp = None
     #: remediation configured `approval: required`: the action awaiting (or given) approval
     approval: ApprovalRef | None = None
+    #: firing items about a node of a cluster whose rules turn on `workload` (issue 23): what runs on the
+    #: node and who owns it, or why that is unknown (workload/)
+    workload: Workload | None = None
 
     @property
     def status(self) -> Status:
