@@ -368,7 +368,8 @@ def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...], rules: 
         receivers=receivers_for(rules, policy=record.policy, severity=record.severity,
                                 instance_group=record.instance_group, workload=workload) if rules is not None else (),
         acknowledged_by=record.acknowledged_by, acknowledged_at=record.acknowledged_at,
-        acknowledged_until=record.acknowledged_until, approval=None if resolved else approval, workload=workload,
+        acknowledged_until=record.acknowledged_until, approval=None if resolved else approval,
+        workload=workload.for_message() if workload is not None else None,
     )
 
 

@@ -4,7 +4,11 @@ them. Plain data; `Workload.unknown` says why nothing could be read (the alert g
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+#: a message carries at most this many jobs per node, each with at most this many labels (Workload.for_message)
+MESSAGE_JOBS = 20
+MESSAGE_LABELS = 10
 
 
 @dataclass(frozen=True)
@@ -41,3 +45,13 @@ class Workload:
     node_state: str | None = None
     #: None: read; else "workload unknown: <why>" material (API unreachable, 403, timeout, no such node)
     unknown: str | None = None
+    #: jobs on the node left out of `jobs` to keep a message small (for_message)
+    more: int = 0
+
+    def for_message(self) -> Workload:
+        """This workload as a message carries it: the MESSAGE_JOBS jobs with most work on the node, each with at
+        most MESSAGE_LABELS labels (routing has seen them all), so that one item always fits an SNS message."""
+        kept = sorted(self.jobs, key=lambda job: -job.on_node)[:MESSAGE_JOBS]
+        trimmed = tuple(replace(job, labels=dict(list(job.labels.items())[:MESSAGE_LABELS])) for job in self.jobs
+                        if job in kept)
+        return replace(self, jobs=trimmed, more=self.more + len(self.jobs) - len(trimmed))
