@@ -15,7 +15,7 @@ import pytest
 from hyperpod_guard.local.slack_api_standin import TOKEN, Message, SlackApiStandIn
 from hyperpod_guard.notify.buttons import ActionId, ButtonValue
 from hyperpod_guard.notify.delivery import SlackNotConfiguredError
-from hyperpod_guard.notify.message import Notification, ReceiverRef
+from hyperpod_guard.notify.message import Notification, NotificationItem, ReceiverRef
 from hyperpod_guard.notify.slack_app import SlackAppDeliveryError, SlackWebApi, mark_acknowledged, reply_to_alert
 from hyperpod_guard.notify.slack_threads import ThreadStore
 from tests.integration.test_slack_notifier import (  # noqa: F401 (env, secrets, output: fixtures)
@@ -87,7 +87,7 @@ def test_a_first_firing_is_a_parent_with_buttons(slack, output):  # noqa: F811
     # the parent's pointer and content are in the ledger table, the token is not
     items = boto3.client("dynamodb", region_name="us-west-2").scan(TableName=TABLE)["Items"]
     assert sorted(i["sk"]["S"].split("#")[0] for i in items if i["pk"]["S"] == "CLUSTER#ml-prod") == [
-        "SLACKALERT", "SLACKMSG"]
+        "SLACKALERT", "SLACKALERT", "SLACKMSG"]  # the alert's pointer, its episode's pointer, the parent
     assert TOKEN not in str(items)
 
 
@@ -137,6 +137,66 @@ def test_a_new_episode_gets_a_new_parent(slack):
         firing("first", later).model_copy(update={"first_seen": FIRST_SEEN + 5 * HOUR})]}))
     assert len(slack.messages(DEFAULT)) == 2
     assert all(slack.replies(DEFAULT, m.ts) == [] for m in slack.messages(DEFAULT))
+
+
+def episode_2(item: NotificationItem) -> NotificationItem:
+    """`item` of the alert's next episode (first seen 4h after the first one, after its resolved)."""
+    later = FIRST_SEEN + 4 * HOUR
+    return item.model_copy(update={"first_seen": later, "fired_at": later})
+
+
+def late_resolved_of_episode_1() -> Notification:
+    """Episode 1's resolved, decided before episode 2 began (delivered after it: Lambda's retries)."""
+    item = resolved(rollback(), "Instance group p5-train is InService").model_copy(
+        update={"resolved_at": SENT_AT + HOUR})
+    return message(item, sent_at=SENT_AT + HOUR)
+
+
+def test_a_late_resolved_of_an_older_episode_updates_its_own_parent_and_posts_nothing(slack):
+    deliver(first_rollback())
+    deliver(message(episode_2(firing("first", rollback())), sent_at=SENT_AT + 2 * HOUR))
+    first, second = slack.messages(DEFAULT)
+    # episode 1's resolved, held back by a Slack outage until episode 2 had its parent: the update fails,
+    # Lambda's retry makes it
+    slack.fail("internal_error", times=4, status=500, method="chat.update")
+    with pytest.raises(SlackAppDeliveryError, match="internal_error"):
+        deliver(late_resolved_of_episode_1(), ids="late-")
+    deliver(late_resolved_of_episode_1(), ids="late-")
+    assert [m.ts for m in slack.messages(DEFAULT)] == [first.ts, second.ts]  # no new parent
+    assert first.blocks[0]["text"]["text"] == "✅ ml-prod: resolved" and len(first.edits) == 1
+    assert second.blocks[0]["text"]["text"] == "🔴 ml-prod: 1 firing" and second.edits == []
+    # stale news: no reply in either thread (the lifecycle model's I11)
+    assert slack.replies(DEFAULT, first.ts) == slack.replies(DEFAULT, second.ts) == []
+    deliver(late_resolved_of_episode_1(), ids="late-")  # SNS again: nothing
+    assert methods(slack) == ["chat.postMessage", "chat.postMessage", "chat.update"]
+    # episode 2's news still goes to its own thread
+    deliver(message(episode_2(resolved(rollback(), "fixed")).model_copy(update={"resolved_at": SENT_AT + 3 * HOUR}),
+                    sent_at=SENT_AT + 3 * HOUR))
+    (reply,) = slack.replies(DEFAULT, second.ts)
+    assert reply.block_texts[0].startswith("✅ *Resolved*")
+    assert second.blocks[0]["text"]["text"] == "✅ ml-prod: resolved"
+    assert slack.replies(DEFAULT, first.ts) == [] and len(first.edits) == 1
+    # a click finds each episode's parent: one per episode
+    threads = ThreadStore(boto3.client("dynamodb", region_name="us-west-2"), TABLE)
+    assert sorted((t.first_seen, t.ts) for t in threads.alert_threads("ml-prod", rollback().fingerprint)) == [
+        (FIRST_SEEN, first.ts), (FIRST_SEEN + 4 * HOUR, second.ts)]
+
+
+def test_a_pointer_stored_before_episode_pointers_is_found_for_its_episode(slack):
+    """Tables written before the episode pointers hold the alert's pointer only: it is its episode's until a
+    newer episode takes it; a late message of that episode then posts nothing (no stray parent)."""
+    deliver(first_rollback())
+    boto = boto3.client("dynamodb", region_name="us-west-2")
+    episode_key = f"SLACKALERT#{rollback().fingerprint}#default#"
+    for item in boto.scan(TableName=TABLE)["Items"]:
+        if item["sk"]["S"].startswith(episode_key):  # as the code before them left it
+            boto.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+    deliver(message(firing("repeat", rollback()), sent_at=SENT_AT + HOUR / 2))
+    (first,) = slack.messages(DEFAULT)
+    assert len(slack.replies(DEFAULT, first.ts)) == 1 and len(first.edits) == 1
+    deliver(message(episode_2(firing("first", rollback())), sent_at=SENT_AT + 2 * HOUR))
+    deliver(late_resolved_of_episode_1())
+    assert len(slack.messages(DEFAULT)) == 2 and len(slack.replies(DEFAULT, first.ts)) == 1
 
 
 @pytest.mark.parametrize("how", ["429", "ratelimited"])

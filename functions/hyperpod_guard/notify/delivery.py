@@ -497,26 +497,32 @@ class AppDelivery:
         as_of = notification.sent_at or now
         by_thread: dict[str, list[NotificationItem]] = {}
         new: list[NotificationItem] = []
+        #: news of an episode a newer one superseded: it updates its own parent, and posts nothing
+        stale: set[str] = set()
         for item in notification.items:
-            thread = self.threads.thread(notification.cluster, item.finding.fingerprint, self.receiver.name)
-            same_episode = thread is not None and item.first_seen is not None and thread.first_seen == item.first_seen
-            if thread is not None and same_episode and thread.channel == channel:
-                by_thread.setdefault(thread.ts, []).append(item)
-            else:
+            episode = self.threads.episode(notification.cluster, item.finding.fingerprint, self.receiver.name,
+                                           item.first_seen)
+            if episode.superseded:
+                stale.add(item.finding.fingerprint)
+            if episode.thread is not None and episode.thread.channel == channel:
+                by_thread.setdefault(episode.thread.ts, []).append(item)
+            elif not episode.superseded:
                 new.append(item)
         for ts, items in by_thread.items():
-            if not self._in_thread(key, notification, channel, ts, items, as_of, now):
-                new.extend(items)
+            if not self._in_thread(key, notification, channel, ts, items, as_of, now, stale):
+                new.extend(item for item in items if item.finding.fingerprint not in stale)
         if new:
             self._new_parent(key, notification.model_copy(update={"items": tuple(new)}), channel, as_of, now)
 
     def _in_thread(self, key: str, notification: Notification, channel: str, ts: str, items: list[NotificationItem],
-                   as_of: datetime, now: datetime) -> bool:
-        """Update the parent and reply in its thread; False when the parent is gone (a new one is due)."""
+                   as_of: datetime, now: datetime, stale: set[str]) -> bool:
+        """Update the parent and reply in its thread (with the items not `stale`); False when the parent is
+        gone (a new one is due)."""
         from .slack_app import MessageGone
 
         cluster, receiver = notification.cluster, self.receiver.name
         parent, fresh = self.threads.apply(cluster, channel, ts, items, as_of, now)
+        fresh = [item for item in fresh if item.finding.fingerprint not in stale]
         if parent is None or parent.gone:
             return False
         if parent.shown < parent.version:

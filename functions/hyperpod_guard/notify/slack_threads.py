@@ -1,12 +1,19 @@
 """Where each alert's Slack thread is (app mode), in the ledger table.
 
-| item    | pk                  | sk                                    |
-|---------|---------------------|---------------------------------------|
-| pointer | `CLUSTER#<cluster>` | `SLACKALERT#<fingerprint>#<receiver>` |
-| parent  | `CLUSTER#<cluster>` | `SLACKMSG#<channel>#<ts>`             |
+| item            | pk                  | sk                                                 |
+|-----------------|---------------------|----------------------------------------------------|
+| pointer         | `CLUSTER#<cluster>` | `SLACKALERT#<fingerprint>#<receiver>`              |
+| episode pointer | `CLUSTER#<cluster>` | `SLACKALERT#<fingerprint>#<receiver>#<first_seen>` |
+| parent          | `CLUSTER#<cluster>` | `SLACKMSG#<channel>#<ts>`                          |
 
 A pointer says where the parent of the alert's latest episode is, for that receiver (channel, ts,
-first_seen). A parent keeps what it shows (the notification, the newest of each item; each item's
+first_seen): it never goes back to an older episode. An episode pointer says where the parent of that
+episode is; both are written with the parent. A message is looked up by its item's episode (`episode`):
+the pointer when it is of that episode (the usual case: one read), else the episode pointer. News of an
+episode a newer one superseded (held back by Lambda's retries while the next episode began) is stale: it
+updates its own episode's parent, never the newer one's, and posts nothing. Pointers written before there
+were episode pointers are found as the pointer of their episode until a newer episode replaces them.
+A parent keeps what it shows (the notification, the newest of each item; each item's
 state) with `version`, `shown`, `posted` and `gone`.
 
 A parent's `body` is its notification and states as zlib-compressed JSON (a grouped message's items
@@ -104,6 +111,15 @@ class AlertThread:
 
 
 @dataclass(frozen=True)
+class Episode:
+    """Where an item's episode stands for one receiver: its parent, if it has one, and whether a newer
+    episode of the alert has a parent (then the item is stale news: it updates its own parent only)."""
+
+    thread: AlertThread | None
+    superseded: bool = False
+
+
+@dataclass(frozen=True)
 class Parent:
     """A parent message as stored: what it shows and how far Slack shows it."""
 
@@ -176,8 +192,11 @@ def _pk(cluster: str) -> dict[str, str]:
     return {"S": f"CLUSTER#{cluster}"}
 
 
-def _pointer_key(cluster: str, fingerprint: str, receiver: str) -> dict[str, dict[str, str]]:
-    return {"pk": _pk(cluster), "sk": {"S": f"{POINTER}{fingerprint}#{receiver}"}}
+def _pointer_key(cluster: str, fingerprint: str, receiver: str,
+                 first_seen: datetime | None = None) -> dict[str, dict[str, str]]:
+    """The alert's pointer (its latest episode) for `receiver`; with `first_seen`, that episode's pointer."""
+    episode = f"#{isoformat(first_seen)}" if first_seen is not None else ""
+    return {"pk": _pk(cluster), "sk": {"S": f"{POINTER}{fingerprint}#{receiver}{episode}"}}
 
 
 def _parent_key(cluster: str, channel: str, ts: str) -> dict[str, dict[str, str]]:
@@ -206,14 +225,30 @@ class ThreadStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def thread(self, cluster: str, fingerprint: str, receiver: str) -> AlertThread | None:
-        item = self.client.get_item(TableName=self.table, Key=_pointer_key(cluster, fingerprint, receiver),
+    def thread(self, cluster: str, fingerprint: str, receiver: str,
+               first_seen: datetime | None = None) -> AlertThread | None:
+        """The parent of the alert's latest episode for `receiver`; with `first_seen`, of that episode."""
+        item = self.client.get_item(TableName=self.table, Key=_pointer_key(cluster, fingerprint, receiver, first_seen),
                                     ConsistentRead=True).get("Item")
         return self._thread(item) if item else None
 
+    def episode(self, cluster: str, fingerprint: str, receiver: str, first_seen: datetime | None) -> Episode:
+        """Where the episode first seen at `first_seen` stands for `receiver`: the pointer when it is of
+        that episode (one read), else the episode's own pointer if a newer episode took the pointer. An
+        item without first_seen (a message from before they carried it) has no episode to be found by."""
+        latest = self.thread(cluster, fingerprint, receiver)
+        if first_seen is None or latest is None or latest.first_seen is None:
+            return Episode(None)
+        if latest.first_seen == first_seen:
+            return Episode(latest)
+        if latest.first_seen < first_seen:
+            return Episode(None)  # a new episode: no parent yet
+        return Episode(self.thread(cluster, fingerprint, receiver, first_seen), superseded=True)
+
     def alert_threads(self, cluster: str, fingerprint: str) -> list[AlertThread]:
-        """Every receiver's parent of the alert's latest episode."""
-        threads: list[AlertThread] = []
+        """Every receiver's parent of each of the alert's episodes remembered (one per episode and
+        receiver: its episode pointer, or the pointer when the episode has none)."""
+        threads: dict[tuple[str, datetime | None], AlertThread] = {}
         kwargs: dict[str, Any] = {
             "TableName": self.table, "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :sk)",
@@ -221,9 +256,15 @@ class ThreadStore:
         }
         while True:
             page = self.client.query(**kwargs)
-            threads.extend(self._thread(item) for item in page.get("Items", []))
+            for item in page.get("Items", []):
+                thread = self._thread(item)
+                if thread.fingerprint != fingerprint:
+                    continue
+                latest = item["sk"]["S"] == _pointer_key(cluster, fingerprint, thread.receiver)["sk"]["S"]
+                if not latest or (thread.receiver, thread.first_seen) not in threads:
+                    threads[thread.receiver, thread.first_seen] = thread
             if "LastEvaluatedKey" not in page:
-                return threads
+                return list(threads.values())
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     @staticmethod
@@ -249,8 +290,8 @@ class ThreadStore:
 
     def create(self, parent: Parent, now: datetime) -> None:
         """Write a parent just posted, and point each of its items' episodes at it: one transaction
-        (a pointer already at a newer episode is left alone). Beyond a transaction's 100 items, the
-        other pointers follow one by one."""
+        (the episode pointer, and the pointer unless it is at a newer episode already). Beyond a
+        transaction's 100 items, the other pointers follow one by one."""
         expires = self._expires(now)
         put = {"Put": {
             "TableName": self.table, "ConditionExpression": "attribute_not_exists(sk)",
@@ -259,7 +300,7 @@ class ThreadStore:
                      "body": {"B": _body(parent.notification, parent.states)}, TTL_ATTRIBUTE: expires,
                      **({"posted": {"SS": sorted(parent.posted)}} if parent.posted else {})},
         }}
-        pointers = [self._point(parent, item, expires) for item in parent.notification.items]
+        pointers = [update for item in parent.notification.items for update in self._point(parent, item, expires)]
         first, rest = pointers[: _TRANSACTION_LIMIT - 1], pointers[_TRANSACTION_LIMIT - 1:]
         self._transact([put, *first])
         for update in rest:
@@ -269,18 +310,25 @@ class ThreadStore:
                 if not _conditional_failed(exc):
                     raise
 
-    def _point(self, parent: Parent, item: NotificationItem, expires: dict[str, str]) -> dict[str, Any]:
+    def _point(self, parent: Parent, item: NotificationItem, expires: dict[str, str]) -> list[dict[str, Any]]:
+        """The item's pointer and episode pointer at the parent (an item without first_seen: the pointer)."""
         first_seen = isoformat(item.first_seen) if item.first_seen else ""
-        return {"Update": {
-            "TableName": self.table, "Key": _pointer_key(parent.cluster, _fingerprint(item), parent.receiver),
-            "UpdateExpression": "SET channel = :c, ts = :t, first_seen = :f, receiver = :r, fingerprint = :fp, "
-                                f"{TTL_ATTRIBUTE} = :e",
+        values = {":c": {"S": parent.channel}, ":t": {"S": parent.ts}, ":f": {"S": first_seen},
+                  ":r": {"S": parent.receiver}, ":fp": {"S": _fingerprint(item)}, ":e": expires}
+        update = {"TableName": self.table,
+                  "UpdateExpression": "SET channel = :c, ts = :t, first_seen = :f, receiver = :r, fingerprint = :fp, "
+                                      f"{TTL_ATTRIBUTE} = :e",
+                  "ExpressionAttributeValues": values}
+        pointer = {"Update": {
+            **update, "Key": _pointer_key(parent.cluster, _fingerprint(item), parent.receiver),
             # ISO 8601 in UTC with a Z compares as text: an older episode never takes a newer one's pointer
             "ConditionExpression": "attribute_not_exists(first_seen) OR first_seen <= :f",
-            "ExpressionAttributeValues": {":c": {"S": parent.channel}, ":t": {"S": parent.ts}, ":f": {"S": first_seen},
-                                          ":r": {"S": parent.receiver}, ":fp": {"S": _fingerprint(item)},
-                                          ":e": expires},
         }}
+        if item.first_seen is None:
+            return [pointer]
+        # the episode's own: the latest parent of the episode (one that replaced a deleted one)
+        return [pointer, {"Update": {
+            **update, "Key": _pointer_key(parent.cluster, _fingerprint(item), parent.receiver, item.first_seen)}}]
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         """TransactWriteItems, dropping the pointer updates whose condition failed (newer episodes)."""
