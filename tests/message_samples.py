@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from hyperpod_guard.notify.message import FindingPayload, Notification, NotificationItem, ReceiverRef, next_step
+from hyperpod_guard.workload.model import Job, Workload
 
 SENT_AT = datetime(2026, 11, 30, 9, 30, tzinfo=timezone.utc)
 FIRST_SEEN = SENT_AT - timedelta(hours=2, minutes=14)
@@ -63,6 +64,27 @@ def message(*items: NotificationItem, **fields: object) -> Notification:
     return Notification(**{**base, **fields}, items=items)  # type: ignore[arg-type]
 
 
+def on_node(item: NotificationItem, workload: Workload) -> NotificationItem:
+    """`item` with what runs on its node (issue 23), as the pipeline sets it on firing items."""
+    return item.model_copy(update={"workload": workload})
+
+
+#: an EKS node: a training job without auto-resume, one with it, as eks.workload_of reads them
+EKS_WORKLOAD = Workload(
+    "hyperpod-i-0a1b2c3d4e5f60718",
+    (Job("llama-70b-pretrain", "PyTorchJob", namespace="team-llm", queue="ml-high", priority_class="high",
+         on_node=8, total=64, auto_resume=False, labels={"team": "llm"}),
+     Job("eval-sweep", "HyperPodPyTorchJob", namespace="team-eval", on_node=1, total=4, auto_resume=True)),
+    node_state="health Unhealthy · taints: node.kubernetes.io/unreachable:NoExecute")
+#: a Slurm node, as slurm.workload_of reads it (squeue, sinfo -R)
+SLURM_WORKLOAD = Workload(
+    "ip-10-1-2-3",
+    (Job("train-7b (4242)", "slurm", user="alice", account="ml-research", queue="dev", on_node=1, total=16,
+         labels={"state": "RUNNING", "nodes": "ip-10-1-2-[3-18]"}),),
+    node_state="drained: GPU Xid 79")
+UNKNOWN_WORKLOAD = Workload("hyperpod-i-0a1b2c3d4e5f60718",
+                            unknown="forbidden: grant the view access entry")
+
 ONCALL = ReceiverRef(name="ml-oncall", mention="<!subteam^S0123ABCD>", route=0)
 
 #: name -> notification: every message kind a channel must render
@@ -77,4 +99,8 @@ SAMPLES: dict[str, Notification] = {
     "grouped": message(firing("first", rollback(), runbook=RUNBOOK), firing("first", unhealthy_node()),
                        resolved(degraded(), "Instance group p5-train is back to InService, 16/16 nodes")),
     "test": message(firing("first", degraded()), test=True, receiver="ml-oncall"),
+    # issue 23: a node alert with what runs on the node (firing items only)
+    "workload-eks": message(on_node(firing("first", unhealthy_node()), EKS_WORKLOAD)),
+    "workload-slurm": message(on_node(firing("repeat", unhealthy_node()), SLURM_WORKLOAD)),
+    "workload-unknown": message(on_node(firing("first", unhealthy_node()), UNKNOWN_WORKLOAD)),
 }

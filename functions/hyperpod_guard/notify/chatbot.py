@@ -36,6 +36,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from ..workload import words
+from ..workload.model import Workload
 from . import evidence
 from .email import acknowledged_line, approval_line
 from .evidence import ItemView, NotificationView, value
@@ -60,6 +62,9 @@ CONTEXT_VALUE_LIMIT = 256
 ARN_LIMIT = 2048
 #: the line that counts the findings the description has no room for
 MORE_LINE = 100
+#: jobs one finding lists (words.lines' limit), and the most its workload part takes of the description
+WORKLOAD_JOBS = 3
+WORKLOAD_LIMIT = 1000
 #: the whole rendered payload, in characters (what the tests hold every rendering to)
 CHATBOT_LIMIT = 9000
 
@@ -142,6 +147,38 @@ def _item_lines(item: ItemView, now: datetime | None) -> list[str]:
     return lines
 
 
+def _workload(item: ItemView) -> Workload | None:
+    """A firing item's workload; None for a resolved one (evidence.ItemView does not declare it yet)."""
+    workload: Workload | None = getattr(item, "workload", None)
+    return workload if item.status == "firing" else None
+
+
+def workload_text(item: ItemView) -> str:
+    """The "Workload" part of a firing finding (words.py), at most WORKLOAD_LIMIT; "" without one. Its hint
+    is a next step (next_steps)."""
+    workload = _workload(item)
+    if workload is None:
+        return ""
+    jobs = WORKLOAD_JOBS
+    while True:  # fewer jobs listed (the rest counted) while the part does not fit
+        lines = [f"*Workload* on {_code(workload.node, 80)}"]
+        lines += [f"• {_text(line, words.LINE_LIMIT)}" for line in words.lines(workload, jobs)]
+        text = "\n".join(lines)
+        if len(text) <= WORKLOAD_LIMIT or jobs == 1:
+            return evidence.clip(text, WORKLOAD_LIMIT)
+        jobs -= 1
+
+
+def _block(item: ItemView, now: datetime | None, limit: int | None = None) -> str:
+    """One finding's part of the description; cut to `limit`, its evidence gives way and its workload stays."""
+    body, tail = "\n".join(_item_lines(item, now)), workload_text(item)
+    if limit is None:
+        return f"{body}\n{tail}" if tail else body
+    if not tail or len(tail) + 1 >= limit:
+        return evidence.clip(f"{body}\n{tail}" if tail else body, limit)
+    return evidence.clip(body, limit - len(tail) - 1) + "\n" + tail
+
+
 def description(notification: NotificationView) -> str:
     """Where, then each finding (firing first, most severe first) while they fit DESCRIPTION_LIMIT."""
     where = [f"HyperPod cluster {_code(notification.cluster)}"]
@@ -159,11 +196,11 @@ def description(notification: NotificationView) -> str:
     items = evidence.ordered(notification.items)
     shown = 0
     for item in items:
-        block = "\n".join(_item_lines(item, notification.sent_at))
+        block = _block(item, notification.sent_at)
         reserve = MORE_LINE if shown + 1 < len(items) else 0  # room for the "…and N more" line
         if len(text) + 2 + len(block) + reserve > DESCRIPTION_LIMIT:
             if shown == 0:  # the lead finding always shows, cut
-                text += "\n\n" + evidence.clip(block, DESCRIPTION_LIMIT - len(text) - 2 - reserve)
+                text += "\n\n" + _block(item, notification.sent_at, DESCRIPTION_LIMIT - len(text) - 2 - reserve)
                 shown = 1
             break
         text += "\n\n" + block
@@ -183,8 +220,11 @@ def next_steps(notification: NotificationView) -> list[str]:
         steps.append("Nothing to do: this is a test notification")
     for item in evidence.ordered(() if notification.test else notification.firing):
         step = _text(item.next_step, NEXT_STEP_LIMIT) if item.next_step else ""
-        if step and step not in steps:
-            steps.append(step)
+        workload = _workload(item)
+        hint = words.hint(workload) if workload is not None else None
+        for line in (step, _text(hint, NEXT_STEP_LIMIT) if hint else ""):  # the hint right after its next step
+            if line and line not in steps:
+                steps.append(line)
     if notification.items and not notification.firing:
         steps.append("Nothing to do: resolved, no action needed")
     links = []

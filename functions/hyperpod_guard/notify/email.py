@@ -18,6 +18,8 @@ import textwrap
 from datetime import datetime
 from typing import Any
 
+from ..workload import words
+from ..workload.model import Workload
 from . import evidence
 from .evidence import ItemView, NotificationView, value
 
@@ -93,7 +95,19 @@ def _firing_lines(item: ItemView, now: datetime | None) -> list[str]:
         lines += _wrap(approval, "  ")
     if item.next_step:
         lines += _wrap(f"Next: {value(item.next_step)}", "  ")
-    return lines
+    return lines + workload_lines(item)
+
+
+def workload_lines(item: ItemView) -> list[str]:
+    """A firing item's workload (words.py): the hint under the next step, then one line per job."""
+    # read with getattr: evidence.ItemView does not declare the workload (issue 23) yet
+    workload: Workload | None = getattr(item, "workload", None)
+    if workload is None or item.status != "firing":
+        return []
+    hint = words.hint(workload)
+    lines = _wrap(f"Hint: {hint}", "  ") if hint else []
+    lines += _wrap(f"Workload on {value(workload.node, 80)}:")
+    return lines + [line for fact in words.lines(workload) for line in _wrap(fact, "  ", "- ")]
 
 
 def _resolved_lines(item: ItemView, now: datetime | None) -> list[str]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..constants import SLACK_MAX_ATTEMPTS, SLACK_TIMEOUT
 from ..timeutil import format_duration
+from ..workload import words
 from . import evidence
 from .buttons import ActionId, ButtonValue
 from .evidence import console_url
@@ -63,6 +64,11 @@ WAS_LIMIT = 200
 SUMMARY_LIMIT = 1000
 #: tags in the context line: the message is not the place for all 50
 MAX_TAGS = 3
+#: jobs one item lists (words.lines' limit; the rest are counted), in a message and in a thread reply
+WORKLOAD_JOBS = 5
+REPLY_WORKLOAD_JOBS = 2
+#: the next step, the hint and the workload of one item: kept whole, the evidence above them is cut instead
+WORKLOAD_TEXT_LIMIT = 1500
 
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
@@ -213,9 +219,37 @@ def _firing_lines(item: NotificationItem, sent_at: datetime | None) -> list[str]
     lines.extend(_since_line(item, sent_at))
     lines.extend(f"• {line}" for line in detail_lines(f.details))
     lines.extend(f"🛠 _Remediation:_ {_text(action, 300)}" for action in item.actions)
-    if item.next_step:
-        lines.append(f"➡️ _Next:_ {_text(item.next_step, 300)}")
+    lines.extend(_next_lines(item))
     return lines
+
+
+def _next_lines(item: NotificationItem) -> list[str]:
+    return [f"➡️ _Next:_ {_text(item.next_step, 300)}"] if item.next_step else []
+
+
+def workload_lines(item: NotificationItem, jobs: int = WORKLOAD_JOBS) -> list[str]:
+    """A firing item's workload (words.py): the hint (read with the next step, just above it), then the
+    "Workload" section; none for a resolved item or one without a workload."""
+    workload = item.workload
+    if workload is None or item.status != "firing":
+        return []
+    hint = words.hint(workload)
+    lines = [f"💡 {_text(hint, words.HINT_LIMIT)}"] if hint else []
+    lines.append(f"*Workload* on {_code(workload.node, 80)}")
+    lines.extend(f"• {_text(line, words.LINE_LIMIT)}" for line in words.lines(workload, jobs))
+    return lines
+
+
+def _with_workload(item: NotificationItem, lines: list[str], head: list[str], jobs: int, limit: int) -> str:
+    """`lines`, then `head` (the next step) and the workload, in at most `limit`: the tail kept whole within
+    WORKLOAD_TEXT_LIMIT (fewer jobs listed, the rest counted, while it does not fit), the lines above it cut to
+    make room."""
+    tail = "\n".join([*head, *workload_lines(item, jobs)])
+    while len(tail) > WORKLOAD_TEXT_LIMIT and jobs > 1:
+        jobs -= 1
+        tail = "\n".join([*head, *workload_lines(item, jobs)])
+    end = _cut(tail, WORKLOAD_TEXT_LIMIT)
+    return _cut("\n".join(lines), limit - len(end) - 1) + "\n" + end
 
 
 def _resolved_lines(item: NotificationItem, sent_at: datetime | None) -> list[str]:
@@ -240,7 +274,11 @@ def item_text(item: NotificationItem, sent_at: datetime | None = None, limit: in
     else:
         head = f"{SEVERITY_EMOJI.get(severity, '⚪')} *{severity.upper()}*"
         lines = _firing_lines(item, sent_at)
-    return _cut("\n".join([f"{head} · {_code(f.policy, 60)} · {_scope(item)}", *lines]), limit)
+    lines = [f"{head} · {_code(f.policy, 60)} · {_scope(item)}", *lines]
+    if workload_lines(item):  # the next step moves into the kept tail, with the hint right under it
+        body = lines[: len(lines) - len(_next_lines(item))]
+        return _with_workload(item, body, _next_lines(item), WORKLOAD_JOBS, limit)
+    return _cut("\n".join(lines), limit)
 
 
 def _ordered(items: Iterable[NotificationItem]) -> list[NotificationItem]:
@@ -527,6 +565,8 @@ def reply_text(item: NotificationItem, sent_at: datetime | None) -> str:
             lines.append(f"✋ _Awaiting approval:_ {_text(approval.action, 300)}"
                          + (f" (expires {slack_date(expires)})" if expires else "")
                          + ": Approve or Reject on the message above")
+    if workload_lines(item):  # what runs there now: it may have changed since the parent
+        return _with_workload(item, lines, [], REPLY_WORKLOAD_JOBS, SECTION_LIMIT)
     return _cut("\n".join(lines), SECTION_LIMIT)
 
 
