@@ -38,6 +38,11 @@ DEFAULTS: dict[str, Any] = {
     "fleetRegions": [],
     "spokeRoleName": fleet.DEFAULT_SPOKE_ROLE,
     "spokeExternalId": "",
+    # the blast radius (issue 23, infra/workload.py): each off when empty
+    "workloadEksClusters": [],
+    "workloadSlurm": False,
+    "lambdaSubnets": [],
+    "lambdaSecurityGroups": [],
 }
 SLACK_MODES = ("webhook", "app")
 #: a Slack conversation id: public (C), private (G) channel or direct message (D)
@@ -54,6 +59,14 @@ ORGANIZATION_ID_PATTERN = r"o-[a-z0-9]{10,32}"
 #: IAM's rules for a role name, and for an external id (sts:AssumeRole's ExternalId)
 ROLE_NAME_PATTERN = r"[\w+=,.@-]{1,64}"
 EXTERNAL_ID_PATTERN = r"[\w+=,.@:/-]{2,1224}"
+#: EKS's rule for a cluster name (CreateCluster): a letter or digit, then letters, digits, '-' or '_'; 100 at most
+EKS_CLUSTER_NAME_PATTERN = r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}"
+#: EC2 subnet and security group ids (8 or 17 hex digits)
+SUBNET_ID_PATTERN = r"subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?"
+SECURITY_GROUP_ID_PATTERN = r"sg-[0-9a-f]{8}(?:[0-9a-f]{9})?"
+#: Lambda's VpcConfig limits
+MAX_LAMBDA_SUBNETS = 16
+MAX_LAMBDA_SECURITY_GROUPS = 5
 
 
 class ConfigError(ValueError):
@@ -142,6 +155,14 @@ class Config:
     #: the weekly digest (infra/digest.py): off by default; its EventBridge schedule expression
     weekly_digest: bool = False
     digest_schedule: str = DEFAULTS["digestSchedule"]
+    #: the blast radius (infra/workload.py; the rules turn the read on per cluster): the EKS clusters (of this
+    #: account and region) whose Kubernetes API the evaluating functions may read, with an access entry each
+    workload_eks_clusters: list[str] = field(default_factory=list)
+    #: ... and the read-only squeue/sinfo on a Slurm cluster's controller through SSM Run Command
+    workload_slurm: bool = False
+    #: the evaluating functions run in these subnets with these security groups (a private EKS endpoint)
+    lambda_subnets: list[str] = field(default_factory=list)
+    lambda_security_groups: list[str] = field(default_factory=list)
 
     @property
     def slack_app(self) -> bool:
@@ -155,6 +176,11 @@ class Config:
     def fleet(self) -> bool:
         """A hub: spoke accounts or an organization are given (infra/fleet.py)."""
         return bool(self.spoke_accounts or self.organization_id)
+
+    @property
+    def workload(self) -> bool:
+        """Any of the blast radius's options is given (infra/workload.py)."""
+        return bool(self.workload_eks_clusters or self.workload_slurm or self.lambda_subnets)
 
     @property
     def external_id(self) -> str:
@@ -194,6 +220,10 @@ class Config:
             archive_retention_days=_int("archiveRetentionDays", get("archiveRetentionDays")),
             weekly_digest=_bool("weeklyDigest", get("weeklyDigest")),
             digest_schedule=str(get("digestSchedule")).strip(),
+            workload_eks_clusters=list(dict.fromkeys(_list(get("workloadEksClusters")))),
+            workload_slurm=_bool("workloadSlurm", get("workloadSlurm")),
+            lambda_subnets=list(dict.fromkeys(_list(get("lambdaSubnets")))),
+            lambda_security_groups=list(dict.fromkeys(_list(get("lambdaSecurityGroups")))),
         )
         config.validate()
         return config
@@ -223,6 +253,7 @@ class Config:
             raise ConfigError("context 'slackReceivers' needs 'slack' (the Slack notifier reads their secrets)")
         self._validate_slack_app()
         self._validate_archive()
+        self._validate_workload()
         if bool(self.chatbot_workspace_id) != bool(self.chatbot_channel_id):
             raise ConfigError("set both chatbotSlackWorkspaceId and chatbotSlackChannelId, or neither")
 
@@ -275,3 +306,22 @@ class Config:
         if not re.fullmatch(SCHEDULE_PATTERN, self.digest_schedule):
             raise ConfigError(f"context 'digestSchedule' takes an EventBridge schedule expression, cron(...) with six "
                               f"fields or rate(N unit), got {self.digest_schedule!r}")
+
+    def _validate_workload(self) -> None:
+        bad = [name for name in self.workload_eks_clusters if not re.fullmatch(EKS_CLUSTER_NAME_PATTERN, name)]
+        if bad:
+            raise ConfigError(f"context 'workloadEksClusters' takes EKS cluster names of this account and region (a "
+                              f"letter or digit, then up to 99 letters, digits, '-' or '_'; JSON list or "
+                              f"comma-separated), got {bad}")
+        if bool(self.lambda_subnets) != bool(self.lambda_security_groups):
+            raise ConfigError("set both lambdaSubnets and lambdaSecurityGroups (the evaluating functions run in those "
+                              "subnets with those security groups), or neither")
+        bad = [subnet for subnet in self.lambda_subnets if not re.fullmatch(SUBNET_ID_PATTERN, subnet)]
+        if bad or len(self.lambda_subnets) > MAX_LAMBDA_SUBNETS:
+            raise ConfigError(f"context 'lambdaSubnets' takes 1-{MAX_LAMBDA_SUBNETS} subnet ids (subnet-0123abcd...; "
+                              f"JSON list or comma-separated), got {bad or self.lambda_subnets}")
+        bad = [group for group in self.lambda_security_groups if not re.fullmatch(SECURITY_GROUP_ID_PATTERN, group)]
+        if bad or len(self.lambda_security_groups) > MAX_LAMBDA_SECURITY_GROUPS:
+            raise ConfigError(f"context 'lambdaSecurityGroups' takes 1-{MAX_LAMBDA_SECURITY_GROUPS} security group ids "
+                              f"(sg-0123abcd...; JSON list or comma-separated), "
+                              f"got {bad or self.lambda_security_groups}")

@@ -21,6 +21,7 @@ from .evaluation import Evaluation
 from .fleet import Fleet
 from .ingestion import Ingestion
 from .monitoring import Monitoring
+from .workload import Workload
 
 
 class HyperPodGuardStack(Stack):
@@ -69,6 +70,12 @@ class HyperPodGuardStack(Stack):
                                readers=[self.evaluation.evaluator.function, self.evaluation.sweep.function,
                                         self.evaluation.worker.function],
                                informed=[self.chatops.actions.function] if self.chatops else [])
+        # the blast radius (-c workloadEksClusters=..., -c workloadSlurm=true, -c lambdaSubnets=... with
+        # -c lambdaSecurityGroups=...): the functions that evaluate clusters read the work on a sick node
+        self.workload: Workload | None = None
+        if config.workload:
+            self.workload = Workload(self, "Workload", config=config,
+                                     evaluating=[self.evaluation.evaluator.function, self.evaluation.worker.function])
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.alerting.key,
                                      functions=functions, queues=queues, sweep=self.evaluation.sweep.function,
                                      work_queue=self.evaluation.work_queue, chatops=self.chatops is not None)

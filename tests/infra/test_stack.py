@@ -65,6 +65,9 @@ LINTED: dict[str, dict[str, Any]] = {
     "default": {}, "all-options": ALL_OPTIONS, "slack-app": APP_MODE,
     "everything": {**ALL_OPTIONS, **APP_MODE, "weeklyDigest": True},
     "fleet": FLEET, "fleet-org": {**FLEET_ORG, **ALL_OPTIONS, **APP_MODE},
+    # the blast radius (issue 23, infra/workload.py): every option of it on, with the others
+    "workload": {**ALL_OPTIONS, **APP_MODE, "workloadEksClusters": "ml-prod,ml_dev2", "workloadSlurm": True,
+                 "lambdaSubnets": "subnet-0123abcd,subnet-0123456789abcdef0", "lambdaSecurityGroups": "sg-0123abcd"},
 }
 FUNCTIONS_SPEC = {  # name -> (handler, MemorySize, Timeout)
     "evaluator": ("hyperpod_guard.handlers.evaluator.handler", 512, 60),
