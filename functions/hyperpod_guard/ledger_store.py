@@ -12,7 +12,7 @@ Single-table layout (keys are strings):
 | silence       | `SILENCE`           | `SILENCE#<id>`                  | an ad-hoc silence (silences.py)       |
 | remediation   | `CLUSTER#<cluster>` | `REMEDIATION#`, `BUDGET`, `AUDIT#`, `NODEACTION#` | remediation/store.py |
 | group         | `CLUSTER#<cluster>` | `GROUP`                         | grouping.py                           |
-| Slack thread  | `CLUSTER#<cluster>` | `SLACKALERT#<fingerprint>#<receiver>[#<first seen>]` | the parent of its latest episode [of that episode] (slack_threads.py) |
+| Slack thread  | `CLUSTER#<cluster>` | `SLACKALERT#<fp>#<rcv>[#<first seen>]` | a parent (slack_threads.py) |
 | Slack message | `CLUSTER#<cluster>` | `SLACKMSG#<channel>#<ts>`       | what a parent shows (slack_threads.py)  |
 | approval      | `CLUSTER#<cluster>` | `APPROVAL#<fingerprint>`        | an action awaiting approval (approvals.py) |
 | backfill mark | `CLUSTER#<cluster>` | `BACKFILL`                      | Cluster Events read back (BackfillMark) |

@@ -73,6 +73,24 @@ def test_each_owner_read_once_with_the_token(kube: KubeStandin) -> None:
     assert {r.authorization for r in kube.requests} == {f"Bearer {TOKEN}"}
 
 
+def test_one_connection_for_a_node_and_a_new_one_after_a_failure(kube: KubeStandin) -> None:
+    """A node's seven GETs share one kept-alive connection (one TLS handshake, not seven); after a failed
+    exchange the connection is dropped and the next GET opens another."""
+    client = api(kube)
+    workload_of(client, BUSY)
+    assert (len(kube.requests), kube.connections) == (7, 1)
+
+    client = api(kube)
+    client.get(f"/api/v1/nodes/{BUSY}")
+    kube.status = 500
+    with pytest.raises(KubeUnavailable):
+        client.get(f"/api/v1/nodes/{BUSY}")  # an HTTP error keeps the connection: it answered in full
+    kube.status = None
+    client.get(f"/api/v1/nodes/{BUSY}")
+    assert kube.connections == 2
+    client.close()
+
+
 def test_quiet_node(kube: KubeStandin) -> None:
     assert workload_of(api(kube), QUIET) == Workload(QUIET, (), node_state="health Schedulable")
 

@@ -185,3 +185,91 @@ def test_every_variant_measures_the_endpoint_and_the_app_mode_notifier() -> None
 def test_endpoint_verdict_is_slacks_limit(seconds: float, met: bool) -> None:
     _, holds = bench.TARGETS["endpoint_cold_seconds"]
     assert holds({"endpoint_cold_seconds": seconds}) is met
+
+
+# --- issue 23: the blast radius on the cold path (benchmarks/blast_radius.py): what each run must leave behind
+
+import blast_radius  # noqa: E402
+
+JOBS = {"node": "hyperpod-i-0a1b2c3d4e5f60001", "unknown": None, "jobs": [{"kind": "PyTorchJob", "name": "llama-ft"}]}
+TIMEOUT = {"node": "hyperpod-i-0a1b2c3d4e5f60001", "unknown": "timeout: no answer within 3s", "jobs": []}
+NODE_GET = f"/api/v1/nodes/{blast_radius.KUBE_NODE}"
+SENT_RUNS = {"workload": ["wl-0", "wl-1"], "plain": ["plain-0", "plain-1"], "hang": ["hang-0"],
+             "kubeapi": ["none-0"], "kubernetes_client": ["none-0"], "kubernetes_request": ["none-0"], "boto3": []}
+
+
+def _read(target: str = NODE_GET, status: int = 200, token: bool = True) -> dict[str, Any]:
+    return {"target": target, "status": status, "token": token}
+
+
+def _stage(**changes: Any) -> dict[str, Any]:
+    """What serve reports after runs that all did what they should."""
+    workloads = {"wl-0": [JOBS], "wl-1": [JOBS], "plain-0": [None], "plain-1": [None], "hang-0": [TIMEOUT]}
+    requests = {"eks": [_read(), _read("/api/v1/pods?fieldSelector=spec.nodeName=x"), _read(),
+                        _read("/apis/kueue.x-k8s.io/v1beta1/namespaces/team-a/workloads/w", 404)],
+                "hanging": [_read(status=200)], "client": [_read(), _read()]}
+    stage = {"workloads": workloads, "requests": requests}
+    for key, change in changes.items():
+        change(stage[key])
+    return stage
+
+
+def test_blast_radius_runs_that_did_their_work_pass() -> None:
+    blast_radius._check(SENT_RUNS, _stage())
+
+
+@pytest.mark.parametrize("break_it", [
+    pytest.param({"workloads": lambda w: w.update({"wl-1": [TIMEOUT]})}, id="workload-run-measured-the-failure"),
+    pytest.param({"workloads": lambda w: w.update({"wl-1": [dict(JOBS, jobs=[])]})}, id="workload-run-no-jobs"),
+    pytest.param({"workloads": lambda w: w.update({"wl-1": [None]})}, id="workload-run-read-nothing"),
+    pytest.param({"workloads": lambda w: w.pop("wl-0")}, id="workload-run-not-delivered"),
+    pytest.param({"workloads": lambda w: w.update({"wl-0": [JOBS, JOBS]})}, id="delivered-twice"),
+    pytest.param({"workloads": lambda w: w.update({"plain-0": [JOBS]})}, id="plain-run-read-the-workload"),
+    pytest.param({"workloads": lambda w: w.update({"hang-0": [JOBS]})}, id="hang-run-did-not-hang"),
+    pytest.param({"workloads": lambda w: w.update({"hang-0": [dict(TIMEOUT, unknown="connection refused")]})},
+                 id="hang-run-failed-otherwise"),
+    pytest.param({"requests": lambda r: r["eks"].pop(0)}, id="a-node-read-missing"),
+    pytest.param({"requests": lambda r: r["eks"].append(_read(status=401))}, id="token-refused"),
+    pytest.param({"requests": lambda r: r["eks"].append(_read("/api/v1/pods", token=False))}, id="no-token"),
+    pytest.param({"requests": lambda r: r["hanging"].clear()}, id="hanging-api-never-asked"),
+    pytest.param({"requests": lambda r: r["hanging"].append(_read(status=401))}, id="hanging-api-token-refused"),
+    pytest.param({"requests": lambda r: r["client"].pop()}, id="a-client-run-read-nothing"),
+])
+def test_blast_radius_runs_that_measured_something_else_fail(break_it: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError):
+        blast_radius._check(SENT_RUNS, _stage(**break_it))
+
+
+@pytest.mark.parametrize(("snippet", "result", "ok"), [
+    ("workload", {"cluster": "wl-0", "notifications": 1}, True),
+    ("hang", {"cluster": "hang-0", "notifications": 0}, False),  # the alert was lost (or held back)
+    ("kubeapi", {"node": blast_radius.KUBE_NODE}, True),
+    ("kubernetes_request", {"node": None}, False),
+    ("kubernetes_client", {"node": None}, True),  # builds the client only: reads nothing
+])
+def test_each_blast_radius_run_is_checked(snippet: str, result: dict[str, Any], ok: bool) -> None:
+    if ok:
+        blast_radius._check_result(snippet, result, blast_radius.KUBE_NODE)
+    else:
+        with pytest.raises(RuntimeError):
+            blast_radius._check_result(snippet, result, blast_radius.KUBE_NODE)
+
+
+def test_the_blast_radius_runs_differ_only_by_their_cluster() -> None:
+    """workload, plain and hang are the one evaluator snippet: the rules turn workload on by the cluster's name
+    (plain-<n> matches no entry), the hanging API is the cluster's orchestrator. None runs local/ code."""
+    from hyperpod_guard.rules import Rules
+
+    assert blast_radius.SNIPPETS["workload"] == blast_radius.SNIPPETS["plain"] == blast_radius.SNIPPETS["hang"]
+    rules = Rules.model_validate({"version": 1, "workload": blast_radius.WORKLOAD})
+    assert rules.resolve("wl-3").workload is not None and rules.resolve("hang-3").workload is not None
+    assert rules.resolve("plain-3").workload is None
+    for snippet, code in blast_radius.SNIPPETS.items():
+        assert "hyperpod_guard.local" not in code, snippet
+    assert "blast_radius_figures" in {step.__name__ for step in bench.STEPS}
+
+
+@pytest.mark.parametrize(("ratio", "met"), [(1.02, True), (1.1, True), (1.5, False)])
+def test_the_hang_verdict_is_the_rules_timeout(ratio: float, met: bool) -> None:
+    _, holds = bench.TARGETS["workload_hang_over_timeout_ratio"]
+    assert holds({"workload_hang_over_timeout_ratio": ratio}) is met

@@ -52,6 +52,8 @@ class KubeStandin:
             self.load(name)
         self.token = token
         self.requests: list[Request] = []
+        #: TCP connections accepted (a client that keeps its connection alive makes one for many requests)
+        self.connections = 0
         #: None: answer from the fixtures; an HTTP status (403, 500): answer that to everything
         self.status: int | None = None
         #: an answer's raw body instead of the fixture's JSON (bad JSON)
@@ -63,6 +65,14 @@ class KubeStandin:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            #: headers and body go out in two writes: without this, Nagle's algorithm and the client's delayed
+            #: ACK hold the second ~40 ms (an API server written in Go sends at once)
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with standin._lock:
+                    standin.connections += 1
 
             def do_GET(self) -> None:
                 status, body = standin._answer(self.path, self.headers.get("Authorization"))

@@ -70,9 +70,11 @@ class KubeUnavailable(Exception):
 
 
 class KubeApi:
-    """GETs against one cluster's API server. `timeout` is the total seconds for all requests of this client,
+    """GETs against one cluster's API server, over one kept-alive connection (a node's reads are several GETs:
+    one TLS handshake, not one each). `timeout` is the total seconds for all requests of this client,
     counted from its first request: each request gets what is left of it as its socket timeout (which bounds
-    each connect and each read, so a server trickling bytes could stretch it; one hanging is cut off)."""
+    each connect and each read, so a server trickling bytes could stretch it; one hanging is cut off). One
+    client per thread; `close()` when done."""
 
     def __init__(self, endpoint: str, token: str, *, ca_data: str | None = None, timeout: float = 3.0) -> None:
         url = urllib.parse.urlsplit(endpoint)
@@ -87,6 +89,24 @@ class KubeApi:
         self._token = token
         self.timeout = timeout
         self._deadline: float | None = None
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _connect(self, left: float) -> http.client.HTTPConnection:
+        """The open connection with `left` seconds as its timeout, or a new one."""
+        connection = self._connection
+        if connection is None:
+            connection = (http.client.HTTPSConnection(self.host, self.port, timeout=left, context=self._context)
+                          if self._context else http.client.HTTPConnection(self.host, self.port, timeout=left))
+            self._connection = connection
+        connection.timeout = left
+        if connection.sock is not None:
+            connection.sock.settimeout(left)
+        return connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The JSON object at `path`; `KubeUnavailable` for anything but a 200 with a JSON object."""
@@ -96,23 +116,22 @@ class KubeApi:
         if left <= 0:
             raise KubeUnavailable(f"timeout: no answer within {self.timeout:g}s")
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
-        connection = (http.client.HTTPSConnection(self.host, self.port, timeout=left, context=self._context)
-                      if self._context else http.client.HTTPConnection(self.host, self.port, timeout=left))
         try:
+            connection = self._connect(left)
             connection.request("GET", target, headers={"Authorization": f"Bearer {self._token}",
                                                        "Accept": "application/json"})
             response = connection.getresponse()
             status, body = response.status, response.read()
+            if response.will_close:
+                self.close()
         except ConnectionRefusedError as exc:
-            raise KubeUnavailable(f"connection refused by {self.host}") from exc
+            raise self._failed(f"connection refused by {self.host}") from exc
         except TimeoutError as exc:  # socket.timeout too (an alias)
-            raise KubeUnavailable(f"timeout: no answer within {self.timeout:g}s") from exc
+            raise self._failed(f"timeout: no answer within {self.timeout:g}s") from exc
         except ssl.SSLError as exc:  # before OSError: it is one
-            raise KubeUnavailable(f"TLS failure: {exc.reason or exc}") from exc
+            raise self._failed(f"TLS failure: {exc.reason or exc}") from exc
         except (OSError, http.client.HTTPException) as exc:  # unreachable, reset, DNS, malformed HTTP
-            raise KubeUnavailable(f"unreachable: {exc or type(exc).__name__}") from exc
-        finally:
-            connection.close()
+            raise self._failed(f"unreachable: {exc or type(exc).__name__}") from exc
         if status == 401:
             raise KubeUnavailable("unauthorized: the cluster refused the token; grant the view access entry", status)
         if status == 403:
@@ -129,6 +148,11 @@ class KubeApi:
             raise KubeUnavailable(f"bad JSON for {path}: not an object")
         return answer
 
+    def _failed(self, why: str) -> KubeUnavailable:
+        """A transport failure: the connection is dropped (its state is unknown), the next GET opens another."""
+        self.close()
+        return KubeUnavailable(why)
+
 
 def _ssl_context(ca_data: str | None) -> ssl.SSLContext:
     """Verify the API server against the cluster's own CA (eks:DescribeCluster certificateAuthority.data, the
@@ -142,11 +166,14 @@ def _ssl_context(ca_data: str | None) -> ssl.SSLContext:
 
 
 def workload_of(api: KubeApi, node_name: str) -> Workload:
-    """`read_eks_workload`, or a Workload that says why it is unknown: the alert goes out either way."""
+    """`read_eks_workload`, or a Workload that says why it is unknown: the alert goes out either way. Closes
+    `api`'s connection."""
     try:
         return read_eks_workload(api, node_name)
     except KubeUnavailable as exc:
         return Workload(node_name, unknown=exc.why)
+    finally:
+        api.close()
 
 
 def read_eks_workload(api: KubeApi, node_name: str) -> Workload:
