@@ -11,12 +11,17 @@ it would (an empty `match` shadows every route after it), is a warning. A receiv
 `default` needs its webhook secret (<prefix>/slack/NAME); the rules cannot know whether it exists,
 so `routing_notes` says which: notes, not warnings (`validate --strict` does not fail on them).
 
+Routing by owner: a route that selects by owner (namespace, slurm_account, workload_labels) matches only
+alerts whose node's workload was read, which a `workload` entry turns on per cluster; with no entry that can
+select any cluster the route selects, it never matches: a warning at its match.
+
 ChatOps: a policy whose remediation says `approval: required` while `chatops.approvers` is empty never
 acts (nobody may approve): a warning at that policy's `approval`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
@@ -25,7 +30,7 @@ from . import naming
 from .constants import RULES_INVALID
 from .policies import POLICY_NAMES, REGISTRY
 from .policy_settings import glob_match, remediation_of
-from .rules import Policies, RouteMatch, Routing, Rules, Silence, json_path
+from .rules import ClusterMatch, Policies, RouteMatch, Routing, Rules, Silence, json_path
 from .timeutil import isoformat
 
 MATCHERS = ("cluster", "account", "region", "policy", "instance_group", "node")
@@ -91,6 +96,45 @@ def routing_warnings(routing: Routing) -> list[RulesWarning]:
     return warnings
 
 
+def _literal_start(pattern: str) -> str:
+    """What every value a glob matches starts with (all of it for a literal)."""
+    return re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+
+
+def _may_meet(one: str, other: str) -> bool:
+    """Whether two globs may match a common value: False when one is a literal the other does not match, or
+    their literal starts differ (`ml-*`, `slurm-*`); otherwise taken to meet, so this may miss a route that
+    never matches, never invent one."""
+    if _literal_start(one) == one:
+        return glob_match(other, one)
+    if _literal_start(other) == other:
+        return glob_match(one, other)
+    start, other_start = _literal_start(one), _literal_start(other)
+    return start.startswith(other_start) or other_start.startswith(start)
+
+
+def _may_share_clusters(route: ClusterMatch, entry: ClusterMatch) -> bool:
+    """Whether a route's and a workload entry's cluster matchers may select a common cluster."""
+    return (_may_meet(route.cluster, entry.cluster) and _may_meet(route.account, entry.account)
+            and _may_meet(route.region, entry.region)
+            and all(route.tags[key] == value for key, value in entry.tags.items() if key in route.tags))
+
+
+def owner_route_warnings(rules: Rules) -> list[RulesWarning]:
+    """Routes that select by owner where no `workload` entry reads the workload of any cluster they select."""
+    warnings = []
+    for index, route in enumerate(rules.routing.routes):
+        if route.match.selects_by_owner and not any(_may_share_clusters(route.match, entry.match)
+                                                     for entry in rules.workload):
+            why = ("there is no `workload` entry" if not rules.workload else
+                   "no `workload` entry selects the clusters this route does")
+            warnings.append(RulesWarning(
+                f"$.routing.routes[{index}].match", f"selects by owner (namespace, slurm_account, workload_labels) "
+                f"but {why}: the workload of these clusters is never read, so this route never matches; add a "
+                "`workload` entry for them (README, Blast radius)"))
+    return warnings
+
+
 def routing_notes(routing: Routing, prefix: str = naming.DEFAULT_PREFIX) -> list[RulesWarning]:
     """One note per receiver other than `default`, where it is first named: its webhook secret must exist."""
     places = [(f"$.routing.routes[{index}].receivers", route.receivers) for index, route in enumerate(routing.routes)]
@@ -131,4 +175,4 @@ def rules_warnings(rules: Rules, now: datetime, policy_names: Iterable[str] = SI
     names = tuple(policy_names)
     return [*(warning for index, silence in enumerate(rules.silences)
               for warning in silence_warnings(silence, f"$.silences[{index}]", now, names)),
-            *routing_warnings(rules.routing), *approval_warnings(rules)]
+            *routing_warnings(rules.routing), *owner_route_warnings(rules), *approval_warnings(rules)]

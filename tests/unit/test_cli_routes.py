@@ -159,3 +159,72 @@ def test_explain_without_routes_says_everything_goes_to_default(tmp_path: Path):
     text = ok(run("explain", "--cluster", "ml-prod", "--rules", rules_file(tmp_path, {"version": 1})))
     assert text.rstrip().endswith("routing of alerts about the whole cluster, per enabled policy and severity:\n"
                                   "  no routes: every alert goes to default")
+
+
+# --- routes by owner (issue 23) -------------------------------------------------------------------
+
+
+OWNER_RULES: dict[str, Any] = {"version": 1, "workload": [{}], "routing": {"routes": [
+    {"match": {"namespace": "team-*", "workload_labels": {"team": "llm"}}, "receivers": ["llm-team"],
+     "continue": True},
+    {"match": {"slurm_account": "research"}, "receivers": ["research"]},
+    {"match": {"severity": ["critical"]}, "receivers": ["ml-oncall"]},
+], "default": ["default"]}}
+NODE_ALERT = ("--cluster", "ml-prod", "--severity", "critical", "--policy", "unhealthy-node")
+
+
+def test_routes_test_with_an_owner(tmp_path: Path):
+    rules = rules_file(tmp_path, OWNER_RULES)
+    out = ok(run("routes", "test", *NODE_ALERT, "--namespace", "team-a", "--label", "team=llm", "--label",
+                 "tier=prod", "--rules", rules))
+    lines = out.splitlines()
+    assert lines[0] == ("cluster ml-prod (tags: none), instance group none (an alert about the whole cluster), "
+                        "owner namespace=team-a label:team=llm label:tier=prod, policy unhealthy-node, severity "
+                        "critical")
+    assert lines[1] == "routes matched: #0 (continue), #2"
+    assert "  #0 namespace=team-* label:team=llm -> llm-team, continue" in lines
+    assert not any(line.startswith("not tried") for line in lines)
+
+    data = json.loads(ok(run("routes", "test", *NODE_ALERT, "--slurm-account", "research", "--rules", rules,
+                             "--format", "json")))
+    assert data["owner"] == {"namespace": None, "slurm_account": "research", "labels": {}}
+    assert [(r["name"], r["route"]) for r in data["routing"]["alerts"][0]["receivers"]] == [("research", 1)]
+    # one job carries every owner given: a label the route wants, but another namespace
+    other = json.loads(ok(run("routes", "test", *NODE_ALERT, "--namespace", "ops", "--label", "team=llm",
+                              "--rules", rules, "--format", "json")))
+    assert other["routing"]["alerts"][0]["routes"] == [2]
+
+
+def test_routes_test_without_an_owner_lists_the_owner_routes_as_not_tried(tmp_path: Path):
+    out = ok(run("routes", "test", *NODE_ALERT, "--rules", rules_file(tmp_path, OWNER_RULES)))
+    assert "routes matched: #2" in out
+    assert ("not tried: #0, #1 (match on an owner; --namespace, --slurm-account or --label KEY=VALUE tries them)"
+            in out.splitlines())
+    data = json.loads(ok(run("routes", "test", *NODE_ALERT, "--rules", rules_file(tmp_path, OWNER_RULES),
+                             "--format", "json")))
+    assert data["owner"] is None and data["routing"]["by_owner"] == [0, 1]
+
+
+def test_routes_test_bad_owner_input_is_exit_2(tmp_path: Path):
+    rules = rules_file(tmp_path, OWNER_RULES)
+    bad_label = run("routes", "test", *NODE_ALERT, "--label", "team", "--rules", rules)
+    assert bad_label.returncode == 2 and "expected KEY=VALUE, got 'team'" in bad_label.stderr
+    empty = run("routes", "test", *NODE_ALERT, "--namespace", " ", "--rules", rules)
+    assert (empty.returncode, empty.stderr) == (2, "error: --namespace must not be empty\n")
+
+
+def test_explain_with_an_owner(tmp_path: Path):
+    rules = rules_file(tmp_path, OWNER_RULES)
+    data = json.loads(ok(run("explain", "--cluster", "ml-prod", "--namespace", "team-a", "--label", "team=llm",
+                             "--rules", rules, "--format", "json")))
+    assert data["owner"] == {"namespace": "team-a", "slurm_account": None, "labels": {"team": "llm"}}
+    critical = next(a for a in data["routing"]["alerts"] if (a["policy"], a["severity"]) == ("unhealthy-node",
+                                                                                             "critical"))
+    assert critical["routes"] == [0, 2] and data["routing"]["by_owner"] == []
+    text = ok(run("explain", "--cluster", "ml-prod", "--rules", rules))
+    assert ("  not tried: #0, #1 (match on an owner; --namespace, --slurm-account or --label KEY=VALUE tries them)"
+            in text.splitlines())
+    with_owner = ok(run("explain", "--cluster", "ml-prod", "--slurm-account", "research", "--rules", rules))
+    assert with_owner.splitlines()[0].startswith("cluster ml-prod (tags: none given (overrides and silences that "
+                                                 "select by tag do not match)) at ")
+    assert with_owner.splitlines()[0].endswith(", owner slurm_account=research")

@@ -229,3 +229,79 @@ def test_schema_shows_the_tag_selector():
     jsonschema.Draft202012Validator(schema).validate(TAGGED)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate({"version": 1, "overrides": [{"match": {"tags": {"team": 1}}}]})
+
+
+# --- workload (issue 23): which clusters' node alerts say what runs on the node ------------------------
+
+
+def test_workload_is_off_by_default():
+    rules = load_rules({"version": 1})
+    assert rules.workload == ()
+    assert rules.resolve("ml-prod", {}).workload is None
+
+
+@pytest.mark.parametrize("timeout, seconds", [("1s", 1), ("3s", 3), ("10s", 10)])
+def test_workload_timeout_within_bounds(timeout, seconds):
+    (entry,) = load_rules({"version": 1, "workload": [{"timeout": timeout}]}).workload
+    assert entry.timeout == timedelta(seconds=seconds)
+
+
+def test_workload_defaults():
+    (entry,) = load_rules({"version": 1, "workload": [{}]}).workload
+    assert (entry.timeout, entry.controller_group, entry.match.cluster) == (timedelta(seconds=3), None, "*")
+
+
+@pytest.mark.parametrize("entry, path, fragment", [
+    pytest.param({"timeout": "0s"}, "$.workload[0].timeout", "greater than or equal to 1 second", id="timeout-0"),
+    pytest.param({"timeout": "500ms"}, "$.workload[0].timeout", "", id="timeout-under-1s"),
+    pytest.param({"timeout": "11s"}, "$.workload[0].timeout", "less than or equal to 10 seconds", id="timeout-11s"),
+    pytest.param({"timeout": "1m"}, "$.workload[0].timeout", "less than or equal to 10 seconds", id="timeout-1m"),
+    pytest.param({"controller_group": ""}, "$.workload[0].controller_group", "at least 1 character",
+                 id="controller-group-empty"),
+    pytest.param({"controller_group": "c" * 64}, "$.workload[0].controller_group", "at most 63 characters",
+                 id="controller-group-too-long"),
+    pytest.param({"timeout": "3s", "namespace": "team-a"}, "$.workload[0].namespace", "Extra inputs",
+                 id="unknown-key"),
+    pytest.param({"match": {"instance_group": "p5"}}, "$.workload[0].match.instance_group", "Extra inputs",
+                 id="unknown-match-key"),
+])
+def test_invalid_workload_entries_name_the_json_path(entry, path, fragment):
+    with pytest.raises(InvalidRulesError) as caught:
+        load_rules({"version": 1, "workload": [entry]})
+    problems = dict(caught.value.problems)
+    assert path in problems, problems
+    assert fragment in problems[path]
+
+
+def test_a_controller_group_of_63_characters_is_taken():
+    (entry,) = load_rules({"version": 1, "workload": [{"controller_group": "c" * 63}]}).workload
+    assert entry.controller_group == "c" * 63
+
+
+WORKLOAD_ENTRIES = {"version": 1, "workload": [
+    {"match": {"cluster": "ml-prod*"}, "timeout": "2s"},
+    {"match": {"tags": {"team": "llm"}}, "timeout": "5s", "controller_group": "head"},
+    {"match": {"cluster": "ml-*"}, "timeout": "9s"},
+]}
+
+
+@pytest.mark.parametrize("cluster, tags, timeout", [
+    ("ml-prod-1", {"team": "llm"}, 2),  # the first entry that matches wins, even when a later one matches too
+    ("ml-dev", {"team": "llm"}, 5),
+    ("ml-dev", {}, 9),
+    ("ml-dev", None, 9),  # tags unknown: entries that select by tag do not match
+    ("speech", {"team": "llm"}, 5),
+    ("speech", {}, None),
+])
+def test_the_first_matching_workload_entry_wins(cluster, tags, timeout):
+    rules = load_rules(WORKLOAD_ENTRIES)
+    found = rules.workload_for(cluster, tags)
+    assert (found.timeout.total_seconds() if found is not None else None) == timeout
+    resolved = rules.resolve(cluster, tags).workload
+    assert resolved == found
+
+
+def test_workload_entries_selecting_by_tag_make_tags_worth_reading():
+    assert not load_rules({"version": 1, "workload": [{"match": {"cluster": "ml-*"}}]}).selects_by_tags
+    assert load_rules(WORKLOAD_ENTRIES).selects_by_tags
+    assert load_rules({"version": 1, "workload": [{"match": {"tags": {"team": "llm"}}}]}).selects_by_tags

@@ -99,3 +99,54 @@ def test_validate_strict_passes_clean_rules(tmp_path):
     result = validate(tmp_path, clean, "--strict")
     assert result.returncode == 0, result
     assert "warning" not in result.stdout
+
+
+# --- routes by owner need a workload entry -------------------------------------------------------------
+
+
+OWNER_ROUTES = [
+    {"match": {"namespace": "team-a"}, "receivers": ["team-a"]},
+    {"match": {"cluster": "slurm-*", "slurm_account": "research"}, "receivers": ["research"]},
+    {"match": {"workload_labels": {"team": "llm"}, "tags": {"env": "prod"}}, "receivers": ["llm"]},
+    {"match": {"severity": ["critical"]}, "receivers": ["ml-oncall"]},
+]
+
+
+def owner_warnings(workload: list[dict]) -> list[str]:
+    from hyperpod_guard.rules_checks import owner_route_warnings
+
+    rules = load_rules({"version": 1, "routing": {"routes": OWNER_ROUTES}, "workload": workload})
+    return [w.path for w in owner_route_warnings(rules)]
+
+
+def test_owner_routes_without_any_workload_entry_never_match():
+    rules = load_rules({"version": 1, "routing": {"routes": OWNER_ROUTES}})
+    warnings = [w for w in rules_warnings(rules, NOW) if w.path.endswith(".match")]
+    assert [w.path for w in warnings] == ["$.routing.routes[0].match", "$.routing.routes[1].match",
+                                          "$.routing.routes[2].match"]
+    assert warnings[0].message.startswith("selects by owner (namespace, slurm_account, workload_labels) but there "
+                                          "is no `workload` entry: the workload of these clusters is never read, so "
+                                          "this route never matches")
+
+
+@pytest.mark.parametrize("workload, warned", [
+    ([{}], []),  # every cluster
+    ([{"match": {"cluster": "ml-*"}}], ["$.routing.routes[1].match"]),  # slurm-* clusters: never read
+    ([{"match": {"cluster": "slurm-prod"}}], []),  # a slurm-* cluster is read
+    ([{"match": {"cluster": "ml-*"}}, {"match": {"cluster": "slurm-*"}}], []),
+    ([{"match": {"tags": {"env": "dev"}}}], ["$.routing.routes[2].match"]),  # env=prod clusters: never read
+    ([{"match": {"tags": {"env": "prod"}}}], []),
+    ([{"match": {"cluster": "ml-*", "region": "us-east-1"}}, {"match": {"cluster": "slurm-*"}}], []),
+    ([{"match": {"cluster": "slurm-prod-*"}}], []),  # globs that may meet
+], ids=["all", "other-names", "a-name-the-glob-takes", "both", "other-tag-value", "same-tag", "region", "globs"])
+def test_owner_routes_need_a_workload_entry_that_may_select_their_clusters(workload, warned):
+    assert owner_warnings(workload) == warned
+
+
+def test_validate_warns_of_owner_routes_without_workload(tmp_path):
+    result = validate(tmp_path, {"version": 1, "routing": {"routes": OWNER_ROUTES[:1]}}, "--strict")
+    assert result.returncode == 1
+    assert "  $.routing.routes[0].match: selects by owner" in result.stdout
+    clean = validate(tmp_path, {"version": 1, "routing": {"routes": OWNER_ROUTES[:1]}, "workload": [{}]}, "--strict")
+    assert clean.returncode == 0, clean
+    assert "warning" not in clean.stdout

@@ -10,7 +10,9 @@ without --rules (a table that cannot be read is a warning), with --rules only wh
 given. Tags are those given with --tags (explain does not read the cluster). Where the cluster
 lives: `--account ID --cluster-region REGION`, or the key `--cluster name@account/region` (fleet.py);
 neither: unknown, so only account and region matchers '*' match (a cluster of the hub's own account
-and region: give its location).
+and region: give its location). Routes that select by owner (namespace, slurm_account, workload_labels) match
+the owner given with --namespace / --slurm-account / --label (one job on the alert's node, as the blast-radius
+read finds it); without them, the workload is not known, so such routes are listed as not tried.
 
 Exit codes: 0 explained; 1 the rules in SSM are invalid (explained with what the evaluator would
 use instead); 2 bad input or AWS unreachable, one `error: ...` line.
@@ -36,6 +38,7 @@ from ..rules import Routing, Rules, load_rules_text
 from ..rules_store import DEFAULT_RULES_PATH, RulesStore
 from ..silences import AdHocSilence
 from ..timeutil import format_duration, isoformat
+from ..workload.model import Job, Workload
 from .common import (
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -52,15 +55,61 @@ from .common import (
     exit_codes,
     read_text,
     table,
+    tag_pair,
     tags_of,
 )
 from .silence import BAD_INPUT, now, silence_store
 
+#: the node an owner given on the command line is on (only routing sees it)
+_GIVEN_NODE = "(given)"
+
+
+def add_owner_options(parser: argparse.ArgumentParser) -> None:
+    """--namespace, --slurm-account, --label KEY=VALUE: the owner of a job on the alert's node (owner routes)."""
+    parser.add_argument("--namespace", metavar="NS",
+                        help="EKS: the Kubernetes namespace of a job on the alert's node (routes matching on "
+                        "`namespace`)")
+    parser.add_argument("--slurm-account", metavar="ACCOUNT",
+                        help="Slurm: the account of a job on the alert's node (routes matching on `slurm_account`)")
+    parser.add_argument("--label", metavar="KEY=VALUE", action="append", type=tag_pair,
+                        help="a label of that job, repeatable (routes matching on `workload_labels`)")
+
+
+def owner_of(args: argparse.Namespace) -> Workload | None:
+    """The workload the owner options describe: one job on the alert's node carrying what was given; None when
+    nothing was (the workload not read: routes that select by owner do not match)."""
+    if args.namespace is None and args.slurm_account is None and not args.label:
+        return None
+    for option, value in (("--namespace", args.namespace), ("--slurm-account", args.slurm_account)):
+        if value is not None and not value.strip():
+            raise BadInput(f"{option} must not be empty")
+    job = Job(name="(given)", kind="slurm" if args.slurm_account is not None else "Pod", namespace=args.namespace,
+              account=args.slurm_account, labels=dict(args.label or ()))
+    return Workload(_GIVEN_NODE, (job,))
+
+
+def owner_data(workload: Workload | None) -> dict[str, Any] | None:
+    """The owner given, as the JSON output shows it (None: none given)."""
+    if workload is None:
+        return None
+    (job,) = workload.jobs
+    return {"namespace": job.namespace, "slurm_account": job.account, "labels": dict(job.labels)}
+
+
+def owner_text(owner: dict[str, Any] | None) -> str:
+    """`owner namespace=team-a slurm_account=research label:team=llm`, or `owner not given`."""
+    if owner is None:
+        return "owner not given"
+    parts = [f"{key}={owner[key]}" for key in ("namespace", "slurm_account") if owner[key] is not None]
+    parts += [f"label:{key}={value}" for key, value in sorted(owner["labels"].items())]
+    return "owner " + " ".join(parts)
+
 
 def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, silences: list[AdHocSilence],
-                at: datetime, location: Location | None = None) -> dict[str, Any]:
+                at: datetime, location: Location | None = None, workload: Workload | None = None) -> dict[str, Any]:
     """What the evaluator would apply to `cluster` (its key; with `tags`, None: unknown) at `at`, the
-    cluster living at `location` (None: the key's own, if qualified): pure."""
+    cluster living at `location` (None: the key's own, if qualified), its alerts' node running `workload` (None:
+    not known, so routes by owner do not match): pure."""
     location = location or location_of(cluster)
     resolved = rules.resolve(cluster, tags, silences, location)
     policies = {}
@@ -98,25 +147,29 @@ def explanation(rules: Rules, cluster: str, tags: Mapping[str, str] | None, sile
     return {"cluster": cluster, "location": str(location) if location else None,
             "tags": dict(tags) if tags is not None else None, "at": isoformat(at),
             "policies": policies, "overrides": overrides, "rules_silences": rule_silences, "adhoc_silences": adhoc,
-            "routing": routing_explanation(rules.routing, cluster, tags, alerts, None, location)}
+            "owner": owner_data(workload),
+            "routing": routing_explanation(rules.routing, cluster, tags, alerts, None, location, workload)}
 
 
 def routing_explanation(routing: Routing, cluster: str, tags: Mapping[str, str] | None,
                         alerts: Iterable[tuple[str, Severity]], instance_group: str | None,
-                        location: Location | None = None) -> dict[str, Any]:
+                        location: Location | None = None, workload: Workload | None = None) -> dict[str, Any]:
     """Where alerts of `cluster` with these (policy, severity) go, about `instance_group` (None: about
     the whole cluster, so routes that match on an instance group are listed as not tried), the cluster
-    living at `location` (None: the key's own, if qualified): pure."""
+    living at `location` (None: the key's own, if qualified), their node running `workload` (None: not known,
+    so routes that select by owner are listed as not tried): pure."""
     rows = []
     for policy, severity in alerts:
         decision = decide(routing, cluster=cluster, policy=policy, severity=severity, instance_group=instance_group,
-                          tags=tags, location=location)
+                          tags=tags, location=location, workload=workload)
         rows.append({"policy": policy, "severity": severity.value, "routes": list(decision.routes),
                      "receivers": [ref.model_dump(mode="json") for ref in decision.receivers]})
     by_group = [index for index, r in enumerate(routing.routes) if r.match.instance_group != "*"]
+    by_owner = [index for index, r in enumerate(routing.routes) if r.match.selects_by_owner]
     return {"instance_group": instance_group, "alerts": rows, "table": describe_routes(routing),
             "continue": [index for index, r in enumerate(routing.routes) if r.continue_],
-            "by_instance_group": by_group if instance_group is None else []}
+            "by_instance_group": by_group if instance_group is None else [],
+            "by_owner": by_owner if workload is None else []}
 
 
 def _receivers_text(receivers: list[dict[str, Any]]) -> str:
@@ -128,13 +181,15 @@ def _routes_text(routes: list[int]) -> str:
 
 
 def not_tried(routing: dict[str, Any]) -> list[str]:
-    """The line saying which routes were not tried (they match on an instance group), if any."""
-    indexes = routing["by_instance_group"]
-    if not indexes:
-        return []
-    line = (f"not tried: {', '.join(f'#{i}' for i in indexes)} (match on an instance group; "
-            "`hyperpod-guard routes test --instance-group G` tries them)")
-    return [line]
+    """The lines saying which routes were not tried (they match on an instance group, or on an owner), if any."""
+    lines = []
+    if routing["by_instance_group"]:
+        lines.append(f"not tried: {', '.join(f'#{i}' for i in routing['by_instance_group'])} (match on an instance "
+                     "group; `hyperpod-guard routes test --instance-group G` tries them)")
+    if routing.get("by_owner"):
+        lines.append(f"not tried: {', '.join(f'#{i}' for i in routing['by_owner'])} (match on an owner; "
+                     "--namespace, --slurm-account or --label KEY=VALUE tries them)")
+    return lines
 
 
 def render_routing(routing: dict[str, Any]) -> list[str]:
@@ -156,6 +211,9 @@ def render_text(data: dict[str, Any]) -> str:
         "none given (overrides and silences that select by tag do not match)"
     where = f" in {data['location']}" if data.get("location") else ""
     lines = [f"cluster {data['cluster']}{where} (tags: {tag_text}) at {data['at']}", "", "policies:"]
+    if data.get("owner") is not None:
+        lines[0] += f", {owner_text(data['owner'])}"
+
     for name, p in data["policies"].items():
         remediation = p["remediation"]
         fix = "-" if not remediation or not remediation["enabled"] else (
@@ -211,6 +269,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise BadInput("--cluster must not be empty")
     tags = tags_of(args)
     location = cluster_location(args) or cluster_key_location(cluster)
+    workload = owner_of(args)
     rules, error = read_rules(args)
     at = now()
     silences: list[AdHocSilence] | None = None
@@ -225,7 +284,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if args.rules is not None:
                 raise
             print(f"warning: ad-hoc silences not read: {exc}", file=sys.stderr)
-    data = explanation(rules, cluster, tags, silences or [], at, location)
+    data = explanation(rules, cluster, tags, silences or [], at, location, workload)
     if silences is None:
         data["adhoc_silences"] = None
     return print_explained(data, error, args.format, render_text)
@@ -248,6 +307,7 @@ examples:
   hyperpod-guard explain --cluster llm-train-prod --tags team=research env=prod
   hyperpod-guard explain --cluster llm-train-prod --rules rules/defaults.json --format json
   hyperpod-guard explain --cluster ml-prod --account 444455556666 --cluster-region us-east-1
+  hyperpod-guard explain --cluster ml-prod --namespace team-a --label team=llm   (routes by owner)
 
 """ + exit_codes("explained", "the rules in SSM are invalid (explained with the rules the evaluator uses instead)",
                 BAD_INPUT)
@@ -269,6 +329,7 @@ def add_explain_command(commands: Any) -> None:
                          help="the cluster's name (or its key name@account/region)")
     add_location_options(explain)
     add_tags_option(explain, "a tag of the cluster, repeatable (default: none known; explain does not read them)")
+    add_owner_options(explain)
     explain.add_argument("--rules", metavar="FILE", help="rules JSON, '-' for stdin (default: the rules in SSM)")
     explain.add_argument("--path", default=DEFAULT_RULES_PATH, metavar="PATH",
                          help=f"SSM parameter path of the rules (default: {DEFAULT_RULES_PATH})")

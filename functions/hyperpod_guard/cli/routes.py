@@ -8,6 +8,9 @@ Where the rules come from: `--rules FILE` (or `-`, stdin) offline; otherwise the
 `explain` reads them. Tags are those given with --tags (nothing reads the cluster's). Where the cluster
 lives (routes matching on `account` or `region`): `--account ID --cluster-region REGION`, or the key
 `--cluster name@account/region`; neither: unknown, so only account and region matchers '*' match.
+Routes that select by owner (namespace, slurm_account, workload_labels) match the owner given with
+--namespace / --slurm-account / --label KEY=VALUE (a job on the alert's node, as the blast-radius read would
+find it); without them the workload is not known, so those routes do not match (listed as not tried).
 
 Exit codes: 0 routed; 1 the rules in SSM are invalid (routed with what the evaluator would use
 instead); 2 bad input or AWS unreachable, one `error: ...` line.
@@ -34,7 +37,17 @@ from .common import (
     table,
     tags_of,
 )
-from .explain import not_tried, print_explained, read_rules, render_routing, routing_explanation
+from .explain import (
+    add_owner_options,
+    not_tried,
+    owner_data,
+    owner_of,
+    owner_text,
+    print_explained,
+    read_rules,
+    render_routing,
+    routing_explanation,
+)
 
 
 def render_text(data: dict[str, Any]) -> str:
@@ -44,6 +57,8 @@ def render_text(data: dict[str, Any]) -> str:
     where = f" in {data['location']}" if data.get("location") else ""
     about = (f"cluster {data['cluster']}{where} (tags: {tags}), instance group "
              f"{group if group is not None else 'none (an alert about the whole cluster)'}")
+    if data.get("owner") is not None:
+        about += f", {owner_text(data['owner'])}"
     alerts = data["routing"]["alerts"]
     if len(alerts) != 1:
         return "\n".join([about, *render_routing(data["routing"])])
@@ -66,13 +81,15 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
         raise BadInput("--cluster must not be empty")
     tags = tags_of(args)
     location = cluster_location(args) or cluster_key_location(cluster)
+    workload = owner_of(args)
     rules, error = read_rules(args)
     policies = [args.policy] if args.policy else list(POLICY_NAMES)
     severities = [Severity(args.severity)] if args.severity else list(Severity)
     alerts = [(policy, severity) for policy in policies for severity in severities]
     data: dict[str, Any] = {"cluster": cluster, "location": str(location) if location else None, "tags": tags,
+                            "owner": owner_data(workload),
                             "routing": routing_explanation(rules.routing, cluster, tags, alerts, args.instance_group,
-                                                           location)}
+                                                           location, workload)}
     return print_explained(data, error, args.format, render_text)
 
 
@@ -83,6 +100,8 @@ examples:
   hyperpod-guard routes test --cluster ml-prod --rules my-rules.json      (every policy and severity)
   hyperpod-guard routes test --cluster ml-prod --account 444455556666 --cluster-region us-east-1 \\
       --rules my-rules.json
+  hyperpod-guard routes test --cluster ml-prod --severity critical --policy unhealthy-node \\
+      --namespace team-a --label team=llm --rules my-rules.json      (routes by owner)
 
 $ hyperpod-guard routes test --cluster ml-prod --tags team=llm --severity critical --policy failed-rollback \\
       --instance-group p5-train --rules my-rules.json
@@ -129,6 +148,7 @@ def add_routes_commands(commands: Any) -> None:
                       help=f"the alert's policy, one of {', '.join(ROUTABLE_POLICIES)} (default: each policy)")
     test.add_argument("--instance-group", metavar="NAME",
                       help="the alert's instance group (default: none, an alert about the whole cluster)")
+    add_owner_options(test)
     test.add_argument("--rules", metavar="FILE", help="rules JSON, '-' for stdin (default: the rules in SSM)")
     test.add_argument("--path", default=DEFAULT_RULES_PATH, metavar="PATH",
                       help=f"SSM parameter path of the rules (default: {DEFAULT_RULES_PATH})")

@@ -2,7 +2,8 @@
 
 `validate` exits 1 listing every problem with its JSON path (as `rules push` does before it
 writes anything). Valid rules may still carry warnings (rules_checks.py: a silence muting
-everything, one already expired, one naming no policy): printed, exit 0, or 1 with `--strict`.
+everything, one already expired, one naming no policy; a route that can never match, among them one that
+selects by owner where no `workload` entry reads the workload): printed, exit 0, or 1 with `--strict`.
 `schema` prints the rules JSON Schema for editors and CI.
 """
 
@@ -51,7 +52,9 @@ def add_validate_commands(commands: Any) -> None:
         description="Check a rules file against the rules model (the schema `hyperpod-guard schema` prints) and "
         "list every problem with its JSON path. Valid rules are also checked for silences that are probably "
         "mistakes: every matcher \"*\" (mutes everything), an `until` already past, or a policy matcher that "
-        "matches no policy. Those are warnings: printed, exit 0, unless --strict.",
+        "matches no policy; and routes that never match (shadowed by an earlier one, or selecting by owner where no "
+        "`workload` entry reads the workload of their clusters). Those are warnings: printed, exit 0, unless "
+        "--strict.",
         epilog=exit_codes("valid (warnings, if any, printed)", "problems found, or warnings with --strict",
                           bad_input="bad input (the file cannot be read)"),
     )

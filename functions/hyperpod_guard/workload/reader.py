@@ -211,11 +211,16 @@ class _SlurmNodes:
         cluster_id = (self.snapshot.arn or "").rpartition("/")[2]
         try:
             group, instance = self.controller.get()
+        except slurm.SlurmUnreadable as unreadable:
+            return Workload(node, unknown=str(unreadable))
+        except Exception as error:  # noqa: BLE001 (ListClusterNodes refused)
+            return Workload(node, unknown=_aws_why(error, "sagemaker:ListClusterNodes"))
+        try:
             host = self._host(node)
         except slurm.SlurmUnreadable as unreadable:
             return Workload(node, unknown=str(unreadable))
-        except Exception as error:  # noqa: BLE001 (ListClusterNodes / DescribeClusterNode refused)
-            return Workload(node, unknown=_aws_why(error, "sagemaker:ListClusterNodes"))
+        except Exception as error:  # noqa: BLE001 (DescribeClusterNode refused)
+            return Workload(node, unknown=_aws_why(error, "sagemaker:DescribeClusterNode"))
         return slurm.workload_of(self.clients("ssm"), cluster_id=cluster_id, controller_group=group,
                                  controller_instance=instance, host=host,
                                  timeout=max(0.0, self.deadline - self.clock()), clock=self.clock)
