@@ -30,10 +30,11 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     # every SNS message reached Slack exactly once (the outage one after recovery); the rolled-back group's
     # Degraded status is part of the rollback's alert, not a message of its own (one problem, one alert);
     # the grouped storm of 200 nodes is 2 messages (grouping, issue 17); the week before (issue 21) 10; the hub's
-    # two llm-train clusters (issue 22) 3
+    # two llm-train clusters (issue 22) 3; the unhealthy node's cluster 2 (issue 23: a second node while the
+    # Kubernetes API refuses)
     week = [p for p in sns if "-fleet-" in p.name]
-    assert len(slack) == len(sns) == 22 and len(week) == 10
-    assert len({json.loads(p.read_text())["sns_message_id"] for p in slack}) == 22  # no SNS message twice
+    assert len(slack) == len(sns) == 23 and len(week) == 10
+    assert len({json.loads(p.read_text())["sns_message_id"] for p in slack}) == 23  # no SNS message twice
     # routing (issue 18): the critical messages also reach the on-call receiver, with its user group mentioned
     critical = [json.loads(p.read_text()) for p in sns]
     critical = [m for m in critical if m["attributes"]["severity"] == "critical"]
@@ -46,7 +47,7 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
     # what Chatbot and email subscribers get: each SNS message's "https" and "email" per protocol
     chatbot = sorted((tmp_path / "chatbot").glob("*.json"))
     emails = sorted((tmp_path / "email").glob("*.txt"))
-    assert len(chatbot) == len(emails) == len(every_sns) == 25
+    assert len(chatbot) == len(emails) == len(every_sns) == 26
     for path in chatbot:
         validate_chatbot(json.loads(path.read_text()))
     for path in emails:
@@ -56,6 +57,20 @@ def test_demo_runs_every_scenario_and_writes_the_html(tmp_path):
                     if t.startswith("Subject: [RESOLVED] demo-degraded"))
     assert "Now: Instance group p5-train is back to InService" in resolved and "Lasted: " in resolved
     assert "back to InService" in page and "Runbook: failed-rollback" in page  # what the HTML shows
+    # blast radius (issue 23): the unhealthy node's alert says what runs on it, read from its EKS cluster's
+    # Kubernetes API (the stand-in, over TLS), and is routed by owner to the team whose job it hits, with the
+    # on-call and the default channel; while the API answers 403 the next node's alert goes out all the same,
+    # saying why its workload is unknown, and not to the team (the owner is unknown)
+    (team,) = [json.loads(p.read_text()) for p in sorted((tmp_path / "slack" / demo.TEAM_LLM).glob("*.json"))]
+    paged = " ".join(json.dumps(team["payload"], ensure_ascii=False).split())
+    assert team["cluster"] == demo.NODE_CLUSTER and "*Workload* on `hyperpod-i-0f1e2d3c4b5a69788`" in paged
+    assert "PyTorchJob llama-70b-pretrain in team-llm" in paged
+    assert "6 of 64 pods on this node, auto-resume off" in paged
+    assert "auto-resume is off: llama-70b-pretrain will not restart by itself" in paged
+    node_mail = [" ".join(p.read_text().split()) for p in emails if p.name.endswith(f"-{demo.NODE_CLUSTER}.txt")]
+    assert len(node_mail) == 2 and "llama-70b-pretrain" in node_mail[0]
+    assert "workload unknown: forbidden" in node_mail[1] and "llama-70b-pretrain" not in node_mail[1]
+    assert page.count("receiver team-llm") == 1 and "workload unknown: forbidden" in page
     ledger = json.loads((tmp_path / "ledger.json").read_text())
     clusters = {row["cluster"] for row in ledger}
     assert all(any(fnmatchcase(c, s.cluster) for c in clusters) for s in demo.SCENARIOS)
@@ -129,3 +144,33 @@ def test_a_scenario_whose_outcome_differs_is_reported():
     stale = _stage(["firing", "resolved"], 2)
     stale.sns[1]["message"]["items"] = [_item("resolved", "Instance group p5-train is Degraded (15/16 nodes)")]
     assert scenario.check(stale, scenario) != []  # the resolved repeats the firing evidence
+
+
+def _node_stage(*, read: bool = True, team: bool = True, second: bool = True) -> SimpleNamespace:
+    """What the unhealthy-node scenario leaves: `read` the first alert's workload, `team` routed by owner,
+    `second` the alert sent while the Kubernetes API refused."""
+    jobs = [{"name": demo.LLAMA, "kind": "PyTorchJob", "namespace": "team-llm", "on_node": 6, "total": 64,
+             "auto_resume": False}]
+    first_receivers = [demo.TEAM_LLM, demo.ONCALL, "default"] if team else [demo.ONCALL, "default"]
+    items = [({"node": f"hyperpod-{demo.SICK_NODE}", "jobs": jobs, "unknown": None} if read else None,
+              demo.SICK_NODE, first_receivers)]
+    if second:
+        refused = {"node": f"hyperpod-{demo.SECOND_NODE}", "jobs": [],
+                   "unknown": "forbidden: grant the view access entry"}
+        items.append((refused, demo.SECOND_NODE, [demo.ONCALL, "default"]))
+    sns = [{"message": {"cluster": demo.NODE_CLUSTER, "status": "firing", "items": [
+        {"finding": {"node": node, "severity": "critical"}, "receivers": [{"name": r} for r in receivers],
+         "workload": workload}]}} for workload, node, receivers in items]
+    text = (f"*Workload* on `hyperpod-{demo.SICK_NODE}`\n• PyTorchJob {demo.LLAMA} in team-llm: 6 of 64 pods, "
+            f"auto-resume off\n💡 auto-resume is off: {demo.LLAMA} will not restart by itself") if read else "none"
+    slack = [{"cluster": demo.NODE_CLUSTER, "receiver": demo.TEAM_LLM, "payload": {"text": text}}] if team else []
+    read_once = SimpleNamespace(target=f"/api/v1/nodes/hyperpod-{demo.SICK_NODE}", status=200)
+    return SimpleNamespace(sns=sns, slack=slack, kube=SimpleNamespace(requests=[read_once]))
+
+
+def test_the_unhealthy_node_scenario_wants_the_workload_and_the_alert_that_could_not_read_it():
+    scenario = next(s for s in demo.SCENARIOS if s.cluster == demo.NODE_CLUSTER)
+    assert scenario.check(_node_stage(), scenario) == []
+    assert len(scenario.check(_node_stage(read=False), scenario)) == 2  # the item's workload and the Slack section
+    assert len(scenario.check(_node_stage(team=False), scenario)) == 2  # not routed to the team, nothing posted there
+    assert len(scenario.check(_node_stage(second=False), scenario)) == 2  # one message: none during the 403

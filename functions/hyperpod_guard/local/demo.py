@@ -4,8 +4,10 @@ moto in server mode on 127.0.0.1 stands in for DynamoDB, SNS, SQS, SSM and Secre
 (HyperPod state is injected into it, see hyperpod_state.py; the HyperPod APIs moto lacks are answered by
 sagemaker_standin.py); local HTTP servers stand in for the Slack webhooks and, for the ChatOps scenario
 (Slack app mode), for Slack's Web API (slack_api_standin.py), whose button clicks are signed as Slack
-signs them and sent to the interactivity endpoint's handler. The resources are created with the
-stack's names (provision.py). Scenario timelines replay events from events/ through the real Lambda
+signs them and sent to the interactivity endpoint's handler. For the unhealthy-node scenario a local
+Kubernetes API (kube_standin.py, over TLS with its own CA) is the EKS control plane that moto's
+eks:DescribeCluster names, so the alert says what runs on the node (issue 23). The resources are created
+with the stack's names (provision.py). Scenario timelines replay events from events/ through the real Lambda
 handlers (evaluator, sweep, worker, Slack notifier, and in app mode the interactivity endpoint and the
 actions worker) on a simulated clock, and each scenario's expected outcome is checked. For the last
 scenario the functions get a fleet hub's environment (fleet.py): clusters in a second moto account and
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import re
 import time
@@ -26,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from .. import aws_clients, clock, naming
 from ..archive import ArchiveReader, open_episodes, with_open
@@ -52,6 +57,7 @@ from ..reliability import ReliabilityReport, build_report, render_csv, render_ht
 from ..timeutil import isoformat
 from . import moto_server, sagemaker_standin, slack_html
 from .hyperpod_state import put_cluster
+from .kube_standin import EKS_TOKEN, KubeStandin, self_signed, serve_as_eks
 from .lambda_context import LambdaContext
 from .provision import PREFIX, Resources, delivered, provision
 from .slack_api_standin import TOKEN, Message, SlackApiStandIn
@@ -63,16 +69,33 @@ ACCOUNT = "123456789012"  # moto's
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 #: the second Slack receiver (issue 18): critical alerts also page its on-call user group
 ONCALL = "ml-oncall"
+#: the third (issue 23): the team whose job runs on a sick node, paged by owner (the job's namespace)
+TEAM_LLM = "team-llm"
+#: every Slack receiver of the demo, each its own webhook, in the order their messages are shown
+RECEIVERS = ("default", ONCALL, TEAM_LLM)
+#: the unhealthy-node scenario's cluster is EKS-orchestrated: its EKS cluster, and what its Kubernetes API
+#: answers (local/kube/: the sick node runs 6 of llama-70b-pretrain's 64 pods, auto-resume off, and 2 of
+#: reward-model-eval's 4, auto-resume on)
+NODE_CLUSTER = "demo-node"
+NODE_EKS_CLUSTER = "demo-node-eks"
+NODE_KUBE_FIXTURE = "demo-node.json"
 #: the demo's rules: the defaults, plus a runbook and routing, so every receiver's view can be shown
 DEMO_RULES: dict[str, Any] = {
     "version": 1,
     "policies": {"failed-rollback": {"runbook_url": "https://wiki.example.com/runbooks/hyperpod/failed-rollback"}},
+    # a job in the namespace team-llm on the alert's node (routing by owner): the team-llm channel, and
+    # (`continue`) the routes below;
     # critical: the on-call channel with its user group mentioned, and (`continue`) the team's channel too;
     # the rest: the team's channel (the default route)
-    "routing": {"routes": [{"match": {"severity": ["critical"]}, "receivers": [ONCALL], "mention": "subteam^S0DEMO123",
+    "routing": {"routes": [{"match": {"namespace": "team-llm"}, "receivers": [TEAM_LLM], "continue": True},
+                           {"match": {"severity": ["critical"]}, "receivers": [ONCALL], "mention": "subteam^S0DEMO123",
                             "continue": True},
                            {"match": {"severity": ["critical"]}, "receivers": ["default"]}],
                 "default": ["default"]},
+    # the unhealthy-node scenario's node alerts say what runs on the node, or "workload unknown: why" (the first
+    # read, with DescribeCluster, the TLS handshake and the imports, took 0.9s on a busy 2-core machine: 5s leaves
+    # room, where 3s, the default, is plenty against a real API server)
+    "workload": [{"match": {"cluster": NODE_CLUSTER}, "timeout": "5s"}],
     # the ChatOps scenario's cluster: replacing a failed node needs a person's approval from Slack
     # (and repeats every 30m, so that the scenario shows an acknowledged alert not repeating)
     "overrides": [{"match": {"cluster": "demo-chatops"}, "policies": {"unhealthy-node": {
@@ -110,12 +133,19 @@ class Stage:
         os.environ.update({**moto_server.environment(url, REGION),
                            "POWERTOOLS_LOG_LEVEL": "INFO", "SLACK_MAX_ATTEMPTS": "2"})
         os.environ.pop("AWS_PROFILE", None)
-        self.sink = SlackSink()  # the `default` receiver's webhook
-        self.sink.start()
-        self.oncall_sink = SlackSink()
-        self.oncall_sink.start()
+        self.sinks = {receiver: SlackSink() for receiver in RECEIVERS}  # each receiver's webhook
+        for sink in self.sinks.values():
+            sink.start()
+        self.sink = self.sinks["default"]  # the outage scenario scripts it
         self.resources: Resources = provision(slack_webhook_url=self.sink.url, rules=DEMO_RULES,
-                                              receivers={ONCALL: self.oncall_sink.url})
+                                              receivers={r: sink.url for r, sink in self.sinks.items()
+                                                         if r != "default"})
+        # the unhealthy-node cluster's EKS control plane: its Kubernetes API (https, its own CA; it refuses a
+        # token not made as `aws eks get-token` makes one), the endpoint moto's eks:DescribeCluster gives
+        tls, ca_data = self_signed()
+        self.kube = KubeStandin(NODE_KUBE_FIXTURE, token=EKS_TOKEN, tls=tls)
+        self.kube.start()
+        self.eks_arn = serve_as_eks(self.kube.url, ca_data, name=NODE_EKS_CLUSTER, account=ACCOUNT, region=REGION)
         # the work queue, as deployed: the sweep fans out to the worker, and messages are grouped (grouping.py)
         sqs = aws_clients.client("sqs")
         self.work_url = sqs.create_queue(QueueName=f"{PREFIX}-work")["QueueUrl"]
@@ -150,6 +180,11 @@ class Stage:
         self.lambda_log = (output / "lambda-logs.jsonl").open("w")
         for module in (evaluator, sweep, slack_notifier, worker, slack_interactivity, slack_actions):
             module.logger.registered_handler.setStream(self.lambda_log)
+        # and what the modules log with the standard library (the workload reader's "workload unknown for ..."),
+        # which Lambda's own handler would keep: there too, as JSON, not on the terminal
+        self.library_log = logging.StreamHandler(self.lambda_log)
+        self.library_log.setFormatter(LambdaPowertoolsFormatter(service=PREFIX))
+        logging.getLogger("hyperpod_guard").addHandler(self.library_log)
         self.lines: list[str] = []
         self.muted = False  # log() records nothing while set
         self.sns: list[dict[str, Any]] = []     # every SNS message, in order
@@ -159,10 +194,12 @@ class Stage:
         self.swept: list[str] = []  # the cluster keys the last sweep handed to the worker
 
     def close(self) -> None:
+        logging.getLogger("hyperpod_guard").removeHandler(self.library_log)
         self.lambda_log.close()
         clock.use(None)
-        self.sink.stop()
-        self.oncall_sink.stop()
+        for sink in self.sinks.values():
+            sink.stop()
+        self.kube.stop()
         self.app_slack.stop()
         self.server.stop()
 
@@ -364,7 +401,7 @@ class Stage:
             self._notify(message)
 
     def _notify(self, message: dict[str, Any]) -> None:
-        before = {ONCALL: len(self.oncall_sink.requests), "default": len(self.sink.requests)}
+        before = {receiver: len(sink.requests) for receiver, sink in self.sinks.items()}
         failed: Exception | None = None
         try:
             with contextlib.redirect_stdout(self.lambda_log):
@@ -372,7 +409,7 @@ class Stage:
                                       LambdaContext(function_name="hyperpod-guard-slack-notifier"))
         except Exception as exc:  # noqa: BLE001 - what Lambda does: retry later, then the DLQ
             failed = exc
-        for receiver, sink in (("default", self.sink), (ONCALL, self.oncall_sink)):
+        for receiver, sink in self.sinks.items():
             for request in sink.requests[before[receiver]:]:
                 if 200 <= request.status < 300:  # posted (a receiver that failed is retried with the message)
                     self.slack.append({"at": isoformat(self.now), "cluster": message["message"]["cluster"],
@@ -504,26 +541,78 @@ def check_rollback(stage: Stage, s: Scenario) -> list[str]:
                f"mentioned and the runbook linked; got {len(paged)} message(s)")
 
 
+def running_nodes(*instance_ids: str) -> list[dict[str, Any]]:
+    """Nodes of the group p5-train, running (DescribeClusterNode finds them)."""
+    return [{"InstanceId": node, "InstanceGroupName": "p5-train", "InstanceType": "ml.p5.48xlarge",
+             "InstanceStatus": {"Status": "Running"}} for node in instance_ids]
+
+
 def load_node_event(scenario: str, cluster: str) -> dict[str, Any]:
-    """A Node Health scenario, served with its node running (DescribeClusterNode finds it)."""
+    """A Node Health scenario, served with its node running."""
     event, snapshot = load(scenario, cluster)
-    snapshot["Nodes"] = [{"InstanceId": event["detail"]["InstanceId"], "InstanceGroupName": "p5-train",
-                          "InstanceType": "ml.p5.48xlarge", "InstanceStatus": {"Status": "Running"}}]
+    snapshot["Nodes"] = running_nodes(event["detail"]["InstanceId"])
     serve(snapshot)
     return event
 
 
+#: the unhealthy-node scenario's sick node (events/unhealthy-node-no-repair), `hyperpod-<it>` in Kubernetes
+#: (local/kube/demo-node.json), and the job of team-llm that runs on it
+SICK_NODE = "i-0f1e2d3c4b5a69788"
+LLAMA = "llama-70b-pretrain"
+#: a second node of the cluster that goes Unhealthy while the Kubernetes API refuses
+SECOND_NODE = "i-0f1e2d3c4b5a6979b"
+
+
 def unhealthy_node(stage: Stage, s: Scenario) -> None:
-    event = load_node_event("unhealthy-node-no-repair", s.cluster)
+    """The cluster is EKS-orchestrated (its Orchestrator.Eks.ClusterArn: the stand-in's EKS cluster): the alert
+    says what runs on the node and, routed by owner, pages team-llm too. Then the Kubernetes API refuses (403,
+    as when the view access entry is removed): the next node's alert goes out all the same, saying why its
+    workload is unknown, to the receivers that do not depend on it."""
+    event, snapshot = load("unhealthy-node-no-repair", s.cluster)
+    snapshot["Orchestrator"] = {"Eks": {"ClusterArn": stage.eks_arn}}
+    snapshot["Nodes"] = running_nodes(SICK_NODE, SECOND_NODE)
+    serve(snapshot)
     stage.at(120)
-    stage.event(event, "Node Health Event: Unhealthy, RepairAction None")
+    stage.event(event, "Node Health Event: Unhealthy, RepairAction None (EKS: the workload is read)")
+    stage.at(125)
+    stage.kube.status = 403
+    stage.log(s.cluster, "EKS    the Kubernetes API answers 403 from now on (the view access entry is removed)")
+    try:
+        stage.event(node_report(event, SECOND_NODE), f"Node Health Event: {SECOND_NODE} Unhealthy too")
+        stage.settle()  # its message (grouped or not) goes out while the API refuses
+    finally:
+        stage.kube.status = None
 
 
 def check_node(stage: Stage, s: Scenario) -> list[str]:
     sent = s.sns(stage)
     items = [i for m in sent for i in m["message"]["items"]]
-    return expect(len(sent) == 1 and [i["finding"]["severity"] for i in items] == ["critical"],
-                  f"expected one critical unhealthy-node message, got {len(sent)}")
+    by_node = {i["finding"]["node"]: i for i in items}
+    read, refused = ((by_node.get(node) or {}).get("workload") or {} for node in (SICK_NODE, SECOND_NODE))
+    llama: dict[str, Any] = next((j for j in read.get("jobs", ()) if j["name"] == LLAMA), {})
+    receivers = {node: [r["name"] for r in item.get("receivers", ())] for node, item in by_node.items()}
+    paged = [json.dumps(m["payload"], ensure_ascii=False) for m in s.slack(stage, TEAM_LLM)]
+    refused_401 = [r.target for r in stage.kube.requests if r.status == 401]
+    return (expect(len(sent) == 2 and [i["finding"]["severity"] for i in items] == ["critical", "critical"],
+                   f"expected two critical unhealthy-node messages, got {len(sent)} with {len(items)} items")
+            + expect(read.get("unknown") is None and read.get("node") == f"hyperpod-{SICK_NODE}"
+                     and [llama.get(k) for k in ("kind", "namespace", "on_node", "total", "auto_resume")]
+                     == ["PyTorchJob", "team-llm", 6, 64, False],
+                     f"expected the first alert to say 6 of {LLAMA}'s 64 pods run on the node, auto-resume off; "
+                     f"its workload: {read}")
+            + expect(receivers.get(SICK_NODE) == [TEAM_LLM, ONCALL, "default"],
+                     f"expected the first alert routed by owner to {TEAM_LLM}, then {ONCALL} and default; got "
+                     f"{receivers.get(SICK_NODE)}")
+            + expect(len(paged) == 1 and "Workload" in paged[0] and LLAMA in paged[0]
+                     and "auto-resume is off" in paged[0],
+                     f"expected one message to {TEAM_LLM} with the Workload section naming {LLAMA} and saying "
+                     f"auto-resume is off; got {len(paged)}")
+            + expect(str(refused.get("unknown", "")).startswith("forbidden")
+                     and receivers.get(SECOND_NODE) == [ONCALL, "default"],
+                     f"expected the alert during the 403 sent to {ONCALL} and default, its workload unknown: "
+                     f"forbidden; got {receivers.get(SECOND_NODE)}, {refused}")
+            + expect(bool(stage.kube.requests) and not refused_401,
+                     f"the Kubernetes API was not read, or refused the EKS token: {refused_401}"))
 
 
 STORM = 500
@@ -826,8 +915,13 @@ SCENARIOS = [
              f"by severity, to {ONCALL} with its user group mentioned and the policy's runbook linked. Its group is "
              "also Degraded: that warning waits for its 5m grace and goes out with a later sweep.",
              failed_rollback, check_rollback),
-    Scenario("Unhealthy node with no automatic repair", "demo-node", "HyperPod's health agent reports a GPU "
-             "fault and RepairAction None: critical.", unhealthy_node, check_node),
+    Scenario("Unhealthy node with no automatic repair", NODE_CLUSTER, "HyperPod's health agent reports a GPU "
+             "fault and RepairAction None: critical. The cluster is EKS-orchestrated and its rules turn on the "
+             f"workload read: the alert says what runs on the node, read from the cluster's Kubernetes API ({LLAMA}, "
+             "6 of its 64 pods, auto-resume off; a HyperPodPyTorchJob that resumes by itself), and a route by "
+             f"namespace pages {TEAM_LLM}, the team whose job it hits. Then the API answers 403: the next node's "
+             "alert goes out all the same, saying 'workload unknown: forbidden…', to the on-call and the default "
+             "channel.", unhealthy_node, check_node),
     Scenario("Duplicate storm", "demo-storm", f"The same Node Health Event {STORM} times: one message.",
              duplicate_storm, check_storm),
     Scenario("Slack outage and recovery", "demo-outage", "The webhook answers 503 while an alert fires; "
@@ -929,7 +1023,7 @@ def app_threads(stage: Stage, cluster: str) -> list[slack_html.Shown]:
 
 #: what each receiver got, one file per message: `slack/<receiver>/`, and per SNS protocol (`chatbot/`: the
 #: "https" message Chatbot's subscription gets; `email/`: the Subject and the "email" text)
-OUTPUT_FOLDERS = ("sns", "slack/default", f"slack/{ONCALL}", "chatbot", "email")
+OUTPUT_FOLDERS = ("sns", *(f"slack/{receiver}" for receiver in RECEIVERS), "chatbot", "email")
 
 
 def _file(index: int, cluster: str) -> str:
@@ -949,7 +1043,7 @@ def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
         record = {k: v for k, v in message.items() if k != "sns_event"}
         name = _file(index, message["message"]["cluster"])
         (output / "sns" / f"{name}.json").write_text(json.dumps(record, indent=2))
-    for receiver in ("default", ONCALL):
+    for receiver in RECEIVERS:
         received = [m for m in stage.slack if m["receiver"] == receiver]
         for index, message in enumerate(received, 1):
             (output / "slack" / receiver / f"{_file(index, message['cluster'])}.json").write_text(
@@ -966,7 +1060,7 @@ def _write(output: Path, stage: Stage, ledger: list[dict[str, Any]]) -> None:
     sections: list[tuple[str, str, bool, list[slack_html.Shown]]] = []
     for s in SCENARIOS:  # each scenario's Slack messages, per receiver (channel); app mode: its channels' threads
         shown: list[slack_html.Shown] = [(f"T+{_clock(m['at'])} · receiver {receiver}", m["payload"])
-                                         for receiver in ("default", ONCALL) for m in s.slack(stage, receiver)]
+                                         for receiver in RECEIVERS for m in s.slack(stage, receiver)]
         sections.append((s.name, s.story, not s.problems, shown + app_threads(stage, s.cluster)))
     (output / "slack-app").mkdir(exist_ok=True)
     for receiver, channel in APP_CHANNELS.items():  # app mode: each channel as Slack holds it at the end
