@@ -30,6 +30,10 @@ stand-ins around it, all on the moto server the suite already runs:
   credentials to that account); its key is `batch-infer@444455556666/us-east-1` (`Pipeline.key`). The remediation
   calls are not intercepted: local/sagemaker_standin.py answers them where they land and `node_actions()` of the
   spoke's account and region is what the model sees. A decoy of the same name lives at home (`put_decoy`).
+- the blast radius (issue 23; the `no-remediation` and `grouped` cases): the cluster's EKS orchestrator is served
+  by moto's eks:DescribeCluster pointing at a Kubernetes API stand-in over TLS (tests/lifecycle_kube.py:
+  `KubeCluster`, what each node runs and whether the API answers, refuses (403) or is down); `Sent` carries each
+  item's workload and receivers.
 
 Nothing here decides what is right: the model and its invariants live in the test.
 """
@@ -64,10 +68,12 @@ from hyperpod_guard.service import EventResult, Runtime, SweepResult, flush_grou
 from hyperpod_guard.silences import SilenceStore, new_silence
 from hyperpod_guard.timeutil import isoformat, parse_timestamp
 from tests.conftest import ACCOUNT, REGION
+from tests.lifecycle_kube import eks_arn
 from tests.runtime_fixtures import scenario
 
 if TYPE_CHECKING:
     from hyperpod_guard.ledger_store import Acknowledgement
+    from tests.lifecycle_kube import KubeCluster
 
 CLUSTER, GROUP, TARGET = "batch-infer", "g5-batch", 4
 #: the model's names for the two nodes it follows, and their instance ids
@@ -110,7 +116,8 @@ def short(text: str) -> str:
 @dataclass
 class ClusterState:
     """What HyperPod reports now: the cluster of scenario node-failure-recovery-none (NodeRecovery
-    None, one instance group of TargetCount 4) with two nodes the model follows."""
+    None, one instance group of TargetCount 4, orchestrated by the EKS cluster batch-infer-eks of its account and
+    region) with two nodes the model follows."""
 
     node_status: dict[str, str] = field(default_factory=lambda: {name: "Running" for name in NODES})
     group_status: str = "InService"
@@ -124,6 +131,7 @@ class ClusterState:
         assert snapshot is not None
         snapshot.pop("Nodes", None)
         snapshot["ClusterArn"] = cluster_arn(self.where)
+        snapshot["Orchestrator"] = {"Eks": {"ClusterArn": eks_arn(self.where)}}
         (group,) = snapshot["InstanceGroups"]
         group.update(Status=self.group_status, CurrentCount=self.group_current, TargetCount=TARGET)
         return snapshot
@@ -209,6 +217,9 @@ class Sent:
     sent_at: datetime | None = None
     #: who acknowledged the alert's episode, as the item says (issue 20)
     acknowledged_by: str | None = None
+    #: what runs on the item's node, as the item says (issue 23: NotificationItem.workload), and its receivers
+    workload: dict[str, Any] | None = None
+    receivers: tuple[str, ...] = ()
 
     @property
     def scope(self) -> str:
@@ -227,7 +238,14 @@ class Sent:
 
     def __str__(self) -> str:
         actions = f"  [{short('; '.join(self.actions))}]" if self.actions else ""
-        return f"{self.reason:<10} {self.alert}{actions}"
+        work, to = "", ""
+        if self.workload is not None:  # issue 23: what runs on the node (or why unknown), and where it went
+            unknown = self.workload.get("unknown")
+            jobs = ", ".join(str(job.get("name")) for job in self.workload.get("jobs") or ()) or "no job"
+            work = f"  workload: {'unknown: ' + str(unknown)[:60] if unknown else jobs}"
+        if self.workload is not None or self.receivers not in ((), ("default",)):
+            to = f"  -> {', '.join(self.receivers)}"
+        return f"{self.reason:<10} {self.alert}{actions}{work}{to}"
 
 
 def sent_items(bodies: list[dict[str, Any]], now: datetime) -> list[Sent]:
@@ -236,7 +254,8 @@ def sent_items(bodies: list[dict[str, Any]], now: datetime) -> list[Sent]:
                  item["finding"].get("condition", ""), item["finding"].get("instance_group"),
                  item["finding"].get("node"), tuple(item.get("actions", ())), item["finding"].get("severity", ""),
                  parse_timestamp(item.get("first_seen")), parse_timestamp(item.get("resolved_at")),
-                 item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")), item.get("acknowledged_by"))
+                 item.get("resolved_evidence"), parse_timestamp(body.get("sent_at")), item.get("acknowledged_by"),
+                 item.get("workload"), tuple(receiver["name"] for receiver in item.get("receivers") or ()))
             for body in bodies for item in body["items"]]
 
 
@@ -286,7 +305,7 @@ class Pipeline:
     warm Lambda container; the hooks are registered on them once."""
 
     def __init__(self, moto_url: str, setenv: Callable[[str, str], None], *, grouped: bool = False,
-                 slack: SlackApiStandIn | None = None, fleet: bool = False):
+                 slack: SlackApiStandIn | None = None, fleet: bool = False, kube: KubeCluster | None = None):
         self.moto_url = moto_url
         #: the fleet case: the functions are a hub, the model's cluster lives in SPOKE, a decoy at home
         self.fleet = fleet
@@ -296,6 +315,8 @@ class Pipeline:
         self._actions_seen = 0  # fleet: the spoke's node actions already taken (take_calls)
         #: app mode: the Slack Web API stand-in the notifier posts to (None: no Slack delivery)
         self.slack = slack
+        #: the blast radius: the cluster's Kubernetes API (None: the rules leave `workload` off)
+        self.kube = kube
         self.channel = ""
         self._resets = 0
         #: app mode: SNS messages accepted and not yet delivered to Slack, and deliveries to retry
@@ -363,6 +384,8 @@ class Pipeline:
         assert self.runtime.reader.sagemaker is aws_clients.client("sagemaker"), "the hooks must be on the runtime's clients"
         if self.slack is not None:
             self._slack_app_mode()
+        if self.kube is not None:  # moto's reset forgot the EKS cluster
+            self.kube.reset(self.where)
         self.calls.clear()
         self.accepted.clear()
         self.published = 0

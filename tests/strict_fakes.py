@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -126,11 +126,13 @@ class Ledger:
         self.marks.update({(m.cluster, m.key): replace(m, version=m.version + 1) for m in marks})
         return written
 
-    def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None:
+    def confirm(self, records: list[AlertRecord], token: str, now: datetime,
+                owners: Mapping[str, tuple[str, ...]] | None = None) -> None:
         for record in records:
+            kept = tuple(sorted({*record.owners, *(owners or {}).get(record.fingerprint, ())}))
             self.records[(record.cluster, record.fingerprint)] = replace(
                 record, last_notified=now, notified_severity=record.severity, owed=None, claim_token=None,
-                claim_until=None, version=record.version + 1)
+                claim_until=None, owners=kept, version=record.version + 1)
 
     def release(self, records: list[AlertRecord], token: str) -> None:
         for record in records:

@@ -21,7 +21,7 @@ from .findings import Finding, FindingFields, Severity
 from .freshness import Report, ReportMark, advance, stale
 from .ledger import AlertRecord, AlertState, Decision, Reason, Timing, carry, clear, observe
 from .ledger_store import ClusterLedger
-from .notify.message import ApprovalRef, FindingPayload, Notification, NotificationItem, next_step
+from .notify.message import ApprovalRef, FindingPayload, Notification, NotificationItem, ReceiverRef, next_step
 from .policies import REGISTRY
 from .routing import receivers_for
 from .rules import ClusterRules, Policies, Rules, Silence, glob_match
@@ -359,18 +359,34 @@ def _item(reason: Reason, record: AlertRecord, actions: tuple[str, ...], rules: 
           approval: ApprovalRef | None = None, workload: Workload | None = None) -> NotificationItem:
     resolved = reason is Reason.RESOLVED
     settings = rules.policies.for_policy(record.policy) if rules is not None and record.policy in REGISTRY else None
+    receivers, owners = _receivers(rules, record, workload)
     return NotificationItem(
         reason=reason, finding=FindingPayload.of(record), first_seen=record.first_seen, fired_at=record.fired_at,
         resolved_at=record.resolved_at if resolved else None,
         resolved_evidence=record.resolved_evidence if resolved else None, actions=actions,
         next_step=None if resolved else next_step(record, actions),
         runbook_url=settings.runbook_url if settings is not None else None,
-        receivers=receivers_for(rules, policy=record.policy, severity=record.severity,
-                                instance_group=record.instance_group, workload=workload) if rules is not None else (),
+        receivers=receivers, owners=owners,
         acknowledged_by=record.acknowledged_by, acknowledged_at=record.acknowledged_at,
         acknowledged_until=record.acknowledged_until, approval=None if resolved else approval,
         workload=workload.for_message() if workload is not None else None,
     )
+
+
+def _receivers(rules: ClusterRules | None, record: AlertRecord,
+               workload: Workload | None) -> tuple[tuple[ReceiverRef, ...], tuple[str, ...]]:
+    """Where the item goes (routing.py) and which of those receivers own it: those a route by owner picked now,
+    and those it picked earlier in the episode (record.owners), who hear the rest of it (its resolved too) even
+    when the workload is unknown or gone by then."""
+    if rules is None:
+        return (), ()
+    routed = receivers_for(rules, policy=record.policy, severity=record.severity,
+                           instance_group=record.instance_group, workload=workload)
+    routes = rules.routing.routes
+    by_owner = [ref.name for ref in routed if ref.route is not None and routes[ref.route].match.selects_by_owner]
+    owners = tuple(dict.fromkeys((*record.owners, *by_owner)))
+    named = {ref.name for ref in routed}
+    return routed + tuple(ReceiverRef(name=name) for name in owners if name not in named), owners
 
 
 def account_of(arn: str | None) -> str | None:

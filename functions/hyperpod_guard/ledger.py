@@ -92,6 +92,9 @@ class AlertRecord(FindingFields):
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     acknowledged_until: datetime | None = None
+    #: the receivers a route by owner (the workload on the node) sent this episode's pages to: its later
+    #: messages, the resolved included, go to them too, whatever the workload reads then (a new episode: none)
+    owners: tuple[str, ...] = ()
     #: optimistic concurrency: every write checks and increments it (0 = not stored yet)
     version: int = 0
 

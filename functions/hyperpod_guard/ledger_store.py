@@ -62,7 +62,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,7 +233,7 @@ def to_item(record: AlertRecord) -> dict[str, dict[str, Any]]:
         "owed": _s(record.owed.value if record.owed else None), "claim_token": _s(record.claim_token),
         "claim_until": _t(record.claim_until), "reason": _s(record.reason), "version": {"N": str(record.version)},
         "acknowledged_by": _s(record.acknowledged_by), "acknowledged_at": _t(record.acknowledged_at),
-        "acknowledged_until": _t(record.acknowledged_until),
+        "acknowledged_until": _t(record.acknowledged_until), "owners": _names(record.owners),
     }
     if record.state is AlertState.RESOLVED:
         item["resolved_pk"] = {"S": "RESOLVED"}
@@ -267,8 +267,14 @@ def from_item(item: dict[str, Any]) -> AlertRecord:
         notified_severity=Severity(notified) if notified else None, owed=Reason(owed) if owed else None,
         claim_token=_get(item, "claim_token"), claim_until=when("claim_until"), reason=_get(item, "reason") or "",
         acknowledged_by=_get(item, "acknowledged_by"), acknowledged_at=when("acknowledged_at"),
-        acknowledged_until=when("acknowledged_until"), version=int(_get(item, "version") or 0),
+        acknowledged_until=when("acknowledged_until"), owners=tuple(sorted(_get(item, "owners") or ())),
+        version=int(_get(item, "version") or 0),
     )
+
+
+def _names(names: tuple[str, ...]) -> dict[str, Any]:
+    """A string set (DynamoDB has no empty set: none is NULL)."""
+    return {"SS": sorted(set(names))} if names else {"NULL": True}
 
 
 def mark_to_item(mark: ReportMark, now: datetime) -> dict[str, dict[str, Any]]:
@@ -617,8 +623,10 @@ class LedgerStore:
                 raise LedgerConflict(str(exc)) from exc
             raise
 
-    def confirm(self, records: Iterable[AlertRecord], token: str, now: datetime) -> None:
-        """SNS accepted the message: record it as sent and drop the claim (if still ours).
+    def confirm(self, records: Iterable[AlertRecord], token: str, now: datetime,
+                owners: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        """SNS accepted the message: record it as sent and drop the claim (if still ours). `owners`: by
+        fingerprint, the receivers an owner route sent the message's item to, kept with its episode.
 
         While we were sending, another invocation may have committed a different owed
         notification under our claim (a resolve, an escalation, a new episode): then only
@@ -630,8 +638,13 @@ class LedgerStore:
         only (the same episode), (3) the claim dropped. All on the condition that the claim is
         still ours. Written in transactions of up to 100 records (_update_first)."""
         chains: list[list[dict[str, Any]]] = []
+        owners = owners or {}
         for record in records:
-            sent = {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}}
+            sent: dict[str, dict[str, Any]] = {":now": {"S": isoformat(now)}, ":sev": {"S": record.severity.value}}
+            kept = tuple(sorted(set(record.owners) | set(owners.get(record.fingerprint, ()))))
+            owned = ", owners = :owners" if kept != record.owners else ""
+            if owned:
+                sent[":owners"] = {"SS": list(kept)}
             episode = {":first_seen": _t(record.first_seen)}
             expires = (
                 {":exp": {"N": str(int((now + RESOLVED_RETENTION).timestamp()))}}
@@ -641,7 +654,7 @@ class LedgerStore:
             if record.owed is not None:
                 chain.append(self._update_if_claimed(
                     record, token,
-                    "SET last_notified = :now, notified_severity = :sev, #v = #v + :one"
+                    "SET last_notified = :now, notified_severity = :sev, #v = #v + :one" + owned
                     + (", expires_at = :exp REMOVE open_pk, open_sk," if expires else " REMOVE")
                     + " owed, claim_token, claim_until",
                     {**sent, **episode, **expires, ":owed": {"S": record.owed.value},
@@ -650,7 +663,8 @@ class LedgerStore:
                 ))
             chain.append(self._update_if_claimed(
                 record, token,
-                "SET last_notified = :now, notified_severity = :sev, #v = #v + :one REMOVE claim_token, claim_until",
+                "SET last_notified = :now, notified_severity = :sev, #v = #v + :one" + owned
+                + " REMOVE claim_token, claim_until",
                 {**sent, **episode}, also="first_seen = :first_seen",
             ))
             chain.append(self._release_update(record, token))

@@ -56,7 +56,8 @@ class Store(Protocol):
     def load_cluster(self, cluster: str, reads: LedgerReads | None = None) -> ClusterLedger: ...
     def commit(self, decisions: list[Decision], token: str, now: datetime,
                marks: Sequence[ReportMark] = ()) -> list[AlertRecord]: ...
-    def confirm(self, records: list[AlertRecord], token: str, now: datetime) -> None: ...
+    def confirm(self, records: list[AlertRecord], token: str, now: datetime,
+                owners: Mapping[str, tuple[str, ...]] | None = None) -> None: ...
     def release(self, records: list[AlertRecord], token: str) -> None: ...
 
 
@@ -237,7 +238,8 @@ def deliver(publisher: Publisher, store: Store, committed: Committed, notificati
     except Exception:
         store.release(committed.claimed, token)  # a retry of this event sends what is owed, once
         raise
-    store.confirm(committed.claimed, token, now)
+    store.confirm(committed.claimed, token, now, owners={item.finding.fingerprint: item.owners
+                                                         for item in notification.items if item.owners})
     return Outcome(committed.cluster, committed.decisions, notification, message_id, stale=committed.stale)
 
 

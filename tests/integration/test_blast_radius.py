@@ -121,6 +121,8 @@ def test_an_unreadable_workload_keeps_the_alert(stack: Resources, kube: KubeStan
     item = only_item(stack)
     assert item["reason"] == "first" and item["finding"]["policy"] == "unhealthy-node"
     assert why in item["workload"]["unknown"], item["workload"]
+    if hangs:  # the rules' timeout, not what was left of it when the API was called
+        assert item["workload"]["unknown"] == "timeout: no answer within 1s"
     assert item["workload"]["jobs"] == []
     assert metrics["WorkloadsUnknown"] == 1
 
@@ -150,3 +152,21 @@ def test_the_resolved_reads_nothing(stack: Resources, kube: KubeStandin) -> None
     item = only_item(stack)
     assert item["reason"] == "resolved" and item.get("workload") is None
     assert len(kube.requests) == read
+
+
+def test_the_owners_hear_the_rest_of_the_episode(stack: Resources, kube: KubeStandin) -> None:  # noqa: F811
+    """An owner route took the page; by the time the node is healthy again the API refuses (or the job has
+    moved): the resolved still reaches the owners, who were paged, and not only the default receivers."""
+    put_rules({**WORKLOAD_ON, "routing": {"routes": [
+        {"match": {"namespace": "team-a"}, "receivers": ["team-a"], "continue": True}]}})
+    invoke_evaluator(node_event())
+    first = only_item(stack)
+    assert [r["name"] for r in first["receivers"]] == ["team-a"] and first["owners"] == ["team-a"]
+
+    kube.status = 403
+    put_unhealthy(serve_as_eks(kube.url, self_signed()[1], name=EKS_CLUSTER, account=ACCOUNT, region=REGION),
+                  status="Running")
+    invoke_evaluator(node_event(healthy=True))
+    resolved = only_item(stack)
+    assert resolved["reason"] == "resolved" and resolved.get("workload") is None
+    assert sorted(r["name"] for r in resolved["receivers"]) == ["default", "team-a"]

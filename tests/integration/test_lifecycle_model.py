@@ -54,6 +54,15 @@ Steps (Hypothesis rules, drawn in any order):
   nodes for good (2 of 4, nodes of its own): one degraded-group alert, which the timeline's first two sweeps
   (5m before T0 and at T0, its grace apart) see pending and then fire, and every sweep after evaluates (the
   sweep covers every account and region).
+- blast radius (issue 23; the `no-remediation` and `grouped` cases): the rules turn `workload` on for the cluster
+  (timeout 5s: no step makes a read wait, so it costs nothing, and a loaded machine gets no "timeout" where the model
+  expects a read) and route alerts about a node running a job of namespace team-a to the receiver team-a (others
+  go to `default`). The cluster is EKS-orchestrated: moto's eks:DescribeCluster gives the endpoint and CA of a Kubernetes
+  API stand-in over TLS (tests/lifecycle_kube.py) that checks the EKS token; n1 runs team-a's llama-70b, n2
+  team-b's mistral-pt. kube_api(state): the API answers (ok), refuses everything (forbidden: 403) or is down
+  (connection refused), until the next kube_api; run_jobs(node, jobs): the node runs team-a's job, team-b's,
+  both (shared) or none (idle) from now on. No step makes the API hang (each read would cost the timeout):
+  test_blast_radius.py covers a hang.
 At the end (teardown) everything gets healthy: nodes Running, group InService at target, the clock past
 every silence, a fresh Healthy report for each node, then two sweeps a minute apart.
 
@@ -128,12 +137,24 @@ I12 fleet isolation (the `fleet` case, issue 22): two clusters of one name in tw
    as the model's cluster (the evaluator's answer names its key). Only a sweep evaluates the decoy: no other step writes its
    ledger records (their version). No remediation request ever reaches the decoy's account and region (the
    SageMaker stand-in's node actions at home stay empty).
+I13 blast radius (issue 23), on every item of every message SNS accepted. Workload off (the other cases): no item
+   carries a workload. Workload on: a firing item (first, repeat, escalated, remediated) about a node carries
+   what runs on it: read (no `unknown`, the node's Kubernetes name, exactly the jobs the API serves it at that
+   moment, by kind, namespace and name) when the API answers, else `unknown` with a why that says the API's state
+   (403: "forbidden"; down: "connection refused" or "unreachable") and no jobs. A resolved item, or one about no
+   node, carries none. Routing by owner: a firing node item whose workload was read goes to team-a exactly when a
+   job of namespace team-a runs on the node, else (and whenever its workload is unknown) to `default` only —
+   unless an owner route took the episode before: then every later item of that episode (its resolved too) goes
+   to `default` and team-a, whatever the workload says then (AlertRecord.owners). The
+   other invariants (notified once, resolved once, silences, order, the ledger) hold whatever the API's state:
+   the read never loses, duplicates nor holds back a notification.
 
 A failure prints the invariant, the step, and the timeline: each step with the clock (h:mm after T0), what
 SNS accepted (reason, policy/condition, scope, remediation lines) and the remediation calls made.
 
 The timelines issue 14 reports, and two more failures the model found, are replayed through the same model
-as well (test_known_timeline), so that they are checked whatever the random search draws.
+as well (test_known_timeline), so that they are checked whatever the random search draws; so are timelines of
+each later feature (test_known_timeline_grouped, _app, _fleet, _workload).
 
 Budget: per case LIFECYCLE_EXAMPLES timelines (default 12; unset, the fleet case runs half as many: its sweeps
 evaluate two clusters) of at most LIFECYCLE_STEPS steps (default 25),
@@ -165,6 +186,7 @@ from hyperpod_guard.ledger import AlertState
 from hyperpod_guard.local.slack_api_standin import SlackApiStandIn
 from hyperpod_guard.notify import delivery as slack_delivery
 from hyperpod_guard.timeutil import isoformat, parse_timestamp
+from tests.lifecycle_kube import API_STATES, JOB_SETS, OWNER_NAMESPACE, OWNER_RECEIVER, WHY, KubeCluster, kube_node
 from tests.lifecycle_model import (
     CLUSTER, DECOY_CURRENT, DECOY_KEY, DECOY_NODES, GROUP, HOME, NODE_NAMES, NODES, TARGET, Call, ClusterState,
     Pipeline, Sent, cluster_arn, cluster_event, node_health_event, sent_items, short, state_change_event,
@@ -179,6 +201,8 @@ FIRING_REASONS = frozenset({"first", "repeat", "escalated", "remediated"})
 #: the `grouped` case's rules (grouping.py), and what the work queue does with a flush whose worker failed
 GROUP_WAIT, GROUP_INTERVAL = timedelta(seconds=30), timedelta(minutes=5)
 VISIBILITY_TIMEOUT = timedelta(minutes=6)  # infra: 6 x the worker's timeout
+#: the blast radius: the most an alert waits for its workload (no step makes the API hang: a read takes ~0.1s)
+WORKLOAD_TIMEOUT = "5s"
 SILENCE_TARGETS: dict[str, dict[str, str]] = {
     "cluster": {"cluster": CLUSTER},
     "node n1": {"node": NODES["n1"]},
@@ -312,6 +336,10 @@ class AlertLifecycle(RuleBasedStateMachine):
         self.where = pipeline.where
         self.key = pipeline.key
         self.state = ClusterState(where=self.where)
+        #: the blast radius (I13): the cluster's Kubernetes API, its state and what each node runs (None: off)
+        self.kube = pipeline.kube
+        #: ... and the episodes (fingerprint, first seen) an owner route took: their later messages reach the owner
+        self.owned: set[tuple[str, datetime | None]] = set()
         #: the fleet case (I12): the decoy's alerts after its first evaluation, and when each was last notified
         self.decoy: dict[str, datetime] | None = None
         self.decoy_pending: set[str] | None = None  # ... and those of its evaluation within its grace
@@ -369,6 +397,8 @@ class AlertLifecycle(RuleBasedStateMachine):
             + (f"; grouping: group_wait {int(GROUP_WAIT.total_seconds())}s, group_interval {span(GROUP_INTERVAL)}"
                if self.grouped else "")
             + ("; Slack app mode (threads, updates)" if self.app else "")
+            + (f"; workload on ({WORKLOAD_TIMEOUT}), namespace {OWNER_NAMESPACE} -> receiver {OWNER_RECEIVER}; "
+               + ", ".join(f"{n} runs {j}" for n, j in sorted(self.kube.jobs.items())) if self.kube else "")
             + "; NodeRecovery None; every node Running, group InService 4/4"
             + (f"; a hub: the cluster is {self.key}, a decoy {DECOY_KEY} at home with its group at "
                f"{DECOY_CURRENT}/{TARGET}" if self.fleet else ""))
@@ -447,6 +477,25 @@ class AlertLifecycle(RuleBasedStateMachine):
     def advance(self, minutes: int) -> None:
         self._pass(timedelta(minutes=minutes))
         self._step(f"clock +{span(timedelta(minutes=minutes))}")
+
+    # --- the blast radius: the cluster's Kubernetes API ------------------------------------------------------
+
+    @precondition(lambda self: self.kube is not None)
+    @rule(state=st.sampled_from(API_STATES))
+    def kube_api(self, state: str) -> None:
+        """The Kubernetes API answers (ok), refuses everything (forbidden: 403), or is down, from now on."""
+        assert self.kube is not None
+        self.kube.set_api(state)
+        self._step(f"Kubernetes API: {state}")
+
+    @precondition(lambda self: self.kube is not None)
+    @rule(node=nodes, jobs=st.sampled_from(sorted(JOB_SETS)))
+    def run_jobs(self, node: str, jobs: str) -> None:
+        """The node runs this job set from now on (as the API serves it)."""
+        assert self.kube is not None
+        self.kube.run(node, jobs)
+        names = ", ".join("/".join(job[1:]) for job in JOB_SETS[jobs]) or "nothing"
+        self._step(f"Kubernetes: {node} runs {jobs} ({names})")
 
     # --- grouping: the work queue's flush messages ----------------------------------------------------------
 
@@ -793,6 +842,9 @@ class AlertLifecycle(RuleBasedStateMachine):
                          if self.grouped else {"group_wait": "0s"}),
             "silences": [{"matchers": s.matchers, "until": isoformat(s.until), "comment": s.target}
                          for s in self.silences if not s.adhoc],
+            **({"workload": [{"match": {"cluster": CLUSTER}, "timeout": WORKLOAD_TIMEOUT}],
+                "routing": {"routes": [{"match": {"namespace": OWNER_NAMESPACE}, "receivers": [OWNER_RECEIVER]}]}}
+               if self.kube else {}),
         }
 
     def _event_id(self) -> str:
@@ -897,6 +949,7 @@ class AlertLifecycle(RuleBasedStateMachine):
         if self.grouped:
             self._check_grouping(sent, flush=flush)
         self._check(sent, calls, stale=stale, liveness=swept and not outcome.failed)
+        self._check_workload(sent)
         self._check_fleet(messages, sweep=sweep, failed=outcome.failed)
         if self.app:
             self._deliver_slack()
@@ -976,6 +1029,65 @@ class AlertLifecycle(RuleBasedStateMachine):
                 "I9 (a resolved message says what is true now)",
                 f"resolved for {item.alert} says {shown} ({evidence['summary']!r}), but what was served at "
                 f"{clock(item.resolved_at)} was {[(g, c, n) for g, c, n in read] or 'nothing'}"))
+
+    def _check_workload(self, sent: list[Sent]) -> None:
+        """I13: a firing node item says what runs on the node (read, or unknown and why), and goes to the owner's
+        receiver only when read and the owner's job is there; nothing else carries a workload."""
+        for item in sent:
+            workload, firing_node = item.workload, item.reason in FIRING_REASONS and item.node in NODE_NAMES
+            episode = (item.fingerprint, item.first_seen)
+            if self.kube is None or not firing_node:
+                if workload is not None:
+                    raise InvariantBroken(self._explain(
+                        "I13 (blast radius: only a firing node item of a workload-on cluster carries a workload)",
+                        f"{item.reason} for {item.alert} carries {self._workload_text(workload)}"
+                        + ("" if self.kube else " (workload is off)")))
+                want = ("default", OWNER_RECEIVER) if episode in self.owned else None
+                if self.kube is not None and want is not None and item.receivers != want:
+                    raise InvariantBroken(self._explain(
+                        "I13 (blast radius: the owners hear the rest of their episode)",
+                        f"{item.reason} for {item.alert} went to {list(item.receivers)}; expected {list(want)} (an "
+                        "owner route took this episode before)"))
+                continue
+            assert item.node is not None
+            state, expected = self.kube.api, sorted(self.kube.expected(item.node))
+            problem: str | None
+            if workload is None:
+                problem = "carries no workload"
+            elif state == "ok":
+                jobs = sorted((job.get("kind"), job.get("namespace"), job.get("name"))
+                              for job in workload.get("jobs") or ())
+                read = not workload.get("unknown") and workload.get("node") == kube_node(item.node)
+                problem = None if read and jobs == expected else (
+                    f"says {self._workload_text(workload)}, but the API answers and serves {expected or 'no job'} "
+                    f"on {kube_node(item.node)}")
+            else:
+                why = str(workload.get("unknown") or "")
+                problem = (f"says {self._workload_text(workload)}, but the API is {state} (expected unknown: "
+                           f"{' or '.join(WHY[state])})"
+                           if not any(word in why for word in WHY[state]) or workload.get("jobs") else None)
+            if problem:
+                raise InvariantBroken(self._explain("I13 (blast radius: a firing node item says what runs on the node)",
+                                                    f"{item.reason} for {item.alert} {problem}"))
+            owned = (state == "ok" and workload is not None and not workload.get("unknown")
+                     and any(namespace == OWNER_NAMESPACE for _, namespace, _ in expected))
+            # an owner route takes it now; or took this episode before, and the owner hears the rest of it too
+            want = (OWNER_RECEIVER,) if owned else ("default", OWNER_RECEIVER) if episode in self.owned else ("default",)
+            if item.receivers != want:
+                raise InvariantBroken(self._explain(
+                    "I13 (blast radius: routing by owner)",
+                    f"{item.reason} for {item.alert} went to {list(item.receivers)}; expected {list(want)} (the API is "
+                    f"{state}, the node runs {expected or 'no job'}: "
+                    + ("read" if state == "ok" else "workload unknown")
+                    + ("; an owner route took this episode before" if episode in self.owned else "") + ")"))
+            if owned:
+                self.owned.add(episode)
+
+    @staticmethod
+    def _workload_text(workload: dict[str, Any]) -> str:
+        if workload.get("unknown"):
+            return f"'workload unknown: {workload['unknown']}'"
+        return f"{workload.get('node')} running {[job.get('name') for job in workload.get('jobs') or ()] or 'nothing'}"
 
     def _check_acknowledged(self, sent: list[Sent], now: datetime) -> None:
         """I10: no repeat while an acknowledgement of the episode lasts; a new episode starts unacknowledged."""
@@ -1238,22 +1350,35 @@ def slack_app(monkeypatch: pytest.MonkeyPatch, app: bool) -> Iterator[SlackApiSt
         yield standin
 
 
-@pytest.mark.parametrize(("remediation", "grouped", "app", "fleet"),
-                         [(True, False, False, False), (False, False, False, False), (True, True, False, False),
-                          (True, False, True, False), (True, False, False, True)],
+@contextmanager
+def kube_cluster(workload: bool) -> Iterator[KubeCluster | None]:
+    """Workload on: the cluster's Kubernetes API (a TLS stand-in behind moto's EKS), n1 running team-a's job, n2
+    team-b's."""
+    if not workload:
+        yield None
+        return
+    with KubeCluster(NODES, {"n1": "team-a", "n2": "team-b"}) as kube:
+        yield kube
+
+
+@pytest.mark.parametrize(("remediation", "grouped", "app", "fleet", "workload"),
+                         [(True, False, False, False, False), (False, False, False, False, True),
+                          (True, True, False, False, True), (True, False, True, False, False),
+                          (True, False, False, True, False)],
                          ids=["remediation", "no-remediation", "grouped", "app", "fleet"])
 def test_alert_lifecycle_model(aws: str, monkeypatch: pytest.MonkeyPatch, remediation: bool, grouped: bool,
-                               app: bool, fleet: bool) -> None:
+                               app: bool, fleet: bool, workload: bool) -> None:
     """Without remediation too: Hypothesis stops looking 10s after its first failure, and the alerting
     invariants deserve a search of their own. `grouped`: grouping on (issue 17), with remediation. `app`:
     every message also goes through the Slack notifier in app mode (issue 20), with remediation. `fleet`: the
     functions are a hub, the cluster lives in a spoke account and region, a decoy of its name at home (issue
-    22), with remediation."""
+    22), with remediation. `workload` (issue 23, I13): the blast radius on, its API breaking and recovering, in
+    the no-remediation and grouped cases (the grouped one reads it in the flush): no case of its own, for time."""
     from hypothesis.internal.conjecture import engine
 
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)  # documented as monkeypatchable
-    with slack_app(monkeypatch, app) as slack:
-        pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped, slack=slack, fleet=fleet)
+    with slack_app(monkeypatch, app) as slack, kube_cluster(workload) as kube:
+        pipeline = Pipeline(aws, monkeypatch.setenv, grouped=grouped, slack=slack, fleet=fleet, kube=kube)
         factory = cast("type[RuleBasedStateMachine]", lambda: AlertLifecycle(pipeline, remediation))  # any callable
         run_state_machine_as_test(factory, settings=FLEET_BUDGET if fleet else BUDGET)
 
@@ -1402,3 +1527,27 @@ def test_known_timeline_fleet(aws: str, monkeypatch: pytest.MonkeyPatch,
     machine.setup(node_grace=0)
     timeline(machine)
     machine.teardown()
+
+
+#: the blast radius (issue 23, I13): a node alert says what runs on the node and goes to its owner while the
+#: Kubernetes API answers, says why not (and goes to `default`) while it does not; a resolved carries nothing
+WORKLOAD_TIMELINES: list[Any] = [
+    pytest.param(lambda m: (m.node_health("n1", "Unhealthy"), m.kube_api("forbidden"), m.advance(241),
+                            m.node_health("n1", "Unhealthy"), m.kube_api("ok"), m.node_health("n1", "Healthy")),
+                 id="workload-read-then-forbidden-repeat-to-default-then-resolved-without"),
+    pytest.param(lambda m: (m.kube_api("down"), m.flip_node("n1"), m.sweep(), m.run_jobs("n2", "shared"),
+                            m.kube_api("ok"), m.node_health("n2", "Unhealthy"), m.run_jobs("n1", "idle"),
+                            m.advance(241), m.sweep(), m.flip_node("n1"), m.node_health("n2", "Healthy"), m.sweep()),
+                 id="workload-down-then-jobs-move-owner-follows-the-job"),
+]
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["inline", "grouped"])
+@pytest.mark.parametrize("timeline", WORKLOAD_TIMELINES)
+def test_known_timeline_workload(aws: str, monkeypatch: pytest.MonkeyPatch, grouped: bool,
+                                 timeline: Callable[[AlertLifecycle], object]) -> None:
+    with kube_cluster(True) as kube:
+        machine = AlertLifecycle(Pipeline(aws, monkeypatch.setenv, grouped=grouped, kube=kube), remediation=False)
+        machine.setup(node_grace=0)
+        timeline(machine)
+        machine.teardown()

@@ -114,6 +114,9 @@ class NotificationItem(BaseModel):
     runbook_url: str | None = None
     #: the receivers the rules' routing picked; empty: the default receiver
     receivers: tuple[ReceiverRef, ...] = ()
+    #: which of them own the work on the node (a route by owner took this episode, now or before): the episode's
+    #: later messages go to them too (AlertRecord.owners)
+    owners: tuple[str, ...] = ()
     #: who acknowledged this episode (a Slack user id), when, and until when (None: until it resolves)
     acknowledged_by: str | None = None
     acknowledged_at: Timestamp = None

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..constants import METRICS_NAMESPACE, Dimension, Metric
@@ -95,7 +95,7 @@ def _reader(clients: Clients, snapshot: ClusterSnapshot, reads: Reads, deadline:
             clock: Callable[[], float]) -> Callable[[str], Workload]:
     """Reads one node's workload; what the nodes share (the EKS endpoint, the Slurm controller) is found once."""
     if snapshot.orchestration == "eks":
-        return _EksNodes(clients, snapshot, deadline, clock).read
+        return _EksNodes(clients, snapshot, reads, deadline, clock).read
     if snapshot.orchestration == "slurm":
         return _SlurmNodes(clients, snapshot, reads, deadline, clock).read
     return lambda node: Workload(node, unknown="the cluster's orchestrator is unknown (DescribeCluster not read)")
@@ -124,9 +124,9 @@ class _Once:
 
 
 class _EksNodes:
-    def __init__(self, clients: Clients, snapshot: ClusterSnapshot, deadline: float,
+    def __init__(self, clients: Clients, snapshot: ClusterSnapshot, reads: Reads, deadline: float,
                  clock: Callable[[], float]) -> None:
-        self.clients, self.deadline, self.clock = clients, deadline, clock
+        self.clients, self.reads, self.deadline, self.clock = clients, reads, deadline, clock
         config = snapshot.orchestrator.eks if snapshot.orchestrator is not None else None
         self.eks_arn = str((config or {}).get("ClusterArn") or "")
         self.access = _Once(self._access)
@@ -151,7 +151,11 @@ class _EksNodes:
             return Workload(name, unknown=unavailable.why)
         except Exception as error:  # noqa: BLE001 (eks:DescribeCluster refused, throttled, ...)
             return Workload(name, unknown=_aws_why(error, "eks:DescribeCluster"))
-        return eks.workload_of(api, name)
+        workload = eks.workload_of(api, name)
+        if workload.unknown is not None and workload.unknown.startswith("timeout"):
+            # the client's budget is what was left of ours: say the rules' timeout
+            return replace(workload, unknown=f"timeout: no answer within {self.reads.timeout:g}s")
+        return workload
 
 
 def endpoint_of(eks_client: Any, eks_arn: str, clock: Callable[[], float] = time.monotonic) -> tuple[str, str]:
