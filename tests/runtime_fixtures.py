@@ -12,7 +12,7 @@ from hyperpod_guard.local.hyperpod_state import put_cluster
 from hyperpod_guard.local.lambda_context import LambdaContext  # noqa: F401 (re-exported for the tests)
 from hyperpod_guard.local.provision import Resources, provision
 from hyperpod_guard.service import Runtime
-from tests.conftest import EVENTS, REGION
+from tests.conftest import ACCOUNT, EVENTS, REGION
 
 
 @pytest.fixture
@@ -53,3 +53,33 @@ def invoke_evaluator(event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[s
         answer = evaluator.handler(copy.deepcopy(event), LambdaContext())
     logs, metrics = split(output.getvalue())
     return answer, logs, metrics
+
+
+def put_rules(rules: dict[str, Any]) -> None:
+    """The rules the functions read from now on (RULES_MAX_AGE 0): one SSM parameter under the rules path."""
+    import boto3
+
+    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value=json.dumps(rules),
+                                      Overwrite=True)
+
+
+def node_event(cluster: str, node: str, *, healthy: bool = False, account: str = ACCOUNT) -> dict[str, Any]:
+    """A Node Health Event (unhealthy-node-no-repair's) about `node` of `cluster` in this account and region."""
+    event, _ = scenario("unhealthy-node-no-repair")
+    arn = f"arn:aws:sagemaker:{REGION}:{account}:cluster/{cluster}"
+    event.update(account=account, region=REGION, resources=[arn], id=f"{cluster}-{node}-{healthy}")
+    event["detail"].update(ClusterName=cluster, ClusterArn=arn, InstanceId=node)
+    if healthy:
+        event["detail"]["HealthSummary"] = {"HealthStatus": "Healthy"}
+    return event
+
+
+def only_item(resources: Resources, node: str) -> dict[str, Any]:
+    """The one message SNS delivered since the last call, and its one item about `node`."""
+    from hyperpod_guard.local.provision import delivered
+
+    (message,) = delivered(resources)
+    items = [i for i in message["message"]["items"] if i["finding"]["node"] == node]
+    assert len(items) == 1, message
+    return items[0]
+

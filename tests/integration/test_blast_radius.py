@@ -10,11 +10,9 @@ the Kubernetes reads all run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from hyperpod_guard.local.hyperpod_state import put_cluster
@@ -22,7 +20,14 @@ from hyperpod_guard.local.provision import Resources, delivered
 from hyperpod_guard.workload import reader
 from tests.conftest import ACCOUNT, REGION
 from tests.kube_standin import EKS_TOKEN, KubeStandin, down_url, running, self_signed, serve_as_eks
-from tests.runtime_fixtures import invoke_evaluator, scenario, stack  # noqa: F401
+from tests.runtime_fixtures import (  # noqa: F401 (stack: a fixture)
+    invoke_evaluator,
+    node_event,
+    only_item,
+    put_rules,
+    scenario,
+    stack,
+)
 
 CLUSTER = "ml-eks-prod"
 EKS_CLUSTER = "ml-eks"
@@ -54,33 +59,14 @@ def put_unhealthy(eks_arn: str, *, status: str = "Failure") -> None:
     put_cluster(snapshot, region=REGION, nodes=[node])
 
 
-def node_event(*, healthy: bool = False) -> dict[str, Any]:
-    event, _ = scenario("unhealthy-node-no-repair")
-    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
-    event.update(account=ACCOUNT, region=REGION, resources=[arn], id=f"node-{healthy}")
-    event["detail"].update(ClusterName=CLUSTER, ClusterArn=arn, InstanceId=NODE)
-    if healthy:
-        event["detail"]["HealthSummary"] = {"HealthStatus": "Healthy"}
-    return event
 
-
-def put_rules(rules: dict[str, Any]) -> None:
-    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value=json.dumps(rules),
-                                      Overwrite=True)
-
-
-def only_item(resources: Resources) -> dict[str, Any]:
-    (message,) = delivered(resources)
-    items = [i for i in message["message"]["items"] if i["finding"]["node"] == NODE]
-    assert len(items) == 1, message
-    return items[0]
 
 
 def test_a_node_alert_says_what_runs_on_the_node(stack: Resources, kube: KubeStandin) -> None:  # noqa: F811
     put_rules(WORKLOAD_ON)
-    answer, _, metrics = invoke_evaluator(node_event())
+    answer, _, metrics = invoke_evaluator(node_event(CLUSTER, NODE))
     assert answer["notifications"] == 1
-    workload = only_item(stack)["workload"]
+    workload = only_item(stack, NODE)["workload"]
     assert workload["unknown"] is None and workload["node"] == f"hyperpod-{NODE}"
     jobs = {(j["kind"], j["namespace"], j["name"]): j for j in workload["jobs"]}
     llama = jobs[("PyTorchJob", "team-a", "llama-ft")]
@@ -95,9 +81,9 @@ def test_a_node_alert_says_what_runs_on_the_node(stack: Resources, kube: KubeSta
 
 def test_off_by_default(stack: Resources, kube: KubeStandin) -> None:  # noqa: F811
     put_rules({"version": 1})
-    answer, _, metrics = invoke_evaluator(node_event())
+    answer, _, metrics = invoke_evaluator(node_event(CLUSTER, NODE))
     assert answer["notifications"] == 1
-    assert only_item(stack).get("workload") is None
+    assert only_item(stack, NODE).get("workload") is None
     assert kube.requests == [] and "WorkloadsRead" not in metrics
 
 
@@ -116,9 +102,9 @@ def test_an_unreadable_workload_keeps_the_alert(stack: Resources, kube: KubeStan
                      region=REGION)
     else:
         break_it(kube)
-    answer, _, metrics = invoke_evaluator(node_event())
+    answer, _, metrics = invoke_evaluator(node_event(CLUSTER, NODE))
     assert answer["notifications"] == 1  # the alert went out
-    item = only_item(stack)
+    item = only_item(stack, NODE)
     assert item["reason"] == "first" and item["finding"]["policy"] == "unhealthy-node"
     assert why in item["workload"]["unknown"], item["workload"]
     if hangs:  # the rules' timeout, not what was left of it when the API was called
@@ -136,20 +122,20 @@ def test_routing_by_owner(stack: Resources, kube: KubeStandin) -> None:  # noqa:
          "receivers": ["team-a"], "continue": True},
         {"match": {"severity": ["critical"]}, "receivers": ["ml-oncall"]},
     ]}})
-    invoke_evaluator(node_event())
-    assert [r["name"] for r in only_item(stack)["receivers"]] == ["team-a", "ml-oncall"]
+    invoke_evaluator(node_event(CLUSTER, NODE))
+    assert [r["name"] for r in only_item(stack, NODE)["receivers"]] == ["team-a", "ml-oncall"]
 
 
 def test_the_resolved_reads_nothing(stack: Resources, kube: KubeStandin) -> None:  # noqa: F811
     put_rules(WORKLOAD_ON)
-    invoke_evaluator(node_event())
+    invoke_evaluator(node_event(CLUSTER, NODE))
     delivered(stack)
     read = len(kube.requests)
     put_unhealthy(serve_as_eks(kube.url, self_signed()[1], name=EKS_CLUSTER, account=ACCOUNT, region=REGION),
                   status="Running")
-    answer, _, _ = invoke_evaluator(node_event(healthy=True))
+    answer, _, _ = invoke_evaluator(node_event(CLUSTER, NODE, healthy=True))
     assert answer["notifications"] == 1
-    item = only_item(stack)
+    item = only_item(stack, NODE)
     assert item["reason"] == "resolved" and item.get("workload") is None
     assert len(kube.requests) == read
 
@@ -159,14 +145,14 @@ def test_the_owners_hear_the_rest_of_the_episode(stack: Resources, kube: KubeSta
     moved): the resolved still reaches the owners, who were paged, and not only the default receivers."""
     put_rules({**WORKLOAD_ON, "routing": {"routes": [
         {"match": {"namespace": "team-a"}, "receivers": ["team-a"], "continue": True}]}})
-    invoke_evaluator(node_event())
-    first = only_item(stack)
+    invoke_evaluator(node_event(CLUSTER, NODE))
+    first = only_item(stack, NODE)
     assert [r["name"] for r in first["receivers"]] == ["team-a"] and first["owners"] == ["team-a"]
 
     kube.status = 403
     put_unhealthy(serve_as_eks(kube.url, self_signed()[1], name=EKS_CLUSTER, account=ACCOUNT, region=REGION),
                   status="Running")
-    invoke_evaluator(node_event(healthy=True))
-    resolved = only_item(stack)
+    invoke_evaluator(node_event(CLUSTER, NODE, healthy=True))
+    resolved = only_item(stack, NODE)
     assert resolved["reason"] == "resolved" and resolved.get("workload") is None
     assert sorted(r["name"] for r in resolved["receivers"]) == ["default", "team-a"]

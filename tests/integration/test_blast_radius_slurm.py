@@ -11,16 +11,21 @@ against botocore's SSM model. Nothing of the reader is mocked.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import boto3
 import pytest
 
 from hyperpod_guard.local import ssm_standin
 from hyperpod_guard.local.hyperpod_state import put_cluster
-from hyperpod_guard.local.provision import Resources, delivered
-from tests.conftest import ACCOUNT, EVENTS, REGION
-from tests.runtime_fixtures import invoke_evaluator, scenario, stack  # noqa: F401
+from hyperpod_guard.local.provision import Resources
+from tests.conftest import EVENTS, REGION
+from tests.runtime_fixtures import (  # noqa: F401 (stack: a fixture)
+    invoke_evaluator,
+    node_event,
+    only_item,
+    put_rules,
+    scenario,
+    stack,
+)
 
 #: [a-z0-9] only: the cluster's id (its ARN's last part; hyperpod_state.py's ARNs carry the name) goes into the
 #: HyperPod SSM target, whose id part is AWS's 12 lowercase letters or digits
@@ -55,34 +60,17 @@ def slurm_cluster(stack: Resources) -> None:  # noqa: F811
     ])
 
 
-def node_event() -> dict[str, Any]:
-    event, _ = scenario("unhealthy-node-no-repair")
-    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
-    event.update(account=ACCOUNT, region=REGION, resources=[arn], id="slurm-node")
-    event["detail"].update(ClusterName=CLUSTER, ClusterArn=arn, InstanceId=NODE)
-    return event
 
-
-def put_rules(rules: dict[str, Any]) -> None:
-    boto3.client("ssm").put_parameter(Name="/hyperpod-guard/rules/00", Type="String", Value=json.dumps(rules),
-                                      Overwrite=True)
-
-
-def only_item(resources: Resources) -> dict[str, Any]:
-    (message,) = delivered(resources)
-    items = [i for i in message["message"]["items"] if i["finding"]["node"] == NODE]
-    assert len(items) == 1, message
-    return items[0]
 
 
 def test_a_slurm_node_alert_says_which_jobs_run_on_the_node(stack: Resources) -> None:  # noqa: F811
     put_rules(WORKLOAD_ON)
     ssm_standin.put_output(TARGET, STDOUT)
 
-    answer, _, metrics = invoke_evaluator(node_event())
+    answer, _, metrics = invoke_evaluator(node_event(CLUSTER, NODE))
 
     assert answer["notifications"] == 1
-    workload = only_item(stack)["workload"]
+    workload = only_item(stack, NODE)["workload"]
     assert workload["unknown"] is None and workload["node"] == HOST
     assert [(j["name"], j["user"], j["account"], j["queue"], j["on_node"], j["total"]) for j in workload["jobs"]] == [
         ("llama-70b-pretrain (4211)", "alice", "research", "dev", 1, 16),
@@ -104,9 +92,9 @@ def test_routing_by_slurm_account_reaches_the_team(stack: Resources) -> None:  #
     ]}})
     ssm_standin.put_output(TARGET, STDOUT)
 
-    invoke_evaluator(node_event())
+    invoke_evaluator(node_event(CLUSTER, NODE))
 
-    assert [r["name"] for r in only_item(stack)["receivers"]] == ["team-research", "ml-oncall"]
+    assert [r["name"] for r in only_item(stack, NODE)["receivers"]] == ["team-research", "ml-oncall"]
 
 
 def test_a_failed_command_keeps_the_alert_and_says_why(stack: Resources) -> None:  # noqa: F811
@@ -115,10 +103,10 @@ def test_a_failed_command_keeps_the_alert_and_says_why(stack: Resources) -> None
     ssm_standin.put_output(TARGET, stderr="squeue: error: Unable to contact slurm controller (connect failure)",
                            status="Failed")
 
-    answer, _, metrics = invoke_evaluator(node_event())
+    answer, _, metrics = invoke_evaluator(node_event(CLUSTER, NODE))
 
     assert answer["notifications"] == 1  # the alert went out
-    item = only_item(stack)
+    item = only_item(stack, NODE)
     assert item["reason"] == "first" and item["finding"]["policy"] == "unhealthy-node"
     assert item["workload"]["jobs"] == []
     assert item["workload"]["unknown"] == (
@@ -130,10 +118,10 @@ def test_a_failed_command_keeps_the_alert_and_says_why(stack: Resources) -> None
 def test_no_running_controller_keeps_the_alert(stack: Resources) -> None:  # noqa: F811
     put_rules({**WORKLOAD_ON, "workload": [{**WORKLOAD_ON["workload"][0], "controller_group": "head-node"}]})
 
-    answer, _, _ = invoke_evaluator(node_event())
+    answer, _, _ = invoke_evaluator(node_event(CLUSTER, NODE))
 
     assert answer["notifications"] == 1
-    assert only_item(stack)["workload"]["unknown"] == "no running controller node in the group head-node"
+    assert only_item(stack, NODE)["workload"]["unknown"] == "no running controller node in the group head-node"
     assert ssm_standin.sent() == []
 
 
@@ -146,7 +134,7 @@ def test_a_grouped_flush_carries_the_workload_of_its_firing_node_items(stack: Re
     grouped = Grouped(stack, {**RULES, **WORKLOAD_ON})
     ssm_standin.put_output(TARGET, STDOUT)
 
-    grouped.event(node_event(), T0)
+    grouped.event(node_event(CLUSTER, NODE), T0)
     assert grouped.take() == [] and ssm_standin.sent() == []
     assert grouped.flush(T0 + WAIT + INTERVAL) == 1
 
