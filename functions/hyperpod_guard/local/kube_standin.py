@@ -194,12 +194,10 @@ def eks_token_problem(token: str) -> str | None:
     return None
 
 
-def self_signed() -> tuple[ssl.SSLContext, str]:
-    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and that certificate as an EKS
-    cluster's `certificateAuthority.data` (base64 of the PEM)."""
+def certificate() -> tuple[bytes, bytes]:
+    """A fresh self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM."""
     import datetime as dt
     import ipaddress
-    import tempfile
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -207,7 +205,7 @@ def self_signed() -> tuple[ssl.SSLContext, str]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _HOST)])
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
@@ -215,15 +213,23 @@ def self_signed() -> tuple[ssl.SSLContext, str]:
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(_HOST))]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM)
+    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def self_signed() -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and that certificate as an EKS
+    cluster's `certificateAuthority.data` (base64 of the PEM)."""
+    import tempfile
+
+    cert_pem, key_pem = certificate()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as folder:
         cert_path, key_path = Path(folder, "cert.pem"), Path(folder, "key.pem")
-        cert_path.write_bytes(pem)
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        cert_path.write_bytes(cert_pem)
+        key_path.write_bytes(key_pem)
         context.load_cert_chain(cert_path, key_path)
-    return context, base64.b64encode(pem).decode()
+    return context, base64.b64encode(cert_pem).decode()
 
 
 def serve_as_eks(endpoint: str, ca_data: str, *, name: str, account: str, region: str) -> str:
