@@ -321,10 +321,13 @@ def flush_group(runtime: Runtime, flush: FlushGroup, now: datetime, token: str) 
     rules = runtime.rules.load().rules.resolve(flush.cluster, state.tags, runtime.active_silences(now),
                                                where(runtime, flush.cluster, state.cluster_arn))
     committed = pipeline.flush_owed(runtime.ledger, flush.cluster, now, token, rules=rules)
+
+    def describe() -> ClusterSnapshot | None:  # for the workload read only, with its short timeouts
+        return ClusterReader(runtime.quick_client("sagemaker"), runtime.reader.elsewhere).describe(flush.cluster)
+
     notification = pipeline.compose(committed, {}, now, region=runtime.region, cluster_arn=state.cluster_arn,
                                     tags=state.tags, rules=rules,
-                                    workloads=_workloads(runtime, rules,
-                                                         lambda: runtime.reader.describe(flush.cluster)))
+                                    workloads=_workloads(runtime, rules, describe))
     outcome = pipeline.deliver(runtime.publisher, runtime.ledger, committed, notification, token, now)
     if notification is not None and any(item.reason is not Reason.RESOLVED
                                         and item.finding.severity is Severity.CRITICAL for item in notification.items):
