@@ -15,6 +15,18 @@ StackSet over an organization.
 An IAM role is global while the stack is per region: the role is created in one region of each account,
 `RoleRegion` (empty: every region, right when the account runs one spoke stack), and reads the clusters
 of every region of its account; the other regions' stacks forward events only.
+
+The blast radius (issue 23, infra/workload.py), opt-in per stack, i.e. per account and region: the hub reads a
+spoke cluster's workload as the spoke role, so each region's stack grants the role what the hub's own evaluating
+roles get at home, for its own region, from the same builders:
+- `WorkloadEksClusters=name1,name2` (up to MAX_WORKLOAD_EKS_CLUSTERS): eks:DescribeCluster on exactly those EKS
+  clusters and one access entry per cluster for the role (AmazonEKSViewPolicy, cluster scope);
+- `EnableWorkloadSlurm=true`: the Slurm read's SSM Run Command grants.
+The grants are inline policies named after the region, put on the role by name, so a region whose stack does not
+create the role grants it too (the role's stack, in RoleRegion, must be deployed first). A StackSet with
+service-managed permissions takes no transform (AWS::LanguageExtensions' Fn::ForEach included), so the per-cluster
+entries are a fixed number of slots, each under the condition that the list has that many names; the parameter's
+pattern refuses more names than slots.
 """
 
 from __future__ import annotations
@@ -26,13 +38,15 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import Acknowledgment, Aws, CfnCondition, CfnOutput, CfnParameter, Fn, Stack, Validations
+from aws_cdk import aws_eks as eks
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from hyperpod_guard import fleet
 
-from .config import EXTERNAL_ID_PATTERN, PREFIX_PATTERN, ROLE_NAME_PATTERN, Config
+from . import workload
+from .config import EKS_CLUSTER_NAME_PATTERN, EXTERNAL_ID_PATTERN, PREFIX_PATTERN, ROLE_NAME_PATTERN, Config
 from .evaluation import SAGEMAKER_FEATURE_READ, SAGEMAKER_PLAN_READ, SAGEMAKER_READ, SAGEMAKER_REMEDIATE
 from .ingestion import EVENT_PATTERN
 
@@ -42,6 +56,12 @@ STACKSET_TEMPLATE = "spoke-stackset.template.json"
 SPOKE_ID = "HyperPodGuardSpoke"
 #: the reads without resource-level permissions
 LIST_CLUSTERS = ("sagemaker:ListClusters",)
+#: the EKS clusters a spoke stack can give an access entry to (its region's); a StackSet takes no transform that
+#: would loop over the list, so each is a slot of its own in the template
+MAX_WORKLOAD_EKS_CLUSTERS = 10
+#: WorkloadEksClusters: empty, or 1..MAX_WORKLOAD_EKS_CLUSTERS comma-separated names (no spaces, no empty name)
+WORKLOAD_EKS_CLUSTERS_PATTERN = (f"({EKS_CLUSTER_NAME_PATTERN}(,{EKS_CLUSTER_NAME_PATTERN})"
+                                 f"{{0,{MAX_WORKLOAD_EKS_CLUSTERS - 1}}})?")
 
 
 class HyperPodGuardSpoke(Stack):
@@ -73,6 +93,16 @@ class HyperPodGuardSpoke(Stack):
             allowed_pattern=f"({fleet.REGION_NAME.pattern})?",
             description="the one region of each account whose stack creates the role (IAM is global); empty: "
                         "every region's, right with one spoke stack per account")
+        eks_clusters = CfnParameter(
+            self, "WorkloadEksClusters", default="", allowed_pattern=WORKLOAD_EKS_CLUSTERS_PATTERN,
+            constraint_description=f"empty, or up to {MAX_WORKLOAD_EKS_CLUSTERS} EKS cluster names, comma-separated "
+                                   "without spaces",
+            description="the EKS clusters of this account and region whose workload the hub may read (comma-separated "
+                        f"names, up to {MAX_WORKLOAD_EKS_CLUSTERS}): eks:DescribeCluster and an access entry with "
+                        "AmazonEKSViewPolicy for the role; empty: none")
+        slurm = CfnParameter(self, "EnableWorkloadSlurm", default="false", allowed_values=["true", "false"],
+                             description="true: the role may read the workload of this region's Slurm clusters "
+                                         "(SSM Run Command of AWS-RunShellScript)")
         self.remediation = CfnCondition(self, "RemediationEnabled",
                                         expression=Fn.condition_equals(remediation.value_as_string, "true"))
         self.creates_role = CfnCondition(self, "CreatesRole", expression=Fn.condition_or(
@@ -82,6 +112,8 @@ class HyperPodGuardSpoke(Stack):
         self.forwarder, self.rule = self._forward(config, hub_bus.value_as_string)
         self.role = self._role(hub_account.value_as_string, hub_prefix.value_as_string, external_id.value_as_string,
                                role_name.value_as_string)
+        self.access_entries = self._workload(eks_clusters.value_as_string, slurm.value_as_string,
+                                             role_name.value_as_string)
         output = CfnOutput(self, "SpokeRoleArn", value=self.role.attr_arn,
                            description="the role the hub assumes in this account")
         output.condition = self.creates_role
@@ -141,6 +173,45 @@ class HyperPodGuardSpoke(Stack):
         features.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
         return role
 
+    def _workload(self, eks_clusters: str, slurm: str, role_name: str) -> list[eks.CfnAccessEntry]:
+        """The role's grants for the hub's workload reads in this region (infra/workload.py's builders): policies
+        put on the role by name (its own here, or the one RoleRegion's stack made), the access entries naming it."""
+        # this stack's role where it makes one: CloudFormation then creates the grants after it
+        role = Fn.condition_if(self.creates_role.logical_id, self.role.ref, role_name).to_string()
+        role_arn = Fn.condition_if(self.creates_role.logical_id, self.role.attr_arn,
+                                   f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{role_name}").to_string()
+        # padded with empty names, so that Fn::Select finds every slot however few names are given
+        names = Fn.split(",", Fn.join("", [eks_clusters, "," * (MAX_WORKLOAD_EKS_CLUSTERS - 1)]))
+        self.workload_eks = CfnCondition(self, "WorkloadEks", expression=Fn.condition_not(
+            Fn.condition_equals(eks_clusters, "")))
+        self.workload_slurm = CfnCondition(self, "WorkloadSlurm", expression=Fn.condition_equals(slurm, "true"))
+        entries: list[eks.CfnAccessEntry] = []
+        arns: list[str] = []
+        for slot in range(1, MAX_WORKLOAD_EKS_CLUSTERS + 1):
+            name = Fn.select(slot - 1, names)
+            given = CfnCondition(self, f"WorkloadEksCluster{slot}",
+                                 expression=Fn.condition_not(Fn.condition_equals(name, "")))
+            arns.append(Fn.condition_if(given.logical_id, workload.eks_cluster_arn(name), Aws.NO_VALUE).to_string())
+            entry = workload.eks_access_entry(self, f"WorkloadEksAccessEntry{slot}", cluster_name=name,
+                                              principal_arn=role_arn)
+            entry.cfn_options.condition = given
+            entries.append(entry)
+        self._policy("HubReaderWorkloadEks", f"hyperpod-guard-workload-eks-{Aws.REGION}", role, self.workload_eks,
+                     [workload.eks_read_statement(arns)])
+        slurm_policy = self._policy("HubReaderWorkloadSlurm", f"hyperpod-guard-workload-slurm-{Aws.REGION}", role,
+                                    self.workload_slurm, workload.slurm_statements())
+        Validations.of(slurm_policy).acknowledge(Acknowledgment(id="AwsSolutions-IAM5[Resource::*]",
+                                                                reason=workload.SLURM_POLL_REASON))
+        return entries
+
+    def _policy(self, id: str, name: str, role: str, condition: CfnCondition,
+                statements: list[iam.PolicyStatement]) -> iam.CfnPolicy:
+        """An inline policy of the role, named after the region (one role serves every region's stack)."""
+        policy = iam.CfnPolicy(self, id, policy_name=name, roles=[role], policy_document={
+            "Version": "2012-10-17", "Statement": [statement.to_statement_json() for statement in statements]})
+        policy.cfn_options.condition = condition
+        return policy
+
     def _acknowledge(self) -> None:
         """cdk-nag findings we accept, each with its reason."""
         def ack(rule: str, reason: str) -> None:
@@ -153,6 +224,10 @@ class HyperPodGuardSpoke(Stack):
         ack("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:*:<AWS::AccountId>:training-plan/*]",
             "sagemaker:DescribeTrainingPlan only, for the plans the clusters' groups name, bought outside this "
             "stack: training plans of this account only, in every region the hub's fleet reads.")
+        ack("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:cluster/*]",
+            "ssm:SendCommand of AWS-RunShellScript only (EnableWorkloadSlurm): SSM authorises a command to a HyperPod "
+            "node on its cluster's ARN, which carries a generated id, not the name: clusters of this account and "
+            "region only.")
 
 
 def stackset_template(template: dict[str, Any]) -> dict[str, Any]:

@@ -70,6 +70,37 @@ def hyperpod_clusters_arn() -> str:
     return f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:cluster/*"
 
 
+# The grants, built here for the hub's evaluating roles and the spoke's role (infra/spoke.py) alike, so that the
+# two cannot drift apart.
+
+def eks_read_statement(cluster_arns: Sequence[str]) -> iam.PolicyStatement:
+    """eks:DescribeCluster on exactly these clusters (eks_cluster_arn)."""
+    return iam.PolicyStatement(actions=list(EKS_READ), resources=list(cluster_arns))
+
+
+def eks_access_entry(scope: Construct, id: str, *, cluster_name: str, principal_arn: str) -> eks.CfnAccessEntry:
+    """The principal's access entry on the cluster: read-only Kubernetes RBAC (the view policy) on the whole
+    cluster. EKS takes one entry per principal and cluster."""
+    return eks.CfnAccessEntry(
+        scope, id, cluster_name=cluster_name, principal_arn=principal_arn, type=ACCESS_ENTRY_TYPE,
+        access_policies=[eks.CfnAccessEntry.AccessPolicyProperty(
+            policy_arn=view_policy_arn(), access_scope=eks.CfnAccessEntry.AccessScopeProperty(type=ACCESS_SCOPE))],
+    )
+
+
+def slurm_statements() -> list[iam.PolicyStatement]:
+    """SendCommand of AWS-RunShellScript to this account's and region's HyperPod clusters; the command's result
+    polled and cancelled on "*" (SLURM_POLL). Fresh statements on each call: a policy freezes what it is given."""
+    return [iam.PolicyStatement(actions=list(SLURM_SEND), resources=[run_shell_script_arn(), hyperpod_clusters_arn()]),
+            iam.PolicyStatement(actions=list(SLURM_POLL), resources=["*"])]
+
+
+#: why SLURM_POLL on "*" is acceptable (cdk-nag AwsSolutions-IAM5)
+SLURM_POLL_REASON = ("ssm:GetCommandInvocation and ssm:CancelCommand have no resource-level permissions nor condition "
+                     "keys (a command id is no resource): any command of this account and region; the function calls "
+                     "them only with the id of the command it sent.")
+
+
 class Workload(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, evaluating: Sequence[lambda_.Function]):
         """`evaluating`: the functions that evaluate clusters (the evaluator and the worker)."""
@@ -87,29 +118,18 @@ class Workload(Construct):
         """eks:DescribeCluster on exactly the listed clusters, and one access entry per cluster and role (EKS
         takes one entry per principal and cluster) with the view policy on the whole cluster."""
         for function in evaluating:
-            function.add_to_role_policy(iam.PolicyStatement(
-                actions=list(EKS_READ), resources=[eks_cluster_arn(name) for name in clusters]))
+            function.add_to_role_policy(eks_read_statement([eks_cluster_arn(name) for name in clusters]))
             role = _role(function)
             for name in clusters:
-                self.access_entries.append(eks.CfnAccessEntry(
-                    self, f"{name}-{function.node.id}", cluster_name=name, principal_arn=role.role_arn,
-                    type=ACCESS_ENTRY_TYPE,
-                    access_policies=[eks.CfnAccessEntry.AccessPolicyProperty(
-                        policy_arn=view_policy_arn(),
-                        access_scope=eks.CfnAccessEntry.AccessScopeProperty(type=ACCESS_SCOPE))],
-                ))
+                self.access_entries.append(eks_access_entry(
+                    self, f"{name}-{function.node.id}", cluster_name=name, principal_arn=role.role_arn))
 
     def _slurm(self, evaluating: Sequence[lambda_.Function]) -> None:
         for function in evaluating:
-            function.add_to_role_policy(iam.PolicyStatement(
-                actions=list(SLURM_SEND), resources=[run_shell_script_arn(), hyperpod_clusters_arn()]))
-            function.add_to_role_policy(iam.PolicyStatement(actions=list(SLURM_POLL), resources=["*"]))
+            for statement in slurm_statements():
+                function.add_to_role_policy(statement)
             Validations.of(_role(function)).acknowledge(Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="ssm:GetCommandInvocation and ssm:CancelCommand have no resource-level permissions nor "
-                       "condition keys (a command id is no resource): any command of this account and region; the "
-                       "function calls them only with the id of the command it sent.",
-            ))
+                id="AwsSolutions-IAM5[Resource::*]", reason=SLURM_POLL_REASON))
 
     def _vpc(self, config: Config, evaluating: Sequence[lambda_.Function]) -> None:
         """The functions in the given subnets with the given security groups: set on the CloudFormation function,
