@@ -10,6 +10,7 @@ the Kubernetes reads all run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,7 +124,11 @@ def test_routing_by_owner(stack: Resources, kube: KubeStandin) -> None:  # noqa:
         {"match": {"severity": ["critical"]}, "receivers": ["ml-oncall"]},
     ]}})
     invoke_evaluator(node_event(CLUSTER, NODE))
-    assert [r["name"] for r in only_item(stack, NODE)["receivers"]] == ["team-a", "ml-oncall"]
+    (message,) = delivered(stack)
+    (item,) = message["message"]["items"]
+    assert [r["name"] for r in item["receivers"]] == ["team-a", "ml-oncall"]
+    # an email or Chatbot subscription filtering on the `receivers` attribute follows the owner route too
+    assert json.loads(message["attributes"]["receivers"]) == ["ml-oncall", "team-a"]
 
 
 def test_the_resolved_reads_nothing(stack: Resources, kube: KubeStandin) -> None:  # noqa: F811
