@@ -80,7 +80,11 @@ def _covers(earlier: RouteMatch, later: RouteMatch) -> bool:
             and earlier.account in ("*", later.account) and earlier.region in ("*", later.region)
             # "**" does not match an alert without an instance group; only "*" does (glob_match)
             and earlier.instance_group in ("*", later.instance_group)
-            and earlier.tags.items() <= later.tags.items())
+            and earlier.tags.items() <= later.tags.items()
+            # owner matchers: some job on the node must match them all, so a narrower owner is covered only by
+            # the same owner or by none
+            and earlier.namespace in ("*", later.namespace) and earlier.slurm_account in ("*", later.slurm_account)
+            and earlier.workload_labels.items() <= later.workload_labels.items())
 
 
 def routing_warnings(routing: Routing) -> list[RulesWarning]:

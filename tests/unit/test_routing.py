@@ -256,6 +256,21 @@ def test_routes_that_never_match_are_warned_of(routes, shadowed):
     assert [w for w in rules_warnings(rules, NOW) if w.path.startswith("$.routing")] == warnings
 
 
+def test_an_owner_route_shadows_only_routes_of_the_same_owner():
+    """Routes by owner: another namespace (or account) is not shadowed; the same owner, or a narrower one (more
+    labels), is; a route without owner matchers is shadowed by none of them."""
+    routes = [{"match": {"namespace": "team-a"}, "receivers": ["a"]},
+              {"match": {"namespace": "team-b"}, "receivers": ["b"]},
+              {"match": {"slurm_account": "research"}, "receivers": ["c"]},
+              {"match": {"namespace": "team-a", "workload_labels": {"app": "x"}}, "receivers": ["d"]},
+              {"match": {"workload_labels": {"app": "x"}}, "receivers": ["e"]},
+              {"match": {"namespace": "team-b", "workload_labels": {"app": "x"}}, "receivers": ["f"]},
+              {"match": {"severity": ["critical"]}, "receivers": ["g"]}]
+    rules = load_rules(routing_doc(routes=routes))
+    assert [(w.path, w.message.split(" (")[0]) for w in routing_warnings(rules.routing)] == [
+        ("$.routing.routes[3]", "never matches: route #0"), ("$.routing.routes[5]", "never matches: route #1")]
+
+
 def test_each_named_receiver_gets_a_note_about_its_secret_once():
     rules = load_rules(routing_doc(routes=ROUTES, default=["default", "catch-all"]))
     notes = routing_notes(rules.routing)
