@@ -37,7 +37,6 @@ from datetime import datetime
 from typing import Any
 
 from ..workload import words
-from ..workload.model import Workload
 from . import evidence
 from .email import acknowledged_line, approval_line
 from .evidence import ItemView, NotificationView, value
@@ -147,16 +146,10 @@ def _item_lines(item: ItemView, now: datetime | None) -> list[str]:
     return lines
 
 
-def _workload(item: ItemView) -> Workload | None:
-    """A firing item's workload; None for a resolved one (evidence.ItemView does not declare it yet)."""
-    workload: Workload | None = getattr(item, "workload", None)
-    return workload if item.status == "firing" else None
-
-
 def workload_text(item: ItemView) -> str:
     """The "Workload" part of a firing finding (words.py), at most WORKLOAD_LIMIT; "" without one. Its hint
     is a next step (next_steps)."""
-    workload = _workload(item)
+    workload = evidence.firing_workload(item)
     if workload is None:
         return ""
     jobs = WORKLOAD_JOBS
@@ -220,7 +213,7 @@ def next_steps(notification: NotificationView) -> list[str]:
         steps.append("Nothing to do: this is a test notification")
     for item in evidence.ordered(() if notification.test else notification.firing):
         step = _text(item.next_step, NEXT_STEP_LIMIT) if item.next_step else ""
-        workload = _workload(item)
+        workload = evidence.firing_workload(item)
         hint = words.hint(workload) if workload is not None else None
         for line in (step, _text(hint, NEXT_STEP_LIMIT) if hint else ""):  # the hint right after its next step
             if line and line not in steps:

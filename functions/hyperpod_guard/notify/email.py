@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from ..workload import words
-from ..workload.model import Workload
 from . import evidence
 from .evidence import ItemView, NotificationView, value
 
@@ -100,9 +99,8 @@ def _firing_lines(item: ItemView, now: datetime | None) -> list[str]:
 
 def workload_lines(item: ItemView) -> list[str]:
     """A firing item's workload (words.py): the hint under the next step, then one line per job."""
-    # read with getattr: evidence.ItemView does not declare the workload (issue 23) yet
-    workload: Workload | None = getattr(item, "workload", None)
-    if workload is None or item.status != "firing":
+    workload = evidence.firing_workload(item)
+    if workload is None:
         return []
     hint = words.hint(workload)
     lines = _wrap(f"Hint: {hint}", "  ") if hint else []

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ..findings import FindingFields
 from ..fleet import name_of
 from ..timeutil import format_duration
+from ..workload.model import Workload
 
 #: one value (a failure message, a recommendation) before it is cut
 VALUE_LIMIT = 300
@@ -67,8 +68,15 @@ class ItemView(Protocol):
     def next_step(self) -> str | None: ...
     @property
     def runbook_url(self) -> str | None: ...
+    @property
+    def workload(self) -> Workload | None: ...
 
     def lasted(self, at: datetime | None) -> timedelta | None: ...
+
+
+def firing_workload(item: ItemView) -> Workload | None:
+    """What runs on a firing item's node (issue 23), as every channel shows it; None for a resolved item."""
+    return item.workload if item.status == "firing" else None
 
 
 class NotificationView(Protocol):

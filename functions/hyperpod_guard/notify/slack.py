@@ -230,8 +230,8 @@ def _next_lines(item: NotificationItem) -> list[str]:
 def workload_lines(item: NotificationItem, jobs: int = WORKLOAD_JOBS) -> list[str]:
     """A firing item's workload (words.py): the hint (read with the next step, just above it), then the
     "Workload" section; none for a resolved item or one without a workload."""
-    workload = item.workload
-    if workload is None or item.status != "firing":
+    workload = evidence.firing_workload(item)
+    if workload is None:
         return []
     hint = words.hint(workload)
     lines = [f"💡 {_text(hint, words.HINT_LIMIT)}"] if hint else []
