@@ -152,14 +152,12 @@ def workload_text(item: ItemView) -> str:
     workload = evidence.firing_workload(item)
     if workload is None:
         return ""
-    jobs = WORKLOAD_JOBS
-    while True:  # fewer jobs listed (the rest counted) while the part does not fit
-        lines = [f"*Workload* on {_code(workload.node, 80)}"]
-        lines += [f"• {_text(line, words.LINE_LIMIT)}" for line in words.lines(workload, jobs)]
-        text = "\n".join(lines)
-        if len(text) <= WORKLOAD_LIMIT or jobs == 1:
-            return evidence.clip(text, WORKLOAD_LIMIT)
-        jobs -= 1
+
+    def listing(jobs: int) -> str:
+        return "\n".join([f"*Workload* on {_code(workload.node, 80)}",
+                          *(f"• {_text(line, words.LINE_LIMIT)}" for line in words.lines(workload, jobs))])
+
+    return evidence.clip(words.fitting(listing, WORKLOAD_JOBS, WORKLOAD_LIMIT), WORKLOAD_LIMIT)
 
 
 def _block(item: ItemView, now: datetime | None, limit: int | None = None) -> str:

@@ -244,10 +244,7 @@ def _with_workload(item: NotificationItem, lines: list[str], head: list[str], jo
     """`lines`, then `head` (the next step) and the workload, in at most `limit`: the tail kept whole within
     WORKLOAD_TEXT_LIMIT (fewer jobs listed, the rest counted, while it does not fit), the lines above it cut to
     make room."""
-    tail = "\n".join([*head, *workload_lines(item, jobs)])
-    while len(tail) > WORKLOAD_TEXT_LIMIT and jobs > 1:
-        jobs -= 1
-        tail = "\n".join([*head, *workload_lines(item, jobs)])
+    tail = words.fitting(lambda listed: "\n".join([*head, *workload_lines(item, listed)]), jobs, WORKLOAD_TEXT_LIMIT)
     end = _cut(tail, WORKLOAD_TEXT_LIMIT)
     return _cut("\n".join(lines), limit - len(end) - 1) + "\n" + end
 

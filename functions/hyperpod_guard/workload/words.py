@@ -10,7 +10,7 @@ never guessed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .model import Job, Workload
 
@@ -161,6 +161,16 @@ def _slurm_hint(jobs: list[Job], node_state: str | None) -> str:
     lead = f"Slurm has the node {name(state, 20)}: " if state.startswith(_SLURM_OUT) else ""
     return (f"{lead}{who} {verb} only if started with srun --auto-resume=1; "
             f"otherwise requeue {'it' if len(jobs) == 1 else 'them'} ({requeue}) once the node is replaced")
+
+
+def fitting(render: Callable[[int], str], jobs: int, limit: int) -> str:
+    """`render(n)` (a workload listing n jobs, the rest counted) with the most jobs, `jobs` at most, that fits
+    `limit` characters; listing one job if none does (the caller cuts it)."""
+    text = render(jobs)
+    while len(text) > limit and jobs > 1:
+        jobs -= 1
+        text = render(jobs)
+    return text
 
 
 def lines(workload: Workload, limit: int = 5) -> list[str]:
